@@ -1,0 +1,41 @@
+# Two commands do all the set-up on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
+
+.PHONY: install install-test run test migrate seed clean lint
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $(STAMP)
+
+$(TEST_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP) $(TEST_STAMP)
+
+install: $(STAMP)
+
+install-test: $(TEST_STAMP)
+
+migrate: install
+	$(BIN)/sigmachat db upgrade
+
+seed: migrate
+	$(BIN)/sigmachat seed
+
+# `serve` applies migrations and seeds the demo data on first run by itself.
+run: install
+	$(BIN)/sigmachat serve
+
+test: install-test
+	# exit code 5 means "no tests selected" (e.g. a -k filter): not a failure of the suite.
+	$(BIN)/python -m pytest $(PYTEST_ARGS) || [ $$? -eq 5 ]
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

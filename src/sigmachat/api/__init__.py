@@ -1,0 +1,1 @@
+"""HTTP edge: the FastAPI app, middleware, error mapping and thin routes over services."""

@@ -1,0 +1,46 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from sigmachat import __version__
+from sigmachat.api.errors import install_error_handlers
+from sigmachat.api.middleware import RequestIdMiddleware
+from sigmachat.api.routes import auth, health, portfolios
+from sigmachat.bootstrap import prepare_database
+from sigmachat.logging import configure_logging, get_logger
+from sigmachat.services import Services
+from sigmachat.settings import Settings, get_settings
+
+log = get_logger("sigmachat.app")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings.log_level, json=settings.log_json)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        services = Services.build(settings)
+        app.state.services = services
+        await prepare_database(services)
+        log.info("startup", database=settings.database_url.split("://", 1)[0], as_of=str(settings.as_of_date))
+        try:
+            yield
+        finally:
+            await services.aclose()
+
+    app = FastAPI(
+        title="SigmaSight Chat",
+        version=__version__,
+        description="The AI analyst chat of the SigmaSight portfolio-analytics product.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.add_middleware(RequestIdMiddleware)
+    for module in (health, auth, portfolios):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,76 @@
+"""Maps every failure to the JSON error taxonomy once, at the HTTP edge. No stack traces leak."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from sigmachat.errors import AppError
+from sigmachat.logging import get_logger
+
+log = get_logger("sigmachat.errors")
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "not_authenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    410: "gone",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "rate_limited",
+}
+
+
+def _request_id(request: Request) -> str | None:
+    return request.scope.get("state", {}).get("request_id")
+
+
+def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    # Only location, message and type: the raw input may be huge or sensitive (passwords).
+    out = []
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ())]
+        out.append({"loc": loc, "field": ".".join(loc[1:]) or loc[0] if loc else "", "message": err.get("msg", ""), "type": err.get("type", "")})
+    return out
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AppError)
+    async def _app_error(request: Request, exc: AppError) -> JSONResponse:
+        return JSONResponse(exc.to_body(_request_id(request)), status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        details = _field_errors(exc)
+        summary = "; ".join(f"{d['field'] or 'body'}: {d['message']}" for d in details[:5])
+        body = {"error": {"code": "validation_error", "message": f"Invalid request: {summary}", "details": details}}
+        if rid := _request_id(request):
+            body["error"]["request_id"] = rid
+        return JSONResponse(body, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, "error")
+        message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+        if exc.status_code == 404 and message == "Not Found":
+            message = "Not found."
+        body = {"error": {"code": code, "message": message}}
+        if rid := _request_id(request):
+            body["error"]["request_id"] = rid
+        return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled_error", path=request.url.path)
+        body = {"error": {"code": "internal_error", "message": "Something went wrong on our side."}}
+        if rid := _request_id(request):
+            body["error"]["request_id"] = rid
+        return JSONResponse(body, status_code=500)

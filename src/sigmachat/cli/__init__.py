@@ -1,0 +1,1 @@
+"""The ``sigmachat`` command line (Typer)."""

@@ -1,0 +1,149 @@
+"""``sigmachat``: serve, seed, db upgrade, data import-prices, users create, ..."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from sigmachat.settings import get_settings
+
+app = typer.Typer(help="SigmaSight Chat: the AI analyst chat of SigmaSight.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+data_app = typer.Typer(help="Market data.", no_args_is_help=True)
+users_app = typer.Typer(help="User accounts.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(data_app, name="data")
+app.add_typer(users_app, name="users")
+console = Console()
+err = Console(stderr=True)
+
+
+def _services():
+    from sigmachat.logging import configure_logging
+    from sigmachat.services import Services
+
+    settings = get_settings()
+    configure_logging("WARNING", json=settings.log_json)
+    return Services.build(settings)
+
+
+@app.command()
+def serve(
+    host: str = typer.Option(None, help="Bind address (default from SIGMACHAT_HOST)."),
+    port: int = typer.Option(None, help="Port (default from SIGMACHAT_PORT)."),
+) -> None:
+    """Serve the app (applies migrations and seeds demo data on first run)."""
+    import uvicorn
+
+    from sigmachat.api.app import create_app
+
+    settings = get_settings()
+    host = host or settings.host
+    port = port or settings.port
+    console.print(f"[bold]SigmaSight Chat[/] on http://{host}:{port}  (database: {settings.database_url})")
+    uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)
+
+
+@app.command()
+def seed() -> None:
+    """Seed the demo users, portfolios and prices (idempotent)."""
+    from sigmachat.db.migrate import upgrade
+    from sigmachat.demo.seed import seed_demo
+
+    async def _run():
+        services = _services()
+        try:
+            await upgrade(services.db.engine)
+            async with services.db.session() as session:
+                return await seed_demo(session, services.settings)
+        finally:
+            await services.aclose()
+
+    report = asyncio.run(_run())
+    if report.changed:
+        console.print(
+            f"Seeded: {report.users_created} users, {report.portfolios_created} portfolios, "
+            f"{report.positions_created} positions, {report.price_rows_written} demo price rows."
+        )
+    else:
+        console.print("Demo data already present: nothing changed.")
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = typer.Argument("head")) -> None:
+    """Apply Alembic migrations."""
+    from sigmachat.db.migrate import current_revision, upgrade
+
+    async def _run():
+        services = _services()
+        try:
+            await upgrade(services.db.engine, revision)
+            return await current_revision(services.db.engine)
+        finally:
+            await services.aclose()
+
+    console.print(f"Database at revision {asyncio.run(_run())}.")
+
+
+@data_app.command("import-prices")
+def import_prices(file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True)) -> None:
+    """Load real daily closes from a CSV (symbol,date,close); they take precedence over demo prices."""
+    from sigmachat.db.migrate import upgrade
+    from sigmachat.market.prices import PriceImportError, import_csv
+
+    async def _run():
+        services = _services()
+        try:
+            await upgrade(services.db.engine)
+            async with services.db.session() as session:
+                result = await import_csv(session, file)
+                await session.commit()
+                return result
+        finally:
+            await services.aclose()
+
+    try:
+        result = asyncio.run(_run())
+    except PriceImportError as exc:
+        err.print(f"[red]Import failed:[/] {exc}. Nothing was imported.")
+        raise typer.Exit(2) from exc
+    console.print(
+        f"Imported {result.rows} closes for {result.symbols} symbols "
+        f"({result.first_date} to {result.last_date})."
+    )
+
+
+@users_app.command("create")
+def users_create(
+    email: str = typer.Option(..., help="Login email."),
+    name: str = typer.Option("", help="Full name."),
+    password: str = typer.Option(..., prompt=True, hide_input=True, confirmation_prompt=True),
+    admin: bool = typer.Option(False, "--admin", help="Give the operator (admin) role."),
+) -> None:
+    """Create a user account."""
+    from sigmachat.auth.service import create_user
+    from sigmachat.db.migrate import upgrade
+    from sigmachat.errors import AppError
+
+    async def _run():
+        services = _services()
+        try:
+            await upgrade(services.db.engine)
+            async with services.db.session() as session:
+                return await create_user(session, email, name, password, "admin" if admin else "user")
+        finally:
+            await services.aclose()
+
+    try:
+        user = asyncio.run(_run())
+    except AppError as exc:
+        err.print(f"[red]Could not create user:[/] {exc.message}")
+        raise typer.Exit(2) from exc
+    console.print(f"Created {user.role} {user.email} (id {user.id}).")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,1 @@
+"""Data layer: SQLAlchemy 2 async ORM models, engine/session factory and Alembic migrations."""

@@ -1,0 +1,126 @@
+"""ORM models. Portable types only: the same schema runs on SQLite and PostgreSQL (asyncpg)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from sqlalchemy import (
+    JSON,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# Deterministic constraint names so Alembic migrations are stable across databases.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dt.datetime: DateTime(timezone=True), dict: JSON}
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    email: Mapped[str] = mapped_column(String(320), unique=True, index=True)
+    full_name: Mapped[str] = mapped_column(String(200), default="")
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16), default="user")  # user | admin
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    portfolios: Mapped[list[Portfolio]] = relationship(back_populates="owner")
+
+
+class Portfolio(Base):
+    __tablename__ = "portfolios"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    equity_balance: Mapped[float] = mapped_column(Float, default=0.0)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    owner: Mapped[User] = relationship(back_populates="portfolios")
+    positions: Mapped[list[Position]] = relationship(
+        back_populates="portfolio", cascade="all, delete-orphan", order_by="Position.symbol"
+    )
+
+    __table_args__ = (UniqueConstraint("owner_id", "name", name="uq_portfolios_owner_name"),)
+
+
+class Position(Base):
+    """One lot. A symbol held in several lots has several rows; analytics aggregate by symbol."""
+
+    __tablename__ = "positions"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    portfolio_id: Mapped[str] = mapped_column(
+        ForeignKey("portfolios.id", ondelete="CASCADE"), index=True
+    )
+    symbol: Mapped[str] = mapped_column(String(40), index=True)
+    quantity: Mapped[float] = mapped_column(Float)  # signed: negative means short
+    entry_price: Mapped[float] = mapped_column(Float, default=0.0)
+    entry_date: Mapped[dt.date] = mapped_column(Date)
+    exit_date: Mapped[dt.date | None] = mapped_column(Date, nullable=True)  # closed lots
+    asset_class: Mapped[str] = mapped_column(String(16))  # PUBLIC | OPTIONS | PRIVATE
+    underlying: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    strike: Mapped[float | None] = mapped_column(Float, nullable=True)
+    expiry: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+    option_type: Mapped[str | None] = mapped_column(String(1), nullable=True)  # C | P
+    seed_key: Mapped[str | None] = mapped_column(String(80), nullable=True)  # idempotent seeding
+
+    portfolio: Mapped[Portfolio] = relationship(back_populates="positions")
+
+    __table_args__ = (UniqueConstraint("portfolio_id", "seed_key", name="uq_positions_seed_key"),)
+
+
+class DailyPrice(Base):
+    """Daily closes. source='demo' from the generator, 'import' from a CSV; imports win."""
+
+    __tablename__ = "daily_prices"
+
+    symbol: Mapped[str] = mapped_column(String(40), primary_key=True)
+    date: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    source: Mapped[str] = mapped_column(String(16), primary_key=True)
+    close: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (Index("ix_daily_prices_date", "date"),)
+
+
+class AppState(Base):
+    """Small key/value facts about the installation (price data version, seed marker)."""
+
+    __tablename__ = "app_state"
+
+    key: Mapped[str] = mapped_column(String(80), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+__all__ = ["AppState", "Base", "DailyPrice", "Integer", "Portfolio", "Position", "User", "new_id", "utcnow"]

@@ -1,0 +1,62 @@
+"""Async engine and session factory built from settings."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from sigmachat.settings import Settings
+
+
+def create_engine(settings: Settings) -> AsyncEngine:
+    url = settings.database_url
+    kwargs: dict = {"pool_pre_ping": True}
+    if url.startswith("sqlite"):
+        _ensure_sqlite_dir(url)
+        kwargs = {"connect_args": {"timeout": 30}}
+    engine = create_async_engine(url, **kwargs)
+    if url.startswith("sqlite"):
+        _configure_sqlite(engine)
+    return engine
+
+
+def _ensure_sqlite_dir(url: str) -> None:
+    path = url.split(":///", 1)[-1]
+    if path and path != ":memory:" and not path.startswith("file:"):
+        Path(path).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    # WAL lets readers proceed while a run is being persisted; foreign keys are off by default.
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_conn, _record):  # pragma: no cover - trivial
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+
+def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+class Database:
+    """Owns the engine and session factory for one process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine = create_engine(settings)
+        self.sessionmaker = create_sessionmaker(self.engine)
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        async with self.sessionmaker() as session:
+            yield session
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()

@@ -1,0 +1,1 @@
+"""Market data: the security master, the demo price generator, price storage and CSV import."""

@@ -1,0 +1,1 @@
+"""Portfolios: ownership-scoped access and valuation of positions."""

@@ -1,0 +1,48 @@
+"""Portfolio access scoped to the authenticated user, and valuation at the configured as-of date."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from sigmachat.db.models import Portfolio, Position
+from sigmachat.errors import NotFound
+from sigmachat.market.prices import latest_closes
+from sigmachat.market.security_master import load_security_master
+from sigmachat.portfolio.valuation import PortfolioValuation, value_portfolio
+
+
+async def list_owned_portfolios(session: AsyncSession, user_id: str) -> list[Portfolio]:
+    stmt = (
+        select(Portfolio)
+        .where(Portfolio.owner_id == user_id)
+        .options(selectinload(Portfolio.positions))
+        .order_by(Portfolio.created_at, Portfolio.name)
+    )
+    return list((await session.execute(stmt)).scalars())
+
+
+async def get_owned_portfolio(session: AsyncSession, user_id: str, portfolio_id: str) -> Portfolio:
+    """The caller's portfolio; another user's id raises NotFound exactly like an unknown id."""
+    stmt = (
+        select(Portfolio)
+        .where(Portfolio.id == portfolio_id, Portfolio.owner_id == user_id)
+        .options(selectinload(Portfolio.positions))
+    )
+    portfolio = (await session.execute(stmt)).scalar_one_or_none()
+    if portfolio is None:
+        raise NotFound("Portfolio not found.")
+    return portfolio
+
+
+async def value_owned_portfolio(
+    session: AsyncSession, portfolio: Portfolio, as_of: dt.date, *, include_closed: bool = False
+) -> PortfolioValuation:
+    positions: list[Position] = list(portfolio.positions)
+    closes = await latest_closes(session, {p.symbol for p in positions}, until=as_of)
+    return value_portfolio(
+        portfolio, positions, closes, load_security_master(), as_of, include_closed=include_closed
+    )

@@ -1,0 +1,103 @@
+"""The one settings object. Every configurable value lives here (env prefix ``SIGMACHAT_``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SIGMACHAT_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    # --- service ---
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    var_dir: Path = Path("./var")
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    # --- database ---
+    database_url: str = "sqlite+aiosqlite:///./var/sigmachat.db"
+    auto_migrate: bool = True  # apply Alembic migrations when the app starts
+    auto_seed: bool = True  # seed the demo users, portfolios and prices on first start
+
+    # --- auth ---
+    jwt_secret: SecretStr | None = None  # generated once into var/jwt_secret when unset
+    jwt_algorithm: str = "HS256"
+    token_ttl_minutes: int = Field(default=60 * 12, ge=1)
+    cookie_name: str = "auth_token"
+    cookie_secure: bool = False  # set true behind https
+    cookie_samesite: str = "lax"
+    # Origins allowed to send cookie-authenticated state-changing requests (CSRF check).
+    allowed_origins: list[str] = ["http://127.0.0.1:8000", "http://localhost:8000"]
+
+    # --- demo data ---
+    as_of_date: dt.date = dt.date(2025, 7, 11)
+    price_seed: int = 20250630
+    price_history_days: int = Field(default=504, ge=400, le=2000)
+
+    # --- model / OpenAI (used by the chat engines) ---
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = None
+    openai_timeout_s: float = Field(default=60.0, gt=0)
+    openai_connect_timeout_s: float = Field(default=10.0, gt=0)
+    model: str = "gpt-4.1-mini"
+    fallback_model: str | None = "gpt-4.1-nano"
+    offline_model_name: str = "sigmasight-offline-analyst"
+
+    # --- tools ---
+    tool_max_chars_portfolio: int = Field(default=15_000, ge=500)
+    tool_max_chars_default: int = Field(default=10_000, ge=500)
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip().startswith("["):
+            return [o.strip() for o in value.split(",") if o.strip()]
+        return value
+
+    @property
+    def sync_database_url(self) -> str:
+        return self.database_url
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def ensure_var_dir(self) -> Path:
+        self.var_dir.mkdir(parents=True, exist_ok=True)
+        return self.var_dir
+
+    def resolved_jwt_secret(self) -> str:
+        """The JWT signing secret: configured, or generated once and kept under var/ (0600)."""
+        if self.jwt_secret is not None and self.jwt_secret.get_secret_value():
+            return self.jwt_secret.get_secret_value()
+        path = self.ensure_var_dir() / "jwt_secret"
+        if path.exists():
+            return path.read_text().strip()
+        secret = secrets.token_urlsafe(48)
+        # O_EXCL so two processes starting together cannot both write a different secret.
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return path.read_text().strip()
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secret)
+        os.chmod(path, 0o600)
+        return secret
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
