@@ -138,6 +138,9 @@ class DemoPriceGenerator:
             systematic_var += 0.12**2
         # Idiosyncratic part tops the total up to the asset's target volatility.
         idio_vol = math.sqrt(max(vol**2 - systematic_var, (0.1 * vol) ** 2 + 1e-8))
+        if sec.asset_type in ("etf", "mutual_fund") and sec.sector != "Commodities":
+            # A fund holds hundreds of names: little idiosyncratic risk is left.
+            idio_vol = min(idio_vol, 0.03)
         scale = self.vol_mult if sec.asset_type != "private" else 1.0
         r = r + rng.normal(0.0, idio_vol * daily, self.n) * scale
         if sec.asset_type == "private":
