@@ -56,6 +56,22 @@ class Settings(BaseSettings):
     fallback_model: str | None = "gpt-4.1-nano"
     offline_model_name: str = "sigmasight-offline-analyst"
 
+    # --- engines ---
+    max_tool_iterations: int = Field(default=6, ge=1, le=50)
+    retry_max_attempts: int = Field(default=3, ge=1, le=10)  # attempts per model call, first included
+    retry_base_delay_ms: int = Field(default=500, ge=0)
+    retry_max_delay_ms: int = Field(default=8000, ge=0)
+    responses_previous_response_id: bool = False  # only honoured when the upstream is OpenAI
+    history_max_messages: int = Field(default=40, ge=2)
+
+    # --- runs and streaming ---
+    cancel_grace_s: float = Field(default=5.0, gt=0)  # how long cancel waits for tools in flight
+    shutdown_grace_s: float = Field(default=20.0, ge=0)
+    run_log_ttl_s: float = Field(default=600.0, gt=0)  # finished runs stay resumable this long
+    sse_heartbeat_s: float = Field(default=15.0, gt=0)
+    legacy_disconnect: str = Field(default="continue", pattern="^(continue|cancel)$")
+    chatkit_disconnect: str = Field(default="cancel", pattern="^(continue|cancel)$")
+
     # --- tools ---
     tool_max_chars_portfolio: int = Field(default=15_000, ge=500)
     tool_max_chars_default: int = Field(default=10_000, ge=500)

@@ -123,4 +123,64 @@ class AppState(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
-__all__ = ["AppState", "Base", "DailyPrice", "Integer", "Portfolio", "Position", "User", "new_id", "utcnow"]
+def prefixed_id(prefix: str) -> str:
+    """ChatKit-style ids (thr_, msg_, ...) shared by both chat paths: one history, one id scheme."""
+    return f"{prefix}_{uuid.uuid4().hex[:16]}"
+
+
+class Conversation(Base):
+    """A conversation of the Responses path is a ChatKit thread: the same row serves both."""
+
+    __tablename__ = "conversations"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=lambda: prefixed_id("thr"))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    portfolio_id: Mapped[str | None] = mapped_column(
+        ForeignKey("portfolios.id", ondelete="SET NULL"), nullable=True
+    )
+    title: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    status: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # ChatKit thread status
+    metadata_: Mapped[dict] = mapped_column("metadata", JSON, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("ix_conversations_user_created", "user_id", "created_at", "id"),)
+
+
+class Message(Base):
+    """One item of a conversation (ChatKit: a thread item).
+
+    ``role``/``content``/``tool_calls`` serve the Responses path and its history API;
+    ``item_type``/``payload`` keep the exact ChatKit item so it round-trips losslessly.
+    """
+
+    __tablename__ = "messages"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=lambda: prefixed_id("msg"))
+    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    item_type: Mapped[str] = mapped_column(String(40), default="message")  # ChatKit item type
+    role: Mapped[str | None] = mapped_column(String(16), nullable=True)  # user | assistant
+    content: Mapped[str] = mapped_column(Text, default="")
+    tool_calls: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="complete")
+    model: Mapped[str | None] = mapped_column(String(120), nullable=True)
+    engine: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    run_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    usage: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    first_token_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    latency_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    error: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    client_message_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    payload: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # exact ChatKit item JSON
+    feedback: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    offline: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        Index("ix_messages_conversation_created", "conversation_id", "created_at", "id"),
+        UniqueConstraint("conversation_id", "client_message_id", name="uq_messages_client_message_id"),
+    )
+
+
+__all__ = ["AppState", "Base", "Conversation", "Message", "prefixed_id", "DailyPrice", "Integer", "Portfolio", "Position", "User", "new_id", "utcnow"]

@@ -1,0 +1,1 @@
+"""The agent: typed agent events (the narrow waist), instructions, run error taxonomy."""

@@ -1,0 +1,152 @@
+"""Agent events: the one typed stream every engine produces and every consumer reads.
+
+Engines (Responses, Agents SDK) translate provider streams into these events; protocol
+encoders (legacy SSE, ChatKit), persistence and telemetry read only these. Every event
+carries the run id, a gap-free per-run sequence number (1, 2, 3, ...) and a timestamp (ms).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Usage(BaseModel):
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            cached_tokens=self.cached_tokens + other.cached_tokens,
+            reasoning_tokens=self.reasoning_tokens + other.reasoning_tokens,
+        )
+
+
+class ToolCallRecord(BaseModel):
+    """What a finished run remembers of one tool call (persisted with the assistant message)."""
+
+    call_id: str
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    summary: str = ""
+    ok: bool = True
+    duration_ms: float = 0.0
+    truncated: bool = False
+    output: str = ""  # the (truncated) JSON text the model saw; replayed as history next turn
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    run_id: str
+    seq: int = Field(ge=1)
+    ts: int = Field(default_factory=now_ms)
+
+
+class RunStarted(_Event):
+    type: Literal["run_started"] = "run_started"
+    conversation_id: str | None = None
+    model: str
+    engine: str  # responses | agents
+    offline: bool = False  # answered by the built-in offline analyst model
+
+
+class TextDelta(_Event):
+    type: Literal["text_delta"] = "text_delta"
+    delta: str
+
+
+class ToolStarted(_Event):
+    type: Literal["tool_started"] = "tool_started"
+    call_id: str
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class ToolFinished(_Event):
+    type: Literal["tool_finished"] = "tool_finished"
+    call_id: str
+    name: str
+    envelope: dict[str, Any]
+    duration_ms: float
+    truncated: bool = False
+    ok: bool = True
+    summary: str = ""
+
+
+class Info(_Event):
+    type: Literal["info"] = "info"
+    kind: Literal["retry_scheduled", "model_switch"]
+    attempt: int | None = None
+    delay_ms: int | None = None
+    reason: str | None = None
+    from_model: str | None = None
+    to_model: str | None = None
+
+
+class RunFinished(_Event):
+    type: Literal["run_finished"] = "run_finished"
+    final_text: str
+    usage: Usage = Field(default_factory=Usage)
+    ttfb_ms: float | None = None
+    duration_ms: float
+    tool_calls: list[ToolCallRecord] = Field(default_factory=list)
+    model: str | None = None
+    response_id: str | None = None
+    attempts: int = 1  # model calls made, tool iterations and retries included
+    retries: int = 0
+    fallback_used: bool = False
+
+
+class RunFailed(_Event):
+    type: Literal["run_failed"] = "run_failed"
+    code: str
+    message: str
+    retryable: bool
+    retry_after_ms: int | None = None
+    partial_text: str = ""
+    usage: Usage = Field(default_factory=Usage)
+    ttfb_ms: float | None = None
+    duration_ms: float | None = None
+    tool_calls: list[ToolCallRecord] = Field(default_factory=list)
+    model: str | None = None
+    attempts: int = 1
+    retries: int = 0
+    fallback_used: bool = False
+
+
+AgentEvent = Annotated[
+    RunStarted | TextDelta | ToolStarted | ToolFinished | Info | RunFinished | RunFailed,
+    Field(discriminator="type"),
+]
+AGENT_EVENT_ADAPTER: TypeAdapter[AgentEvent] = TypeAdapter(AgentEvent)
+TERMINAL_TYPES = frozenset({"run_finished", "run_failed"})
+
+
+def is_terminal(event: BaseModel) -> bool:
+    return getattr(event, "type", None) in TERMINAL_TYPES
+
+
+class EventFactory:
+    """Stamps events of one run with its id and the next sequence number (gap-free)."""
+
+    def __init__(self, run_id: str, *, start_after: int = 0) -> None:
+        self.run_id = run_id
+        self._seq = start_after
+
+    @property
+    def last_seq(self) -> int:
+        return self._seq
+
+    def make(self, cls: type[_Event], **fields: Any) -> Any:
+        self._seq += 1
+        return cls(run_id=self.run_id, seq=self._seq, **fields)

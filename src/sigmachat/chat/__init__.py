@@ -1,0 +1,1 @@
+"""Conversations and messages: the one history both chat paths read and write."""

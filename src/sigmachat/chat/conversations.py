@@ -1,0 +1,157 @@
+"""Conversation and message records, always scoped to the owning user.
+
+Another user's conversation id behaves exactly like an unknown id (NotFound).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import and_, delete, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from sigmachat.agent.events import ToolCallRecord
+from sigmachat.db.models import Conversation, Message, Portfolio, utcnow
+from sigmachat.engines.base import HistoryTurn
+from sigmachat.errors import NotFound, ValidationFailed
+from sigmachat.portfolio.service import get_owned_portfolio
+
+TITLE_MAX = 80
+
+
+async def default_portfolio_id(session: AsyncSession, user_id: str) -> str | None:
+    stmt = select(Portfolio.id).where(Portfolio.owner_id == user_id).order_by(Portfolio.created_at, Portfolio.name).limit(1)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def create_conversation(
+    session: AsyncSession, user_id: str, portfolio_id: str | None = None, title: str | None = None
+) -> Conversation:
+    if portfolio_id:
+        await get_owned_portfolio(session, user_id, portfolio_id)  # NotFound for foreign ids
+    else:
+        portfolio_id = await default_portfolio_id(session, user_id)
+    conv = Conversation(user_id=user_id, portfolio_id=portfolio_id, title=title, metadata_={})
+    session.add(conv)
+    await session.commit()
+    return conv
+
+
+async def get_conversation(session: AsyncSession, user_id: str, conversation_id: str) -> Conversation:
+    conv = (
+        await session.execute(
+            select(Conversation).where(Conversation.id == conversation_id, Conversation.user_id == user_id)
+        )
+    ).scalar_one_or_none()
+    if conv is None:
+        raise NotFound("Conversation not found.")
+    return conv
+
+
+def encode_cursor(created_at: dt.datetime, item_id: str) -> str:
+    return f"{created_at.isoformat()}|{item_id}"
+
+
+def decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
+    try:
+        ts, item_id = cursor.split("|", 1)
+        value = dt.datetime.fromisoformat(ts)
+    except ValueError as exc:
+        raise ValidationFailed("Invalid pagination cursor.") from exc
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value, item_id
+
+
+def _as_aware(value: dt.datetime) -> dt.datetime:
+    # SQLite hands back naive datetimes for timezone-aware columns; they are UTC.
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+async def list_conversations(
+    session: AsyncSession, user_id: str, *, limit: int = 20, before: str | None = None
+) -> tuple[list[Conversation], str | None]:
+    """Newest first, keyset-paged on (created_at, id). Returns the page and the next cursor."""
+    stmt = select(Conversation).where(Conversation.user_id == user_id)
+    if before:
+        ts, cid = decode_cursor(before)
+        stmt = stmt.where(
+            or_(Conversation.created_at < ts, and_(Conversation.created_at == ts, Conversation.id < cid))
+        )
+    stmt = stmt.order_by(Conversation.created_at.desc(), Conversation.id.desc()).limit(limit + 1)
+    rows = list((await session.execute(stmt)).scalars())
+    page = rows[:limit]
+    nxt = encode_cursor(_as_aware(page[-1].created_at), page[-1].id) if len(rows) > limit and page else None
+    return page, nxt
+
+
+async def delete_conversation(session: AsyncSession, user_id: str, conversation_id: str) -> None:
+    conv = await get_conversation(session, user_id, conversation_id)
+    await session.execute(delete(Message).where(Message.conversation_id == conv.id))
+    await session.delete(conv)
+    await session.commit()
+
+
+async def rename_conversation(session: AsyncSession, user_id: str, conversation_id: str, title: str) -> Conversation:
+    conv = await get_conversation(session, user_id, conversation_id)
+    conv.title = title.strip()[:TITLE_MAX] or None
+    conv.updated_at = utcnow()
+    await session.commit()
+    return conv
+
+
+async def list_messages(session: AsyncSession, user_id: str, conversation_id: str) -> list[Message]:
+    conv = await get_conversation(session, user_id, conversation_id)
+    stmt = (
+        select(Message)
+        .where(Message.conversation_id == conv.id, Message.user_id == user_id)
+        .order_by(Message.created_at, Message.id)
+    )
+    return list((await session.execute(stmt)).scalars())
+
+
+def history_from_messages(messages: list[Message]) -> list[HistoryTurn]:
+    """The conversation as the model should see it next turn, tool calls included.
+
+    Assistant messages that failed before saying anything are skipped; partial answers of
+    cancelled or failed runs are kept (the user saw them).
+    """
+    turns: list[HistoryTurn] = []
+    for m in messages:
+        if m.role == "user" and m.content:
+            turns.append(HistoryTurn("user", m.content))
+        elif m.role == "assistant" and m.status != "streaming":
+            calls = [ToolCallRecord.model_validate(tc) for tc in (m.tool_calls or [])]
+            if m.content or calls:
+                turns.append(HistoryTurn("assistant", m.content, calls))
+    return turns
+
+
+def title_from_text(text: str) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= TITLE_MAX else line[: TITLE_MAX - 1].rstrip() + "…"
+
+
+def message_to_dict(m: Message) -> dict[str, Any]:
+    return {
+        "id": m.id,
+        "conversation_id": m.conversation_id,
+        "role": m.role,
+        "item_type": m.item_type,
+        "content": m.content,
+        "status": m.status,
+        "tool_calls": [
+            {k: v for k, v in tc.items() if k != "output"} for tc in (m.tool_calls or [])
+        ],
+        "model": m.model,
+        "engine": m.engine,
+        "offline": m.offline,
+        "run_id": m.run_id,
+        "usage": m.usage,
+        "first_token_ms": m.first_token_ms,
+        "latency_ms": m.latency_ms,
+        "error": m.error,
+        "feedback": m.feedback,
+        "created_at": _as_aware(m.created_at).isoformat(),
+    }

@@ -1,0 +1,1 @@
+"""Engines turn a provider's stream into agent events: ResponsesEngine and AgentsEngine."""

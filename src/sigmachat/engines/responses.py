@@ -1,0 +1,357 @@
+"""ResponsesEngine: the agent on the OpenAI Responses streaming API, in stateless full-input mode.
+
+Every model call sends the instructions, the conversation history, and this run's
+``function_call`` / ``function_call_output`` items, so it works against OpenAI and against
+OpenAI-compatible servers alike. Tool calls of one model turn run concurrently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import openai
+
+from sigmachat.agent.events import (
+    EventFactory,
+    Info,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    TextDelta,
+    ToolCallRecord,
+    ToolFinished,
+    ToolStarted,
+    Usage,
+)
+from sigmachat.agent.failures import kind
+from sigmachat.agent.instructions import instructions_for
+from sigmachat.engines.base import HistoryTurn, RunRequest
+from sigmachat.engines.model_client import ModelClient
+from sigmachat.engines.responses_stream import FunctionCall, ResponsesStreamReader, TextChunk, TurnEnd
+from sigmachat.logging import get_logger
+from sigmachat.settings import Settings
+from sigmachat.tools.registry import ToolContext, ToolRegistry
+
+log = get_logger("sigmachat.engines.responses")
+
+# Failures worth retrying when no output has been produced yet (the issue's contract).
+RETRYABLE_BEFORE_OUTPUT = frozenset({"rate_limited", "upstream_error", "upstream_overloaded", "timeout", "network_error"})
+
+
+class UpstreamFailure(Exception):
+    def __init__(self, code: str, message: str, *, retry_after_ms: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retry_after_ms = retry_after_ms
+
+
+def _retry_after_ms(exc: openai.APIStatusError) -> int | None:
+    headers = exc.response.headers if exc.response is not None else {}
+    if ms := headers.get("retry-after-ms"):
+        try:
+            return max(0, int(float(ms)))
+        except ValueError:
+            pass
+    if sec := headers.get("retry-after"):
+        try:
+            return max(0, int(float(sec) * 1000))
+        except ValueError:
+            return None  # an HTTP-date: fall back to our own backoff
+    return None
+
+
+def classify_exception(exc: BaseException) -> UpstreamFailure:
+    """Map an SDK/transport exception to a failure code of the shared taxonomy."""
+    if isinstance(exc, UpstreamFailure):
+        return exc
+    if isinstance(exc, openai.RateLimitError):
+        return UpstreamFailure("rate_limited", "upstream rate limit (429)", retry_after_ms=_retry_after_ms(exc))
+    if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
+        return UpstreamFailure("upstream_auth", f"upstream refused credentials ({exc.status_code})")
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        if status == 503 or status == 529:
+            return UpstreamFailure("upstream_overloaded", f"upstream overloaded ({status})", retry_after_ms=_retry_after_ms(exc))
+        if status >= 500:
+            return UpstreamFailure("upstream_error", f"upstream error ({status})", retry_after_ms=_retry_after_ms(exc))
+        if status == 408:
+            return UpstreamFailure("timeout", "upstream request timeout (408)")
+        return UpstreamFailure("bad_request", f"upstream rejected the request ({status})")
+    if isinstance(exc, openai.APITimeoutError):
+        return UpstreamFailure("timeout", "upstream timed out")
+    if isinstance(exc, openai.APIConnectionError):
+        return UpstreamFailure("network_error", "connection to upstream failed")
+    if isinstance(exc, openai.APIError):
+        # An SSE error event inside the stream.
+        return UpstreamFailure("response_failed", f"upstream stream error: {exc.message}")
+    if isinstance(exc, ValueError):  # json.JSONDecodeError and pydantic errors are ValueErrors
+        return UpstreamFailure("malformed_event", "upstream sent an event that is not valid JSON")
+    return UpstreamFailure("internal_error", f"{type(exc).__name__}")
+
+
+def _event_dict(event: Any) -> dict[str, Any]:
+    if isinstance(event, dict):
+        return event
+    if hasattr(event, "to_dict"):
+        return event.to_dict()
+    return dict(getattr(event, "__dict__", {}))
+
+
+def history_items(history: list[HistoryTurn], limit: int) -> list[dict[str, Any]]:
+    """Earlier turns as Responses input items; tool calls replayed before the answer they fed."""
+    items: list[dict[str, Any]] = []
+    for turn in history[-limit:]:
+        if turn.role == "user":
+            items.append({"role": "user", "content": turn.text})
+            continue
+        for tc in turn.tool_calls:
+            items.append({"type": "function_call", "call_id": tc.call_id, "name": tc.name, "arguments": json.dumps(tc.arguments)})
+            items.append({"type": "function_call_output", "call_id": tc.call_id, "output": tc.output or json.dumps({"summary": tc.summary})})
+        if turn.text:
+            items.append({"role": "assistant", "content": turn.text})
+    return items
+
+
+class ResponsesEngine:
+    name = "responses"
+
+    def __init__(
+        self,
+        model_client: ModelClient,
+        registry: ToolRegistry,
+        settings: Settings,
+        session_factory: Any,
+        *,
+        sleep: Any = asyncio.sleep,
+    ) -> None:
+        self.mc = model_client
+        self.registry = registry
+        self.settings = settings
+        self.session_factory = session_factory
+        self._sleep = sleep  # injectable so tests need not wait for real backoff
+
+    def _backoff_ms(self, attempt: int, retry_after_ms: int | None) -> int:
+        cap = self.settings.retry_max_delay_ms
+        base = self.settings.retry_base_delay_ms * (2 ** (attempt - 1))
+        delay = random.uniform(base / 2, base) if base else 0  # jitter spreads synchronized clients
+        if retry_after_ms is not None:
+            delay = max(delay, retry_after_ms)
+        return int(min(delay, max(cap, retry_after_ms or 0)))
+
+    async def stream(self, request: RunRequest) -> AsyncIterator[Any]:
+        ev = EventFactory(request.run_id)
+        started = time.perf_counter()
+        model = request.model or self.mc.default_model
+        yield ev.make(RunStarted, conversation_id=request.conversation_id, model=model, engine=self.name, offline=self.mc.offline)
+
+        ctx = ToolContext(
+            user_id=request.user_id,
+            portfolio_id=request.portfolio_id,
+            session_factory=self.session_factory,
+            settings=self.settings,
+        )
+        instructions = instructions_for(as_of=self.settings.as_of_date, portfolio_id=request.portfolio_id)
+        items = history_items(request.history, self.settings.history_max_messages)
+        items.append({"role": "user", "content": request.user_text})
+        tools = self.registry.openai_tools()
+        headers = {"X-Sim-Scenario": request.sim_scenario} if request.sim_scenario else None
+
+        text = ""
+        usage = Usage()
+        ttfb_ms: float | None = None
+        tool_records: list[ToolCallRecord] = []
+        attempts_total = 0
+        retries = 0
+        switched = False
+        previous_response_id: str | None = None
+        pending_outputs: list[dict[str, Any]] = []
+        response_id: str | None = None
+        used_model = model
+
+        def failed(code: str, message: str | None = None, retry_after_ms: int | None = None) -> RunFailed:
+            k = kind(code)
+            return ev.make(
+                RunFailed,
+                code=code,
+                message=message or k.message,
+                retryable=k.retryable,
+                retry_after_ms=retry_after_ms,
+                partial_text=text,
+                usage=usage,
+                ttfb_ms=ttfb_ms,
+                duration_ms=(time.perf_counter() - started) * 1000,
+                tool_calls=tool_records,
+                model=used_model,
+                attempts=max(attempts_total, 1),
+                retries=retries,
+                fallback_used=switched,
+            )
+
+        for _iteration in range(self.settings.max_tool_iterations):
+            attempt = 0
+            while True:
+                attempt += 1
+                attempts_total += 1
+                reader = ResponsesStreamReader()
+                produced = False  # any text or tool event from this model call
+                calls: list[FunctionCall] = []
+                end: TurnEnd | None = None
+                stream = None
+                try:
+                    kwargs: dict[str, Any] = {
+                        "model": used_model,
+                        "instructions": instructions,
+                        "tools": tools,
+                        "stream": True,
+                        "parallel_tool_calls": True,
+                    }
+                    if previous_response_id and self._use_previous_response_id:
+                        kwargs["previous_response_id"] = previous_response_id
+                        kwargs["input"] = pending_outputs
+                    else:
+                        kwargs["input"] = items
+                    if self.mc.is_openai and not self.mc.offline:
+                        kwargs["store"] = bool(self._use_previous_response_id)
+                    if headers:
+                        kwargs["extra_headers"] = headers
+                    stream = await self.mc.client.responses.create(**kwargs)
+                    async for raw in stream:
+                        for out in reader.feed(_event_dict(raw)):
+                            if isinstance(out, TextChunk):
+                                produced = True
+                                if ttfb_ms is None:
+                                    ttfb_ms = (time.perf_counter() - started) * 1000
+                                text += out.delta
+                                yield ev.make(TextDelta, delta=out.delta)
+                            elif isinstance(out, FunctionCall):
+                                produced = True
+                                calls.append(out)
+                            elif isinstance(out, TurnEnd):
+                                end = out
+                        if end is not None:
+                            break
+                    if end is None:
+                        raise UpstreamFailure("stream_incomplete", "the upstream stream ended without a terminal event")
+                except (asyncio.CancelledError, GeneratorExit):
+                    raise
+                except Exception as exc:  # classified below; nothing escapes as a raw exception
+                    failure = classify_exception(exc)
+                    if failure.code == "internal_error":
+                        log.exception("engine_unexpected_error", run_id=request.run_id)
+                    if failure.code in RETRYABLE_BEFORE_OUTPUT and not produced and attempt < self.settings.retry_max_attempts:
+                        retries += 1
+                        delay = self._backoff_ms(attempt, failure.retry_after_ms)
+                        yield ev.make(Info, kind="retry_scheduled", attempt=attempt + 1, delay_ms=delay, reason=failure.code)
+                        if attempt == 1 and self.mc.fallback_model and self.mc.fallback_model != used_model:
+                            yield ev.make(Info, kind="model_switch", from_model=used_model, to_model=self.mc.fallback_model, reason=failure.code)
+                            used_model = self.mc.fallback_model
+                            switched = True
+                        await self._sleep(delay / 1000)
+                        continue
+                    yield failed(failure.code, None, failure.retry_after_ms)
+                    return
+                finally:
+                    if stream is not None:
+                        await _close_quietly(stream)
+                break
+
+            usage = usage + end.usage
+            response_id = end.response_id or response_id
+            reported_model = end.model or used_model
+            if end.status == "failed":
+                yield failed("response_failed", None)
+                return
+            if end.status == "incomplete":
+                reason = end.incomplete_reason or "unknown reason"
+                yield failed("response_incomplete", f"The answer stopped early ({reason}).")
+                return
+            if not calls:
+                yield ev.make(
+                    RunFinished,
+                    final_text=text,
+                    usage=usage,
+                    ttfb_ms=ttfb_ms,
+                    duration_ms=(time.perf_counter() - started) * 1000,
+                    tool_calls=tool_records,
+                    model=reported_model,
+                    response_id=response_id,
+                    attempts=attempts_total,
+                    retries=retries,
+                    fallback_used=switched,
+                )
+                return
+
+            # Run this turn's calls concurrently; report each as it finishes.
+            outputs: list[dict[str, Any]] = []
+            for call in calls:
+                yield ev.make(ToolStarted, call_id=call.call_id, name=call.name, arguments=_parse_args(call.arguments))
+            tasks = {
+                asyncio.ensure_future(self._call_tool(call, ctx)): call for call in calls
+            }
+            try:
+                for fut in asyncio.as_completed(list(tasks)):
+                    call, result = await fut
+                    record = ToolCallRecord(
+                        call_id=call.call_id,
+                        name=call.name,
+                        arguments=_parse_args(call.arguments),
+                        summary=result.summary,
+                        ok=result.ok,
+                        duration_ms=result.duration_ms,
+                        truncated=result.truncated,
+                        output=result.model_text,
+                    )
+                    tool_records.append(record)
+                    yield ev.make(
+                        ToolFinished,
+                        call_id=call.call_id,
+                        name=call.name,
+                        envelope=result.envelope,
+                        duration_ms=result.duration_ms,
+                        truncated=result.truncated,
+                        ok=result.ok,
+                        summary=result.summary,
+                    )
+            finally:
+                for task in tasks:
+                    if not task.done():
+                        task.cancel()
+            by_id = {r.call_id: r for r in tool_records}
+            pending_outputs = []
+            for call in calls:
+                call_item = {"type": "function_call", "call_id": call.call_id, "name": call.name, "arguments": call.arguments}
+                output_item = {"type": "function_call_output", "call_id": call.call_id, "output": by_id[call.call_id].output}
+                items.extend([call_item, output_item])
+                pending_outputs.append(output_item)
+            previous_response_id = response_id
+
+        yield failed("max_tool_iterations", None)
+
+    @property
+    def _use_previous_response_id(self) -> bool:
+        return self.settings.responses_previous_response_id and self.mc.is_openai and not self.mc.offline
+
+    async def _call_tool(self, call: FunctionCall, ctx: ToolContext):
+        result = await self.registry.call(call.name, call.arguments, ctx)
+        return call, result
+
+
+def _parse_args(arguments: str) -> dict[str, Any]:
+    try:
+        value = json.loads(arguments or "{}")
+    except ValueError:
+        return {"_raw": arguments}
+    return value if isinstance(value, dict) else {"_value": value}
+
+
+async def _close_quietly(stream: Any) -> None:
+    try:
+        await stream.close()
+    except Exception:  # closing a broken stream must not mask the real outcome
+        log.debug("stream_close_failed")

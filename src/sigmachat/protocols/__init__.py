@@ -1,0 +1,1 @@
+"""Wire protocols: agent events encoded for the legacy SSE API and for ChatKit."""

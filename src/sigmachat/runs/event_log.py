@@ -1,0 +1,99 @@
+"""The run event log: append, read from a sequence, wait for new events, mark finished, expire.
+
+Kept deliberately narrow so a Redis Streams implementation can stand in for several
+instances. The in-process implementation below is the embedded default.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+class EventLog(Protocol):
+    async def create(self, run_id: str, *, owner_id: str, meta: dict[str, Any] | None = None) -> None: ...
+    async def append(self, run_id: str, event: Any) -> None: ...
+    async def read(self, run_id: str, after_seq: int = 0) -> list[Any]: ...
+    async def wait(self, run_id: str, after_seq: int, timeout: float) -> list[Any]: ...
+    async def mark_finished(self, run_id: str) -> None: ...
+    async def info(self, run_id: str) -> RunLogInfo | None: ...
+    async def expire(self, now: float | None = None) -> int: ...
+
+
+@dataclass
+class RunLogInfo:
+    run_id: str
+    owner_id: str
+    finished: bool
+    last_seq: int
+    meta: dict[str, Any]
+
+
+@dataclass
+class _RunLog:
+    owner_id: str
+    meta: dict[str, Any]
+    events: list[Any] = field(default_factory=list)
+    finished_at: float | None = None
+    changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+
+class InMemoryEventLog:
+    """Per-process event log; finished runs are kept ``ttl_s`` seconds for late resumes."""
+
+    def __init__(self, ttl_s: float = 600.0) -> None:
+        self.ttl_s = ttl_s
+        self._runs: dict[str, _RunLog] = {}
+
+    async def create(self, run_id: str, *, owner_id: str, meta: dict[str, Any] | None = None) -> None:
+        self._runs[run_id] = _RunLog(owner_id=owner_id, meta=dict(meta or {}))
+
+    async def append(self, run_id: str, event: Any) -> None:
+        log = self._runs[run_id]
+        expected = len(log.events) + 1
+        if getattr(event, "seq", expected) != expected:
+            # The sequence is the resume contract: a gap would silently lose events.
+            raise ValueError(f"run {run_id}: event seq {event.seq} appended after {expected - 1}")
+        async with log.changed:
+            log.events.append(event)
+            log.changed.notify_all()
+
+    async def read(self, run_id: str, after_seq: int = 0) -> list[Any]:
+        log = self._runs.get(run_id)
+        return [] if log is None else log.events[max(after_seq, 0) :]
+
+    async def wait(self, run_id: str, after_seq: int, timeout: float) -> list[Any]:
+        """Events after ``after_seq``; blocks up to ``timeout`` s when there are none yet."""
+        log = self._runs.get(run_id)
+        if log is None:
+            return []
+        async with log.changed:
+            if len(log.events) <= after_seq and log.finished_at is None:
+                try:
+                    await asyncio.wait_for(log.changed.wait(), timeout)
+                except TimeoutError:
+                    pass
+        return log.events[max(after_seq, 0) :]
+
+    async def mark_finished(self, run_id: str) -> None:
+        log = self._runs.get(run_id)
+        if log is None:
+            return
+        async with log.changed:
+            log.finished_at = time.monotonic()
+            log.changed.notify_all()
+
+    async def info(self, run_id: str) -> RunLogInfo | None:
+        log = self._runs.get(run_id)
+        if log is None:
+            return None
+        return RunLogInfo(run_id, log.owner_id, log.finished_at is not None, len(log.events), log.meta)
+
+    async def expire(self, now: float | None = None) -> int:
+        now = time.monotonic() if now is None else now
+        gone = [rid for rid, log in self._runs.items() if log.finished_at is not None and now - log.finished_at > self.ttl_s]
+        for rid in gone:
+            del self._runs[rid]
+        return len(gone)
