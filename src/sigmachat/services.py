@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from sigmachat.auth.tokens import TokenService
 from sigmachat.db.session import Database
 from sigmachat.settings import Settings
+
+if TYPE_CHECKING:
+    from sigmachat.engines.model_client import ModelClient
+    from sigmachat.runs.manager import RunManager
+    from sigmachat.tools.registry import ToolRegistry
 
 
 @dataclass
@@ -14,10 +20,34 @@ class Services:
     settings: Settings
     db: Database
     tokens: TokenService
+    # Chat runtime, built by start_chat_runtime() (the CLI's data commands do not need it).
+    model: ModelClient | None = None
+    registry: ToolRegistry | None = None
+    runs: RunManager | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
         return cls(settings=settings, db=Database(settings), tokens=TokenService(settings))
 
+    def start_chat_runtime(self, *, http_client: Any = None) -> None:
+        """Model client, tool registry, engines and run manager: one of each per process."""
+        from sigmachat.engines.model_client import build_model_client
+        from sigmachat.engines.responses import ResponsesEngine
+        from sigmachat.runs.event_log import InMemoryEventLog
+        from sigmachat.runs.manager import RunManager
+        from sigmachat.tools.registry import build_registry
+
+        self.model = build_model_client(self.settings, http_client=http_client)
+        self.registry = build_registry(self.settings)
+        engines: dict[str, Any] = {
+            "responses": ResponsesEngine(self.model, self.registry, self.settings, self.db.session),
+        }
+        self.runs = RunManager(self.db, self.settings, engines, InMemoryEventLog(self.settings.run_log_ttl_s))
+
     async def aclose(self) -> None:
+        if self.runs is not None:
+            await self.runs.shutdown(self.settings.shutdown_grace_s)
+        if self.model is not None:
+            await self.model.aclose()
         await self.db.dispose()

@@ -72,6 +72,11 @@ class Settings(BaseSettings):
     legacy_disconnect: str = Field(default="continue", pattern="^(continue|cancel)$")
     chatkit_disconnect: str = Field(default="cancel", pattern="^(continue|cancel)$")
 
+    # --- chat paths ---
+    chat_backend: str = Field(default="responses", pattern="^(responses|chatkit)$")
+    # Lets a request pick a simulator fault scenario (X-Sim-Scenario). Off in production.
+    allow_fault_injection: bool = False
+
     # --- tools ---
     tool_max_chars_portfolio: int = Field(default=15_000, ge=500)
     tool_max_chars_default: int = Field(default=10_000, ge=500)

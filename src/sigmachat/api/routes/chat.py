@@ -1,0 +1,240 @@
+"""/api/v1/chat: conversations, history, and the streaming send (the Responses path's legacy SSE API)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from sse_starlette import EventSourceResponse
+
+from sigmachat.api.deps import IdentityDep, ServicesDep, SessionDep
+from sigmachat.chat import conversations as convs
+from sigmachat.db.models import Conversation, Message
+from sigmachat.errors import NotFound
+from sigmachat.protocols import legacy_sse
+from sigmachat.runs.manager import RunManager
+from sqlalchemy import select
+
+router = APIRouter(prefix="/api/v1/chat", tags=["chat"])
+
+MAX_TEXT = 4000
+
+
+class CreateConversation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    portfolio_id: str | None = Field(default=None, max_length=64)
+    title: str | None = Field(default=None, max_length=200)
+
+
+class RenameConversation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    title: str = Field(min_length=1, max_length=200)
+
+
+class ConversationOut(BaseModel):
+    id: str
+    title: str | None
+    portfolio_id: str | None
+    created_at: str
+    updated_at: str
+    active_run_id: str | None = None
+
+
+class ConversationPage(BaseModel):
+    conversations: list[ConversationOut]
+    next_cursor: str | None
+
+
+class UiContext(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    portfolio_id: str | None = Field(default=None, max_length=64)
+    portfolio_ids: list[str] | None = Field(default=None, max_length=20)
+    page_hint: str | None = Field(default=None, max_length=200)
+    route: str | None = Field(default=None, max_length=500)
+
+
+class SendRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    conversation_id: str = Field(min_length=1, max_length=64)
+    text: str = Field(min_length=1, max_length=MAX_TEXT)
+    ui_context: UiContext | None = None
+    client_message_id: str | None = Field(default=None, min_length=1, max_length=100)
+
+
+def _conv_out(conv: Conversation, manager: RunManager | None = None) -> ConversationOut:
+    return ConversationOut(
+        id=conv.id,
+        title=conv.title,
+        portfolio_id=conv.portfolio_id,
+        created_at=convs._as_aware(conv.created_at).isoformat(),
+        updated_at=convs._as_aware(conv.updated_at).isoformat(),
+        active_run_id=manager.active_run_for(conv.id) if manager else None,
+    )
+
+
+@router.post("/conversations", status_code=201, response_model=ConversationOut)
+async def create_conversation(body: CreateConversation, identity: IdentityDep, session: SessionDep) -> ConversationOut:
+    conv = await convs.create_conversation(session, identity.id, body.portfolio_id, body.title)
+    return _conv_out(conv)
+
+
+@router.get("/conversations", response_model=ConversationPage)
+async def list_conversations(
+    identity: IdentityDep,
+    session: SessionDep,
+    services: ServicesDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    before: Annotated[str | None, Query(max_length=200)] = None,
+) -> ConversationPage:
+    page, nxt = await convs.list_conversations(session, identity.id, limit=limit, before=before)
+    return ConversationPage(conversations=[_conv_out(c, services.runs) for c in page], next_cursor=nxt)
+
+
+@router.get("/conversations/{conversation_id}", response_model=ConversationOut)
+async def get_conversation(conversation_id: str, identity: IdentityDep, session: SessionDep, services: ServicesDep) -> ConversationOut:
+    return _conv_out(await convs.get_conversation(session, identity.id, conversation_id), services.runs)
+
+
+@router.patch("/conversations/{conversation_id}", response_model=ConversationOut)
+async def rename_conversation(conversation_id: str, body: RenameConversation, identity: IdentityDep, session: SessionDep) -> ConversationOut:
+    return _conv_out(await convs.rename_conversation(session, identity.id, conversation_id, body.title))
+
+
+@router.delete("/conversations/{conversation_id}", status_code=204)
+async def delete_conversation(conversation_id: str, identity: IdentityDep, session: SessionDep, services: ServicesDep) -> Response:
+    await convs.get_conversation(session, identity.id, conversation_id)
+    if run_id := services.runs.active_run_for(conversation_id):
+        await services.runs.cancel(identity.id, run_id)
+    await convs.delete_conversation(session, identity.id, conversation_id)
+    return Response(status_code=204)
+
+
+@router.get("/conversations/{conversation_id}/messages")
+async def list_messages(conversation_id: str, identity: IdentityDep, session: SessionDep) -> dict[str, Any]:
+    messages = await convs.list_messages(session, identity.id, conversation_id)
+    return {"conversation_id": conversation_id, "messages": [convs.message_to_dict(m) for m in messages if m.role]}
+
+
+def _sse_response(services, run_id: str, events, *, heartbeat_seq: list[int]) -> EventSourceResponse:
+    return EventSourceResponse(
+        events,
+        ping=services.settings.sse_heartbeat_s,
+        ping_message_factory=lambda: legacy_sse.heartbeat(run_id, heartbeat_seq[0]),
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "X-Run-Id": run_id},
+    )
+
+
+def _follow(services, run_id: str, after_seq: int, portfolio_id: str | None, seen: list[int], first: Any = None):
+    manager: RunManager = services.runs
+    policy = services.settings.legacy_disconnect
+
+    async def gen():
+        finished = False
+        try:
+            if first is not None:
+                yield first
+            async for event in manager.subscribe(run_id, after_seq):
+                seen[0] = event.seq
+                yield legacy_sse.encode(event, portfolio_id=portfolio_id)
+                if event.type in ("run_finished", "run_failed"):
+                    finished = True
+        finally:
+            if not finished and policy == "cancel":
+                # The subscriber left; by policy the run stops with it (default: it continues).
+                info = await manager.log.info(run_id)
+                if info is not None:
+                    asyncio.get_running_loop().create_task(manager.cancel(info.owner_id, run_id))
+
+    return gen()
+
+
+@router.post("/send")
+async def send(
+    body: SendRequest,
+    request: Request,
+    identity: IdentityDep,
+    services: ServicesDep,
+    x_sim_scenario: Annotated[str | None, Header(max_length=100)] = None,
+) -> EventSourceResponse:
+    """Start a run and stream it. Unknown or foreign conversations are 404 before any stream starts."""
+    ui = body.ui_context
+    scenario = x_sim_scenario if services.settings.allow_fault_injection else None
+    started = await services.runs.start(
+        user_id=identity.id,
+        conversation_id=body.conversation_id,
+        text=body.text,
+        engine="responses",
+        protocol="legacy_sse",
+        client_message_id=body.client_message_id,
+        portfolio_id=await _ui_portfolio(services, identity.id, ui),
+        ui_context=ui.model_dump() if ui else None,
+        sim_scenario=scenario,
+    )
+    first = legacy_sse.message_created(
+        run_id=started.run_id,
+        conversation_id=started.conversation_id,
+        user_message_id=started.user_message_id,
+        assistant_message_id=started.assistant_message_id,
+    )
+    seen = [0]
+    return _sse_response(services, started.run_id, _follow(services, started.run_id, 0, started.portfolio_id, seen, first), heartbeat_seq=seen)
+
+
+async def _ui_portfolio(services, user_id: str, ui: UiContext | None) -> str | None:
+    """A portfolio named in the UI context is used only if the caller owns it."""
+    if not ui or not ui.portfolio_id:
+        return None
+    from sigmachat.portfolio.service import get_owned_portfolio
+
+    async with services.db.session() as session:
+        await get_owned_portfolio(session, user_id, ui.portfolio_id)
+    return ui.portfolio_id
+
+
+@router.get("/runs/{run_id}/stream")
+async def resume_stream(
+    run_id: str,
+    identity: IdentityDep,
+    services: ServicesDep,
+    session: SessionDep,
+    after: Annotated[int | None, Query(ge=0)] = None,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=200)] = None,
+):
+    """Replay a run's events after a sequence, then follow it live (Last-Event-ID or ?after=)."""
+    info = await services.runs.owned_run_info(identity.id, run_id)
+    if info is None:
+        msg = (
+            await session.execute(
+                select(Message).where(Message.run_id == run_id, Message.user_id == identity.id, Message.role == "assistant")
+            )
+        ).scalar_one_or_none()
+        if msg is None:
+            raise NotFound("Run not found.")
+        # The run's event log has expired: hand back the persisted answer to load instead.
+        return JSONResponse(
+            {
+                "error": {"code": "run_expired", "message": "This run is no longer streamable; load the saved message."},
+                "message": convs.message_to_dict(msg),
+            },
+            status_code=410,
+        )
+    after_seq = legacy_sse.parse_last_event_id(last_event_id, run_id)
+    if after_seq is None:
+        after_seq = after or 0
+    seen = [after_seq]
+    return _sse_response(services, run_id, _follow(services, run_id, after_seq, info.meta.get("portfolio_id"), seen), heartbeat_seq=seen)
+
+
+@router.post("/runs/{run_id}/cancel")
+async def cancel_run(run_id: str, identity: IdentityDep, services: ServicesDep) -> dict[str, Any]:
+    cancelled = await services.runs.cancel(identity.id, run_id)
+    return {"run_id": run_id, "cancelled": cancelled, "status": "cancelled" if cancelled else "already_finished"}
+
+
+@router.get("/config")
+async def chat_config(identity: IdentityDep, services: ServicesDep) -> dict[str, Any]:
+    """Which backend the UI should speak for this user (the rollout flag decides; until then a setting)."""
+    return {"backend": services.settings.chat_backend, "reason": "setting", "flag_version": 0}
