@@ -8,7 +8,7 @@ import secrets
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -18,6 +18,7 @@ class Settings(BaseSettings):
         env_file=".env",
         env_file_encoding="utf-8",
         extra="ignore",
+        populate_by_name=True,
     )
 
     # --- service ---
@@ -48,7 +49,10 @@ class Settings(BaseSettings):
     price_history_days: int = Field(default=504, ge=400, le=2000)
 
     # --- model / OpenAI (used by the chat engines) ---
-    openai_api_key: SecretStr | None = None
+    # The conventional OPENAI_API_KEY is honoured too, so an existing shell setup just works.
+    openai_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("SIGMACHAT_OPENAI_API_KEY", "OPENAI_API_KEY", "openai_api_key")
+    )
     openai_base_url: str | None = None
     openai_timeout_s: float = Field(default=60.0, gt=0)
     openai_connect_timeout_s: float = Field(default=10.0, gt=0)
