@@ -35,6 +35,7 @@ class Services:
         from sigmachat.engines.model_client import build_model_client
         from sigmachat.engines.responses import ResponsesEngine
         from sigmachat.runs.event_log import InMemoryEventLog
+        from sigmachat.runs.limits import UsageGuard
         from sigmachat.runs.manager import RunManager
         from sigmachat.tools.registry import build_registry
 
@@ -43,7 +44,9 @@ class Services:
         engines: dict[str, Any] = {
             "responses": ResponsesEngine(self.model, self.registry, self.settings, self.db.session),
         }
-        self.runs = RunManager(self.db, self.settings, engines, InMemoryEventLog(self.settings.run_log_ttl_s))
+        self.runs = RunManager(
+            self.db, self.settings, engines, InMemoryEventLog(self.settings.run_log_ttl_s), UsageGuard(self.settings)
+        )
 
     async def aclose(self) -> None:
         if self.runs is not None:

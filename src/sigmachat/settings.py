@@ -81,6 +81,13 @@ class Settings(BaseSettings):
     # Lets a request pick a simulator fault scenario (X-Sim-Scenario). Off in production.
     allow_fault_injection: bool = False
 
+    # --- abuse controls ---
+    send_rate_limit: str = "20/minute"  # `limits` notation; empty disables
+    rate_limit_storage: str = "memory://"  # any `limits` async storage URI, e.g. async+redis://host:6379
+    max_concurrent_runs_per_user: int = Field(default=3, ge=0)  # 0 = unlimited
+    daily_token_budget: int = Field(default=2_000_000, ge=0)  # input+output tokens per user per UTC day; 0 = unlimited
+    max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+
     # --- tools ---
     tool_max_chars_portfolio: int = Field(default=15_000, ge=500)
     tool_max_chars_default: int = Field(default=10_000, ge=500)

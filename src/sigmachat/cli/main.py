@@ -145,5 +145,10 @@ def users_create(
     console.print(f"Created {user.role} {user.email} (id {user.id}).")
 
 
+from sigmachat.cli.ask import ask  # noqa: E402  (kept beside its siblings' registration)
+
+app.command("ask")(ask)
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

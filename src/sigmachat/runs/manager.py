@@ -36,6 +36,7 @@ from sigmachat.engines.base import Engine, RunRequest
 from sigmachat.errors import Conflict, NotFound, ServiceUnavailable
 from sigmachat.logging import get_logger
 from sigmachat.runs.event_log import EventLog
+from sigmachat.runs.limits import UsageGuard
 from sigmachat.settings import Settings
 
 log = get_logger("sigmachat.runs")
@@ -70,8 +71,16 @@ class _ActiveRun:
 
 
 class RunManager:
-    def __init__(self, db: Database, settings: Settings, engines: dict[str, Engine], event_log: EventLog) -> None:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        engines: dict[str, Engine],
+        event_log: EventLog,
+        guard: UsageGuard | None = None,
+    ) -> None:
         self.db = db
+        self.guard = guard
         self.settings = settings
         self.engines = engines
         self.log = event_log
@@ -158,6 +167,10 @@ class RunManager:
                 existing = await self._find_idempotent(session, conv.id, client_message_id)
                 if existing is not None:
                     return existing
+            if self.guard is not None:
+                self.guard.check_concurrency(sum(1 for r in self._active.values() if r.user_id == user_id))
+                await self.guard.check_budget(session, user_id)
+                await self.guard.check_send(user_id)
             active = self._by_conversation.get(conv.id)
             if active is None:
                 streaming = (

@@ -1,0 +1,75 @@
+"""Abuse controls for starting runs: send rate, concurrent streams and a daily token budget.
+
+Rate limiting uses the ``limits`` library (moving window); its storage is in-process by
+default and any ``limits`` storage URI (e.g. ``async+redis://``) by configuration, so the
+limit holds across instances.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+from limits import parse
+from limits.aio.storage import storage_from_string
+from limits.aio.strategies import MovingWindowRateLimiter
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from sigmachat.db.models import Message
+from sigmachat.errors import RateLimited
+from sigmachat.settings import Settings
+
+
+class UsageGuard:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._send_limit = parse(settings.send_rate_limit) if settings.send_rate_limit else None
+        self._limiter = MovingWindowRateLimiter(storage_from_string(settings.rate_limit_storage))
+
+    async def check_send(self, user_id: str) -> None:
+        if self._send_limit is None:
+            return
+        if not await self._limiter.hit(self._send_limit, "send", user_id):
+            stats = await self._limiter.get_window_stats(self._send_limit, "send", user_id)
+            retry_after = max(1, int(stats.reset_time - time.time()) + 1)
+            raise RateLimited(
+                f"You are sending messages too quickly (limit {self.settings.send_rate_limit}). "
+                f"Try again in {retry_after} s.",
+                headers={"Retry-After": str(retry_after)},
+                details={"retry_after_ms": retry_after * 1000, "limit": self.settings.send_rate_limit},
+            )
+
+    def check_concurrency(self, active_for_user: int) -> None:
+        limit = self.settings.max_concurrent_runs_per_user
+        if limit and active_for_user >= limit:
+            raise RateLimited(
+                f"You already have {active_for_user} answers being written; wait for one to finish.",
+                headers={"Retry-After": "2"},
+                details={"retry_after_ms": 2000, "limit": limit},
+            )
+
+    async def check_budget(self, session: AsyncSession, user_id: str, now: dt.datetime | None = None) -> None:
+        budget = self.settings.daily_token_budget
+        if not budget:
+            return
+        now = now or dt.datetime.now(dt.UTC)
+        day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        rows = (
+            await session.execute(
+                select(Message.usage).where(
+                    Message.user_id == user_id, Message.role == "assistant", Message.created_at >= day_start
+                )
+            )
+        ).scalars()
+        used = sum(int((u or {}).get("input_tokens", 0)) + int((u or {}).get("output_tokens", 0)) for u in rows)
+        if used >= budget:
+            reset = int((day_start + dt.timedelta(days=1) - now).total_seconds()) + 1
+            raise RateLimited(
+                f"You have used today's token budget ({used:,} of {budget:,} tokens). It resets at midnight UTC.",
+                headers={"Retry-After": str(reset)},
+                details={"retry_after_ms": reset * 1000, "used_tokens": used, "budget": budget},
+            )
+
+
+
