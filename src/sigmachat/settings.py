@@ -60,6 +60,13 @@ class Settings(BaseSettings):
     fallback_model: str | None = "gpt-4.1-nano"
     offline_model_name: str = "sigmasight-offline-analyst"
 
+    # --- offline model and simulator pacing (tokens_per_s 0 = no pacing; tests use 0) ---
+    offline_ttfb_ms: int = Field(default=250, ge=0)
+    offline_tokens_per_s: float = Field(default=60.0, ge=0)
+    sim_ttfb_ms: int = Field(default=300, ge=0)
+    sim_tokens_per_s: float = Field(default=80.0, ge=0)
+    sim_port: int = Field(default=9100, ge=1, le=65535)
+
     # --- engines ---
     max_tool_iterations: int = Field(default=6, ge=1, le=50)
     retry_max_attempts: int = Field(default=3, ge=1, le=10)  # attempts per model call, first included
@@ -83,7 +90,7 @@ class Settings(BaseSettings):
 
     # --- abuse controls ---
     send_rate_limit: str = "20/minute"  # `limits` notation; empty disables
-    rate_limit_storage: str = "memory://"  # any `limits` async storage URI, e.g. async+redis://host:6379
+    rate_limit_storage: str = "async+memory://"  # any `limits` async storage URI, e.g. async+redis://host:6379
     max_concurrent_runs_per_user: int = Field(default=3, ge=0)  # 0 = unlimited
     daily_token_budget: int = Field(default=2_000_000, ge=0)  # input+output tokens per user per UTC day; 0 = unlimited
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)

@@ -11,7 +11,7 @@ import datetime as dt
 import time
 
 from limits import parse
-from limits.aio.storage import storage_from_string
+from limits.storage import storage_from_string
 from limits.aio.strategies import MovingWindowRateLimiter
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
