@@ -141,6 +141,9 @@ class Conversation(Base):
     title: Mapped[str | None] = mapped_column(String(200), nullable=True)
     status: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # ChatKit thread status
     metadata_: Mapped[dict] = mapped_column("metadata", JSON, default=dict)
+    # ChatKit thread fields without a column of their own (exact created_at as given,
+    # allowed_image_domains), so a thread round-trips losslessly; NULL for legacy rows.
+    chatkit: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
@@ -183,4 +186,18 @@ class Message(Base):
     )
 
 
-__all__ = ["AppState", "Base", "Conversation", "Message", "prefixed_id", "DailyPrice", "Integer", "Portfolio", "Position", "User", "new_id", "utcnow"]
+class Attachment(Base):
+    """ChatKit attachment metadata (the exact ChatKit Attachment JSON), owned by one user."""
+
+    __tablename__ = "attachments"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    thread_id: Mapped[str | None] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE"), nullable=True, index=True
+    )
+    payload: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+__all__ = ["Attachment", "AppState", "Base", "Conversation", "Message", "prefixed_id", "DailyPrice", "Integer", "Portfolio", "Position", "User", "new_id", "utcnow"]
