@@ -149,6 +149,10 @@ from sigmachat.cli.ask import ask  # noqa: E402  (kept beside its siblings' regi
 
 app.command("ask")(ask)
 
+from sigmachat.cli.sim import register as register_sim  # noqa: E402
+
+register_sim(app)
+
 
 if __name__ == "__main__":  # pragma: no cover
     app()
