@@ -31,6 +31,8 @@ def make_settings(tmp: Path, **overrides) -> Settings:
         log_level="WARNING",
         openai_api_key=None,
         openai_base_url=None,
+        offline_ttfb_ms=0,  # no pacing: tests assert order, never timing
+        offline_tokens_per_s=0,
     )
     values.update(overrides)
     return Settings(_env_file=None, **values)

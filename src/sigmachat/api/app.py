@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
 from sigmachat import __version__
 from sigmachat.api.errors import install_error_handlers
-from sigmachat.api.middleware import RequestIdMiddleware
-from sigmachat.api.routes import auth, health, portfolios
+from sigmachat.api.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
+from sigmachat.api.routes import auth, chat, health, portfolios
 from sigmachat.bootstrap import prepare_database
 from sigmachat.logging import configure_logging, get_logger
 from sigmachat.services import Services
@@ -18,7 +19,8 @@ from sigmachat.settings import Settings, get_settings
 log = get_logger("sigmachat.app")
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, model_http_client: Any = None) -> FastAPI:
+    """Build the app. ``model_http_client`` swaps the model transport (tests, simulator)."""
     settings = settings or get_settings()
     configure_logging(settings.log_level, json=settings.log_json)
 
@@ -27,6 +29,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         services = Services.build(settings)
         app.state.services = services
         await prepare_database(services)
+        services.start_chat_runtime(http_client=model_http_client)
+        interrupted = await services.runs.recover_interrupted()
+        if interrupted:
+            log.warning("runs_interrupted_by_restart", count=interrupted)
         log.info("startup", database=settings.database_url.split("://", 1)[0], as_of=str(settings.as_of_date))
         try:
             yield
@@ -40,7 +46,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    app.add_middleware(RequestIdMiddleware)
-    for module in (health, auth, portfolios):
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestIdMiddleware)  # added last = outermost: ids on every response
+    for module in (health, auth, portfolios, chat):
         app.include_router(module.router)
     return app

@@ -184,22 +184,31 @@ class RunManager:
                     "An answer is already being written in this conversation.", details={"active_run_id": active}
                 )
             messages = await list_messages(session, user_id, conv.id)
-            history = history_from_messages(messages)
+            # ChatKit stores its user message item before the run starts (and keeps it on
+            # retry): reuse that row, and keep it out of the history the model sees twice.
+            stored = next((m for m in messages if user_message_id and m.id == user_message_id and m.role == "user"), None)
+            history = history_from_messages([m for m in messages if m is not stored])
             run_id = f"run_{uuid.uuid4().hex}"
             now = utcnow()
             pf = portfolio_id or conv.portfolio_id
-            user_msg = Message(
-                id=user_message_id or prefixed_id("msg"),
-                conversation_id=conv.id,
-                user_id=user_id,
-                item_type="user_message",
-                role="user",
-                content=text,
-                status="complete",
-                run_id=run_id,
-                client_message_id=client_message_id,
-                created_at=now,
-            )
+            if stored is not None:
+                user_msg = stored
+                user_msg.run_id = run_id
+                stored_at = stored.created_at if stored.created_at.tzinfo else stored.created_at.replace(tzinfo=dt.UTC)
+                now = max(now, stored_at + dt.timedelta(microseconds=1))
+            else:
+                user_msg = Message(
+                    id=user_message_id or prefixed_id("msg"),
+                    conversation_id=conv.id,
+                    user_id=user_id,
+                    item_type="user_message",
+                    role="user",
+                    content=text,
+                    status="complete",
+                    run_id=run_id,
+                    client_message_id=client_message_id,
+                    created_at=now,
+                )
             assistant = Message(
                 id=assistant_message_id or prefixed_id("msg"),
                 conversation_id=conv.id,
@@ -294,23 +303,29 @@ class RunManager:
         stream = engine.stream(request)
         try:
             async for event in stream:
-                await self._emit(run, event)
                 if is_terminal(event):
-                    terminal = event
+                    terminal = event  # emitted after it is persisted, below
                     break
+                await self._emit(run, event)
             if terminal is None:
-                terminal = await self._fail(run, "internal_error", "The engine ended without a result.")
+                terminal = self._failure(run, "internal_error", "The engine ended without a result.")
         except asyncio.CancelledError:
-            terminal = await self._fail(run, run.cancel_code or "cancelled")
+            terminal = self._failure(run, run.cancel_code or "cancelled")
         except Exception:
             log.exception("run_crashed", run_id=run.run_id)
-            terminal = await self._fail(run, "internal_error")
+            terminal = self._failure(run, "internal_error")
         finally:
             await _aclose(stream)
+            if run.last_seq == 0:
+                # Even a run that died before its engine said anything starts with run_started.
+                await self._emit(run, EventFactory(run.run_id).make(RunStarted, conversation_id=run.conversation_id, model="", engine=run.engine))
+                terminal = terminal.model_copy(update={"seq": 2})
             try:
+                # Persist before announcing the end: whoever sees "done" can load the saved answer.
                 await self._persist(run, terminal)
             except Exception:
                 log.exception("run_persist_failed", run_id=run.run_id)
+            await self._emit(run, terminal)
             await self.log.mark_finished(run.run_id)
             self._active.pop(run.run_id, None)
             if self._by_conversation.get(run.conversation_id) == run.run_id:
@@ -318,16 +333,12 @@ class RunManager:
             run.finished.set()
             log.info("run_finished", run_id=run.run_id, outcome=getattr(terminal, "type", None), last_seq=run.last_seq)
 
-    async def _fail(self, run: _ActiveRun, code: str, message: str | None = None) -> RunFailed:
-        """Emit the terminal failure ourselves (cancel, crash), continuing the run's sequence."""
-        ev = EventFactory(run.run_id, start_after=run.last_seq)
-        if run.last_seq == 0:
-            # Even a run that died before its engine said anything starts with run_started.
-            await self._emit(run, ev.make(RunStarted, conversation_id=run.conversation_id, model="", engine=run.engine))
+    def _failure(self, run: _ActiveRun, code: str, message: str | None = None) -> RunFailed:
+        """The terminal failure we produce ourselves (cancel, crash), next in the run's sequence."""
         k = kind(code)
-        failure = ev.make(RunFailed, code=code, message=message or k.message, retryable=k.retryable, partial_text=run.text)
-        await self._emit(run, failure)
-        return failure
+        return EventFactory(run.run_id, start_after=run.last_seq).make(
+            RunFailed, code=code, message=message or k.message, retryable=k.retryable, partial_text=run.text
+        )
 
     async def _persist(self, run: _ActiveRun, terminal: Any) -> None:
         events = await self.log.read(run.run_id)
