@@ -138,7 +138,8 @@ async def _load_ranked(
         stmt = stmt.where(DailyPrice.symbol.in_(symbols))
     if until is not None:
         stmt = stmt.where(DailyPrice.date <= until)
-    records = (await session.execute(stmt)).all()
+    # Plain tuples: pandas inspects each Row object for namedtuple fields, ~10x slower.
+    records = [tuple(r) for r in (await session.execute(stmt)).all()]
     df = pd.DataFrame(records, columns=["symbol", "date", "source", "close"])
     if df.empty:
         return df
@@ -156,6 +157,22 @@ async def load_close_frame(
     frame = df.pivot(index="date", columns="symbol", values="close").sort_index()
     frame.index = pd.to_datetime(frame.index)
     return frame
+
+
+async def load_close_and_source_frames(
+    session: AsyncSession, symbols: Iterable[str] | None = None, *, until: dt.date | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Like :func:`load_close_frame`, plus a same-shaped frame naming each close's source.
+
+    One query for both, so analytics can label every price they use (demo | import).
+    """
+    df = await _load_ranked(session, symbols, until)
+    if df.empty:
+        return pd.DataFrame(), pd.DataFrame()
+    closes = df.pivot(index="date", columns="symbol", values="close").sort_index()
+    sources = df.pivot(index="date", columns="symbol", values="source").reindex_like(closes)
+    closes.index = sources.index = pd.to_datetime(closes.index)
+    return closes, sources
 
 
 @dataclass(frozen=True, slots=True)
