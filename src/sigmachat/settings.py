@@ -98,6 +98,7 @@ class Settings(BaseSettings):
     # --- tools ---
     tool_max_chars_portfolio: int = Field(default=15_000, ge=500)
     tool_max_chars_default: int = Field(default=10_000, ge=500)
+    tool_timeout_s: float = Field(default=10.0, gt=0)  # a tool over this answers execution_error (retryable)
 
     @field_validator("allowed_origins", mode="before")
     @classmethod
