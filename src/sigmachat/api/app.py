@@ -11,6 +11,7 @@ from sigmachat import __version__
 from sigmachat.api.errors import install_error_handlers
 from sigmachat.api.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
 from sigmachat.api.routes import auth, chat, health, portfolios
+from sigmachat.api.routes import tools as tool_routes
 from sigmachat.bootstrap import prepare_database
 from sigmachat.logging import configure_logging, get_logger
 from sigmachat.services import Services
@@ -50,4 +51,5 @@ def create_app(settings: Settings | None = None, *, model_http_client: Any = Non
     app.add_middleware(RequestIdMiddleware)  # added last = outermost: ids on every response
     for module in (health, auth, portfolios, chat):
         app.include_router(module.router)
+    app.include_router(tool_routes.router)
     return app

@@ -146,8 +146,10 @@ def users_create(
 
 
 from sigmachat.cli.ask import ask  # noqa: E402  (kept beside its siblings' registration)
+from sigmachat.cli.tools import tools_app  # noqa: E402
 
 app.command("ask")(ask)
+app.add_typer(tools_app, name="tools")
 
 from sigmachat.cli.sim import register as register_sim  # noqa: E402
 
