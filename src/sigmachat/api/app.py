@@ -16,6 +16,7 @@ from sigmachat.bootstrap import prepare_database
 from sigmachat.logging import configure_logging, get_logger
 from sigmachat.services import Services
 from sigmachat.settings import Settings, get_settings
+from sigmachat.web.routes import router as web_router
 
 log = get_logger("sigmachat.app")
 
@@ -52,4 +53,5 @@ def create_app(settings: Settings | None = None, *, model_http_client: Any = Non
     for module in (health, auth, portfolios, chat):
         app.include_router(module.router)
     app.include_router(tool_routes.router)
+    app.include_router(web_router)  # the browser UI: /, /login, /static/*
     return app

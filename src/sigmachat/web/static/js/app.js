@@ -1,0 +1,485 @@
+// The chat page: wires the store, the backend for this user (legacy SSE or ChatKit), the turn
+// controller and the renderers to the DOM of index.html.
+
+import { ApiError, api, onAuthLost } from "./api.js";
+import { createChatKitBackend } from "./chatkit.js";
+import { h, uuid } from "./dom.js";
+import { createLegacyBackend } from "./legacy.js";
+import { conversationTitle, patchMessage, renderConversationList, renderThread } from "./render.js";
+import { createStore, withKeys } from "./state.js";
+import { createTurns } from "./turns.js";
+
+const $ = (id) => document.getElementById(id);
+const PAGE_SIZE = 20;
+
+const els = {
+  app: $("app"),
+  sidebar: $("sidebar"),
+  sidebarToggle: $("sidebar-toggle"),
+  scrim: $("scrim"),
+  list: $("conversation-list"),
+  listEmpty: $("conversations-empty"),
+  loadMore: $("load-more"),
+  newChat: $("new-chat"),
+  portfolio: $("portfolio-select"),
+  backendTag: $("backend-tag"),
+  theme: $("theme-toggle"),
+  userName: $("user-name"),
+  signOut: $("sign-out"),
+  title: $("chat-title"),
+  chatPortfolio: $("chat-portfolio"),
+  messages: $("messages"),
+  banner: $("banner"),
+  composer: $("composer"),
+  input: $("composer-input"),
+  send: $("send-btn"),
+  stop: $("stop-btn"),
+  announcer: $("announcer"),
+  renameDialog: $("rename-dialog"),
+  renameInput: $("rename-input"),
+  renameForm: $("rename-form"),
+  renameCancel: $("rename-cancel"),
+  deleteDialog: $("delete-dialog"),
+  deleteName: $("delete-name"),
+};
+
+const store = createStore();
+const { state } = store;
+let backend = null;
+let turns = null;
+let leaving = false;
+
+// ---- session -----------------------------------------------------------------------------
+
+function goToLogin(reason = "expired") {
+  if (leaving) return;
+  leaving = true;
+  window.location.replace(`/login?${reason}=1`);
+}
+
+onAuthLost(() => goToLogin("expired"));
+
+function announce(text) {
+  els.announcer.textContent = "";
+  // A fresh text node each time so screen readers announce repeats too.
+  setTimeout(() => { els.announcer.textContent = text; }, 30);
+}
+
+// ---- theme -------------------------------------------------------------------------------
+
+function applyThemeLabel() {
+  const dark = document.documentElement.dataset.theme === "dark";
+  els.theme.setAttribute("aria-label", dark ? "Switch to light theme" : "Switch to dark theme");
+  els.theme.setAttribute("aria-pressed", String(dark));
+}
+
+els.theme.addEventListener("click", () => {
+  const next = document.documentElement.dataset.theme === "dark" ? "light" : "dark";
+  document.documentElement.dataset.theme = next;
+  try { localStorage.setItem("sigmachat.theme", next); } catch { /* storage disabled */ }
+  applyThemeLabel();
+});
+applyThemeLabel();
+
+// ---- rendering ---------------------------------------------------------------------------
+
+const messageActions = {
+  retry: (msg) => turns.retry(msg).then(focusInput),
+};
+
+function currentThread() {
+  return store.thread(state.currentKey);
+}
+
+function portfolioName(id = state.portfolioId) {
+  const p = state.portfolios.find((x) => x.id === id);
+  return p ? p.name : "";
+}
+
+function renderList() {
+  const busy = new Set([...state.threads.entries()].filter(([, t]) => t.turn).map(([k]) => k));
+  renderConversationList(els.list, { conversations: state.conversations, currentKey: state.currentKey, busyKeys: busy }, {
+    open: (id) => { openConversation(id); closeSidebar(); },
+    rename: openRename,
+    remove: openDelete,
+  });
+  els.listEmpty.hidden = !state.conversationsLoaded || state.conversations.length > 0;
+  els.loadMore.hidden = !state.nextCursor;
+}
+
+function renderTitle() {
+  const conv = store.currentConversation();
+  const title = conv ? conversationTitle(conv) : "New conversation";
+  els.title.textContent = title;
+  document.title = conv && conv.title ? `${conv.title} · SigmaSight Chat` : "SigmaSight Chat";
+  const pid = (conv && conv.portfolioId) || state.portfolioId;
+  els.chatPortfolio.textContent = portfolioName(pid);
+}
+
+function isNearBottom() {
+  const m = els.messages;
+  return m.scrollHeight - m.scrollTop - m.clientHeight < 120;
+}
+
+function scrollToBottom(force = false) {
+  if (force || stickToBottom) els.messages.scrollTop = els.messages.scrollHeight;
+}
+
+let stickToBottom = true;
+els.messages.addEventListener("scroll", () => { stickToBottom = isNearBottom(); });
+
+function renderMessages() {
+  renderThread(els.messages, currentThread(), { portfolioName: portfolioName(), onPick: pickStarter }, messageActions);
+  stickToBottom = true;
+  scrollToBottom(true);
+}
+
+// Streaming updates arrive faster than frames: re-render each changed message once per frame.
+const dirty = new Set();
+let frame = 0;
+function scheduleMessage(msg) {
+  dirty.add(msg);
+  if (!frame) frame = requestAnimationFrame(flushMessages);
+}
+function flushMessages() {
+  frame = 0;
+  const thread = currentThread();
+  for (const msg of dirty) {
+    if (thread && thread.messages.includes(msg)) patchMessage(els.messages, msg, messageActions);
+  }
+  dirty.clear();
+  scrollToBottom();
+}
+
+function renderComposer() {
+  const thread = currentThread();
+  const turn = thread && thread.turn;
+  els.send.hidden = !!turn;
+  els.stop.hidden = !turn;
+  els.stop.disabled = !!(turn && turn.stopRequested);
+  els.stop.setAttribute("aria-label", turn && turn.stopRequested ? "Stopping…" : "Stop generating");
+  els.send.disabled = !els.input.value.trim() || !state.user;
+  els.composer.classList.toggle("is-streaming", !!turn);
+  renderList();
+}
+
+function renderBanner() {
+  const thread = currentThread();
+  const banner = thread && thread.banner;
+  els.banner.hidden = !banner;
+  els.banner.className = `banner${banner ? ` banner-${banner.kind}` : ""}`;
+  els.banner.replaceChildren();
+  if (banner) {
+    if (banner.kind === "reconnecting") els.banner.append(h("span", { class: "spinner", "aria-hidden": "true" }));
+    els.banner.append(h("span", null, banner.text));
+  }
+}
+
+store.on("conversations", renderList);
+store.on("title", () => { renderTitle(); renderList(); });
+store.on("thread", () => { renderMessages(); renderComposer(); });
+store.on("message", scheduleMessage);
+store.on("composer", () => {
+  renderComposer();
+  const thread = currentThread();
+  if (thread && !thread.turn && els.messages.contains(document.activeElement) === false) focusInput();
+});
+store.on("banner", renderBanner);
+
+// Rate-limit countdowns tick once a second.
+setInterval(() => {
+  const thread = currentThread();
+  if (!thread) return;
+  const now = Date.now();
+  for (const msg of thread.messages) {
+    if (msg.error && msg.error.retryAt && msg.error.retryAt > now - 1500) scheduleMessage(msg);
+  }
+}, 1000);
+
+// ---- conversations -----------------------------------------------------------------------
+
+function setHash(key) {
+  const hash = key && !key.startsWith("draft:") ? `#/c/${encodeURIComponent(key)}` : "#/";
+  if (location.hash !== hash) history.replaceState(null, "", hash);
+}
+
+function hashConversation() {
+  const m = /^#\/c\/([^/]+)$/.exec(location.hash);
+  return m ? decodeURIComponent(m[1]) : null;
+}
+
+async function loadConversations({ more = false } = {}) {
+  try {
+    const page = await backend.listConversations({ limit: PAGE_SIZE, before: more ? state.nextCursor : null });
+    const known = new Set(state.conversations.map((c) => c.id));
+    if (!more) {
+      // Keep conversations created during this visit that the first page does not include.
+      const fresh = page.items;
+      const extra = state.conversations.filter((c) => !fresh.some((f) => f.id === c.id));
+      state.conversations = [...extra, ...fresh];
+    } else {
+      state.conversations.push(...page.items.filter((c) => !known.has(c.id)));
+    }
+    state.nextCursor = page.nextCursor;
+    state.conversationsLoaded = true;
+    renderList();
+  } catch (e) {
+    if (!(e instanceof ApiError && e.status === 401)) showListError();
+  }
+}
+
+function showListError() {
+  els.listEmpty.hidden = false;
+  els.listEmpty.textContent = "Couldn't load conversations.";
+}
+
+function newDraft() {
+  const key = `draft:${uuid()}`;
+  store.thread(key).loaded = true;
+  state.currentKey = key;
+  setHash(key);
+  renderTitle();
+  renderList();
+  renderMessages();
+  renderComposer();
+  renderBanner();
+  focusInput();
+}
+
+async function openConversation(id) {
+  if (state.currentKey === id) return;
+  state.currentKey = id;
+  setHash(id);
+  const conv = store.currentConversation();
+  if (conv && conv.portfolioId && state.portfolios.some((p) => p.id === conv.portfolioId)) selectPortfolio(conv.portfolioId, { save: false });
+  renderTitle();
+  renderList();
+  renderComposer();
+  renderBanner();
+  const thread = store.thread(id);
+  if (thread.loaded || thread.turn) {
+    renderMessages();
+    return;
+  }
+  thread.loading = true;
+  renderMessages();
+  try {
+    thread.messages = withKeys(await backend.loadMessages(id));
+    thread.loaded = true;
+    thread.loadError = null;
+  } catch (e) {
+    thread.loadError = e instanceof ApiError && e.status === 404 ? "This conversation no longer exists." : "Couldn't load this conversation. Try again.";
+    if (e instanceof ApiError && e.status === 404) store.removeConversation(id);
+  } finally {
+    thread.loading = false;
+  }
+  if (!store.isCurrent(id)) return;
+  if (!conv) {
+    // Opened by link or reload and not on the first page of the list: fetch its summary.
+    try {
+      const c = await api.conversation(id);
+      store.upsertConversation({ id: c.id, title: c.title, portfolioId: c.portfolio_id, createdAt: c.created_at, updatedAt: c.updated_at }, { front: true });
+    } catch { /* the list will do */ }
+  }
+  renderMessages();
+  renderTitle();
+  // An answer still being written (a reload mid-stream): pick it up where the server is.
+  const last = [...thread.messages].reverse().find((m) => m.role === "assistant");
+  if (last && last.status === "streaming" && last.runId) {
+    turns.attach(id, last).then(focusInput);
+  }
+}
+
+function openRename(conv) {
+  els.renameInput.value = conv.title || "";
+  els.renameDialog.dataset.id = conv.id;
+  els.renameDialog.showModal();
+  els.renameInput.select();
+}
+
+els.renameCancel.addEventListener("click", () => els.renameDialog.close("cancel"));
+els.renameForm.addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const id = els.renameDialog.dataset.id;
+  const title = els.renameInput.value.trim();
+  if (!title) return;
+  els.renameDialog.close("save");
+  try {
+    const updated = await backend.rename(id, title);
+    store.upsertConversation({ ...updated, title: updated.title || title });
+    announce("Conversation renamed.");
+  } catch (err) {
+    if (!(err instanceof ApiError && err.status === 401)) announce(`Couldn't rename: ${err.message}`);
+  }
+});
+
+function openDelete(conv) {
+  els.deleteName.textContent = conversationTitle(conv);
+  els.deleteDialog.dataset.id = conv.id;
+  els.deleteDialog.returnValue = "";
+  els.deleteDialog.showModal();
+}
+
+els.deleteDialog.addEventListener("close", async () => {
+  if (els.deleteDialog.returnValue !== "delete") return;
+  const id = els.deleteDialog.dataset.id;
+  try {
+    await backend.remove(id);
+    store.removeConversation(id);
+    announce("Conversation deleted.");
+    if (state.currentKey === id) newDraft();
+  } catch (err) {
+    if (!(err instanceof ApiError && err.status === 401)) announce(`Couldn't delete: ${err.message}`);
+  }
+});
+
+els.loadMore.addEventListener("click", () => loadConversations({ more: true }));
+els.newChat.addEventListener("click", () => { newDraft(); closeSidebar(); });
+
+// ---- portfolios --------------------------------------------------------------------------
+
+function money(v) {
+  if (typeof v !== "number") return "";
+  const abs = Math.abs(v);
+  const fmt = abs >= 1e9 ? `${(v / 1e9).toFixed(2)}B` : abs >= 1e6 ? `${(v / 1e6).toFixed(1)}M` : abs >= 1e3 ? `${(v / 1e3).toFixed(0)}K` : v.toFixed(0);
+  return `$${fmt}`;
+}
+
+function selectPortfolio(id, { save = true } = {}) {
+  state.portfolioId = id;
+  els.portfolio.value = id || "";
+  if (save && state.user) {
+    try { localStorage.setItem(`sigmachat.portfolio.${state.user.id}`, id); } catch { /* ignore */ }
+  }
+  renderTitle();
+}
+
+function renderPortfolios() {
+  els.portfolio.replaceChildren();
+  if (!state.portfolios.length) {
+    els.portfolio.append(h("option", { value: "" }, "No portfolios"));
+    els.portfolio.disabled = true;
+    return;
+  }
+  for (const p of state.portfolios) {
+    els.portfolio.append(h("option", { value: p.id }, `${p.name}${p.nav ? ` · ${money(p.nav)}` : ""}`));
+  }
+  els.portfolio.disabled = false;
+  let saved = null;
+  try { saved = localStorage.getItem(`sigmachat.portfolio.${state.user.id}`); } catch { /* ignore */ }
+  selectPortfolio(state.portfolios.some((p) => p.id === saved) ? saved : state.portfolios[0].id, { save: false });
+}
+
+els.portfolio.addEventListener("change", () => {
+  selectPortfolio(els.portfolio.value);
+  const thread = currentThread();
+  if (thread && !thread.messages.length) renderMessages();
+});
+
+// ---- composer ----------------------------------------------------------------------------
+
+function focusInput() {
+  if (window.matchMedia("(pointer: coarse)").matches && document.activeElement !== els.input) return;
+  els.input.focus();
+}
+
+function autosize() {
+  els.input.style.height = "auto";
+  els.input.style.height = `${Math.min(els.input.scrollHeight, 200)}px`;
+}
+
+function submit() {
+  const text = els.input.value.trim();
+  const thread = currentThread();
+  if (!text || !thread || thread.turn) return;
+  els.input.value = "";
+  autosize();
+  renderComposer();
+  turns.ask(text).then(focusInput);
+  focusInput();
+}
+
+function pickStarter(text) {
+  els.input.value = text;
+  submit();
+}
+
+els.input.addEventListener("input", () => { autosize(); renderComposer(); });
+els.input.addEventListener("keydown", (e) => {
+  if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+    e.preventDefault();
+    submit();
+  }
+});
+els.composer.addEventListener("submit", (e) => { e.preventDefault(); submit(); });
+els.stop.addEventListener("click", () => { turns.stop(); focusInput(); });
+document.addEventListener("keydown", (e) => {
+  if (e.key === "Escape" && currentThread() && currentThread().turn && !els.renameDialog.open && !els.deleteDialog.open) turns.stop();
+});
+
+// ---- layout (narrow screens) -------------------------------------------------------------
+
+function openSidebar() {
+  els.app.classList.add("sidebar-open");
+  els.sidebarToggle.setAttribute("aria-expanded", "true");
+  els.scrim.hidden = false;
+  els.newChat.focus();
+}
+
+function closeSidebar() {
+  if (!els.app.classList.contains("sidebar-open")) return;
+  els.app.classList.remove("sidebar-open");
+  els.sidebarToggle.setAttribute("aria-expanded", "false");
+  els.scrim.hidden = true;
+}
+
+els.sidebarToggle.addEventListener("click", () => (els.app.classList.contains("sidebar-open") ? closeSidebar() : openSidebar()));
+els.scrim.addEventListener("click", closeSidebar);
+document.addEventListener("keydown", (e) => { if (e.key === "Escape") closeSidebar(); });
+
+// ---- sign out ----------------------------------------------------------------------------
+
+els.signOut.addEventListener("click", async () => {
+  leaving = true;
+  try { await api.logout(); } catch { /* the cookie may already be gone */ }
+  window.location.replace("/login?signed_out=1");
+});
+
+window.addEventListener("hashchange", () => {
+  const id = hashConversation();
+  if (id && id !== state.currentKey) openConversation(id);
+  else if (!id && !(state.currentKey || "").startsWith("draft:")) newDraft();
+});
+
+// ---- start -------------------------------------------------------------------------------
+
+async function start() {
+  let me, config, portfolios;
+  try {
+    [me, config, portfolios] = await Promise.all([api.me(), api.chatConfig(), api.portfolios()]);
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 401) return;
+    els.messages.replaceChildren(h("div", { class: "msg-error", role: "alert" }, "Couldn't reach the server. Reload the page to try again."));
+    return;
+  }
+  state.user = me;
+  state.backend = config.backend === "chatkit" ? "chatkit" : "responses";
+  state.offlineHint = !!(config.offline || config.offline_model);
+  backend = state.backend === "chatkit" ? createChatKitBackend({ offlineHint: state.offlineHint }) : createLegacyBackend();
+  turns = createTurns({ store, backend, onAuthLost: () => goToLogin("expired"), announce });
+  els.userName.textContent = me.full_name || me.email;
+  els.userName.title = me.email;
+  els.backendTag.textContent = state.backend === "chatkit" ? "ChatKit" : "Responses";
+  els.backendTag.dataset.backend = state.backend;
+  els.backendTag.hidden = false;
+  state.portfolios = portfolios;
+  renderPortfolios();
+  const target = hashConversation();
+  if (target) openConversation(target);
+  else newDraft();
+  await loadConversations();
+  els.app.dataset.ready = "true";
+  els.app.dataset.backend = state.backend;
+}
+
+start();

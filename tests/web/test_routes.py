@@ -1,0 +1,135 @@
+"""The page and static-asset routes of the browser UI (no browser needed)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+
+import pytest
+
+from sigmachat.web.routes import STATIC_DIR
+from tests.conftest import BASE_URL, HNW, login
+
+async def _cookie_login(client) -> None:
+    resp = await client.post("/api/v1/auth/login", json={"email": HNW, "password": "demo12345"})
+    assert resp.status_code == 200
+    assert client.cookies.get("auth_token")
+
+
+async def test_chat_page_redirects_visitors_without_a_session_to_sign_in(client):
+    resp = await client.get("/")
+    assert resp.status_code == 303
+    assert resp.headers["location"] == "/login"
+
+
+async def test_chat_page_sends_an_expired_session_to_sign_in_with_a_reason(client, app):
+    services = app.state.services
+    past = dt.datetime.now(dt.UTC) - dt.timedelta(days=2)
+    user_id = (await client.get("/api/v1/auth/me", headers=await login(client))).json()["id"]
+    client.cookies.set("auth_token", services.tokens.issue(user_id, "user", now=past))
+    resp = await client.get("/")
+    assert resp.status_code == 303
+    assert resp.headers["location"] == "/login?expired=1"
+
+
+async def test_a_tampered_cookie_is_no_session(client):
+    client.cookies.set("auth_token", "not-a-jwt")
+    resp = await client.get("/")
+    assert resp.status_code == 303
+    assert resp.headers["location"] == "/login"
+
+
+async def test_signed_in_user_gets_the_chat_page_with_a_strict_csp(client):
+    await _cookie_login(client)
+    resp = await client.get("/")
+    assert resp.status_code == 200
+    assert resp.headers["content-type"].startswith("text/html")
+    csp = resp.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
+    assert resp.headers["x-content-type-options"] == "nosniff"
+    assert resp.headers["cache-control"] == "no-store"
+    assert '<script type="module" src="/static/js/app.js">' in resp.text
+
+
+async def test_login_page_is_public_and_redirects_when_already_signed_in(client):
+    resp = await client.get("/login")
+    assert resp.status_code == 200
+    assert "Demo accounts" in resp.text
+    await _cookie_login(client)
+    resp = await client.get("/login")
+    assert resp.status_code == 303
+    assert resp.headers["location"] == "/"
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type"),
+    [
+        ("/static/js/app.js", "text/javascript"),
+        ("/static/js/markdown.js", "text/javascript"),
+        ("/static/css/app.css", "text/css"),
+        ("/static/favicon.svg", "image/svg+xml"),
+    ],
+)
+async def test_static_assets_have_correct_content_types(client, path, content_type):
+    resp = await client.get(path)
+    assert resp.status_code == 200
+    assert resp.headers["content-type"].startswith(content_type)
+    assert resp.headers["x-content-type-options"] == "nosniff"
+    assert resp.headers["cache-control"] == "no-cache"
+
+
+async def test_static_assets_revalidate_with_etags(client):
+    first = await client.get("/static/js/app.js")
+    again = await client.get("/static/js/app.js", headers={"If-None-Match": first.headers["etag"]})
+    assert again.status_code == 304
+
+
+@pytest.mark.parametrize("path", ["/static/nope.js", "/static/js", "/static/js/", "/static/..%2Froutes.py", "/static/%2e%2e/routes.py"])
+async def test_missing_files_directories_and_traversal_are_404(client, path):
+    resp = await client.get(path)
+    assert resp.status_code == 404
+
+
+async def test_favicon_points_at_the_svg(client):
+    resp = await client.get("/favicon.ico")
+    assert resp.status_code == 308
+    assert resp.headers["location"] == "/static/favicon.svg"
+
+
+# ---- the client code itself (no build step, so check what a bundler would) -----------------
+
+JS_FILES = sorted((STATIC_DIR / "js").glob("*.js"))
+
+
+def test_every_relative_module_import_resolves():
+    for path in JS_FILES:
+        for spec in re.findall(r'from\s+"(\./[^"]+)"', path.read_text()):
+            assert (path.parent / spec).resolve().is_file(), f"{path.name} imports missing {spec}"
+
+
+def test_every_asset_the_pages_reference_exists():
+    for page in ("index.html", "login.html"):
+        for ref in re.findall(r'(?:src|href)="(/static/[^"]+)"', (STATIC_DIR / page).read_text()):
+            assert (STATIC_DIR / ref.removeprefix("/static/")).is_file(), f"{page} references missing {ref}"
+
+
+@pytest.mark.parametrize("path", JS_FILES, ids=lambda p: p.name)
+def test_client_code_never_turns_strings_into_html_or_code(path: Path):
+    # The renderer builds DOM nodes; these sinks would let model or tool output become markup.
+    source = path.read_text()
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
+        assert sink not in source, f"{path.name} uses {sink}"
+
+
+def test_pages_have_no_inline_script_or_style():
+    # The CSP forbids inline code; an inline block would silently not run.
+    for page in ("index.html", "login.html"):
+        html = (STATIC_DIR / page).read_text()
+        assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html), page
+        assert "<style" not in html and " style=" not in html and " onclick=" not in html, page
+
+
+def test_base_url_is_an_allowed_origin_for_cookie_posts():
+    # The browser tests rely on the same-origin Origin header passing the CSRF check.
+    assert BASE_URL.startswith("http://127.0.0.1")
