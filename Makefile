@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: install install-test run test migrate seed clean lint
+.PHONY: install install-test install-browser run test migrate seed clean lint
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ run: install
 test: install-test
 	# exit code 5 means "no tests selected" (e.g. a -k filter): not a failure of the suite.
 	$(BIN)/python -m pytest $(PYTEST_ARGS) || [ $$? -eq 5 ]
+
+# The browser tests drive Debian's Chromium (Playwright cannot download a browser here).
+# Needs root, as in CI; without it the browser tests skip on a dev machine (never in CI).
+install-browser:
+	@[ -x /usr/bin/chromium ] || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
