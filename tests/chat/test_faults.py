@@ -1,0 +1,127 @@
+"""Every simulator fault scenario through the app on the Responses path (legacy SSE).
+
+For each: the user message is stored, the outcome is the documented one (transparent retry,
+or an error event with the right code and retryable flag), a partial answer is kept with the
+right status, nothing stays streaming, and no 500 or stack trace reaches the client.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from sqlalchemy import select
+
+from sigmachat.api.app import create_app
+from sigmachat.db.models import Message
+from sigmachat.sim.app import sim_http_client
+from tests.conftest import BASE_URL, HNW, login, make_settings
+from tests.sse import parse
+
+QUESTION = "What is my largest position?"
+
+# scenario -> (terminal event, error code, legacy error_type, retryable, assistant status, partial text expected)
+OUTCOMES = {
+    "rate_limit": ("error", "rate_limited", "RATE_LIMITED", True, "failed", False),
+    "rate_limit;times=1": ("done", None, None, None, "complete", None),
+    "server_error": ("error", "upstream_error", "SERVER_ERROR", True, "failed", False),
+    "server_error;times=2": ("done", None, None, None, "complete", None),
+    "overloaded": ("error", "upstream_overloaded", "SERVER_ERROR", True, "failed", False),
+    "reset_before_first_byte": ("error", "network_error", "NETWORK_ERROR", True, "failed", False),
+    "reset_before_first_byte;times=1": ("done", None, None, None, "complete", None),
+    "drop_mid_stream": ("error", "network_error", "NETWORK_ERROR", True, "failed", True),
+    "no_terminal_event": ("error", "stream_incomplete", "NETWORK_ERROR", True, "failed", True),
+    "malformed_event": ("error", "malformed_event", "SERVER_ERROR", True, "failed", True),
+    "response_failed": ("error", "response_failed", "SERVER_ERROR", True, "failed", None),
+    "response_incomplete": ("error", "response_incomplete", "FATAL_ERROR", False, "incomplete", True),
+    "slow_tokens": ("done", None, None, None, "complete", None),
+    "tool_error": ("done", None, None, None, "complete", None),
+}
+
+
+@pytest.fixture
+async def sim_client(tmp_path, template_db):
+    shutil.copy(template_db, tmp_path / "sigmachat.db")
+    settings = make_settings(
+        tmp_path,
+        openai_api_key="sk-sim",
+        openai_base_url="http://sim.sigmachat.local/v1",
+        allow_fault_injection=True,
+        retry_base_delay_ms=0,
+        fallback_model=None,
+        sse_heartbeat_s=0.02,
+        send_rate_limit="",
+    )
+    # Fast but real: slow_tokens still streams with pauses (heartbeats), Retry-After kept short.
+    model_client = sim_http_client(ttfb_ms=0, tokens_per_s=0, slow_tokens_per_s=200, retry_after_s=0.05)
+    app = create_app(settings, model_http_client=model_client)
+    async with LifespanManager(app), httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE_URL) as c:
+        c.app = app
+        yield c
+
+
+@pytest.mark.parametrize("scenario", list(OUTCOMES))
+async def test_fault_scenario_outcome(sim_client, scenario):
+    terminal, code, error_type, retryable, status, partial = OUTCOMES[scenario]
+    headers = await login(sim_client, HNW)
+    conv = (await sim_client.post("/api/v1/chat/conversations", json={}, headers=headers)).json()
+    resp = await sim_client.post(
+        "/api/v1/chat/send",
+        json={"conversation_id": conv["id"], "text": QUESTION},
+        headers={**headers, "X-Sim-Scenario": scenario},
+    )
+    assert resp.status_code == 200
+    assert "Traceback" not in resp.text
+    frames = [f for f in parse(resp.text) if f.event != "heartbeat"]
+    assert frames[0].event == "message_created" and frames[-1].event == terminal
+    seqs = [f.data["seq"] for f in frames[1:]]
+    assert seqs == list(range(1, len(seqs) + 1))
+    last = frames[-1].data["data"]
+    if terminal == "error":
+        assert last["code"] == code and last["error_type"] == error_type and last["retryable"] is retryable
+        if partial:
+            assert last["partial_text"]
+    if ";times=" in scenario:
+        assert any(f.event == "info" and f.data["data"]["info_type"] == "retry_scheduled" for f in frames)
+    if scenario == "tool_error":
+        results = [f.data["data"] for f in frames if f.event == "tool_result"]
+        assert any(r["ok"] is False and r["tool_result"]["error"]["type"] == "validation_error" for r in results)
+
+    services = sim_client.app.state.services
+    async with services.db.session() as s:
+        rows = (await s.execute(select(Message).where(Message.conversation_id == conv["id"]).order_by(Message.created_at))).scalars().all()
+    assert [r.role for r in rows] == ["user", "assistant"]
+    assert rows[0].content == QUESTION
+    assert rows[1].status == status
+    if terminal == "error":
+        assert rows[1].error["code"] == code
+        assert rows[1].content == last["partial_text"]
+    assert services.runs.active_count() == 0
+
+
+async def test_heartbeats_flow_while_tokens_are_slow(sim_client):
+    headers = await login(sim_client, HNW)
+    conv = (await sim_client.post("/api/v1/chat/conversations", json={}, headers=headers)).json()
+    resp = await sim_client.post(
+        "/api/v1/chat/send",
+        json={"conversation_id": conv["id"], "text": QUESTION},
+        headers={**headers, "X-Sim-Scenario": "slow_tokens"},
+    )
+    frames = parse(resp.text)
+    beats = [f for f in frames if f.event == "heartbeat"]
+    assert beats, "expected heartbeats during a slow stream"
+    assert all(f.id is None and f.data["type"] == "heartbeat" for f in beats)
+    assert frames[-1].event == "done"
+
+
+async def test_fault_injection_is_ignored_unless_enabled(client):
+    headers = await login(client, HNW)
+    conv = (await client.post("/api/v1/chat/conversations", json={}, headers=headers)).json()
+    resp = await client.post(
+        "/api/v1/chat/send",
+        json={"conversation_id": conv["id"], "text": QUESTION},
+        headers={**headers, "X-Sim-Scenario": "server_error"},
+    )
+    assert parse(resp.text)[-1].event == "done"
