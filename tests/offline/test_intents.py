@@ -12,7 +12,7 @@ CASES = [
     ("What's my biggest short?", ["get_portfolio_complete"]),
     ("Show me my holdings", ["get_portfolio_complete"]),
     ("What's my unrealised P&L?", ["get_portfolio_complete"]),
-    ("How is my portfolio doing?", ["get_portfolio_complete", "get_analytics_overview"]),
+    ("How is my portfolio doing?", ["get_analytics_overview", "get_portfolio_complete"]),
     ("What is my gross and net exposure?", ["get_analytics_overview"]),
     ("Am I net long?", ["get_analytics_overview"]),
     ("What is my sector exposure?", ["get_sector_exposure"]),
@@ -95,6 +95,6 @@ def test_symbol_extraction(text: str, symbols: list[str]) -> None:
 
 
 def test_lookback_parsing() -> None:
-    assert extract_lookback_days("over the last 3 months") == 90
-    assert extract_lookback_days("past two weeks") == 14
+    assert extract_lookback_days("over the last 3 months") == 63
+    assert extract_lookback_days("past two weeks") == 10
     assert extract_lookback_days("no window", default=30) == 30

@@ -214,16 +214,26 @@ def _portfolio_rows(result: ToolResult) -> list[dict[str, Any]]:
     return [p for p in data or [] if isinstance(p, dict) and p.get("id")] if isinstance(data, list) else []
 
 
+_GENERIC_NAME_WORDS = frozenset({"demo", "portfolio", "portfolios", "sigmasight", "account", "the", "and", "fund"})
+
+
+def _name_words(name: str) -> set[str]:
+    return {w for w in re.findall(r"[a-z]{3,}", name.lower()) if w not in _GENERIC_NAME_WORDS}
+
+
 def choose_portfolio(result: ToolResult, question: str) -> str | None:
+    """The portfolio a question means: the one whose distinguishing name words it uses most
+    ("the private one"), else the largest by NAV."""
     rows = _portfolio_rows(result)
     if not rows:
         return None
-    lowered = question.lower()
-    for row in rows:
-        name = str(row.get("name") or "").lower()
-        words = [w for w in re.findall(r"[a-z]{4,}", name) if w not in {"portfolio", "demo", "sigmasight"}]
-        if name and (name in lowered or (words and all(w in lowered for w in words))):
-            return str(row["id"])
+    asked = set(re.findall(r"[a-z]{3,}", question.lower()))
+    names = [_name_words(str(row.get("name") or "")) for row in rows]
+    shared = set.intersection(*names) if names else set()  # words every name has tell nothing apart
+    scores = [len((words - shared) & asked) for words in names]
+    best = max(scores)
+    if best > 0 and scores.count(best) == 1:
+        return str(rows[scores.index(best)]["id"])
 
     def size(row: dict[str, Any]) -> float:
         for key in ("nav", "total_value", "equity_balance", "market_value"):

@@ -9,7 +9,6 @@ back to a generic summary. Nothing here raises.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
@@ -58,6 +57,7 @@ class Focus:
     question: str
     intents: tuple[str, ...]
     symbols: tuple[str, ...]
+    tools: tuple[str, ...] = ()  # every tool whose result is in this answer
 
     def has(self, *intents: str) -> bool:
         return any(i in self.intents for i in intents)
@@ -85,11 +85,11 @@ def _num(value: Any) -> float | None:
 
 
 def money(value: Any, *, cents: bool | None = None) -> str:
-    """$1,234,567 for large amounts, $123.45 for prices; negatives as -$1,234."""
+    """$1,234,567 (whole dollars; cents for prices or tiny amounts); negatives as -$1,234."""
     v = _num(value)
     if v is None:
         return "n/a"
-    show_cents = cents if cents is not None else abs(v) < 1000
+    show_cents = cents if cents is not None else 0 < abs(v) < 10
     body = f"{abs(v):,.2f}" if show_cents else f"{abs(v):,.0f}"
     return f"-${body}" if v < 0 and round(abs(v), 2 if show_cents else 0) != 0 else f"${body}"
 
@@ -246,7 +246,7 @@ def _name(row: dict[str, Any]) -> str:
 
 
 def _portfolio_name(data: Any, meta: dict[str, Any]) -> str:
-    name = first(data, "portfolio.name", "portfolio_name", "name")
+    name = first(data, "portfolio.name", "portfolio_name") or meta.get("portfolio_name")
     return str(name) if isinstance(name, str) else ""
 
 
@@ -259,6 +259,21 @@ def _holding_weight(row: dict[str, Any], nav: float | None) -> float | None:
     if w is None and nav:
         return _mv(row) / nav
     return w
+
+
+def _pnl(row: Any) -> float | None:
+    return _num(first(row, "unrealized_pnl", "unrealised_pnl", "pnl"))
+
+
+def _labelled(row: dict[str, Any]) -> str:
+    return f"**{_symbol(row)}**" + (f" ({_name(row)})" if _name(row) else "")
+
+
+def _option_terms(row: dict[str, Any]) -> str:
+    if first(row, "strike") is None:
+        return ""
+    kind = {"C": "call", "P": "put"}.get(str(first(row, "option_type", default="")).upper(), "option")
+    return f"{first(row, 'underlying', default='')} {money(first(row, 'strike'), cents=True)} {kind}, expiring {first(row, 'expiry', default='?')}".strip()
 
 
 def compose_portfolio_complete(result: ToolResult, focus: Focus) -> str:
@@ -274,36 +289,39 @@ def compose_portfolio_complete(result: ToolResult, focus: Focus) -> str:
         return (f"The portfolio{where} has no open holdings." + (" " + ", ".join(facts) + "." if facts else "")).strip()
 
     ordered = sorted(holdings, key=lambda r: (-abs(_mv(r)), _symbol(r)))
+    count = _num(first(data, "holding_count")) or len(holdings)
     lines: list[str] = []
     held = {_symbol(r).upper(): r for r in holdings}
-    asked = [s for s in focus.symbols if s.upper() in held or not focus.has("largest", "summary")]
+    asked = [s for s in focus.symbols if s.upper() in held or focus.has("holdings")]
 
     if focus.has("largest"):
         pool = [r for r in ordered if _mv(r) < 0] if focus.wants_short else ordered
-        if not pool:
-            lines.append(f"You have no short positions{where}; every holding has a positive market value.")
+        if focus.wants_short and not pool:
+            lines.append(f"You have no short positions{where}: every holding has a positive market value.")
             pool = ordered
         top = pool[0]
         w = _holding_weight(top, nav)
-        label = f"**{_symbol(top)}**" + (f" ({_name(top)})" if _name(top) else "")
         kind = "largest short position" if focus.wants_short and _mv(top) < 0 else "largest position"
-        sentence = f"Your {kind}{where} is {label} at {money(_mv(top))}"
+        sentence = f"Your {kind}{where} is {_labelled(top)} at {money(_mv(top))}"
         if w is not None:
-            sentence += f", {pct(w)} of NAV"
-        lots = _num(first(top, "lots", "lot_count"))
+            sentence += f", {pct(abs(w) if _mv(top) < 0 else w)} of NAV"
         sentence += "."
+        lots = _num(first(top, "lots", "lot_count"))
         if lots and lots > 1:
-            sentence += f" That is {int(lots)} lots of the same symbol added together."
+            sentence += f" That is {int(lots)} lots of {_symbol(top)} added together."
         if _mv(top) < 0 and not focus.wants_short:
-            sentence += " It is a short position (negative market value); size is ranked by absolute market value."
-        pnl = _num(first(top, "unrealized_pnl", "unrealised_pnl", "pnl"))
+            sentence += " It is a short position (negative market value): positions are ranked by absolute market value."
+        terms = _option_terms(top)
+        if terms:
+            sentence += f" It is an option: {terms}."
+        pnl = _pnl(top)
         if pnl is not None:
-            sentence += f" Unrealised P&L on it is {signed_money(pnl)}."
+            ret = _num(first(top, "unrealized_return"))
+            sentence += f" Unrealised P&L is {signed_money(pnl)}" + (f" ({pct(ret, signed=True)} on cost)." if ret is not None else ".")
         lines.append(sentence)
         if len(pool) > 1:
-            second = pool[1]
-            gap = abs(_mv(top)) - abs(_mv(second))
-            lines.append(f"Next is **{_symbol(second)}** at {money(_mv(second))} ({money(gap)} smaller).")
+            nxt = pool[1:3]
+            lines.append("Next: " + "; ".join(f"**{_symbol(r)}** {money(_mv(r))} ({pct(_holding_weight(r, nav))})" for r in nxt) + ".")
 
     for sym in asked:
         row = held.get(sym.upper())
@@ -312,94 +330,134 @@ def compose_portfolio_complete(result: ToolResult, focus: Focus) -> str:
             continue
         w = _holding_weight(row, nav)
         qty = first(row, "quantity", "shares")
-        bits = [f"**{sym}**: {_qty(qty)} units" if qty is not None else f"**{sym}**", f"market value {money(_mv(row))}"]
+        side = " short" if _mv(row) < 0 else ""
+        bits = [f"**{sym}**: {_qty(qty)}{side} units" if qty is not None else f"**{sym}**", f"market value {money(_mv(row))}"]
         if w is not None:
             bits.append(f"{pct(w)} of NAV")
-        pnl = _num(first(row, "unrealized_pnl", "unrealised_pnl", "pnl"))
-        if pnl is not None:
-            bits.append(f"unrealised P&L {signed_money(pnl)}")
+        if _pnl(row) is not None:
+            bits.append(f"unrealised P&L {signed_money(_pnl(row))}")
         lines.append(", ".join(bits) + ".")
 
-    if focus.has("holdings", "summary") or not lines:
-        count = len(holdings)
-        head = f"The portfolio{where} holds {count} position{'s' if count != 1 else ''}"
-        if nav is not None:
+    overview_too = "get_analytics_overview" in focus.tools
+    if (focus.has("holdings", "summary") or not lines) and not (overview_too and lines):
+        head = (f"**{name}**" if name else "The portfolio") + f" holds {int(count)} position{'s' if count != 1 else ''}"
+        if nav is not None and not overview_too:
             head += f" with a NAV of {money(nav)}"
-        if cash is not None:
-            head += f" and cash of {money(cash)}"
-        lines.append(head + ".")
+            if cash is not None:
+                head += f" and cash of {money(cash)}"
+        head += "."
+        long_v, short_v = _num(first(data, "long_value")), _num(first(data, "short_value"))
+        if long_v is not None and short_v:
+            head += f" Long {money(long_v)}, short {money(short_v)}."
+        lines.append(head)
 
-    total_pnl = _num(first(data, "unrealized_pnl", "unrealised_pnl", "portfolio.unrealized_pnl", "summary.unrealized_pnl"))
-    wants_pnl = bool(re.search(r"p&l|pnl|profit|gain|loss|winner|loser|made money|unreali", focus.question.lower()))
+    wants_pnl = bool(re.search(r"p&l|pnl|profit|gain|loss|winner|loser|made money|unreali|performance|doing", focus.question.lower()))
     if wants_pnl:
-        pnls = [(r, _num(first(r, "unrealized_pnl", "unrealised_pnl", "pnl"))) for r in holdings]
-        pnls = [(r, p) for r, p in pnls if p is not None]
+        total_pnl = _num(first(data, "unrealized_pnl", "unrealised_pnl", "portfolio.unrealized_pnl", "summary.unrealized_pnl"))
+        pnls = [(r, _pnl(r)) for r in holdings if _pnl(r) is not None]
         if total_pnl is None and pnls:
-            total_pnl = sum(p for _, p in pnls)
-        if total_pnl is not None:
+            total_pnl = sum(p for _, p in pnls)  # type: ignore[misc]
+        if total_pnl is not None and not overview_too:
             lines.append(f"Total unrealised P&L is {signed_money(total_pnl)}.")
         if pnls:
-            best = max(pnls, key=lambda x: x[1])
-            worst = min(pnls, key=lambda x: x[1])
-            lines.append(
-                f"Biggest gain: **{_symbol(best[0])}** ({signed_money(best[1])}); biggest loss: **{_symbol(worst[0])}** ({signed_money(worst[1])})."
-            )
+            best = max(pnls, key=lambda x: x[1])  # type: ignore[arg-type,return-value]
+            worst = min(pnls, key=lambda x: x[1])  # type: ignore[arg-type,return-value]
+            lines.append(f"Biggest gain: **{_symbol(best[0])}** ({signed_money(best[1])}); biggest loss: **{_symbol(worst[0])}** ({signed_money(worst[1])}).")
+
+    missing = first(data, "missing_prices")
+    if isinstance(missing, list) and missing:
+        lines.append(f"No price for {', '.join(map(str, missing[:8]))}: those holdings are valued at zero here.")
 
     limit = 10 if focus.has("holdings") else 5
-    shown = ordered[:limit]
+    shown = ordered
+    if focus.wants_short and focus.has("largest") and any(_mv(r) < 0 for r in ordered):
+        shown = [r for r in ordered if _mv(r) < 0]
+        count = len(shown)
     rows = []
-    for r in shown:
+    for r in shown[:limit]:
         w = _holding_weight(r, nav)
-        rows.append([_symbol(r), _name(r) or "", money(_mv(r)), pct(w) if w is not None else "n/a",
-                     signed_money(first(r, "unrealized_pnl", "unrealised_pnl", "pnl"))])
+        rows.append([_symbol(r), _name(r), money(_mv(r)), pct(w) if w is not None else "n/a", signed_money(_pnl(r))])
     text = "\n\n".join(lines) + "\n\n" + table(["Symbol", "Name", "Market value", "% of NAV", "Unrealised P&L"], rows, ["l", "l", "r", "r", "r"])
-    if len(ordered) > limit:
-        text += f"\n\nTop {limit} of {len(ordered)} holdings by absolute market value."
+    if count > len(rows):
+        kind = "short positions" if shown is not ordered else "holdings"
+        text += f"\n\nTop {len(rows)} of {int(count)} {kind} by absolute market value."
     return text
+
+
+def _exposure_row(raw: Any, nav: float | None) -> tuple[float | None, float | None]:
+    if isinstance(raw, dict):
+        amount = _num(first(raw, "value", "amount", "usd"))
+        share = _pct_field(raw, "pct_of_nav", "of_nav", "weight")
+    else:
+        amount, share = _num(raw), None
+    if share is None and amount is not None and nav:
+        share = amount / nav
+    return amount, share
 
 
 def compose_analytics_overview(result: ToolResult, focus: Focus) -> str:
     data = result.data if isinstance(result.data, dict) else {}
-    nav = _num(first(data, "nav", "portfolio.nav", "summary.nav"))
+    nav = _nav(data)
     exp = first(data, "exposure", "exposures", default=data)
-    lines: list[str] = []
+    delta = first(data, "delta_adjusted_exposure")
+    options = first(data, "options") if isinstance(first(data, "options"), dict) else {}
+    show_delta = isinstance(delta, dict) and (_num(first(options, "count")) or 0) > 0
     rows = []
-    for label, keys in (
-        ("Long", ("long", "long_exposure", "long_value")),
-        ("Short", ("short", "short_exposure", "short_value")),
-        ("Gross", ("gross", "gross_exposure")),
-        ("Net", ("net", "net_exposure")),
-    ):
-        raw = first(exp, *keys)
-        amount = _num(first(raw, "value", "amount", "usd", "dollars")) if isinstance(raw, dict) else _num(raw)
-        share = _pct_field(raw, "pct_of_nav", "pct_nav", "percent_of_nav", "weight") if isinstance(raw, dict) else None
-        if share is None:
-            share = _pct_field(exp, *(f"{k}_pct_nav" for k in keys), *(f"{k}_pct" for k in keys), *(f"{k}_pct_of_nav" for k in keys))
-        if share is None and amount is not None and nav:
-            share = amount / nav
-        if amount is not None:
-            rows.append([label, money(amount), pct(share) if share is not None else "n/a"])
+    facts: dict[str, tuple[float | None, float | None]] = {}
+    for label, keys in (("Long", ("long", "long_exposure", "long_value")), ("Short", ("short", "short_exposure", "short_value")),
+                        ("Gross", ("gross", "gross_exposure")), ("Net", ("net", "net_exposure"))):
+        amount, share = _exposure_row(first(exp, *keys), nav)
+        if amount is None:
+            continue
+        facts[label] = (amount, share)
+        row = [label, money(amount), pct(share) if share is not None else "n/a"]
+        if show_delta:
+            d_amount, d_share = _exposure_row(first(delta, *keys), nav)
+            row += [money(d_amount), pct(d_share) if d_share is not None else "n/a"]
+        rows.append(row)
+    lines = []
+    name = _portfolio_name(data, result.meta)
     if nav is not None:
-        lines.append(f"NAV is {money(nav)}.")
-    gross = next((r for r in rows if r[0] == "Gross"), None)
-    net = next((r for r in rows if r[0] == "Net"), None)
-    if gross and net:
-        lines.append(f"Gross exposure is {gross[1]} ({gross[2]} of NAV) and net exposure is {net[1]} ({net[2]} of NAV).")
-    pnl = _num(first(data, "unrealized_pnl", "pnl.unrealized", "pnl.unrealized_pnl", "unrealised_pnl", "total_pnl"))
+        cash = _num(first(data, "cash"))
+        cash_text = "."
+        if cash is not None:
+            share = _pct_field(data, "cash_of_nav")
+            share_text = f", {pct(share)} of NAV" if share is not None else ""
+            cash_text = (f", with {money(cash)} in cash{share_text}." if cash >= 0 else
+                         f", with a cash balance of {money(cash)}{share_text} (the positions are partly financed).")
+        lines.append(f"NAV{' of **' + name + '**' if name else ''} is {money(nav)}" + cash_text)
+    if "Gross" in facts and "Net" in facts:
+        (g, gs), (n, ns) = facts["Gross"], facts["Net"]
+        lines.append(f"Gross exposure is **{money(g)}** ({pct(gs)} of NAV) and net exposure is **{money(n)}** ({pct(ns)} of NAV).")
+    leverage = _num(first(data, "leverage"))
+    if leverage is not None:
+        lines.append(f"Gross leverage is {leverage:.2f}x.")
+    pnl = _num(first(data, "unrealized_pnl", "unrealised_pnl"))
+    day = _num(first(data, "day_pnl"))
+    pnl_bits = []
     if pnl is not None:
-        lines.append(f"Unrealised P&L is {signed_money(pnl)}.")
+        ret = _num(first(data, "unrealized_return_on_cost"))
+        pnl_bits.append(f"unrealised P&L is {signed_money(pnl)}" + (f" ({pct(ret, signed=True)} on cost)" if ret is not None else ""))
+    if day is not None:
+        pnl_bits.append(f"the last day's P&L was {signed_money(day)}" + (f" ({pct(_pct_field(data, 'day_pnl_of_nav'), signed=True, digits=2)} of NAV)" if _pct_field(data, "day_pnl_of_nav") is not None else ""))
+    if pnl_bits:
+        lines.append(("; ".join(pnl_bits) + ".")[0].upper() + ("; ".join(pnl_bits) + ".")[1:])
     text = " ".join(lines)
     if rows:
-        text += "\n\n" + table(["Exposure", "Amount", "% of NAV"], rows)
-    counts = first(data, "counts_by_asset_class", "asset_class_counts", "by_asset_class", "counts")
+        headers = ["Exposure", "Market value", "% of NAV"] + (["Delta-adjusted", "% of NAV (delta)"] if show_delta else [])
+        text += "\n\n" + table(headers, rows)
+    if show_delta:
+        text += f"\n\n{int(_num(first(options, 'count')) or 0)} option holdings: delta-adjusted exposure counts them by delta (a short put is long exposure)."
+    counts = first(data, "counts_by_asset_class", "asset_class_counts", "by_asset_class")
     if isinstance(counts, dict) and counts:
         parts = []
         for k, v in counts.items():
-            n = _num(first(v, "count", "positions")) if isinstance(v, dict) else _num(v)
+            n = _num(first(v, "holdings", "count", "positions")) if isinstance(v, dict) else _num(v)
+            mv = _num(first(v, "market_value")) if isinstance(v, dict) else None
             if n is not None:
-                parts.append(f"{k.title()}: {int(n)}")
+                parts.append(f"{str(k).title()} {int(n)}" + (f" ({money(mv)})" if mv is not None else ""))
         if parts:
-            text += "\n\nPositions by asset class: " + ", ".join(parts) + "."
+            text += "\n\nHoldings by asset class: " + ", ".join(parts) + "."
     return text.strip() or _generic(result, focus)
 
 
@@ -407,56 +465,87 @@ def compose_sector_exposure(result: ToolResult, focus: Focus) -> str:
     data = result.data
     sectors = rows_of(data, "sectors", "by_sector", "sector_exposure", "exposures")
     if not sectors:
-        return _generic(result, focus)
+        return "There are no holdings to group by sector." if isinstance(data, dict) and "sectors" in data else _generic(result, focus)
 
     def w(r: dict[str, Any]) -> float:
-        return _weight(r, "weight", "weight_pct", "pct_of_nav", "net_weight", "gross_weight", "pct") or 0.0
+        return _weight(r, "weight", "weight_pct", "pct_of_nav", "net_weight") or 0.0
 
     ordered = sorted(sectors, key=lambda r: (-abs(w(r)), str(first(r, "sector", "_key", "name"))))
     top = ordered[0]
     top_name = first(top, "sector", "_key", "name", default="?")
-    lines = [f"Your largest sector is **{top_name}** at {pct(w(top))} of the portfolio ({money(first(top, 'market_value', 'value', 'exposure'))})."]
-    has_bench = any(first(r, "benchmark_weight", "benchmark_weight_pct", "spy_weight") is not None for r in sectors)
-    headers = ["Sector", "Market value", "Weight"] + (["S&P 500", "Active"] if has_bench else [])
+    lines = [f"Your largest sector is **{top_name}** at {pct(w(top))} of NAV ({money(first(top, 'market_value', 'value', 'exposure'))})."]
+    if len(ordered) > 1:
+        second = ordered[1]
+        lines[0] += f" Next is {first(second, 'sector', '_key', 'name', default='?')} at {pct(w(second))}."
+    shorts = [r for r in ordered if (_num(first(r, "short")) or 0) < 0]
+    if shorts:
+        lines.append("Short exposure sits in " + ", ".join(f"{first(r, 'sector', default='?')} ({money(first(r, 'short'))})" for r in shorts[:4]) + ".")
+    asked = re.findall(r"\b(tech\w*|financ\w*|energy|health ?care|industrials?|utilities|materials|real estate|consumer \w+|communication \w+)\b", focus.question.lower())
+    for word in asked[:2]:
+        key = "information technology" if word.startswith("tech") else word
+        match = next((r for r in ordered if key.split()[0][:6] in str(first(r, "sector", default="")).lower()), None)
+        if match is not None and match is not top:
+            lines.append(f"{first(match, 'sector')}: {pct(w(match))} of NAV ({money(first(match, 'market_value'))}).")
+        elif match is None:
+            lines.append(f"You have no {word} exposure.")
+    has_delta = any(_weight(r, "delta_adjusted_weight") is not None and abs((_weight(r, "delta_adjusted_weight") or 0) - w(r)) > 0.0005 for r in ordered)
+    headers = ["Sector", "Net market value", "% of NAV"] + (["Delta-adj. % of NAV"] if has_delta else []) + ["Largest holdings"]
     rows = []
-    for r in ordered[:11]:
+    for r in ordered[:12]:
         row = [first(r, "sector", "_key", "name", default="?"), money(first(r, "market_value", "value", "exposure")), pct(w(r))]
-        if has_bench:
-            bw = _weight(r, "benchmark_weight", "benchmark_weight_pct", "spy_weight")
-            row += [pct(bw) if bw is not None else "n/a", pct(w(r) - bw, signed=True) if bw is not None else "n/a"]
+        if has_delta:
+            row.append(pct(_weight(r, "delta_adjusted_weight")))
+        tops = first(r, "top_symbols")
+        row.append(", ".join(map(str, tops[:3])) if isinstance(tops, list) else "")
         rows.append(row)
-    return " ".join(lines) + "\n\n" + table(headers, rows)
+    align = ["l", "r", "r"] + (["r"] if has_delta else []) + ["l"]
+    text = " ".join(lines) + "\n\n" + table(headers, rows, align)
+    cash_share = _pct_field(data, "cash_of_nav")
+    if cash_share is not None and abs(cash_share) >= 0.005:
+        text += f"\n\nCash is {pct(cash_share)} of NAV."
+    return text
 
 
 def compose_volatility(result: ToolResult, focus: Focus) -> str:
     data = result.data if isinstance(result.data, dict) else {}
     lines = []
-    realized = first(data, "realized", "realised", "realized_volatility", "realized_vol")
+    realized = first(data, "realized", "realised", "realized_volatility")
     vols = []
     for window in (21, 63, 252):
-        v = None
-        if isinstance(realized, dict):
-            v = first(realized, f"{window}d", str(window), f"vol_{window}d", f"d{window}")
+        v = first(realized, f"{window}d", str(window)) if isinstance(realized, dict) else None
         if v is None:
-            v = first(data, f"realized_vol_{window}d", f"vol_{window}d", f"realized_{window}d", f"volatility_{window}d")
+            v = first(data, f"realized_vol_{window}d", f"vol_{window}d")
         if _num(v) is not None:
             vols.append((window, _num(v)))
-    port = _num(first(data, "portfolio_volatility", "portfolio_vol", "covariance_volatility", "annualized_volatility", "model_volatility"))
+    port = _num(first(data, "portfolio_volatility", "portfolio_vol", "annualized_volatility"))
+    dollar = _num(first(data, "dollar_volatility"))
     if port is not None:
-        lines.append(f"Annualised portfolio volatility from the covariance matrix is **{pct(port)}**.")
+        lines.append(f"Annualised portfolio volatility from the covariance matrix is **{pct(port)}**" + (f" (about {money(dollar)} a year, one standard deviation)." if dollar is not None else "."))
     if vols:
-        lines.append("Realised volatility (annualised): " + ", ".join(f"{pct(v)} over {w} days" for w, v in vols) + ".")
-    contributors = rows_of(data, "contributions", "risk_contributions", "contributors", "positions")
+        lines.append("Realised volatility, annualised: " + ", ".join(f"{pct(v)} over {w} days" for w, v in vols) + ".")
+    var = first(data, "value_at_risk_95_1d")
+    if isinstance(var, dict):
+        para, hist = _num(first(var, "parametric")), _num(first(var, "historical"))
+        if para is not None or hist is not None:
+            bits = [f"{money(abs(x))} {label}" for x, label in ((para, "parametric"), (hist, "historical")) if x is not None]
+            lines.append("One-day 95% value at risk: " + " / ".join(bits) + ".")
+    contributors = rows_of(data, "contributions", "risk_contributions", "contributors")
     if contributors:
-        def c(r: dict[str, Any]) -> float:
-            return _weight(r, "pct_of_risk", "contribution_pct", "risk_contribution_pct", "contribution", "share_of_risk") or 0.0
+        def share(r: dict[str, Any]) -> float:
+            return _weight(r, "share_of_risk", "pct_of_risk", "contribution_pct", "contribution") or 0.0
 
-        ordered = sorted(contributors, key=lambda r: (-abs(c(r)), _symbol(r)))
+        ordered = sorted(contributors, key=lambda r: (-share(r), _symbol(r)))
         top = ordered[0]
-        lines.append(f"**{_symbol(top)}** contributes the most risk: {pct(c(top))} of portfolio variance.")
-        rows = [[_symbol(r), pct(_holding_weight(r, None)) if _holding_weight(r, None) is not None else "n/a",
-                 pct(_num(first(r, "volatility", "vol", "annualized_vol"))), pct(c(r))] for r in ordered[:8]]
+        lines.append(f"**{_symbol(top)}** contributes the most risk: {pct(share(top))} of portfolio variance" + (f" from a {pct(_weight(top, 'weight'))} weight." if _weight(top, "weight") is not None else "."))
+        hedges = [r for r in ordered if share(r) < 0]
+        if hedges:
+            lines.append("Risk reducers (negative contribution, acting as hedges): " + ", ".join(f"{_symbol(r)} ({pct(share(r))})" for r in hedges[:3]) + ".")
+        rows = [[_symbol(r), pct(_weight(r, "weight")), pct(_num(first(r, "volatility", "vol"))), pct(share(r))] for r in ordered[:8]]
         lines.append(table(["Symbol", "Weight", "Volatility", "Share of risk"], rows))
+    excluded = first(data, "excluded_holdings")
+    if isinstance(excluded, list) and excluded:
+        names = [str(first(x, "symbol", default=x)) if isinstance(x, dict) else str(x) for x in excluded]
+        lines.append(f"Left out for lack of price history: {', '.join(names[:8])}{' and more' if len(names) > 8 else ''}.")
     return "\n\n".join(lines) if lines else _generic(result, focus)
 
 
@@ -467,32 +556,46 @@ def compose_factor_exposures(result: ToolResult, focus: Focus) -> str:
         return _generic(result, focus)
     rows = []
     market_beta = None
+    tilts = []
+    has_t = any(first(r, "t_stat", "tstat") is not None for r in factors)
+    has_dollars = any(first(r, "dollar_exposure") is not None for r in factors)
     for r in factors:
         fname = str(first(r, "factor", "_key", "name", default="?"))
         beta = _num(first(r, "beta", "exposure", "value", "loading"))
-        etf = first(r, "etf", "symbol", "ticker", default="")
+        t = _num(first(r, "t_stat", "tstat"))
+        etf = first(r, "etf", "symbol", default="")
         if fname.lower() in ("market", "spy") and beta is not None:
             market_beta = beta
-        rows.append([fname + (f" ({etf})" if etf and etf != fname else ""), ratio(beta), ratio(first(r, "t_stat", "tstat"), 1) if first(r, "t_stat", "tstat") is not None else ""])
+        elif beta is not None and t is not None and abs(t) >= 2:
+            tilts.append((fname, beta))
+        row = [fname + (f" ({etf})" if etf and etf != fname else ""), ratio(beta)]
+        if has_t:
+            row.append(ratio(t, 1) if t is not None else "n/a")
+        if has_dollars:
+            row.append(money(first(r, "dollar_exposure")))
+        rows.append(row)
     lines = []
     if market_beta is not None:
-        move = market_beta * 10
-        lines.append(f"Market beta is **{ratio(market_beta)}**: a 10% move in the S&P 500 has historically come with about a {move:.1f}% move in the portfolio.")
-    r2 = _num(first(data, "r_squared", "r2", "rsquared"))
-    obs = _num(first(data, "observations", "n_obs", "nobs", "observation_count"))
-    look = _num(first(data, "lookback_days", default=first(result.meta, "applied.lookback_days", "applied_args.lookback_days")))
+        lines.append(f"Market beta is **{ratio(market_beta)}**: for each 1% move in the S&P 500 the portfolio has moved about {market_beta:.2f}% in the same direction." if market_beta >= 0 else
+                     f"Market beta is **{ratio(market_beta)}**: the portfolio has tended to move against the S&P 500, about {abs(market_beta):.2f}% for each 1% market move.")
+    if tilts:
+        lines.append("Style tilts beyond the market that are statistically meaningful (|t| ≥ 2): " + ", ".join(f"{n} {b:+.2f}" for n, b in tilts) + ".")
+    elif has_t:
+        lines.append("No style tilt beyond the market is statistically meaningful (every |t| < 2).")
+    r2 = _num(first(data, "r_squared", "r2"))
+    obs = _num(first(data, "observations", "n_obs"))
     stats = []
     if r2 is not None:
         stats.append(f"R² {ratio(r2)}")
     if obs is not None:
         stats.append(f"{int(obs)} daily observations")
-    if look is not None:
-        stats.append(f"{int(look)}-day lookback")
+    if first(data, "start") and first(data, "end"):
+        stats.append(f"{first(data, 'start')} to {first(data, 'end')}")
     if stats:
         lines.append("Regression on daily returns: " + ", ".join(stats) + ".")
-    has_t = any(r[2] for r in rows)
-    headers = ["Factor", "Beta"] + (["t-stat"] if has_t else [])
-    lines.append(table(headers, [r if has_t else r[:2] for r in rows]))
+    headers = ["Factor", "Beta"] + (["t-stat"] if has_t else []) + (["Dollar exposure"] if has_dollars else [])
+    lines.append(table(headers, rows))
+    lines.append("Style betas are measured net of the market (each style ETF's return beyond SPY).")
     return "\n\n".join(lines)
 
 
@@ -504,63 +607,85 @@ def compose_stress(result: ToolResult, focus: Focus) -> str:
     nav = _nav(data)
 
     def pnl(r: dict[str, Any]) -> float:
-        return _num(first(r, "pnl", "total_pnl", "portfolio_pnl", "pnl_usd", "impact")) or 0.0
+        return _num(first(r, "pnl", "total_pnl", "portfolio_pnl", "impact")) or 0.0
 
     def share(r: dict[str, Any]) -> float | None:
-        s = _weight(r, "pnl_pct", "pct_of_nav", "pnl_pct_nav", "return_pct", "return")
+        s = _weight(r, "pct_of_nav", "pnl_pct")
         return s if s is not None else (pnl(r) / nav if nav else None)
 
+    def label(r: dict[str, Any]) -> str:
+        return str(first(r, "name", "label", "scenario", "id", "_key", default="?"))
+
+    def result_text(r: dict[str, Any]) -> str:
+        return signed_money(pnl(r)) + (f" ({pct(share(r), signed=True)} of NAV)" if share(r) is not None else "")
+
     worst = min(scenarios, key=pnl)
-    wname = first(worst, "name", "label", "scenario", "_key", default="?")
-    lines = [f"The worst scenario is **{wname}**: {signed_money(pnl(worst))}" + (f" ({pct(share(worst), signed=True)} of NAV)." if share(worst) is not None else ".")]
-    rows = [[first(r, "name", "label", "scenario", "_key", default="?"), signed_money(pnl(r)),
-             pct(share(r), signed=True) if share(r) is not None else "n/a"] for r in scenarios]
+    custom = [r for r in scenarios if str(first(r, "id", default="")).startswith("custom")]
+    def verb(r: dict[str, Any]) -> str:
+        v = pnl(r)
+        amount = money(abs(v)) + (f" ({pct(share(r), signed=True)} of NAV)" if share(r) is not None else "")
+        return f"lose {amount}" if v < 0 else f"gain {amount}"
+
+    lines = [f"In your scenario, **{label(r)}**, the portfolio would {verb(r)}." for r in custom]
+    if not custom or worst is not custom[0]:
+        lines.append(f"The worst {'standard ' if custom else ''}scenario is **{label(worst)}**: {result_text(worst)}.")
+    rows = [[label(r), signed_money(pnl(r)), pct(share(r), signed=True) if share(r) is not None else "n/a"] for r in scenarios]
     lines.append(table(["Scenario", "P&L", "% of NAV"], rows))
-    drivers = rows_of(worst, "positions", "by_position", "contributors", "position_pnl")
+    drivers = rows_of(worst, "positions", "by_position", "contributors")
     if drivers:
-        ordered = sorted(drivers, key=lambda r: pnl(r))[:3]
-        lines.append(f"Largest contributors in {wname}: " + ", ".join(f"{_symbol(r)} {signed_money(pnl(r))}" for r in ordered) + ".")
+        losers = sorted(drivers, key=pnl)[:3]
+        lines.append(f"Largest losses in {label(worst)}: " + ", ".join(f"{_symbol(r)} {signed_money(pnl(r))}" for r in losers) + ".")
+        floor = max(1.0, 0.01 * abs(pnl(worst)))  # offsets worth naming, not rounding noise
+        gainers = [r for r in sorted(drivers, key=lambda r: -pnl(r)) if pnl(r) > floor][:3]
+        if gainers:
+            lines.append("Offsets: " + ", ".join(f"{_symbol(r)} {signed_money(pnl(r))}" for r in gainers) + ".")
+    lines.append("Instantaneous shocks to today's holdings through each holding's betas; options are revalued in full.")
     return "\n\n".join(lines)
 
 
 def compose_concentration(result: ToolResult, focus: Focus) -> str:
     data = result.data if isinstance(result.data, dict) else {}
-    by_symbol = first(data, "by_symbol", "symbol", "positions", default=data)
+    by_symbol = first(data, "by_symbol", default=data)
+    by_symbol = by_symbol if isinstance(by_symbol, dict) else {}
     hhi = _num(first(by_symbol, "hhi", "herfindahl"))
-    eff = _num(first(by_symbol, "effective_n", "effective_number", "effective_positions", "effective_number_of_positions"))
+    eff = _num(first(by_symbol, "effective_n", "effective_number"))
+    count = _num(first(by_symbol, "count"))
     lines = []
     if hhi is not None:
-        level = "highly concentrated" if hhi > 0.25 else "moderately concentrated" if hhi > 0.15 else "diversified" if hhi < 0.10 else "moderately diversified"
-        sentence = f"HHI by symbol is **{ratio(hhi, 3)}** ({level})"
+        level = "highly concentrated" if hhi > 0.25 else "moderately concentrated" if hhi > 0.15 else "moderately diversified" if hhi > 0.10 else "well diversified"
+        sentence = f"By symbol the portfolio is **{level}**: HHI {ratio(hhi, 3)}"
         if eff is not None:
-            sentence += f", equivalent to {eff:.1f} equally weighted positions"
+            sentence += f", the equivalent of {eff:.1f} equally sized positions" + (f" across {int(count)} holdings" if count else "")
         lines.append(sentence + ".")
     tops = []
     for n in (1, 5, 10):
-        w = _weight(by_symbol if isinstance(by_symbol, dict) else {}, f"top{n}_weight", f"top_{n}_weight", f"top{n}", f"top_{n}", f"top{n}_weight_pct", f"top_{n}_weight_pct")
+        w = _weight(by_symbol, f"top{n}_weight", f"top_{n}_weight")
         if w is not None:
-            tops.append(f"top {n}: {pct(w)}")
+            tops.append(f"top {n} {pct(w)}")
     if tops:
-        lines.append("Weight held in the largest names: " + ", ".join(tops) + ".")
-    by_sector = first(data, "by_sector", "sector")
+        lines.append("Share of gross exposure in the largest names: " + ", ".join(tops) + ".")
+    largest = rows_of(by_symbol, "largest")
+    if largest:
+        lines.append(table(["Symbol", "Share of gross", "Market value", "% of NAV"],
+                           [[_symbol(r), pct(_weight(r, "share_of_gross")), money(first(r, "market_value")), pct(_weight(r, "weight"))] for r in largest[:5]]))
+    by_sector = first(data, "by_sector")
     if isinstance(by_sector, dict):
-        shhi = _num(first(by_sector, "hhi", "herfindahl"))
-        top_sector = first(by_sector, "top_sector", "largest_sector")
+        shhi = _num(first(by_sector, "hhi"))
+        top_sector = first(by_sector, "top_sector")
         if shhi is not None:
-            text = f"By sector, HHI is {ratio(shhi, 3)}"
+            text = f"By sector, HHI is {ratio(shhi, 3)}" + (f" (effective {_num(first(by_sector, 'effective_n')):.1f} sectors)" if _num(first(by_sector, "effective_n")) is not None else "")
             if isinstance(top_sector, dict):
-                text += f"; the largest sector is {first(top_sector, 'sector', 'name', default='?')} at {pct(_weight(top_sector, 'weight', 'weight_pct'))}"
-            elif isinstance(top_sector, str):
-                text += f"; the largest sector is {top_sector}"
+                text += f"; the largest is {first(top_sector, 'sector', 'name', default='?')} with {pct(_weight(top_sector, 'share_of_gross', 'weight'))} of gross exposure"
             lines.append(text + ".")
-    return "\n\n".join(lines) if lines else _generic(result, focus)
+    lines.append("Weights here are shares of gross exposure (long plus absolute short), lots of one symbol combined.")
+    return "\n\n".join(lines) if len(lines) > 1 else _generic(result, focus)
 
 
 def compose_correlation(result: ToolResult, focus: Focus) -> str:
     data = result.data if isinstance(result.data, dict) else {}
-    pairs = rows_of(data, "pairs", "top_pairs", "highest_pairs")
-    symbols = first(data, "symbols", "tickers")
-    matrix = first(data, "matrix", "correlations", "correlation_matrix")
+    pairs = rows_of(data, "pairs", "top_pairs")
+    symbols = first(data, "symbols")
+    matrix = first(data, "matrix")
     if not pairs and isinstance(symbols, list) and isinstance(matrix, list):
         for i, a in enumerate(symbols):
             for j in range(i + 1, len(symbols)):
@@ -571,242 +696,268 @@ def compose_correlation(result: ToolResult, focus: Focus) -> str:
                 if value is not None:
                     pairs.append({"a": a, "b": symbols[j], "correlation": value})
     if not pairs:
-        return _generic(result, focus)
+        n = len(symbols) if isinstance(symbols, list) else 0
+        return f"Correlations need at least two holdings with enough price history; {n} qualified." if isinstance(data, dict) and data else _generic(result, focus)
 
     def corr(r: dict[str, Any]) -> float:
-        return _num(first(r, "correlation", "corr", "value", "rho")) or 0.0
+        return _num(first(r, "correlation", "corr", "value")) or 0.0
 
     def label(r: dict[str, Any]) -> str:
-        a = first(r, "a", "symbol_a", "left", "x")
-        b = first(r, "b", "symbol_b", "right", "y")
-        if a is None and isinstance(first(r, "pair", "symbols"), list):
-            a, b = (first(r, "pair", "symbols") + [None, None])[:2]
-        return f"{a} / {b}"
+        return f"{first(r, 'a', 'symbol_a', default='?')} / {first(r, 'b', 'symbol_b', default='?')}"
 
     ordered = sorted(pairs, key=lambda r: -corr(r))
     high, low = ordered[0], ordered[-1]
-    avg = _num(first(data, "average_correlation", "avg_correlation", "mean_correlation"))
-    lines = [f"The most correlated pair among your largest holdings is **{label(high)}** ({ratio(high and corr(high))}); the least is **{label(low)}** ({ratio(corr(low))})."]
+    n = len(symbols) if isinstance(symbols, list) else None
+    lines = [f"Across your {n} largest holdings, the most correlated pair is **{label(high)}** ({ratio(corr(high))}) and the least correlated is **{label(low)}** ({ratio(corr(low))})." if n else
+             f"The most correlated pair is **{label(high)}** ({ratio(corr(high))}); the least is **{label(low)}** ({ratio(corr(low))})."]
+    avg = _num(first(data, "average_correlation", "avg_correlation"))
     if avg is not None:
-        lines.append(f"Average pairwise correlation is {ratio(avg)}.")
-    lines.append(table(["Pair", "Correlation"], [[label(r), ratio(corr(r))] for r in ordered[:5]]))
+        lines.append(f"Average pairwise correlation is {ratio(avg)}" + (f" over {first(data, 'observations')} days of returns." if first(data, "observations") else "."))
+    sides = first(data, "sides")
+    if isinstance(sides, list) and "short" in sides and isinstance(symbols, list):
+        shorts = [s for s, side in zip(symbols, sides, strict=False) if side == "short"]
+        lines.append(f"{', '.join(shorts)} {'is' if len(shorts) == 1 else 'are'} held short, so a high price correlation with a long holding is a hedge, not added risk.")
+    lines.append(table(["Pair", "Correlation"], [[label(r), ratio(corr(r))] for r in ordered]))
     return "\n\n".join(lines)
 
 
 def compose_movers(result: ToolResult, focus: Focus) -> str:
     data = result.data if isinstance(result.data, dict) else {}
-    gainers = rows_of(data, "gainers", "top_gainers", "up")
-    losers = rows_of(data, "losers", "top_losers", "down")
-    if not gainers and not losers:
-        movers = rows_of(data, "movers")
-        gainers = [m for m in movers if (_num(first(m, "change_pct", "day_change_pct", "pct_change")) or 0) > 0]
-        losers = [m for m in movers if (_num(first(m, "change_pct", "day_change_pct", "pct_change")) or 0) < 0]
+    gainers = rows_of(data, "gainers", "top_gainers")
+    losers = rows_of(data, "losers", "top_losers")
     date = first(data, "date", "as_of", default=result.meta.get("as_of"))
-    threshold = first(data, "threshold_pct", default=first(result.meta, "applied.threshold_pct"))
+    threshold = _num(first(data, "threshold_pct", default=first(result.meta, "applied.threshold_pct")))
+    total = _num(first(data, "total_pnl_impact", "total_impact", "day_pnl"))
+    total_share = _pct_field(data, "total_pnl_impact_of_nav")
+    day = f" on {date}" if date else ""
+    total_text = f"The day's P&L across all holdings was {signed_money(total)}" + (f" ({pct(total_share, signed=True, digits=2)} of NAV)." if total_share is not None else ".") if total is not None else ""
     if not gainers and not losers:
-        limit = f" by more than {pct(threshold, fraction=False)}" if _num(threshold) is not None else ""
-        return f"None of your holdings moved{limit} on {date or 'the latest day'}."
+        limit = f" by {threshold:g}% or more" if threshold is not None else ""
+        return (f"None of your holdings moved{limit}{day}. " + total_text).strip()
 
     def chg(r: dict[str, Any]) -> str:
-        w = _weight(r, "change_pct", "day_change_pct", "pct_change", "return_pct", "change", "return")
-        return pct(w, signed=True)
+        return pct(_weight(r, "change_pct", "day_change_pct", "pct_change"), signed=True, digits=2)
 
-    def impact(r: dict[str, Any]) -> str:
-        return signed_money(first(r, "pnl_impact", "pnl", "impact", "pnl_usd", "dollar_change"))
+    def impact(r: dict[str, Any]) -> float | None:
+        return _num(first(r, "pnl_impact", "pnl", "impact"))
 
     lines = []
     if gainers:
         g = gainers[0]
-        lines.append(f"Top gainer{' on ' + str(date) if date else ''}: **{_symbol(g)}** {chg(g)} ({impact(g)}).")
+        lines.append(f"Biggest gainer{day}: **{_symbol(g)}** {chg(g)} ({signed_money(impact(g))} P&L).")
     if losers:
         lo = losers[0]
-        lines.append(f"Top loser: **{_symbol(lo)}** {chg(lo)} ({impact(lo)}).")
-    rows = [[_symbol(r), chg(r), impact(r)] for r in (gainers[:5] + losers[:5])]
-    total = _num(first(data, "total_pnl_impact", "total_impact", "day_pnl", "portfolio_day_pnl"))
-    text = " ".join(lines) + "\n\n" + table(["Symbol", "Day change", "P&L impact"], rows)
-    if total is not None:
-        text += f"\n\nNet P&L impact of the day: {signed_money(total)}."
+        lines.append(f"Biggest decliner: **{_symbol(lo)}** {chg(lo)} ({signed_money(impact(lo))} P&L).")
+    everyone = gainers + losers
+    by_impact = min(everyone, key=lambda r: impact(r) or 0.0)
+    if (impact(by_impact) or 0) < 0 and by_impact is not (losers[0] if losers else None):
+        lines.append(f"The largest P&L hit came from **{_symbol(by_impact)}** ({signed_money(impact(by_impact))}).")
+    if total_text:
+        lines.append(total_text)
+    counts = (first(data, "gainers_count"), first(data, "losers_count"))
+    if all(isinstance(c, int) for c in counts) and threshold is not None:
+        lines.append(f"{counts[0]} holdings rose and {counts[1]} fell by {threshold:g}% or more.")
+    has_side = any(first(r, "side") == "short" for r in everyone)
+    rows = [[_symbol(r), chg(r), signed_money(impact(r))] + ([first(r, "side", default="")] if has_side else []) for r in gainers[:5] + losers[:5]]
+    text = " ".join(lines) + "\n\n" + table(["Symbol", "Day change", "P&L impact"] + (["Side"] if has_side else []), rows, ["l", "r", "r"] + (["l"] if has_side else []))
+    if has_side:
+        text += "\n\nA short position loses money when its price rises."
     return text
 
 
 def compose_quotes(result: ToolResult, focus: Focus) -> str:
-    quotes = rows_of(result.data, "quotes", "symbols", "results")
+    quotes = rows_of(result.data, "quotes", "results")
     if not quotes:
         return _generic(result, focus)
     rows = []
     sentences = []
+    priced = []
     for q in quotes:
         sym = _symbol(q)
-        if first(q, "error", "missing") and _num(first(q, "price", "close", "last")) is None:
+        price_value = _num(first(q, "close", "price", "last", "last_close"))
+        if price_value is None:
             sentences.append(f"No price is available for **{sym}**.")
             continue
-        price = first(q, "price", "close", "last", "last_close")
-        change = _weight(q, "change_pct", "day_change_pct", "pct_change")
-        low = first(q, "low_52w", "week_52_low", "fifty_two_week_low", "range_52w.low", "52w_low")
-        high = first(q, "high_52w", "week_52_high", "fifty_two_week_high", "range_52w.high", "52w_high")
-        rows.append([sym, money(price, cents=True), pct(change, signed=True) if change is not None else "n/a",
+        priced.append(q)
+        change = _weight(q, "change_pct", "day_change_pct")
+        low, high = first(q, "low_52w"), first(q, "high_52w")
+        rows.append([sym, money(price_value, cents=True), pct(change, signed=True, digits=2) if change is not None else "n/a",
                      f"{money(low, cents=True)} – {money(high, cents=True)}" if low is not None and high is not None else "n/a"])
-    if len(rows) == 1:
-        sym, price, change, rng = rows[0]
-        date = first(quotes[0], "date", "price_date", "as_of")
-        sentences.insert(0, f"**{sym}** last closed at {price}" + (f" on {date}" if date else "") + (f", {change} on the day" if change != "n/a" else "") + (f"; 52-week range {rng}" if rng != "n/a" else "") + ".")
-        return " ".join(sentences)
-    return (" ".join(sentences) + "\n\n" if sentences else "") + table(["Symbol", "Last close", "Day change", "52-week range"], rows)
+    if len(priced) == 1:
+        q = priced[0]
+        sym, close, change, rng = rows[0]
+        date = first(q, "date", "price_date")
+        text = f"{_labelled(q)} last closed at {close}" + (f" on {date}" if date else "") + (f", {change} on the day" if change != "n/a" else "") + "."
+        if rng != "n/a":
+            low, high = _num(first(q, "low_52w")), _num(first(q, "high_52w"))
+            where = ""
+            if low is not None and high is not None and high > low:
+                where = f", {pct((_num(first(q, 'close')) - low) / (high - low))} of the way from the low to the high"  # type: ignore[operator]
+            text += f" 52-week range: {rng}{where}."
+        return " ".join([text, *sentences])
+    dates = {first(q, "date") for q in priced} - {None}
+    intro = f"Latest closes ({dates.pop()}):" if len(dates) == 1 else "Latest closes:"
+    return " ".join([intro, *sentences]) + "\n\n" + table(["Symbol", "Last close", "Day change", "52-week range"], rows)
 
 
 def compose_company_profile(result: ToolResult, focus: Focus) -> str:
     data = result.data if isinstance(result.data, dict) else {}
-    profile = first(data, "profile", default=data)
-    sym = first(profile, "symbol", "ticker", default=result.arguments.get("symbol", "?"))
-    name = first(profile, "name", "company_name", default=sym)
-    parts = [f"**{name}** ({sym})"]
-    sector = first(profile, "sector")
-    industry = first(profile, "industry")
-    atype = first(profile, "asset_type", "type")
-    desc = first(profile, "description", "summary", "business_summary")
-    if sector or industry:
-        parts.append("is in " + " / ".join(str(x) for x in (sector, industry) if x))
-    sentence = " ".join(parts) + "."
-    if atype:
-        sentence += f" Asset type: {atype}."
-    extras = []
-    beta = _num(first(profile, "beta", "model_beta"))
-    if beta is not None:
-        extras.append(f"beta {ratio(beta)}")
-    vol = _num(first(profile, "volatility", "model_vol", "annualized_volatility"))
-    if vol is not None:
-        extras.append(f"volatility {pct(vol)}")
-    price = _num(first(profile, "price", "last_close", "close"))
-    if price is not None:
-        extras.append(f"last close {money(price, cents=True)}")
-    held = first(profile, "held", "in_portfolio", "position")
-    if extras:
-        sentence += " " + ", ".join(extras).capitalize() + "."
-    if desc:
-        sentence += f"\n\n{desc}"
-    if isinstance(held, dict):
-        sentence += f"\n\nYou hold it: market value {money(first(held, 'market_value', 'value'))}."
-    return sentence
+    sym = first(data, "symbol", default=result.arguments.get("symbol", "?"))
+    name = first(data, "name", default=sym)
+    sector, industry = first(data, "sector"), first(data, "industry")
+    atype = first(data, "asset_type")
+    head = f"**{name}** ({sym})"
+    known = [str(x) for x in (sector, industry) if x and x != "Unknown"]
+    if known:
+        head += " is in " + " / ".join(known)
+    head += "."
+    if atype and atype not in ("stock", "unknown"):
+        head += f" Asset type: {str(atype).replace('_', ' ')}."
+    option = first(data, "option")
+    if isinstance(option, dict):
+        kind = {"C": "call", "P": "put"}.get(str(first(option, "option_type")), "option")
+        head += f" It is a listed {kind} on {first(option, 'underlying')} struck at {money(first(option, 'strike'), cents=True)}, expiring {first(option, 'expiry')}."
+    lines = [head]
+    stats = []
+    close = _num(first(data, "last_close", "close", "price"))
+    if close is not None:
+        stats.append(f"last close {money(close, cents=True)}" + (f" on {first(data, 'date')}" if first(data, "date") else ""))
+    if _num(first(data, "return_1y")) is not None:
+        stats.append(f"one-year return {pct(first(data, 'return_1y'), signed=True)}")
+    if _num(first(data, "volatility_1y", "volatility")) is not None:
+        stats.append(f"volatility {pct(first(data, 'volatility_1y', 'volatility'))} annualised")
+    if _num(first(data, "beta_to_spy", "beta")) is not None:
+        stats.append(f"beta to the S&P 500 {ratio(first(data, 'beta_to_spy', 'beta'))}")
+    low, high = first(data, "low_52w"), first(data, "high_52w")
+    if low is not None and high is not None:
+        stats.append(f"52-week range {money(low, cents=True)} – {money(high, cents=True)}")
+    if stats:
+        lines.append("Statistics: " + "; ".join(stats) + ".")
+    if first(data, "sector_etf"):
+        lines.append(f"Its sector ETF is {first(data, 'sector_etf')}.")
+    if first(data, "note") and "no business description" in str(first(data, "note")):
+        lines.append("SigmaSight stores reference data and price statistics only, not a business description.")
+    return " ".join(lines)
 
 
 def compose_market_overview(result: ToolResult, focus: Focus) -> str:
     data = result.data if isinstance(result.data, dict) else {}
-    indices = rows_of(data, "indices", "benchmarks", "markets")
-    sectors = rows_of(data, "sectors", "sector_etfs")
-    vol = first(data, "volatility", "volatility_proxy", "vix", "vol_proxy")
+    indices = [r for r in rows_of(data, "indices") if _num(first(r, "close", "price")) is not None]
+    sectors = [r for r in rows_of(data, "sectors") if _num(first(r, "change_pct")) is not None]
+    vol = first(data, "volatility")
 
-    def chg(r: dict[str, Any], *keys: str) -> str:
-        w = _weight(r, *keys) if keys else _weight(r, "change_pct", "day_change_pct", "pct_change", "return_1d", "return_1d_pct")
-        return pct(w, signed=True) if w is not None else "n/a"
+    def chg(r: dict[str, Any], key: str = "change_pct") -> str:
+        w = _weight(r, key)
+        return pct(w, signed=True, digits=2) if w is not None else "n/a"
 
     lines = []
+    date = first(data, "date")
     if indices:
         spy = next((r for r in indices if _symbol(r).upper() == "SPY"), indices[0])
-        lines.append(f"**{_symbol(spy)}** closed at {money(first(spy, 'price', 'close', 'last'), cents=True)} ({chg(spy)} on the day).")
-        has_month = any(first(r, "change_21d_pct", "return_21d", "return_1m", "change_1m_pct") is not None for r in indices)
-        rows = []
-        for r in indices:
-            row = [_symbol(r) + (f" ({_name(r)})" if _name(r) else ""), money(first(r, "price", "close", "last"), cents=True), chg(r)]
-            if has_month:
-                row.append(chg(r, "change_21d_pct", "return_21d", "return_1m", "change_1m_pct"))
-            rows.append(row)
-        lines.append(table(["Index ETF", "Close", "Day"] + (["1 month"] if has_month else []), rows))
+        lines.append(f"On {date}, " if date else "")
+        lines[-1] += f"**{_symbol(spy)}** closed at {money(first(spy, 'close', 'price'), cents=True)} ({chg(spy)} on the day, {chg(spy, 'change_21d_pct')} over 21 trading days)."
+        rows = [[_symbol(r), money(first(r, "close", "price"), cents=True), chg(r), chg(r, "change_21d_pct")] for r in indices]
+        lines.append(table(["Index ETF", "Close", "Day", "21 days"], rows))
     if sectors:
-        ordered = sorted(sectors, key=lambda r: -(_weight(r, "change_pct", "day_change_pct", "pct_change", "return_1d") or 0.0))
+        ordered = sorted(sectors, key=lambda r: -(_num(first(r, "change_pct")) or 0.0))
         best, worst = ordered[0], ordered[-1]
-        lines.append(f"Best sector ETF: {_symbol(best)} ({chg(best)}); weakest: {_symbol(worst)} ({chg(worst)}).")
+        lines.append(f"Best sector: {first(best, 'sector', default=_symbol(best))} ({_symbol(best)}, {chg(best)}); weakest: {first(worst, 'sector', default=_symbol(worst))} ({_symbol(worst)}, {chg(worst)}).")
     if isinstance(vol, dict):
-        level = _num(first(vol, "value", "level", "price", "close", "realized_vol_21d"))
-        vname = first(vol, "symbol", "name", default="volatility proxy")
+        level = _num(first(vol, "level", "value", "close"))
+        realised = _num(first(vol, "spy_realized_vol_21d"))
+        bits = []
         if level is not None:
-            lines.append(f"Volatility proxy ({vname}): {ratio(level)}.")
-    elif _num(vol) is not None:
-        lines.append(f"Volatility proxy: {ratio(vol)}.")
-    return "\n\n".join(lines) if lines else _generic(result, focus)
+            bits.append(f"{first(vol, 'symbol', default='VIX')} at {level:.2f}" + (f" ({chg(vol)})" if _num(first(vol, "change_pct")) is not None else ""))
+        if realised is not None:
+            bits.append(f"S&P 500 realised volatility {pct(realised)} over 21 days")
+        if bits:
+            lines.append("Volatility: " + "; ".join(bits) + ".")
+    return "\n\n".join(x for x in lines if x) if lines else _generic(result, focus)
 
 
 def compose_data_quality(result: ToolResult, focus: Focus) -> str:
     data = result.data if isinstance(result.data, dict) else {}
-    coverage = _weight(data, "coverage_ratio", "coverage", "price_coverage", "coverage_pct")
-    missing = first(data, "missing_prices", "missing", "positions_missing_prices")
-    stale = first(data, "stale_prices", "stale")
-    short_hist = first(data, "insufficient_history", "short_history", "missing_history")
+    coverage = _weight(data, "coverage_ratio", "coverage")
+    history = _weight(data, "history_coverage_ratio")
     lines = []
     if coverage is not None:
-        lines.append(f"Price coverage is **{pct(coverage)}** of positions.")
+        checked = first(data, "positions_checked")
+        lines.append(f"Price coverage is **{pct(coverage)}** of {checked} open positions" if checked is not None else f"Price coverage is **{pct(coverage)}**")
+        lines[-1] += f"; {pct(history)} have enough history for the risk models." if history is not None else "."
 
     def names(value: Any) -> list[str]:
-        if isinstance(value, list):
-            return [str(first(v, "symbol", "ticker", default=v)) if isinstance(v, dict) else str(v) for v in value]
-        return []
+        if not isinstance(value, list):
+            return []
+        out = []
+        for v in value:
+            if isinstance(v, dict):
+                sym = str(first(v, "symbol", default="?"))
+                extra = first(v, "last_price_date")
+                obs = first(v, "observations")
+                out.append(f"{sym} (last price {extra})" if extra else f"{sym} ({obs} closes)" if obs is not None else sym)
+            else:
+                out.append(str(v))
+        return out
 
-    for label, value in (("Missing prices", missing), ("Stale prices", stale), ("Too little history for risk models", short_hist)):
-        items = names(value)
+    found_issue = False
+    for label, key in (("Missing prices", "missing_prices"), ("Stale prices", "stale_prices"),
+                       ("Too little history for risk models", "insufficient_history"), ("Short history", "short_history"),
+                       ("Option underlyings without history", "underlyings_without_history")):
+        items = names(first(data, key))
         if items:
-            lines.append(f"{label}: {', '.join(items[:12])}" + (f" and {len(items) - 12} more" if len(items) > 12 else "") + ".")
-    if not any(names(v) for v in (missing, stale, short_hist)) and coverage is not None:
+            found_issue = True
+            lines.append(f"- {label}: {', '.join(items[:10])}" + (f" and {len(items) - 10} more" if len(items) > 10 else ""))
+    if not found_issue and coverage is not None:
         lines.append("No missing or stale prices.")
     source = first(data, "price_source", default=result.meta.get("price_source"))
     if source:
-        lines.append(f"Price source: {source}.")
-    return " ".join(lines) if lines else _generic(result, focus)
+        imported = first(data, "imported_symbols")
+        lines.append(f"Price source: {source}" + (f" (imported closes for {', '.join(imported[:8])})." if isinstance(imported, list) and imported else "."))
+    text = "\n".join(lines) if any(line.startswith("- ") for line in lines) else " ".join(lines)
+    return text if lines else _generic(result, focus)
 
 
 def compose_portfolios(result: ToolResult, focus: Focus) -> str:
     rows_in = rows_of(result.data, "portfolios")
     if not rows_in:
         return "You have no portfolios yet."
-    rows = [[first(r, "name", default="?"), money(first(r, "nav", "total_value", "equity_balance")),
-             _qty(first(r, "holding_count", "position_count", "positions")) if first(r, "holding_count", "position_count", "positions") is not None else "n/a"]
+    rows = [[first(r, "name", default="?"), money(first(r, "nav", "total_value")), _qty(first(r, "holding_count")) if first(r, "holding_count") is not None else "n/a",
+             pct(_num(first(r, "gross_exposure")) / _num(first(r, "nav"))) if _num(first(r, "gross_exposure")) is not None and _num(first(r, "nav")) else "n/a"]  # type: ignore[operator]
             for r in rows_in]
-    head = f"You have {len(rows_in)} portfolio{'s' if len(rows_in) != 1 else ''}."
-    return head + "\n\n" + table(["Portfolio", "NAV", "Positions"], rows, ["l", "r", "r"])
-
-
-def _series_return(points: Any) -> tuple[float | None, Any, Any]:
-    closes = []
-    if isinstance(points, list):
-        for p in points:
-            if isinstance(p, dict):
-                closes.append((first(p, "date", "d"), _num(first(p, "close", "price", "value", "c"))))
-            elif isinstance(p, list | tuple) and len(p) >= 2:
-                closes.append((p[0], _num(p[1])))
-            else:
-                closes.append((None, _num(p)))
-    closes = [(d, c) for d, c in closes if c is not None]
-    if len(closes) < 2 or not closes[0][1]:
-        return None, None, None
-    return closes[-1][1] / closes[0][1] - 1, closes[0][0], closes[-1][0]
+    total = sum(_num(first(r, "nav")) or 0.0 for r in rows_in)
+    head = f"You have {len(rows_in)} portfolio{'s' if len(rows_in) != 1 else ''}"
+    if total:
+        head += f" with a combined NAV of {money(total)}." if len(rows_in) > 1 else f" with a NAV of {money(total)}."
+    else:
+        head += "."
+    return head + "\n\n" + table(["Portfolio", "NAV", "Holdings", "Gross % of NAV"], rows, ["l", "r", "r", "r"])
 
 
 def compose_prices_historical(result: ToolResult, focus: Focus) -> str:
     data = result.data if isinstance(result.data, dict) else {}
-    series = first(data, "series", "prices", "symbols", "closes")
-    returns = []
-    start = end = None
-    if isinstance(series, dict):
-        for sym, pts in series.items():
-            r, s, e = _series_return(pts if isinstance(pts, list) else first(pts, "closes", "prices", "points"))
-            if r is not None:
-                returns.append((sym, r))
-                start, end = start or s, e or end
-    elif isinstance(series, list):
-        for row in series:
-            if isinstance(row, dict):
-                r, s, e = _series_return(first(row, "closes", "prices", "points", "data"))
-                if r is not None:
-                    returns.append((_symbol(row), r))
-                    start, end = start or s, e or end
-    if not returns:
+    rows_in = [r for r in rows_of(data, "symbols") if _num(first(r, "return")) is not None]
+    if not rows_in:
         return _generic(result, focus)
-    returns.sort(key=lambda x: -x[1])
-    days = first(result.meta, "applied.lookback_days", "applied_args.lookback_days", default=result.arguments.get("lookback_days"))
-    period = f"over the last {days} days" if days else "over the period"
-    if start and end:
-        period += f" ({start} to {end})"
-    lines = [f"Price change {period}: best **{returns[0][0]}** {pct(returns[0][1], signed=True)}, worst **{returns[-1][0]}** {pct(returns[-1][1], signed=True)}."]
-    shown = returns[:5] + [r for r in returns[-5:] if r not in returns[:5]]
-    lines.append(table(["Symbol", "Change"], [[s, pct(r, signed=True)] for s, r in shown]))
+    ordered = sorted(rows_in, key=lambda r: -(_num(first(r, "return")) or 0.0))
+    days = first(data, "lookback_days", default=result.arguments.get("lookback_days"))
+    period = f"over the last {days} trading days" if days else "over the period"
+    if first(data, "start") and first(data, "end"):
+        period += f" ({first(data, 'start')} to {first(data, 'end')})"
+    best, worst = ordered[0], ordered[-1]
+
+    def label(r: dict[str, Any]) -> str:
+        factor = first(r, "factor")
+        return f"{factor} ({_symbol(r)})" if factor else _symbol(r)
+
+    lines = [f"Price change {period}: best **{label(best)}** {pct(first(best, 'return'), signed=True)}, worst **{label(worst)}** {pct(first(worst, 'return'), signed=True)}."]
+    shown = ordered if len(ordered) <= 10 else ordered[:5] + ordered[-5:]
+    rows = [[label(r), money(first(r, "first_close"), cents=True), money(first(r, "last_close"), cents=True), pct(first(r, "return"), signed=True), pct(first(r, "volatility"))] for r in shown]
+    lines.append(table(["Symbol", "First close", "Last close", "Change", "Volatility"], rows))
+    if len(ordered) > 10:
+        lines.append(f"The five best and five worst of {len(ordered)} series.")
+    missing = first(data, "missing_symbols")
+    if isinstance(missing, list) and missing:
+        lines.append(f"No price history for {', '.join(map(str, missing[:8]))}.")
     return "\n\n".join(lines)
 
 
@@ -818,28 +969,34 @@ def compose_positions(result: ToolResult, focus: Focus) -> str:
     rows_in = rows_of(result.data, "positions", "lots")
     if not rows_in:
         return "No positions match." if isinstance(result.data, dict | list) else _generic(result, focus)
-    ordered = sorted(rows_in, key=lambda r: (-abs(_mv(r)), _symbol(r)))
-    options = [r for r in rows_in if str(first(r, "asset_class", default="")).upper() == "OPTIONS"]
+    ordered = sorted(rows_in, key=lambda r: (bool(first(r, "closed")), -abs(_mv(r)), _symbol(r)))
+    options = [r for r in rows_in if str(first(r, "asset_class", default="")).upper() == "OPTIONS" or first(r, "strike") is not None]
     shorts = [r for r in rows_in if (_num(first(r, "quantity")) or 0) < 0]
-    lines = [f"{len(rows_in)} position lots" + (f", {len(options)} of them options" if options else "") + (f", {len(shorts)} short" if shorts else "") + "."]
+    closed = [r for r in rows_in if first(r, "closed")]
+    total = first(result.data, "count") if isinstance(result.data, dict) else None
+    name = _portfolio_name(result.data, result.meta)
+    head = f"{total if isinstance(total, int) else len(rows_in)} lots" + (f" in **{name}**" if name else "")
+    extras = [f"{len(options)} options" if options else "", f"{len(shorts)} short" if shorts else "", f"{len(closed)} closed" if closed else ""]
+    extras = [e for e in extras if e]
+    lines = [head + (f" ({', '.join(extras)})" if extras else "") + "."]
     if focus.symbols:
         wanted = {s.upper() for s in focus.symbols}
         picked = [r for r in ordered if _symbol(r).upper() in wanted or str(first(r, "underlying", default="")).upper() in wanted]
-        ordered = picked or ordered
-    if re.search(r"\boptions?\b", focus.question.lower()) and options:
-        ordered = sorted(options, key=lambda r: (-abs(_mv(r)), _symbol(r)))
+        if picked:
+            ordered = picked
+    if re.search(r"\boptions?\b|\bstrikes?\b|\bexpir", focus.question.lower()) and options:
+        ordered = sorted(options, key=lambda r: (str(first(r, "expiry", default="")), _symbol(r)))
+        soonest = ordered[0]
+        lines.append(f"The nearest expiry is {_symbol(soonest)} ({_option_terms(soonest)}).")
     rows = []
     for r in ordered[:12]:
-        detail = ""
-        if first(r, "strike") is not None:
-            detail = f"{first(r, 'option_type', default='')} {money(first(r, 'strike'), cents=True)} exp {first(r, 'expiry', default='?')}".strip()
         rows.append([_symbol(r), _qty(first(r, "quantity")), money(first(r, "entry_price"), cents=True), first(r, "entry_date", default="n/a"),
-                     money(_mv(r)), signed_money(first(r, "unrealized_pnl", "unrealised_pnl", "pnl")), detail])
-    has_detail = any(row[-1] for row in rows)
-    headers = ["Symbol", "Quantity", "Entry price", "Entry date", "Market value", "Unrealised P&L"] + (["Option"] if has_detail else [])
-    lines.append(table(headers, [row if has_detail else row[:-1] for row in rows]))
+                     "closed" if first(r, "closed") else money(_mv(r)), signed_money(_pnl(r)) if not first(r, "closed") else "n/a", _option_terms(r)])
+    has_terms = any(row[-1] for row in rows)
+    headers = ["Symbol", "Quantity", "Entry price", "Entry date", "Market value", "Unrealised P&L"] + (["Option"] if has_terms else [])
+    lines.append(table(headers, [row if has_terms else row[:-1] for row in rows], ["l", "r", "r", "l", "r", "r"] + (["l"] if has_terms else [])))
     if len(ordered) > 12:
-        lines.append(f"Largest 12 of {len(ordered)} lots by absolute market value.")
+        lines.append(f"The first 12 of {len(ordered)} lots shown.")
     return "\n\n".join(lines)
 
 
@@ -947,10 +1104,15 @@ def footer(results: list[ToolResult]) -> str:
 
 def compose_answer(question: str, results: list[ToolResult], *, intents: Iterable[str] = (), symbols: Iterable[str] = ()) -> str:
     """The markdown answer for a question, from the tool results of the latest turn."""
-    focus = Focus(question=question, intents=tuple(intents), symbols=tuple(symbols))
+    focus = Focus(question=question, intents=tuple(intents), symbols=tuple(symbols), tools=tuple(r.name for r in results))
     if not results:
         return "I have no tool results to answer from. Please ask again.\n\n" + footer(results)
     sections = []
+    lead = ""
+    if "portfolios" not in focus.intents and len(results) > 1 and results[0].name == "list_user_portfolios" and results[0].error is None:
+        # Listing portfolios was a step towards the answer (no portfolio was selected), not the question.
+        lead = _portfolio_choice_note(results[0], results[1:])
+        results = results[1:]
     multi = len({r.name for r in results}) > 1 or len(results) > 1
     for result in results:
         body = _section(result, focus)
@@ -960,11 +1122,28 @@ def compose_answer(question: str, results: list[ToolResult], *, intents: Iterabl
                 title += f": {result.arguments['symbol']}"
             body = f"**{title}**\n\n{body}"
         sections.append(body)
+    if lead:
+        sections.insert(0, lead)
     if all(r.error is not None for r in results):
         sections.append("No figures could be computed for this question, so I am not giving any.")
     if re.search(r"\bshould i\b|\bbuy\b|\bsell\b|\brecommend", question.lower()):
         sections.append("I report what the data shows; I do not make buy or sell recommendations.")
     return "\n\n".join(sections) + "\n\n" + footer(results)
+
+
+def _portfolio_choice_note(listing: ToolResult, rest: list[ToolResult]) -> str:
+    rows = rows_of(listing.data, "portfolios")
+    used = next((r.meta.get("portfolio_name") for r in rest if r.meta.get("portfolio_name")), None)
+    if used is None:
+        applied = next((first(r.meta, "applied.portfolio_id") for r in rest if first(r.meta, "applied.portfolio_id")), None)
+        used = next((first(p, "name") for p in rows if first(p, "id") == applied), None)
+    if len(rows) <= 1:
+        return f"This answer is for your portfolio **{used}**." if used else ""
+    others = [str(first(p, "name")) for p in rows if first(p, "name") != used]
+    note = f"You have {len(rows)} portfolios; this answer is for **{used}**" if used else f"You have {len(rows)} portfolios"
+    if others:
+        note += f". Ask about {', '.join(others[:3])} by name for {'that one' if len(others) == 1 else 'another'}"
+    return note + "."
 
 
 def greeting_answer() -> str:
@@ -990,7 +1169,3 @@ def help_answer(question: str) -> str:
 def no_tools_answer(tool_names: list[str]) -> str:
     names = ", ".join(f"`{n}`" for n in tool_names) or "the portfolio tools"
     return f"I need {names} to answer that, but this request offered no such tool, so I cannot compute an answer."
-
-
-def dumps_compact(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)

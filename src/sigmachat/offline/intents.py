@@ -31,7 +31,8 @@ _TICKER_RE = re.compile(r"(?<![\w$])\$?([A-Z][A-Z0-9]{0,5}(?:[.\-][A-Z0-9]{1,3})
 _UUID_RE = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.IGNORECASE)
 _LOOKBACK_RE = re.compile(r"\b(?:last|past|previous|over|for)\s+(\d{1,4}|a|one|two|three|six|twelve)\s+(day|week|month|year)s?\b")
 _WORD_NUMBERS = {"a": 1, "one": 1, "two": 2, "three": 3, "six": 6, "twelve": 12}
-_UNIT_DAYS = {"day": 1, "week": 7, "month": 30, "year": 365}
+# The tools' lookbacks count trading days.
+_UNIT_DAYS = {"day": 1, "week": 5, "month": 21, "year": 252}
 _GENERIC_NAME_WORDS = frozenset(
     "the vanguard fidelity ishares spdr invesco schwab select sector global first general american united".split()
 )
@@ -170,8 +171,34 @@ def _factors(ctx: QuestionContext) -> list[ToolCallPlan]:
     return [ToolCallPlan("get_factor_exposures", {**ctx.pid(), "lookback_days": days if days and days >= 30 else 252})]
 
 
+_MARKET_MOVE_RE = re.compile(
+    r"\b(drops?|falls?|declines?|tanks?|crash(?:es)?|sells? off|down|rall(?:y|ies)|rises?|jumps?|up)\s+(?:by\s+)?(\d{1,2}(?:\.\d+)?)\s*%"
+    r"|(-|\+|minus |plus )(\d{1,2}(?:\.\d+)?)\s*%"
+)
+
+
+def extract_market_move_pct(text: str) -> float | None:
+    """'if the market drops 15%' -> -15.0; 'a 5% rally' is not parsed (direction first)."""
+    match = _MARKET_MOVE_RE.search(text.lower())
+    if not match:
+        return None
+    if match.group(2):
+        size = float(match.group(2))
+        down = match.group(1).startswith(("drop", "fall", "decline", "tank", "crash", "sell", "down"))
+    else:
+        size = float(match.group(4))
+        down = match.group(3).strip() in ("-", "minus")
+    if not 0 < size <= 50:
+        return None
+    return -size if down else size
+
+
 def _stress(ctx: QuestionContext) -> list[ToolCallPlan]:
-    return [ToolCallPlan("get_stress_test_results", {**ctx.pid(), "scenarios": None})]
+    args: dict[str, Any] = {**ctx.pid(), "scenarios": None}
+    move = extract_market_move_pct(ctx.text)
+    if move is not None:
+        args["custom_market_move_pct"] = move
+    return [ToolCallPlan("get_stress_test_results", args)]
 
 
 # Order matters only for the order of the calls (and so of the answer's sections).
@@ -184,7 +211,7 @@ INTENTS: tuple[Intent, ...] = (
             r"\bportfolio (doing|look|performing)", r"\bsnapshot\b", r"\bnav\b", r"\bnet asset value\b", r"\bworth\b",
             r"\btotal value\b", r"\bhow much (is|am) (my|i)\b", r"\bcash\b",
         ),
-        lambda ctx: _complete(ctx) + _one("get_analytics_overview")(ctx),
+        lambda ctx: _one("get_analytics_overview")(ctx) + _complete(ctx),
     ),
     Intent(
         "largest",
