@@ -11,6 +11,7 @@ from sigmachat.settings import Settings
 
 if TYPE_CHECKING:
     from sigmachat.engines.model_client import ModelClient
+    from sigmachat.protocols.chatkit_server import SigmaChatKitServer
     from sigmachat.runs.manager import RunManager
     from sigmachat.tools.registry import ToolRegistry
 
@@ -24,6 +25,7 @@ class Services:
     model: ModelClient | None = None
     registry: ToolRegistry | None = None
     runs: RunManager | None = None
+    chatkit: SigmaChatKitServer | None = None  # the ChatKit protocol server (POST /chatkit)
     extras: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -32,25 +34,32 @@ class Services:
 
     def start_chat_runtime(self, *, http_client: Any = None) -> None:
         """Model client, tool registry, engines and run manager: one of each per process."""
+        from sigmachat.engines.agents import AgentsEngine
         from sigmachat.engines.model_client import build_model_client
         from sigmachat.engines.responses import ResponsesEngine
+        from sigmachat.protocols.chatkit_server import SigmaChatKitServer
         from sigmachat.runs.event_log import InMemoryEventLog
         from sigmachat.runs.limits import UsageGuard
         from sigmachat.runs.manager import RunManager
+        from sigmachat.store import SqlChatKitStore
         from sigmachat.tools.registry import build_registry
 
         self.model = build_model_client(self.settings, http_client=http_client)
         self.registry = build_registry(self.settings)
         engines: dict[str, Any] = {
             "responses": ResponsesEngine(self.model, self.registry, self.settings, self.db.session),
+            "agents": AgentsEngine(self.model, self.registry, self.settings, self.db.session),
         }
         self.runs = RunManager(
             self.db, self.settings, engines, InMemoryEventLog(self.settings.run_log_ttl_s), UsageGuard(self.settings)
         )
+        self.chatkit = SigmaChatKitServer(SqlChatKitStore(self.db), self.runs, self.settings)
 
     async def aclose(self) -> None:
         if self.runs is not None:
             await self.runs.shutdown(self.settings.shutdown_grace_s)
+        if self.chatkit is not None:
+            await self.chatkit.drain()  # ChatKit items of runs whose client left
         if self.model is not None:
             await self.model.aclose()
         await self.db.dispose()

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import secrets
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -87,6 +89,23 @@ class Settings(BaseSettings):
     chat_backend: str = Field(default="responses", pattern="^(responses|chatkit)$")
     # Lets a request pick a simulator fault scenario (X-Sim-Scenario). Off in production.
     allow_fault_injection: bool = False
+
+    # --- ChatKit path (POST /chatkit, the Agents SDK engine) ---
+    # Models a ChatKit client may pick through inference_options.model; anything else is ignored.
+    chatkit_model_allowlist: Annotated[list[str], NoDecode] = []  # env: comma-separated
+    # Which engine answers ChatKit requests (the Responses engine is the rollback option).
+    chatkit_engine: str = Field(default="agents", pattern="^(agents|responses)$")
+    # Export Agents SDK traces to OpenAI. Off unless configured: traces hold portfolio data.
+    agents_tracing: bool = False
+
+    @field_validator("chatkit_model_allowlist", mode="before")
+    @classmethod
+    def _split_models(cls, value: object) -> object:
+        if isinstance(value, str):
+            if value.strip().startswith("["):
+                return json.loads(value)
+            return [m.strip() for m in value.split(",") if m.strip()]
+        return value
 
     # --- abuse controls ---
     send_rate_limit: str = "20/minute"  # `limits` notation; empty disables

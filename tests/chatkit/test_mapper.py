@@ -1,0 +1,133 @@
+"""Agent events → ChatKit events: order, validity, determinism, failures."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+from chatkit.types import AssistantMessageItem, ErrorEvent, WorkflowItem
+
+from sigmachat.agent.events import (
+    EventFactory,
+    Info,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    TextDelta,
+    ToolFinished,
+    ToolStarted,
+)
+from sigmachat.protocols.chatkit_server import ChatKitEventMapper
+from sigmachat.store.items import tool_title
+from tests.chatkit.helpers import STREAM_EVENT
+
+BASE = dt.datetime(2025, 7, 1, 12, 0, tzinfo=dt.UTC)
+
+
+def turn(*, fail: str | None = None, text_first: bool = False):
+    ev = EventFactory("run_abc")
+    events = [ev.make(RunStarted, conversation_id="thr_1", model="m", engine="agents", ts=1_000)]
+    events.append(ev.make(Info, kind="retry_scheduled", attempt=2, delay_ms=1500, reason="rate_limited", ts=1_100))
+    if text_first:
+        events.append(ev.make(TextDelta, delta="Let me check. ", ts=1_150))
+    events += [
+        ev.make(ToolStarted, call_id="c1", name="get_positions", arguments={}, ts=1_200),
+        ev.make(ToolStarted, call_id="c2", name="get_risk_metrics", arguments={}, ts=1_210),
+        ev.make(ToolFinished, call_id="c2", name="get_risk_metrics", envelope={}, duration_ms=5, summary="beta 1.1", ts=2_000),
+        ev.make(ToolFinished, call_id="c1", name="get_positions", envelope={}, duration_ms=9, summary="12 positions", ts=3_700),
+        ev.make(TextDelta, delta="Your largest ", ts=3_800),
+        ev.make(TextDelta, delta="position is AAPL.", ts=3_900),
+    ]
+    text = ("Let me check. " if text_first else "") + "Your largest position is AAPL."
+    if fail:
+        events.append(ev.make(RunFailed, code=fail, message="x", retryable=fail != "max_tool_iterations", partial_text=text, ts=4_000))
+    else:
+        events.append(ev.make(RunFinished, final_text=text, duration_ms=3000, ts=4_000))
+    return events
+
+
+def mapped(events):
+    mapper = ChatKitEventMapper(thread_id="thr_1", run_id="run_abc", assistant_item_id="msg_a1", base_time=BASE)
+    return [(e.seq, out) for e in events for out in mapper.feed(e)]
+
+
+def names(pairs):
+    out = []
+    for _seq, e in pairs:
+        n = e.type
+        if n in ("thread.item.added", "thread.item.done"):
+            n += ":" + e.item.type
+        elif n == "thread.item.updated":
+            n += ":" + e.update.type
+        out.append(n)
+    return out
+
+
+def test_a_turn_with_two_tools_maps_to_a_live_workflow_then_the_message():
+    pairs = mapped(turn())
+    for _seq, event in pairs:  # every frame is a valid ThreadStreamEvent on the wire
+        assert STREAM_EVENT.validate_json(event.model_dump_json(exclude_none=True)) == event
+    assert names(pairs) == [
+        "progress_update",
+        "thread.item.added:workflow",
+        "thread.item.updated:workflow.task.added",
+        "thread.item.updated:workflow.task.updated",
+        "thread.item.updated:workflow.task.updated",
+        "thread.item.done:workflow",
+        "thread.item.added:assistant_message",
+        "thread.item.updated:assistant_message.content_part.text_delta",
+        "thread.item.updated:assistant_message.content_part.text_delta",
+        "thread.item.done:assistant_message",
+    ]
+    added = pairs[1][1].item
+    assert isinstance(added, WorkflowItem)
+    assert added.workflow.tasks[0].title == tool_title("get_positions") and added.workflow.tasks[0].status_indicator == "loading"
+    done_wf = pairs[5][1].item
+    assert [(t.title, t.content, t.status_indicator) for t in done_wf.workflow.tasks] == [
+        (tool_title("get_positions"), "12 positions", "complete"),
+        (tool_title("get_risk_metrics"), "beta 1.1", "complete"),
+    ]
+    assert done_wf.workflow.summary.duration == 3  # first tool start → text start, in seconds
+    assert "busy" in pairs[0][1].text and "attempt 2" in pairs[0][1].text
+    done_msg = pairs[-1][1].item
+    assert isinstance(done_msg, AssistantMessageItem) and done_msg.id == "msg_a1"
+    assert done_msg.content[0].text == "Your largest position is AAPL."
+    # Items sort in stream order: the workflow before the message.
+    assert done_wf.created_at < done_msg.created_at
+
+
+def test_mapping_is_deterministic_so_a_replay_rebuilds_the_same_items():
+    a = [e.model_dump_json() for _s, e in mapped(turn())]
+    b = [e.model_dump_json() for _s, e in mapped(turn())]
+    assert a == b
+
+
+def test_failure_closes_open_items_keeps_partial_text_and_ends_with_error():
+    pairs = mapped(turn(fail="network_error"))
+    assert names(pairs)[-2:] == ["thread.item.done:assistant_message", "error"]
+    error = pairs[-1][1]
+    assert isinstance(error, ErrorEvent)
+    assert error.allow_retry is True and error.message == "The connection to the AI service dropped. Try again."
+    assert pairs[-2][1].item.content[0].text == "Your largest position is AAPL."
+    error = mapped(turn(fail="max_tool_iterations"))[-1][1]
+    assert error.allow_retry is False and "too many steps" in error.message
+
+
+def test_failure_while_a_tool_runs_marks_it_stopped():
+    ev = EventFactory("run_abc")
+    events = [
+        ev.make(RunStarted, model="m", engine="agents"),
+        ev.make(ToolStarted, call_id="c1", name="get_positions"),
+        ev.make(RunFailed, code="cancelled", message="stopped", retryable=False),
+    ]
+    pairs = mapped(events)
+    assert names(pairs) == ["thread.item.added:workflow", "thread.item.done:workflow", "error"]
+    assert pairs[1][1].item.workflow.tasks[0].content == "Stopped"
+    assert json.loads(pairs[2][1].model_dump_json())["allow_retry"] is False
+
+
+def test_text_before_tools_keeps_one_message_and_a_workflow():
+    kinds = names(mapped(turn(text_first=True)))
+    assert kinds.count("thread.item.added:assistant_message") == 1
+    assert kinds.count("thread.item.done:assistant_message") == 1
+    assert kinds.index("thread.item.added:assistant_message") < kinds.index("thread.item.added:workflow")
