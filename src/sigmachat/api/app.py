@@ -11,6 +11,7 @@ from sigmachat import __version__
 from sigmachat.api.errors import install_error_handlers
 from sigmachat.api.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
 from sigmachat.api.routes import auth, chat, chatkit, health, portfolios
+from sigmachat.api.routes import admin as admin_routes
 from sigmachat.api.routes import tools as tool_routes
 from sigmachat.bootstrap import prepare_database
 from sigmachat.logging import configure_logging, get_logger
@@ -33,6 +34,7 @@ def create_app(settings: Settings | None = None, *, model_http_client: Any = Non
         await prepare_database(services)
         services.start_chat_runtime(http_client=model_http_client)
         interrupted = await services.runs.recover_interrupted()
+        services.runs.start_sweeper()
         if interrupted:
             log.warning("runs_interrupted_by_restart", count=interrupted)
         log.info("startup", database=settings.database_url.split("://", 1)[0], as_of=str(settings.as_of_date))
@@ -53,5 +55,6 @@ def create_app(settings: Settings | None = None, *, model_http_client: Any = Non
     for module in (health, auth, portfolios, chat, chatkit):
         app.include_router(module.router)
     app.include_router(tool_routes.router)
+    app.include_router(admin_routes.router)  # operator API (role admin) and /metrics
     app.include_router(web_router)  # the browser UI: /, /login, /static/*
     return app

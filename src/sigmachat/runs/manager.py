@@ -106,6 +106,8 @@ class RunManager:
     async def shutdown(self, grace_s: float) -> None:
         """Stop accepting runs, let running ones finish within ``grace_s``, interrupt the rest."""
         self._accepting = False
+        if getattr(self, "_sweeper", None) is not None:
+            self._sweeper.cancel()
         runs = list(self._active.values())
         if not runs:
             return
@@ -118,6 +120,19 @@ class RunManager:
                 if r.task:
                     r.task.cancel()
             await asyncio.gather(*(r.finished.wait() for r in runs), return_exceptions=True)
+
+    def start_sweeper(self, interval_s: float = 60.0) -> None:
+        """Expire finished runs' event logs periodically (they stay resumable for run_log_ttl_s)."""
+
+        async def sweep() -> None:
+            while True:
+                await asyncio.sleep(interval_s)
+                try:
+                    await self.log.expire()
+                except Exception:
+                    log.exception("run_log_expire_failed")
+
+        self._sweeper = asyncio.get_running_loop().create_task(sweep(), name="run-log-sweeper")
 
     def active_count(self) -> int:
         return len(self._active)
