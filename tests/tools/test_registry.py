@@ -33,7 +33,8 @@ async def test_every_tool_answers_on_the_hedge_fund_portfolio(services, registry
             assert env["meta"]["applied"]["portfolio_id"] == hedge.portfolio_id  # injected from the conversation
         parsed = json.loads(result.model_text)  # finite numbers only, or json.loads would choke on NaN
         assert parsed["meta"]["tool"] == spec.name
-        assert len(result.model_text) <= registry.max_chars(registry._tools[spec.name], services.settings)
+        budget = services.settings.tool_max_chars_portfolio if spec.portfolio_scoped else services.settings.tool_max_chars_default
+        assert len(result.model_text) <= budget
         assert result.summary and result.duration_ms > 0
 
 

@@ -228,7 +228,11 @@ def _profile(view: MarketView, symbol: str, master: SecurityMaster, market_etf: 
     if stats is not None:
         returns = trailing(view.returns, TRADING_DAYS)
         year = view.closes[symbol].dropna().iloc[-(TRADING_DAYS + 1):]
-        beta = betas_to(returns[[symbol]], returns[market_etf], min_obs=20)[symbol] if market_etf in returns and symbol != market_etf else (1.0 if symbol == market_etf else None)
+        beta = None
+        if symbol == market_etf:
+            beta = 1.0
+        elif market_etf in returns.columns:
+            beta = betas_to(returns[[symbol]], returns[market_etf], min_obs=20)[symbol]
         data.update(
             last_close=price(stats.close),
             date=iso(stats.date),

@@ -94,7 +94,7 @@ class ToolRegistry:
         """Forget cached prices and portfolios (the benchmark measures cold calls with it)."""
         self.portfolios.clear()
 
-    def max_chars(self, tool: Tool | None, settings: Settings) -> int:
+    def _max_chars(self, tool: Tool | None, settings: Settings) -> int:
         if tool is not None and tool.portfolio_scoped:
             return settings.tool_max_chars_portfolio
         return settings.tool_max_chars_default
@@ -103,7 +103,7 @@ class ToolRegistry:
         started = time.perf_counter()
         settings = ctx.settings or self.settings
         tool = self._tools.get(name)
-        max_chars = self.max_chars(tool, settings)
+        max_chars = self._max_chars(tool, settings)
         meta: dict[str, Any] = {
             "tool": name,
             "requested": None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -45,7 +46,7 @@ class ToolRuntime:
         self._market = market
 
     @property
-    def as_of(self):
+    def as_of(self) -> dt.date:
         return self.settings.as_of_date
 
     async def portfolio(self, portfolio_id: str) -> PortfolioData:
