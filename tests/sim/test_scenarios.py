@@ -236,3 +236,20 @@ async def test_asgi_app_from_settings_uses_sim_pacing(tmp_path) -> None:
     app = create_sim_app(settings)
     assert (app.server.pacing.ttfb_ms, app.server.pacing.tokens_per_s) == (12, 34)
     assert create_sim_app(settings, tokens_per_s=0).server.pacing.tokens_per_s == 0
+
+
+async def test_non_streaming_answers_wait_for_the_whole_generation() -> None:
+    sleeps: list[float] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+
+    from sigmachat.offline.transport import OfflineTransport
+
+    app = create_sim_app(SimParams(ttfb_ms=100, tokens_per_s=10, slow_tokens_per_s=1), sleep=fake_sleep)
+    client = openai.AsyncOpenAI(api_key="x", base_url=SIM_URL, http_client=httpx2.AsyncClient(transport=OfflineTransport(app.server)), max_retries=0)
+    normal = await client.responses.create(model=MODEL, input="hello")
+    assert sleeps == [pytest.approx(0.1 + normal.usage.output_tokens / 10)]
+    sleeps.clear()
+    slow = await client.responses.create(model=MODEL, input="hello", extra_headers={"X-Sim-Scenario": "slow_tokens"})
+    assert sleeps == [pytest.approx(0.1 + slow.usage.output_tokens / 1)]

@@ -202,14 +202,18 @@ class OfflineModelServer:
         builder = ResponseBuilder(body, model=model, created_at=self.created_at, metadata=OFFLINE_METADATA)
         headers = {"x-request-id": "req_" + builder.id[len("resp_") : len("resp_") + 32], "openai-model": model}
 
+        pacing = fault.pacing(self.pacing) if fault is not None else self.pacing
         if not body.get("stream"):
             obj = response_object(builder, turn, body)
+            # A non-streaming answer arrives when the whole generation would have finished.
+            delay = pacing.ttfb_ms / 1000 + (obj["usage"]["output_tokens"] * pacing.token_delay_s)
+            if delay > 0:
+                await self._sleep(delay)
             frames = fault.json_body(obj, builder, turn) if fault is not None else None
             if frames is None:
                 return _json_response(200, obj, headers)
             return ServerResponse(200, {"content-type": "application/json", **headers}, stream=self._frames(frames, Pacing(), first_delay=True))
 
-        pacing = fault.pacing(self.pacing) if fault is not None else self.pacing
         events: Iterable[Frame] = turn_events(builder, turn, body)
         if fault is not None:
             events = fault.stream(iter(events), builder, turn)  # type: ignore[arg-type]
