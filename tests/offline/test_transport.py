@@ -104,6 +104,7 @@ async def test_models_endpoint_lists_the_offline_model() -> None:
         (json.dumps({"model": MODEL}).encode(), 400, "input"),
         (json.dumps({"model": MODEL, "input": 5}).encode(), 400, "input"),
         (json.dumps([1, 2]).encode(), 400, None),
+        (json.dumps({"model": MODEL, "input": "hi", "previous_response_id": "resp_x"}).encode(), 400, "previous_response_id"),
     ],
 )
 async def test_bad_requests_get_openai_format_errors(content: bytes, status: int, param: str | None) -> None:

@@ -251,4 +251,7 @@ def _validate(body: dict[str, Any]) -> tuple[str, str] | None:
         return "tools", "Invalid type for 'tools': expected an array."
     if "stream" in body and body["stream"] is not None and not isinstance(body["stream"], bool):
         return "stream", "Invalid type for 'stream': expected a boolean."
+    if body.get("previous_response_id"):
+        # Nothing is stored between requests, so a previous response cannot be found.
+        return "previous_response_id", "This model is stateless: send the full conversation as input instead of previous_response_id."
     return None
