@@ -321,7 +321,11 @@ def compose_portfolio_complete(result: ToolResult, focus: Focus) -> str:
         lines.append(sentence)
         if len(pool) > 1:
             nxt = pool[1:3]
-            lines.append("Next: " + "; ".join(f"**{_symbol(r)}** {money(_mv(r))} ({pct(_holding_weight(r, nav))})" for r in nxt) + ".")
+            text = "Next: " + "; ".join(f"**{_symbol(r)}** {money(_mv(r))} ({pct(_holding_weight(r, nav))})" for r in nxt) + "."
+            gap = abs(_mv(top)) - abs(_mv(pool[1]))
+            if abs(_mv(top)) and gap < 0.05 * abs(_mv(top)):
+                text += f" The lead over {_symbol(pool[1])} is only {money(gap)}, so a small price move could swap them."
+            lines.append(text)
 
     for sym in asked:
         row = held.get(sym.upper())
