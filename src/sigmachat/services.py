@@ -12,6 +12,7 @@ from sigmachat.settings import Settings
 if TYPE_CHECKING:
     from sigmachat.engines.model_client import ModelClient
     from sigmachat.protocols.chatkit_server import SigmaChatKitServer
+    from sigmachat.rollout import RolloutService
     from sigmachat.runs.manager import RunManager
     from sigmachat.tools.registry import ToolRegistry
 
@@ -26,11 +27,16 @@ class Services:
     registry: ToolRegistry | None = None
     runs: RunManager | None = None
     chatkit: SigmaChatKitServer | None = None  # the ChatKit protocol server (POST /chatkit)
+    rollout: RolloutService | None = None  # which chat path serves a user (built in build())
     extras: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
-        return cls(settings=settings, db=Database(settings), tokens=TokenService(settings))
+        from sigmachat.rollout import RolloutService
+
+        services = cls(settings=settings, db=Database(settings), tokens=TokenService(settings))
+        services.rollout = RolloutService(settings, services.db)
+        return services
 
     def start_chat_runtime(self, *, http_client: Any = None) -> None:
         """Model client, tool registry, engines and run manager: one of each per process."""
@@ -62,4 +68,6 @@ class Services:
             await self.chatkit.drain()  # ChatKit items of runs whose client left
         if self.model is not None:
             await self.model.aclose()
+        if self.rollout is not None:
+            self.rollout.close()
         await self.db.dispose()

@@ -119,6 +119,25 @@ class Settings(BaseSettings):
     tool_max_chars_default: int = Field(default=10_000, ge=500)
     tool_timeout_s: float = Field(default=10.0, gt=0)  # a tool over this answers execution_error (retryable)
 
+    # --- rollout, telemetry and the comparison of the two paths (docs/runbook.md) ---
+    # "db" (rollout_flags table), or "package.module:factory" returning any OpenFeature provider.
+    flag_provider: str = "db"
+    # How long an instance trusts its cached flag state; every instance sees a change within
+    # this plus one query (the runbook promises under 5 s, hence the upper bound).
+    flag_cache_ttl_s: float = Field(default=2.0, gt=0, le=4.0)
+    shadow_sample_rate: float = Field(default=0.0, ge=0, le=1)  # fraction of finished turns re-answered by the other engine
+    shadow_max_concurrent: int = Field(default=2, ge=0)  # shadow runs in flight per process; more are skipped, not queued
+    shadow_timeout_s: float = Field(default=120.0, gt=0)
+    metrics_enabled: bool = True  # GET /metrics (Prometheus text format)
+    metrics_token: SecretStr | None = None  # when set, /metrics wants "Authorization: Bearer <token>"
+    otel_enabled: bool = False  # OpenTelemetry SDK + OTLP/HTTP exporter (pip install 'sigmachat[otel]')
+    otel_endpoint: str | None = None  # e.g. http://collector:4318/v1/traces; unset: the exporter's own default
+    otel_service_name: str = "sigmachat"
+    # Go / no-go thresholds of `sigmachat report` (ChatKit compared with Responses).
+    report_max_ttfb_p95_ratio: float = Field(default=1.10, gt=0)
+    report_max_error_rate_delta_points: float = Field(default=0.5, ge=0)
+    report_min_runs_per_path: int = Field(default=200, ge=1)
+
     @field_validator("allowed_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:

@@ -155,6 +155,10 @@ from sigmachat.cli.sim import register as register_sim  # noqa: E402
 
 register_sim(app)
 
+from sigmachat.cli.rollout import register as register_rollout  # noqa: E402
+
+register_rollout(app)
+
 
 if __name__ == "__main__":  # pragma: no cover
     app()

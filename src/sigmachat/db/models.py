@@ -201,3 +201,43 @@ class Attachment(Base):
 
 
 __all__ = ["Attachment", "AppState", "Base", "Conversation", "Message", "prefixed_id", "DailyPrice", "Integer", "Portfolio", "Position", "User", "new_id", "utcnow"]
+
+
+# --- rollout control (issue 7) -------------------------------------------------------------
+
+
+class RolloutFlag(Base):
+    """The state of one rollout flag (``chat_backend``). ``version`` grows by one on every change:
+    instances compare it with their cached copy to pick up a change without a restart."""
+
+    __tablename__ = "rollout_flags"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    percent: Mapped[int] = mapped_column(Integer, default=0)
+    kill_switch: Mapped[bool] = mapped_column(default=False)
+    allow_users: Mapped[list] = mapped_column(JSON, default=list)  # lower-case emails
+    allow_portfolios: Mapped[list] = mapped_column(JSON, default=list)  # portfolio ids
+    deny_users: Mapped[list] = mapped_column(JSON, default=list)  # lower-case emails
+    default_variant: Mapped[str] = mapped_column(String(16))
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_by: Mapped[str] = mapped_column(String(200), default="")
+
+
+class RolloutAudit(Base):
+    """Every change of a rollout flag: who, when, and each changed field's old and new value."""
+
+    __tablename__ = "rollout_audit"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    flag_key: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)  # the flag version this change produced
+    actor: Mapped[str] = mapped_column(String(200))  # "user:<email>" | "cli:<os user>"
+    changed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    old: Mapped[dict] = mapped_column(JSON)  # changed fields only
+    new: Mapped[dict] = mapped_column(JSON)
+
+    __table_args__ = (Index("ix_rollout_audit_flag_id", "flag_key", "id"),)
+
+
+__all__ += ["RolloutAudit", "RolloutFlag"]

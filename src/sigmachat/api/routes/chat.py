@@ -235,6 +235,13 @@ async def cancel_run(run_id: str, identity: IdentityDep, services: ServicesDep) 
 
 
 @router.get("/config")
-async def chat_config(identity: IdentityDep, services: ServicesDep) -> dict[str, Any]:
-    """Which backend the UI should speak for this user (the rollout flag decides; until then a setting)."""
-    return {"backend": services.settings.chat_backend, "reason": "setting", "flag_version": 0}
+async def chat_config(
+    identity: IdentityDep,
+    services: ServicesDep,
+    session: SessionDep,
+    portfolio_id: Annotated[str | None, Query(max_length=64)] = None,
+) -> dict[str, Any]:
+    """Which backend the UI should speak for this user's next turn: the ``chat_backend`` rollout
+    flag, evaluated now ({backend, reason (the rule that matched), flag_version})."""
+    decision = await services.rollout.backend_for_user(session, identity.user, portfolio_id=portfolio_id)
+    return decision.public()
