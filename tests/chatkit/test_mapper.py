@@ -31,10 +31,10 @@ def turn(*, fail: str | None = None, text_first: bool = False):
     if text_first:
         events.append(ev.make(TextDelta, delta="Let me check. ", ts=1_150))
     events += [
-        ev.make(ToolStarted, call_id="c1", name="get_positions", arguments={}, ts=1_200),
-        ev.make(ToolStarted, call_id="c2", name="get_risk_metrics", arguments={}, ts=1_210),
-        ev.make(ToolFinished, call_id="c2", name="get_risk_metrics", envelope={}, duration_ms=5, summary="beta 1.1", ts=2_000),
-        ev.make(ToolFinished, call_id="c1", name="get_positions", envelope={}, duration_ms=9, summary="12 positions", ts=3_700),
+        ev.make(ToolStarted, call_id="c1", name="get_positions_details", arguments={}, ts=1_200),
+        ev.make(ToolStarted, call_id="c2", name="get_volatility_analysis", arguments={}, ts=1_210),
+        ev.make(ToolFinished, call_id="c2", name="get_volatility_analysis", envelope={}, duration_ms=5, summary="beta 1.1", ts=2_000),
+        ev.make(ToolFinished, call_id="c1", name="get_positions_details", envelope={}, duration_ms=9, summary="12 positions", ts=3_700),
         ev.make(TextDelta, delta="Your largest ", ts=3_800),
         ev.make(TextDelta, delta="position is AAPL.", ts=3_900),
     ]
@@ -81,11 +81,11 @@ def test_a_turn_with_two_tools_maps_to_a_live_workflow_then_the_message():
     ]
     added = pairs[1][1].item
     assert isinstance(added, WorkflowItem)
-    assert added.workflow.tasks[0].title == tool_title("get_positions") and added.workflow.tasks[0].status_indicator == "loading"
+    assert added.workflow.tasks[0].title == tool_title("get_positions_details") and added.workflow.tasks[0].status_indicator == "loading"
     done_wf = pairs[5][1].item
     assert [(t.title, t.content, t.status_indicator) for t in done_wf.workflow.tasks] == [
-        (tool_title("get_positions"), "12 positions", "complete"),
-        (tool_title("get_risk_metrics"), "beta 1.1", "complete"),
+        (tool_title("get_positions_details"), "12 positions", "complete"),
+        (tool_title("get_volatility_analysis"), "beta 1.1", "complete"),
     ]
     assert done_wf.workflow.summary.duration == 3  # first tool start → text start, in seconds
     assert "busy" in pairs[0][1].text and "attempt 2" in pairs[0][1].text
@@ -117,7 +117,7 @@ def test_failure_while_a_tool_runs_marks_it_stopped():
     ev = EventFactory("run_abc")
     events = [
         ev.make(RunStarted, model="m", engine="agents"),
-        ev.make(ToolStarted, call_id="c1", name="get_positions"),
+        ev.make(ToolStarted, call_id="c1", name="get_positions_details"),
         ev.make(RunFailed, code="cancelled", message="stopped", retryable=False),
     ]
     pairs = mapped(events)
@@ -131,3 +131,10 @@ def test_text_before_tools_keeps_one_message_and_a_workflow():
     assert kinds.count("thread.item.added:assistant_message") == 1
     assert kinds.count("thread.item.done:assistant_message") == 1
     assert kinds.index("thread.item.added:assistant_message") < kinds.index("thread.item.added:workflow")
+
+
+def test_every_registry_tool_has_a_title_for_users(settings):
+    from sigmachat.store.items import TOOL_TITLES
+    from sigmachat.tools.registry import build_registry
+
+    assert {spec.name for spec in build_registry(settings).specs()} == set(TOOL_TITLES)

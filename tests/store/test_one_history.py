@@ -24,9 +24,9 @@ from tests.store.conftest import Ctx
 from tests.store.test_chatkit_store import T0, at, user_msg
 
 TOOLS = [
-    {"call_id": "call_a", "name": "get_positions", "arguments": {"portfolio_id": "p"}, "summary": "12 positions, largest AAPL",
+    {"call_id": "call_a", "name": "get_positions_details", "arguments": {"portfolio_id": "p"}, "summary": "12 positions, largest AAPL",
      "ok": True, "duration_ms": 1200.0, "truncated": False, "output": '{"data": {"positions": []}}'},
-    {"call_id": "call_b", "name": "get_risk_metrics", "arguments": {}, "summary": "beta 1.1", "ok": True,
+    {"call_id": "call_b", "name": "get_volatility_analysis", "arguments": {}, "summary": "beta 1.1", "ok": True,
      "duration_ms": 900.0, "truncated": False, "output": '{"data": {"beta": 1.1}}'},
 ]
 
@@ -69,7 +69,7 @@ async def test_a_responses_conversation_opens_as_chatkit_items(store, services, 
     user, workflow, answer = page.data[:3]
     assert isinstance(user, UserMessageItem) and user.content[0].text == "What is my largest position?"
     assert isinstance(workflow, WorkflowItem)
-    assert [t.title for t in workflow.workflow.tasks] == [tool_title("get_positions"), tool_title("get_risk_metrics")]
+    assert [t.title for t in workflow.workflow.tasks] == [tool_title("get_positions_details"), tool_title("get_volatility_analysis")]
     assert [t.content for t in workflow.workflow.tasks] == ["12 positions, largest AAPL", "beta 1.1"]
     assert all(t.status_indicator == "complete" for t in workflow.workflow.tasks)
     assert workflow.workflow.summary == DurationSummary(duration=2)

@@ -1,0 +1,143 @@
+"""Simulator faults on the ChatKit path, and the same failure codes from both engines."""
+
+from __future__ import annotations
+
+import shutil
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from sqlalchemy import select
+
+from sigmachat.agent.failures import kind
+from sigmachat.api.app import create_app
+from sigmachat.db.models import Message, User
+from sigmachat.engines.agents import AgentsEngine
+from sigmachat.engines.base import RunRequest
+from sigmachat.engines.model_client import build_model_client
+from sigmachat.engines.responses import ResponsesEngine
+from sigmachat.services import Services
+from sigmachat.sim.app import sim_http_client
+from sigmachat.tools.registry import build_registry
+from tests.chat.test_faults import OUTCOMES, QUESTION
+from tests.chatkit.helpers import compact, create, parse_sse, req
+from tests.conftest import BASE_URL, HNW, login, make_settings
+
+SIM_URL = "http://sim.sigmachat.local/v1"
+
+
+def sim_settings(tmp_path, **extra):
+    return make_settings(
+        tmp_path,
+        openai_api_key="sk-sim",
+        openai_base_url=SIM_URL,
+        allow_fault_injection=True,
+        retry_base_delay_ms=0,
+        fallback_model=None,
+        sse_heartbeat_s=0.02,
+        send_rate_limit="",
+        **extra,
+    )
+
+
+def fresh_sim():
+    return sim_http_client(ttfb_ms=0, tokens_per_s=0, slow_tokens_per_s=200, retry_after_s=0.05)
+
+
+@pytest.fixture
+async def sim_client(tmp_path, template_db):
+    shutil.copy(template_db, tmp_path / "sigmachat.db")
+    app = create_app(sim_settings(tmp_path), model_http_client=fresh_sim())
+    async with LifespanManager(app), httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE_URL) as c:
+        c.app = app
+        yield c
+
+
+@pytest.mark.parametrize("scenario", list(OUTCOMES))
+async def test_fault_scenario_on_the_chatkit_path(sim_client, scenario):
+    terminal, code, _legacy_type, retryable, status, partial = OUTCOMES[scenario]
+    headers = await login(sim_client, HNW)
+    resp = await sim_client.post("/chatkit", content=create(QUESTION), headers={**headers, "X-Sim-Scenario": scenario})
+    assert resp.status_code == 200 and "Traceback" not in resp.text
+    frames = parse_sse(resp.text)  # every frame is a valid ThreadStreamEvent
+    kinds = compact(frames)
+    assert kinds[-1] == "thread.updated"  # the title, after the first exchange, whatever happened
+    if ";times=" in scenario:
+        assert "progress_update" in kinds
+        assert kinds.index("progress_update") < kinds.index("thread.item.done:assistant_message")
+    if terminal == "error":
+        error = [f.event for f in frames if f.type == "error"]
+        assert len(error) == 1 and kinds[-2] == "error"
+        assert error[0].allow_retry is retryable
+        expected = kind(code).message
+        assert error[0].message == expected or (code == "response_incomplete" and error[0].message.startswith("The answer stopped early ("))
+    else:
+        assert kinds[-2] == "thread.item.done:assistant_message"
+        assert "error" not in kinds
+
+    thread_id = frames[0].event.thread.id
+    services = sim_client.app.state.services
+    async with services.db.session() as s:
+        rows = (await s.execute(select(Message).where(Message.conversation_id == thread_id, Message.role.is_not(None)).order_by(Message.created_at))).scalars().all()
+    assert [r.role for r in rows] == ["user", "assistant"]
+    assert rows[0].content == QUESTION and rows[1].status == status and rows[1].engine == "agents"
+    if terminal == "error":
+        assert rows[1].error["code"] == code
+    # Whatever the fault, the thread reloads as what the user saw.
+    items = (await sim_client.post("/chatkit", content=req("items.list", thread_id=thread_id, order="asc"), headers=headers)).json()["data"]
+    assert items[0]["type"] == "user_message"
+    streamed = [f.event.item for f in frames if f.type == "thread.item.done"][1:]  # after the user message
+    assert [i["id"] for i in items[1:]] == [i.id for i in streamed]
+    if partial:
+        assert items[-1]["type"] == "assistant_message" and items[-1]["content"][0]["text"] == rows[1].content
+    assert services.runs.active_count() == 0
+
+
+@pytest.fixture
+async def sim_services(tmp_path, template_db):
+    shutil.copy(template_db, tmp_path / "sigmachat.db")
+    services = Services.build(sim_settings(tmp_path))
+    async with services.db.session() as s:
+        services.extras["user_id"] = (await s.execute(select(User.id).where(User.email == HNW))).scalar_one()
+    yield services
+    await services.aclose()
+
+
+async def _terminal(services, engine_cls, scenario: str):
+    settings = services.settings
+    mc = build_model_client(settings, http_client=fresh_sim())
+    try:
+        engine = engine_cls(mc, build_registry(settings), settings, services.db.session)
+
+        async def no_wait(_s):  # the simulator's Retry-After is honoured in the delay, not waited
+            return None
+
+        engine_sleep = "sleep" if engine_cls is AgentsEngine else "_sleep"
+        setattr(engine, engine_sleep, no_wait)
+        request = RunRequest(run_id="run_parity", user_id=services.extras["user_id"], user_text=QUESTION, sim_scenario=scenario)
+        events = [e async for e in engine.stream(request)]
+    finally:
+        await mc.aclose()
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    last = events[-1]
+    infos = [e.kind for e in events if e.type == "info"]
+    tools = [e.name for e in events if e.type == "tool_started"]
+    oks = [e.ok for e in events if e.type == "tool_finished"]
+    outcome = (last.type, getattr(last, "code", None), getattr(last, "retryable", None), bool(getattr(last, "partial_text", "")))
+    return outcome, infos, tools, oks, last
+
+
+@pytest.mark.parametrize("scenario", [None, *OUTCOMES])
+async def test_both_engines_report_the_same_outcome_for_the_same_fault(sim_services, scenario):
+    responses, r_infos, r_tools, r_oks, r_last = await _terminal(sim_services, ResponsesEngine, scenario)
+    agents, a_infos, a_tools, a_oks, a_last = await _terminal(sim_services, AgentsEngine, scenario)
+    assert agents == responses
+    assert a_infos == r_infos and a_tools == r_tools and a_oks == r_oks
+    assert a_last.retries == r_last.retries and a_last.attempts == r_last.attempts
+    if a_last.type == "run_finished":
+        assert a_last.final_text == r_last.final_text
+        assert a_last.usage.output_tokens == r_last.usage.output_tokens > 0
+        assert a_last.ttfb_ms is not None and a_last.duration_ms >= a_last.ttfb_ms
+        assert [t.name for t in a_last.tool_calls] and all(t.output for t in a_last.tool_calls)
+    else:
+        assert a_last.message == r_last.message
