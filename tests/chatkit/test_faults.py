@@ -141,3 +141,10 @@ async def test_both_engines_report_the_same_outcome_for_the_same_fault(sim_servi
         assert [t.name for t in a_last.tool_calls] and all(t.output for t in a_last.tool_calls)
     else:
         assert a_last.message == r_last.message
+
+
+async def test_heartbeat_comments_keep_a_slow_chatkit_stream_alive(sim_client):
+    headers = await login(sim_client, HNW)
+    resp = await sim_client.post("/chatkit", content=create(QUESTION), headers={**headers, "X-Sim-Scenario": "slow_tokens"})
+    assert any(line.startswith(":") for line in resp.text.replace("\r\n", "\n").split("\n")), "expected ping comments"
+    assert compact(parse_sse(resp.text))[-2] == "thread.item.done:assistant_message"  # comments are ignored by parsers

@@ -248,3 +248,23 @@ async def test_same_question_same_tools_on_both_engines(client):
         frames = parse_sse(resp.text)
         tasks = [t.title for f in frames if f.type == "thread.item.done" and f.event.item.type == "workflow" for t in f.event.item.workflow.tasks]
         assert tasks == [tool_title(n) for n in responses_tools]
+
+
+async def test_chatkit_resume_replays_the_same_frames_after_a_sequence(client):
+    headers = await login(client, HNW)
+    resp = await chatkit(client, headers, create(QUESTION))
+    run_id = resp.headers["x-run-id"]
+    original = parse_sse(resp.text)
+    cut = next(i for i, f in enumerate(original) if f.id == f"{run_id}:3")
+    expected = [f for f in original[cut + 1 :] if f.type != "thread.updated"]  # thread.updated is the SDK's own
+    resumed = await client.get(f"/chatkit/runs/{run_id}/stream", headers={**headers, "Last-Event-ID": f"{run_id}:3"})
+    assert resumed.status_code == 200 and resumed.headers["x-run-id"] == run_id
+    frames = parse_sse(resumed.text)
+    assert [(f.id, f.event) for f in frames] == [(f.id, f.event) for f in expected]
+    assert (await client.get(f"/chatkit/runs/{run_id}/stream?after=0", headers=headers)).status_code == 200
+    other = await login(client, INDIVIDUAL)
+    assert (await client.get(f"/chatkit/runs/{run_id}/stream", headers=other)).status_code == 404
+    # A legacy-path run is not a ChatKit run.
+    conv = (await client.post("/api/v1/chat/conversations", json={}, headers=headers)).json()
+    sent = parse_legacy((await client.post("/api/v1/chat/send", json={"conversation_id": conv["id"], "text": "hi"}, headers=headers)).text)
+    assert (await client.get(f"/chatkit/runs/{sent[0].data['run_id']}/stream", headers=headers)).status_code == 404

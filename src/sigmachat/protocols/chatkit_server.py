@@ -327,7 +327,7 @@ class SigmaChatKitServer(ChatKitServer[ChatContext]):
             return
         context.run_id = started.run_id
         context.started.set()
-        mapper = await self._mapper(thread.id, started.run_id, started.assistant_message_id)
+        mapper = await self._mapper(thread.id, started.run_id, started.assistant_message_id, started.user_message_id)
         try:
             async for event in self.runs.subscribe(started.run_id):
                 frames = mapper.feed(event)
@@ -346,10 +346,12 @@ class SigmaChatKitServer(ChatKitServer[ChatContext]):
 
     # -- runs without a watcher --------------------------------------------------------------
 
-    async def _mapper(self, thread_id: str, run_id: str, assistant_id: str) -> ChatKitEventMapper:
+    async def _mapper(self, thread_id: str, run_id: str, assistant_id: str, user_message_id: str) -> ChatKitEventMapper:
+        # Items of the run are timed just after the question (base + seq µs): they sort after
+        # it and in stream order, and the base never changes, so a replay gives equal items.
         async with self.store.db.session() as session:
-            created = (await session.execute(select(Message.created_at).where(Message.id == assistant_id))).scalar_one_or_none()
-        base = as_aware(created) if created is not None else dt.datetime.now(dt.UTC)
+            asked = (await session.execute(select(Message.created_at).where(Message.id == user_message_id))).scalar_one_or_none()
+        base = as_aware(asked) if asked is not None else dt.datetime.now(dt.UTC)
         return ChatKitEventMapper(thread_id=thread_id, run_id=run_id, assistant_item_id=assistant_id, base_time=base)
 
     def stream_gone(self, context: ChatContext, thread_id: str) -> None:
@@ -366,10 +368,10 @@ class SigmaChatKitServer(ChatKitServer[ChatContext]):
             if self.settings.chatkit_disconnect == "cancel":
                 await self.runs.cancel(context.user_id, run_id)
             info = await self.runs.log.info(run_id)
-            assistant_id = (info.meta if info else {}).get("assistant_message_id")
-            if not assistant_id:
+            meta = info.meta if info else {}
+            if not meta.get("assistant_message_id"):
                 return
-            mapper = await self._mapper(thread_id, run_id, assistant_id)
+            mapper = await self._mapper(thread_id, run_id, meta["assistant_message_id"], meta.get("user_message_id", ""))
             text = None
             async for event in self.runs.subscribe(run_id):
                 for frame in mapper.feed(event):
@@ -394,6 +396,31 @@ class SigmaChatKitServer(ChatKitServer[ChatContext]):
         """Wait for background finishes (shutdown, tests)."""
         while self._background:
             await asyncio.gather(*list(self._background), return_exceptions=True)
+
+    async def resume(self, user_id: str, run_id: str, after_seq: int = 0) -> AsyncIterator[tuple[str | None, str]]:
+        """ChatKit frames of a run after ``after_seq`` (our extension; ChatKit itself cannot resume).
+
+        The mapper is rebuilt from the run's first event, so the frames are exactly the ones
+        the original stream sent after that sequence. ``NotFound`` for unknown or foreign runs.
+        """
+        info = await self.runs.owned_run_info(user_id, run_id)
+        if info is None:
+            raise NotFound("Run not found.")
+        meta = info.meta
+        if meta.get("protocol") != "chatkit" or not meta.get("assistant_message_id"):
+            raise NotFound("Run not found.")
+        mapper = await self._mapper(meta["conversation_id"], run_id, meta["assistant_message_id"], meta.get("user_message_id", ""))
+
+        async def frames() -> AsyncIterator[tuple[str | None, str]]:
+            async for event in self.runs.subscribe(run_id):
+                out = mapper.feed(event)
+                if event.seq <= after_seq:
+                    continue  # the client has these; the mapper still needed them
+                for i, frame in enumerate(out):
+                    tag = f"{run_id}:{event.seq}" if i == len(out) - 1 else None
+                    yield tag, frame.model_dump_json(by_alias=True, exclude_none=True, context={"exclude_metadata": True})
+
+        return frames()
 
     # -- the edge ----------------------------------------------------------------------------
 

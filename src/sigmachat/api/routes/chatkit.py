@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Request, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from sigmachat.api.deps import IdentityDep, ServicesDep
 from sigmachat.errors import ServiceUnavailable
 from sigmachat.protocols.chatkit_server import ChatContext, StreamHandle
+from sigmachat.protocols.legacy_sse import parse_last_event_id
 
 router = APIRouter(tags=["chatkit"])
 
@@ -65,4 +66,35 @@ async def chatkit(
         events(),
         ping=services.settings.sse_heartbeat_s,  # comment lines: ignored by SSE parsers, keep proxies open
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "X-Run-Id": result.run_id},
+    )
+
+
+@router.get("/chatkit/runs/{run_id}/stream")
+async def resume_chatkit_stream(
+    run_id: str,
+    identity: IdentityDep,
+    services: ServicesDep,
+    after: Annotated[int | None, Query(ge=0)] = None,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=200)] = None,
+) -> Response:
+    """Our extension to ChatKit: replay a ChatKit run's frames after a sequence, then follow it.
+
+    For our own UI after a reload or a dropped connection (OpenAI's ChatKit client reloads the
+    thread instead). The legacy ``GET /api/v1/chat/runs/{run_id}/stream`` serves the same run
+    in legacy frames. A run whose event log expired is a 404: load the thread.
+    """
+    server = services.chatkit
+    if server is None:
+        raise ServiceUnavailable("The chat service is not running.")
+    after_seq = parse_last_event_id(last_event_id, run_id)
+    frames = await server.resume(identity.id, run_id, after_seq if after_seq is not None else after or 0)
+
+    async def events():
+        async for tag, data in frames:
+            yield ServerSentEvent(data=data, id=tag)
+
+    return EventSourceResponse(
+        events(),
+        ping=services.settings.sse_heartbeat_s,
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "X-Run-Id": run_id},
     )
