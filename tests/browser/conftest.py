@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import socket
 import threading
@@ -124,7 +125,7 @@ def start_live_server(tmp: Path, template_db: Path, **overrides) -> tuple[LiveSe
         allowed_origins=[url],
         # The offline model streams at a visible pace so progressive rendering can be seen.
         offline_ttfb_ms=150,
-        offline_tokens_per_s=120.0,
+        offline_tokens_per_s=400.0,
         allow_fault_injection=True,
         retry_max_attempts=1,  # surface upstream faults at once instead of retrying them away
         send_rate_limit="",
@@ -202,8 +203,9 @@ def page_for(browser, request):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     for i, (ctx, page) in enumerate(contexts):
         suffix = "" if i == 0 else f"-{i}"
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)[:120]
         try:
-            page.screenshot(path=str(ARTIFACTS / f"{request.node.name}{suffix}.png"), full_page=False)
+            page.screenshot(path=str(ARTIFACTS / f"{name}{suffix}.png"), full_page=False)
         except Exception:
             pass
         ctx.close()
@@ -222,4 +224,12 @@ def sign_in(page, email: str, password: str = DEMO_PASSWORD) -> None:
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in", exact=True).click()
     page.wait_for_url("**/")
+    page.wait_for_selector("#app[data-ready=true]")
+
+
+def open_chat_as(page, email: str, password: str = DEMO_PASSWORD, path: str = "/") -> None:
+    """Sign in through the API (the form is covered by its own tests) and open the chat."""
+    resp = page.request.post("/api/v1/auth/login", data={"email": email, "password": password})
+    assert resp.ok, resp.text()
+    page.goto(path)
     page.wait_for_selector("#app[data-ready=true]")

@@ -176,7 +176,7 @@ function renderBanner() {
 }
 
 store.on("conversations", renderList);
-store.on("title", () => { renderTitle(); renderList(); });
+store.on("title", () => { setHash(state.currentKey); renderTitle(); renderList(); });
 store.on("thread", () => { renderMessages(); renderComposer(); });
 store.on("message", scheduleMessage);
 store.on("composer", () => {

@@ -40,7 +40,7 @@ export function messageFromApi(m) {
     offline: !!m.offline,
     model: m.model || null,
     runId: m.run_id || null,
-    error: err && status !== "complete"
+    error: err && !["complete", "cancelled", "streaming"].includes(status)
       ? { message: err.message, code: err.code || null, errorType: errorTypeFor(err.code), retryable: !!err.retryable, retryAfterMs: null }
       : null,
     createdAt: m.created_at,

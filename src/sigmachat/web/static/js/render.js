@@ -100,7 +100,9 @@ function toolsBlock(msg) {
       icon("chevron", "icon chevron")),
     h("ol", { class: "tool-list", "aria-label": "Analysis steps" }, msg.tools.map(toolStep)),
   );
-  details.addEventListener("toggle", () => { msg.toolsOpen = details.open; });
+  // Remember only what the person chose (a click or Enter/Space on the summary); the toggle
+  // event would also fire for our own `open` attribute and pin the automatic state.
+  details.querySelector("summary").addEventListener("click", () => { msg.toolsOpen = !details.open; });
   return details;
 }
 
@@ -151,7 +153,7 @@ export function renderMessage(msg, actions) {
   const waitingForText = streaming && !msg.content && !msg.tools.some((t) => t.state === "running");
   return h("article", {
     class: `msg msg-assistant status-${msg.status}`,
-    dataset: { key: msg.key, status: msg.status, id: msg.id || "" },
+    dataset: { key: msg.key, status: msg.status, id: msg.id || "", chars: String(msg.content.length) },
     "aria-label": "Analyst answered",
     "aria-busy": streaming ? "true" : null,
   },

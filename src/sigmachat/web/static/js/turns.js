@@ -274,8 +274,8 @@ export function createTurns({ store, backend, onAuthLost, announce, requestHeade
       return;
     }
     try {
-      const res = await backend.cancel(turn.runId);
-      if (res && res.cancelled === false) turn.ctrl.abort();
+      // "already_finished" needs nothing more: the run's own final event is on its way.
+      await backend.cancel(turn.runId);
     } catch (e) {
       if (!(e instanceof ApiError && e.status === 401)) turn.ctrl.abort();
     }
