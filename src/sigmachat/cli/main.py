@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from sigmachat.cli.common import cli_services
 from sigmachat.settings import get_settings
 
 app = typer.Typer(help="SigmaSight Chat: the AI analyst chat of SigmaSight.", no_args_is_help=True)
@@ -19,15 +20,6 @@ app.add_typer(data_app, name="data")
 app.add_typer(users_app, name="users")
 console = Console()
 err = Console(stderr=True)
-
-
-def _services():
-    from sigmachat.logging import configure_logging
-    from sigmachat.services import Services
-
-    settings = get_settings()
-    configure_logging("WARNING", json=settings.log_json)
-    return Services.build(settings)
 
 
 @app.command()
@@ -54,7 +46,7 @@ def seed() -> None:
     from sigmachat.demo.seed import seed_demo
 
     async def _run():
-        services = _services()
+        services = cli_services()
         try:
             await upgrade(services.db.engine)
             async with services.db.session() as session:
@@ -78,7 +70,7 @@ def db_upgrade(revision: str = typer.Argument("head")) -> None:
     from sigmachat.db.migrate import current_revision, upgrade
 
     async def _run():
-        services = _services()
+        services = cli_services()
         try:
             await upgrade(services.db.engine, revision)
             return await current_revision(services.db.engine)
@@ -95,7 +87,7 @@ def import_prices(file: Path = typer.Argument(..., exists=True, dir_okay=False, 
     from sigmachat.market.prices import PriceImportError, import_csv
 
     async def _run():
-        services = _services()
+        services = cli_services()
         try:
             await upgrade(services.db.engine)
             async with services.db.session() as session:
@@ -129,7 +121,7 @@ def users_create(
     from sigmachat.errors import AppError
 
     async def _run():
-        services = _services()
+        services = cli_services()
         try:
             await upgrade(services.db.engine)
             async with services.db.session() as session:

@@ -10,19 +10,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from sigmachat.cli.common import cli_services
+
 tools_app = typer.Typer(help="The agent's portfolio tools.", no_args_is_help=True)
 console = Console()
 err = Console(stderr=True)
-
-
-def _services():
-    from sigmachat.logging import configure_logging
-    from sigmachat.services import Services
-    from sigmachat.settings import get_settings
-
-    settings = get_settings()
-    configure_logging("WARNING", json=settings.log_json)
-    return Services.build(settings)
 
 
 @tools_app.command("list")
@@ -63,7 +55,7 @@ def call_tool(
     from sigmachat.tools.registry import ToolContext, build_registry
 
     async def _run():
-        services = _services()
+        services = cli_services()
         try:
             async with services.db.session() as session:
                 found = (await session.execute(select(User).where(User.email == user.strip().lower()))).scalar_one_or_none()
@@ -98,7 +90,7 @@ def bench(
     from sigmachat.analytics.bench import WARM_TARGET_MS, run_tool_benchmark
 
     async def _run():
-        services = _services()
+        services = cli_services()
         try:
             return await run_tool_benchmark(services, runs=runs, user_email=user, portfolio_id=portfolio)
         finally:
