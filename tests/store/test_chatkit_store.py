@@ -24,6 +24,7 @@ from chatkit.types import (
     Page,
     SDKHiddenContextItem,
     SearchTask,
+    ThreadItem,
     StructuredInputItem,
     TaskItem,
     ThoughtTask,
@@ -37,10 +38,8 @@ from chatkit.types import (
     Workflow,
     WorkflowItem,
 )
-from chatkit.types import ThreadItem
 from pydantic import TypeAdapter
 
-from tests.store.conftest import Ctx
 
 T0 = dt.datetime(2025, 7, 1, 12, 0, 0, tzinfo=dt.UTC)
 
