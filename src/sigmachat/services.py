@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from sigmachat.protocols.chatkit_server import SigmaChatKitServer
     from sigmachat.rollout import RolloutService
     from sigmachat.runs.manager import RunManager
+    from sigmachat.telemetry import Telemetry
     from sigmachat.tools.registry import ToolRegistry
 
 
@@ -28,14 +29,17 @@ class Services:
     runs: RunManager | None = None
     chatkit: SigmaChatKitServer | None = None  # the ChatKit protocol server (POST /chatkit)
     rollout: RolloutService | None = None  # which chat path serves a user (built in build())
+    telemetry: Telemetry | None = None  # runs rows, /metrics, spans, shadow runs (built in build())
     extras: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
         from sigmachat.rollout import RolloutService
+        from sigmachat.telemetry import Telemetry
 
         services = cls(settings=settings, db=Database(settings), tokens=TokenService(settings))
-        services.rollout = RolloutService(settings, services.db)
+        services.telemetry = Telemetry(settings, services.db)
+        services.rollout = RolloutService(settings, services.db, observer=services.telemetry.metrics.flag_evaluated)
         return services
 
     def start_chat_runtime(self, *, http_client: Any = None) -> None:
@@ -60,12 +64,16 @@ class Services:
             self.db, self.settings, engines, InMemoryEventLog(self.settings.run_log_ttl_s), UsageGuard(self.settings)
         )
         self.chatkit = SigmaChatKitServer(SqlChatKitStore(self.db), self.runs, self.settings)
+        if self.telemetry is not None:
+            self.telemetry.attach(self.runs)
 
     async def aclose(self) -> None:
         if self.runs is not None:
             await self.runs.shutdown(self.settings.shutdown_grace_s)
         if self.chatkit is not None:
             await self.chatkit.drain()  # ChatKit items of runs whose client left
+        if self.telemetry is not None:
+            await self.telemetry.aclose()  # shadow runs still need the model client
         if self.model is not None:
             await self.model.aclose()
         if self.rollout is not None:

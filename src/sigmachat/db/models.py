@@ -241,3 +241,54 @@ class RolloutAudit(Base):
 
 
 __all__ += ["RolloutAudit", "RolloutFlag"]
+
+
+# --- telemetry (issue 7) -------------------------------------------------------------------
+
+
+class RunRecord(Base):
+    """One row per finished run of either path (live or shadow): the comparison's raw data.
+
+    No foreign keys on purpose: telemetry outlives deleted conversations and users.
+    """
+
+    __tablename__ = "runs"
+
+    run_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    path: Mapped[str] = mapped_column(String(16))  # responses | chatkit
+    engine: Mapped[str] = mapped_column(String(16))  # responses | agents
+    protocol: Mapped[str] = mapped_column(String(16))  # legacy_sse | chatkit | shadow
+    conversation_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    user_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    portfolio_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    model: Mapped[str | None] = mapped_column(String(120), nullable=True)
+    offline: Mapped[bool] = mapped_column(default=False)
+    status: Mapped[str] = mapped_column(String(16))  # completed | failed | cancelled | incomplete | interrupted
+    error_code: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    retries: Mapped[int] = mapped_column(Integer, default=0)
+    fallback_used: Mapped[bool] = mapped_column(default=False)
+    ttfb_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    duration_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    input_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    output_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cached_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    reasoning_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    output_tokens_per_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    tool_call_count: Mapped[int] = mapped_column(Integer, default=0)
+    tool_calls: Mapped[list] = mapped_column(JSON, default=list)  # [{name, call_id, duration_ms, ok}] in order
+    answer_chars: Mapped[int] = mapped_column(Integer, default=0)
+    event_count: Mapped[int] = mapped_column(Integer, default=0)
+    last_seq: Mapped[int] = mapped_column(Integer, default=0)
+    shadow: Mapped[bool] = mapped_column(default=False)
+    pair_id: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the live run a shadow run answered
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)  # run start
+    finished_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        Index("ix_runs_shadow_created", "shadow", "created_at"),
+        Index("ix_runs_pair_id", "pair_id"),
+    )
+
+
+__all__ += ["RunRecord"]

@@ -1,28 +1,35 @@
-"""/api/v1/admin: the operator's controls (role admin only). Thin: the logic is in rollout/ and telemetry/."""
+"""/api/v1/admin (the operator's controls, role admin only) and /metrics.
+
+Thin: the logic is in rollout/ and telemetry/."""
 
 from __future__ import annotations
 
+import secrets
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request, Response
 
 from sigmachat.api.deps import AdminDep, ServicesDep
+from sigmachat.errors import NotAuthenticated, NotFound
 from sigmachat.rollout import FlagUpdate
+from sigmachat.telemetry.metrics import CONTENT_TYPE
 
-router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
+# No router prefix: /metrics lives here too, at the root where Prometheus expects it.
+router = APIRouter()
+ADMIN = "/api/v1/admin"
 
 
 def _rollout_out(services, state) -> dict[str, Any]:
     return {**state.public(), "provider": services.rollout.provider_name, "managed_here": services.rollout.managed_here}
 
 
-@router.get("/rollout")
+@router.get(f"{ADMIN}/rollout", tags=["admin"])
 async def get_rollout(admin: AdminDep, services: ServicesDep) -> dict[str, Any]:
     """The ``chat_backend`` flag as stored (version 0: never changed)."""
     return _rollout_out(services, await services.rollout.state())
 
 
-@router.put("/rollout")
+@router.put(f"{ADMIN}/rollout", tags=["admin"])
 async def put_rollout(body: FlagUpdate, admin: AdminDep, services: ServicesDep) -> dict[str, Any]:
     """Partial update of {percent, kill_switch, allow_users, allow_portfolios, deny_users, default}
     (lists replace the stored list; optional expected_version → 409 when stale). Answers the
@@ -31,7 +38,7 @@ async def put_rollout(body: FlagUpdate, admin: AdminDep, services: ServicesDep) 
     return _rollout_out(services, state)
 
 
-@router.get("/rollout/audit")
+@router.get(f"{ADMIN}/rollout/audit", tags=["admin"])
 async def rollout_audit(
     admin: AdminDep,
     services: ServicesDep,
@@ -41,3 +48,17 @@ async def rollout_audit(
     """Changes of the flag, newest first: who, when, old → new of each changed field."""
     entries = await services.rollout.store.audit(limit=limit, before_id=before_id)
     return {"entries": entries, "next_before_id": entries[-1]["id"] if len(entries) == limit else None}
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(request: Request, services: ServicesDep) -> Response:
+    """Prometheus text format. Open unless ``metrics_token`` is set (labels carry no user data)."""
+    settings = services.settings
+    if not settings.metrics_enabled:
+        raise NotFound("Not found.")
+    if settings.metrics_token is not None:
+        auth = request.headers.get("authorization", "")
+        token = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
+        if not secrets.compare_digest(token.encode(), settings.metrics_token.get_secret_value().encode()):
+            raise NotAuthenticated("A metrics token is required.", headers={"WWW-Authenticate": "Bearer"})
+    return Response(services.telemetry.metrics.exposition(), media_type=CONTENT_TYPE)
