@@ -59,6 +59,7 @@ from sigmachat.engines.responses import (
 )
 from sigmachat.logging import get_logger
 from sigmachat.settings import Settings
+from sigmachat.tools.registry import ToolContext, ToolRegistry
 
 log = get_logger("sigmachat.engines.agents")
 
@@ -70,7 +71,7 @@ class _RunState:
     """Per-run state shared by the SDK's tasks (the Agents SDK run context)."""
 
     queue: asyncio.Queue
-    tool_ctx: Any  # sigmachat.tools.registry.ToolContext
+    tool_ctx: ToolContext
     started: float
     model: str
     text: str = ""
@@ -191,7 +192,7 @@ class AgentsEngine:
     def __init__(
         self,
         model_client: ModelClient,
-        registry: Any,
+        registry: ToolRegistry,
         settings: Settings,
         session_factory: Any,
         *,
@@ -270,8 +271,6 @@ class AgentsEngine:
         return ModelSettings(**kwargs)
 
     async def stream(self, request: RunRequest) -> AsyncIterator[Any]:
-        from sigmachat.tools.registry import ToolContext
-
         ev = EventFactory(request.run_id)
         started = time.perf_counter()
         model = request.model or self.mc.default_model

@@ -525,7 +525,15 @@ class SigmaChatKitServer(ChatKitServer[ChatContext]):
                 queue.put_nowait(None)
 
         producer = asyncio.get_running_loop().create_task(produce(), name="chatkit-stream")
-        await context.started.wait()
+        try:
+            await context.started.wait()
+        except asyncio.CancelledError:
+            # The client left before the stream began: stop the stream like any disconnect.
+            producer.cancel()
+            await asyncio.gather(producer, return_exceptions=True)
+            if context.thread_id:
+                self.stream_gone(context, context.thread_id)
+            raise
         if context.start_error is not None or (context.run_id is None and failure):
             producer.cancel()
             await asyncio.gather(producer, return_exceptions=True)
