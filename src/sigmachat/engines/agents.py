@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -49,7 +48,7 @@ from sigmachat.agent.events import (
 )
 from sigmachat.agent.failures import kind
 from sigmachat.agent.instructions import instructions_for
-from sigmachat.engines.base import RunRequest
+from sigmachat.engines.base import ModelEngine, RunRequest
 from sigmachat.engines.model_client import ModelClient
 from sigmachat.engines.responses import (
     RETRYABLE_BEFORE_OUTPUT,
@@ -184,38 +183,17 @@ class _GuardedModel(Model):
                 await _aclose(inner)
 
 
-class AgentsEngine:
+class AgentsEngine(ModelEngine):
     """The Agents SDK engine. Same contract as ``ResponsesEngine``: a RunRequest in, agent events out."""
 
     name = "agents"
 
-    def __init__(
-        self,
-        model_client: ModelClient,
-        registry: ToolRegistry,
-        settings: Settings,
-        session_factory: Any,
-        *,
-        sleep: Any = asyncio.sleep,
-    ) -> None:
-        self.mc = model_client
-        self.registry = registry
-        self.settings = settings
-        self.session_factory = session_factory
-        self.sleep = sleep  # injectable so tests need not wait for real backoff
+    def __init__(self, model_client: ModelClient, registry: Any, settings: Settings, session_factory: Any, *, sleep: Any = asyncio.sleep) -> None:
+        super().__init__(model_client, registry, settings, session_factory, sleep=sleep)
         if not settings.agents_tracing:
             # The SDK exports traces to OpenAI by default; they would carry portfolio data.
             set_tracing_disabled(True)
         self.tools = [self._function_tool(spec) for spec in registry.openai_tools()]
-
-    def backoff_ms(self, attempt: int, retry_after_ms: int | None) -> int:
-        """Jittered exponential backoff honouring Retry-After (the Responses engine's rule)."""
-        cap = self.settings.retry_max_delay_ms
-        base = self.settings.retry_base_delay_ms * (2 ** (attempt - 1))
-        delay = random.uniform(base / 2, base) if base else 0
-        if retry_after_ms is not None:
-            delay = max(delay, retry_after_ms)
-        return int(min(delay, max(cap, retry_after_ms or 0)))
 
     # ---- tools -----------------------------------------------------------------------------
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from sigmachat.agent.events import AgentEvent, ToolCallRecord
+from sigmachat.engines.model_client import ModelClient
+from sigmachat.settings import Settings
 
 
 @dataclass(slots=True)
@@ -30,6 +34,36 @@ class RunRequest:
     ui_context: dict[str, Any] | None = None
     # Fault scenario for the simulator upstream (tests, benchmarks, UI fault demos).
     sim_scenario: str | None = None
+
+
+class ModelEngine:
+    """What both model engines share: the model client, the registry, and the retry backoff."""
+
+    name = "engine"
+
+    def __init__(
+        self,
+        model_client: ModelClient,
+        registry: Any,
+        settings: Settings,
+        session_factory: Any,
+        *,
+        sleep: Any = asyncio.sleep,
+    ) -> None:
+        self.mc = model_client
+        self.registry = registry
+        self.settings = settings
+        self.session_factory = session_factory
+        self.sleep = sleep  # injectable so tests need not wait for real backoff
+
+    def backoff_ms(self, attempt: int, retry_after_ms: int | None) -> int:
+        """Jittered exponential backoff; a Retry-After from the upstream always wins."""
+        cap = self.settings.retry_max_delay_ms
+        base = self.settings.retry_base_delay_ms * (2 ** (attempt - 1))
+        delay = random.uniform(base / 2, base) if base else 0  # jitter spreads synchronized clients
+        if retry_after_ms is not None:
+            delay = max(delay, retry_after_ms)
+        return int(min(delay, max(cap, retry_after_ms or 0)))
 
 
 class Engine(Protocol):

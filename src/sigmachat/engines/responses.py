@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -30,7 +29,7 @@ from sigmachat.agent.events import (
 )
 from sigmachat.agent.failures import kind
 from sigmachat.agent.instructions import instructions_for
-from sigmachat.engines.base import HistoryTurn, RunRequest
+from sigmachat.engines.base import HistoryTurn, ModelEngine, RunRequest
 from sigmachat.engines.model_client import ModelClient
 from sigmachat.engines.responses_stream import FunctionCall, ResponsesStreamReader, TextChunk, TurnEnd
 from sigmachat.logging import get_logger
@@ -118,31 +117,8 @@ def history_items(history: list[HistoryTurn], limit: int) -> list[dict[str, Any]
     return items
 
 
-class ResponsesEngine:
+class ResponsesEngine(ModelEngine):
     name = "responses"
-
-    def __init__(
-        self,
-        model_client: ModelClient,
-        registry: ToolRegistry,
-        settings: Settings,
-        session_factory: Any,
-        *,
-        sleep: Any = asyncio.sleep,
-    ) -> None:
-        self.mc = model_client
-        self.registry = registry
-        self.settings = settings
-        self.session_factory = session_factory
-        self._sleep = sleep  # injectable so tests need not wait for real backoff
-
-    def _backoff_ms(self, attempt: int, retry_after_ms: int | None) -> int:
-        cap = self.settings.retry_max_delay_ms
-        base = self.settings.retry_base_delay_ms * (2 ** (attempt - 1))
-        delay = random.uniform(base / 2, base) if base else 0  # jitter spreads synchronized clients
-        if retry_after_ms is not None:
-            delay = max(delay, retry_after_ms)
-        return int(min(delay, max(cap, retry_after_ms or 0)))
 
     async def stream(self, request: RunRequest) -> AsyncIterator[Any]:
         ev = EventFactory(request.run_id)
@@ -246,13 +222,13 @@ class ResponsesEngine:
                         log.exception("engine_unexpected_error", run_id=request.run_id)
                     if failure.code in RETRYABLE_BEFORE_OUTPUT and not produced and attempt < self.settings.retry_max_attempts:
                         retries += 1
-                        delay = self._backoff_ms(attempt, failure.retry_after_ms)
+                        delay = self.backoff_ms(attempt, failure.retry_after_ms)
                         yield ev.make(Info, kind="retry_scheduled", attempt=attempt + 1, delay_ms=delay, reason=failure.code)
                         if attempt == 1 and self.mc.fallback_model and self.mc.fallback_model != used_model:
                             yield ev.make(Info, kind="model_switch", from_model=used_model, to_model=self.mc.fallback_model, reason=failure.code)
                             used_model = self.mc.fallback_model
                             switched = True
-                        await self._sleep(delay / 1000)
+                        await self.sleep(delay / 1000)
                         continue
                     yield failed(failure.code, None, failure.retry_after_ms)
                     return
