@@ -58,7 +58,7 @@ from sigmachat.engines.responses import (
 )
 from sigmachat.logging import get_logger
 from sigmachat.settings import Settings
-from sigmachat.tools.registry import ToolContext, ToolRegistry
+from sigmachat.tools.registry import ToolContext
 
 log = get_logger("sigmachat.engines.agents")
 

@@ -30,11 +30,9 @@ from sigmachat.agent.events import (
 from sigmachat.agent.failures import kind
 from sigmachat.agent.instructions import instructions_for
 from sigmachat.engines.base import HistoryTurn, ModelEngine, RunRequest
-from sigmachat.engines.model_client import ModelClient
 from sigmachat.engines.responses_stream import FunctionCall, ResponsesStreamReader, TextChunk, TurnEnd
 from sigmachat.logging import get_logger
-from sigmachat.settings import Settings
-from sigmachat.tools.registry import ToolContext, ToolRegistry
+from sigmachat.tools.registry import ToolContext
 
 log = get_logger("sigmachat.engines.responses")
 
