@@ -269,3 +269,22 @@ async def test_max_tool_iterations(tmp_path):
     events = await _run(engine)
     assert events[-1].type == "run_failed" and events[-1].code == "max_tool_iterations"
     assert _types(events).count("tool_finished") == 4
+
+
+async def test_previous_response_id_mode_sends_only_new_items_when_upstream_is_openai(tmp_path):
+    up = Upstream(sse(raw("stream-with-tools-responses-1.sse")), sse(raw("stream-with-tools-responses-2.sse")))
+    engine, _, _ = _engine(tmp_path, up, responses_previous_response_id=True)
+    assert engine.mc.is_openai  # no base URL: api.openai.com
+    events = await _run(engine)
+    assert events[-1].type == "run_finished"
+    first, second = up.requests
+    assert "previous_response_id" not in first and first["store"] is True
+    assert second["previous_response_id"].startswith("resp_")
+    assert {i["type"] for i in second["input"]} == {"function_call_output"}
+
+
+async def test_previous_response_id_is_never_used_with_a_compatible_server(tmp_path):
+    up = Upstream(sse(raw("stream-with-tools-responses-1.sse")), sse(raw("stream-with-tools-responses-2.sse")))
+    engine, _, _ = _engine(tmp_path, up, responses_previous_response_id=True, openai_base_url="http://localhost:11434/v1")
+    await _run(engine)
+    assert all("previous_response_id" not in r and "store" not in r for r in up.requests)
