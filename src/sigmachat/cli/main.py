@@ -151,6 +151,10 @@ from sigmachat.cli.rollout import register as register_rollout  # noqa: E402
 
 register_rollout(app)
 
+from sigmachat.cli.report import register as register_report  # noqa: E402
+
+register_report(app)
+
 
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -8,9 +8,10 @@ import secrets
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import HTMLResponse
 
 from sigmachat.api.deps import AdminDep, ServicesDep
-from sigmachat.errors import NotAuthenticated, NotFound
+from sigmachat.errors import NotAuthenticated, NotFound, ValidationFailed
 from sigmachat.rollout import FlagUpdate
 from sigmachat.telemetry.metrics import CONTENT_TYPE
 
@@ -48,6 +49,31 @@ async def rollout_audit(
     """Changes of the flag, newest first: who, when, old → new of each changed field."""
     entries = await services.rollout.store.audit(limit=limit, before_id=before_id)
     return {"entries": entries, "next_before_id": entries[-1]["id"] if len(entries) == limit else None}
+
+
+async def _report(services, since: str) -> dict[str, Any]:
+    from sigmachat.telemetry.report import build_report, parse_window
+
+    try:
+        window = parse_window(since)
+    except ValueError as exc:
+        raise ValidationFailed(str(exc), details=[{"field": "since", "message": str(exc)}]) from exc
+    return await build_report(services.db, services.settings, window)
+
+
+@router.get(f"{ADMIN}/report", tags=["admin"])
+async def report(admin: AdminDep, services: ServicesDep, since: Annotated[str, Query(max_length=16)] = "24h") -> dict[str, Any]:
+    """Responses vs ChatKit over the window: percentiles, error rates, tool calls, feedback,
+    shadow pairs and the go / no-go verdict with the reason of each failed check."""
+    return await _report(services, since)
+
+
+@router.get(f"{ADMIN}/report.html", tags=["admin"], response_class=HTMLResponse)
+async def report_html(admin: AdminDep, services: ServicesDep, since: Annotated[str, Query(max_length=16)] = "24h") -> HTMLResponse:
+    """The same report as a self-contained page with charts (inline SVG, no external assets)."""
+    from sigmachat.telemetry.html import render_html
+
+    return HTMLResponse(render_html(await _report(services, since)))
 
 
 @router.get("/metrics", include_in_schema=False)
