@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: install install-test install-browser run test migrate seed clean lint
+.PHONY: install install-test install-browser run test migrate seed clean lint bench bench-quick
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,14 @@ run: install
 test: install-test
 	# exit code 5 means "no tests selected" (e.g. a -k filter): not a failure of the suite.
 	$(BIN)/python -m pytest $(PYTEST_ARGS) || [ $$? -eq 5 ]
+
+# Benchmarks: the simulator and the app as separate processes, all paths side by side
+# (docs/benchmarks.md). Full: under 5 minutes on 2 cores; quick: under 1 minute.
+bench: install
+	$(BIN)/sigmachat bench $(BENCH_ARGS)
+
+bench-quick: install
+	$(BIN)/sigmachat bench --quick $(BENCH_ARGS)
 
 # The browser tests drive Debian's Chromium (Playwright cannot download a browser here).
 # Needs root, as in CI; without it the browser tests skip on a dev machine (never in CI).

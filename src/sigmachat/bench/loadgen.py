@@ -1,0 +1,419 @@
+"""The load generator: its own process, async httpx2 and the openai SDK, one cell at a time.
+
+A *cell* is (path, question, concurrency level): ``streams`` answers read by ``level``
+concurrent workers, each stream for a demo user in turn (one conversation or thread per
+stream: one active run per conversation is enforced). Before measuring, one direct answer per
+(user, question) gives the expected text and one answer per app path warms its caches.
+
+While a cell runs, the app process's CPU time and resident memory are sampled with psutil.
+Progress and the final result travel to the parent over a ``multiprocessing`` queue, so the
+parent can draw the progress bar without sharing an event loop with the measurement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import traceback
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import httpx2
+
+from sigmachat.bench.clients import (
+    DirectRequest,
+    StreamResult,
+    chatkit_stream,
+    direct_stream,
+    legacy_stream,
+    make_http_client,
+)
+from sigmachat.bench.integrity import OK, Verdict, check_stream
+from sigmachat.bench.stats import Summary
+
+PATHS = ("direct", "responses", "chatkit")
+STAGGER_S = 0.005  # worker w starts w * 5 ms late: 200 streams ramp up over one second
+WARMUP_CONCURRENCY = 8  # warming caches is not a load test
+NO_EXPECTED = "no_expected_text"
+
+
+@dataclass(frozen=True, slots=True)
+class Question:
+    key: str
+    text: str
+    label: str
+
+
+@dataclass(slots=True)
+class LoadPlan:
+    """Everything the worker process needs (picklable: it crosses a process boundary)."""
+
+    app_url: str
+    app_pid: int
+    upstream: str  # "sim" | "openai"
+    upstream_base_url: str | None  # the direct path's base URL (None: api.openai.com)
+    upstream_api_key: str
+    model: str
+    database_url: str  # the bench database: the direct path computes tool outputs from it
+    users: list[str]
+    password: str
+    questions: list[Question]
+    paths: list[str]
+    levels: list[int]
+    streams: dict[int, int]  # streams per cell at each level
+    stream_deadline_s: float = 120.0
+    deterministic: bool = True  # the upstream answers a request the same way every time
+
+
+@dataclass(slots=True)
+class CellResult:
+    path: str
+    question: str
+    level: int
+    streams: int
+    wall_s: float
+    ttfb_ms: dict[str, Any]
+    total_ms: dict[str, Any]
+    tokens_per_s: dict[str, Any]
+    events: int
+    events_per_s: float
+    ok: int
+    errors: int
+    error_kinds: dict[str, int]
+    intact: int
+    integrity_problems: dict[str, int]
+    tool_calls_median: float | None
+    app_cpu_s: float | None
+    app_peak_rss_mb: float | None
+
+
+@dataclass(slots=True)
+class UserCtx:
+    email: str
+    token: str
+    user_id: str
+    portfolio_id: str | None
+    direct: DirectRequest | None = None
+
+
+@dataclass(slots=True)
+class LoadResult:
+    cells: list[CellResult] = field(default_factory=list)
+    expected: dict[str, dict[str, int]] = field(default_factory=dict)  # question -> {chars, tokens}
+    warmup: dict[str, Any] = field(default_factory=dict)
+    load_s: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class AppSampler:
+    """CPU seconds and peak RSS of the app process over one cell (psutil, sampled at 20 Hz)."""
+
+    def __init__(self, pid: int | None, interval_s: float = 0.05) -> None:
+        import psutil
+
+        self._proc = psutil.Process(pid) if pid else None
+        self.interval_s = interval_s
+        self._cpu0 = 0.0
+        self.peak_rss = 0
+        self._task: asyncio.Task | None = None
+
+    def _cpu(self) -> float:
+        t = self._proc.cpu_times()
+        return t.user + t.system
+
+    def _sample(self) -> None:
+        self.peak_rss = max(self.peak_rss, self._proc.memory_info().rss)
+
+    async def _loop(self) -> None:
+        while True:
+            self._sample()
+            await asyncio.sleep(self.interval_s)
+
+    def start(self) -> None:
+        if self._proc is None:
+            return
+        self._cpu0 = self._cpu()
+        self.peak_rss = 0
+        self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def stop(self) -> tuple[float | None, float | None]:
+        if self._proc is None or self._task is None:
+            return None, None
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        self._sample()
+        return self._cpu() - self._cpu0, self.peak_rss / 2**20
+
+
+def summarize_cell(
+    path: str,
+    question: str,
+    level: int,
+    results: list[StreamResult],
+    expected: Callable[[StreamResult], str | None],
+    wall_s: float,
+    cpu_s: float | None,
+    rss_mb: float | None,
+    *,
+    require_expected: bool = True,
+) -> CellResult:
+    """Aggregate one cell's streams. Timing figures use completed streams only.
+
+    ``require_expected``: the upstream is deterministic, so a stream without an expected text
+    (its warm-up failed) cannot be shown intact and counts as ``no_expected_text``.
+    """
+    good = [r for r in results if r.ok]
+    errors = Counter(r.error for r in results if not r.ok)
+    verdicts = [
+        Verdict(False, NO_EXPECTED) if require_expected and expected(r) is None else check_stream(r, expected(r)) for r in good
+    ]
+    problems = Counter(v.problem for v in verdicts if not v.intact)
+    events = sum(r.events for r in results)
+    tools = sorted(r.tool_calls for r in good)
+    return CellResult(
+        path=path,
+        question=question,
+        level=level,
+        streams=len(results),
+        wall_s=round(wall_s, 3),
+        ttfb_ms=Summary.of(r.ttfb_ms for r in good).as_dict(),
+        total_ms=Summary.of(r.total_ms for r in good).as_dict(),
+        tokens_per_s=Summary.of(r.tokens_per_s for r in good).as_dict(),
+        events=events,
+        events_per_s=round(events / wall_s, 1) if wall_s > 0 else 0.0,
+        ok=len(good),
+        errors=sum(errors.values()),
+        error_kinds=dict(errors),
+        intact=sum(1 for v in verdicts if v.intact),
+        integrity_problems=dict(problems),
+        tool_calls_median=float(tools[len(tools) // 2]) if tools else None,
+        app_cpu_s=None if cpu_s is None else round(cpu_s, 3),
+        app_peak_rss_mb=None if rss_mb is None else round(rss_mb, 1),
+    )
+
+
+class LoadGenerator:
+    def __init__(self, plan: LoadPlan, report: Callable[[tuple], None]) -> None:
+        self.plan = plan
+        self.report = report  # ("advance", n, text) messages to the parent
+        self.users: list[UserCtx] = []
+        self.expected: dict[tuple[str, str], str] = {}
+        self._tool_cache: dict[tuple[str, str, str], asyncio.Future] = {}
+
+    # ---- setup -----------------------------------------------------------------------------
+
+    async def setup(self, http: httpx2.AsyncClient) -> None:
+        from sigmachat.agent.instructions import instructions_for
+        from sigmachat.db.session import Database
+        from sigmachat.settings import Settings
+        from sigmachat.tools.registry import build_registry
+
+        plan = self.plan
+        # The app runs with default settings apart from its environment; the direct path
+        # sends what the app's Responses engine sends, built from the same defaults.
+        self.settings = Settings(_env_file=None, database_url=plan.database_url, log_level="WARNING")
+        self.db = Database(self.settings)
+        self.registry = build_registry(self.settings)
+        tools = self.registry.openai_tools()
+        extra = {"store": False} if plan.upstream == "openai" else {}
+        for email in plan.users:
+            resp = await http.post(f"{plan.app_url}/api/v1/auth/login", json={"email": email, "password": plan.password})
+            resp.raise_for_status()
+            token = resp.json()["access_token"]
+            auth = {"Authorization": f"Bearer {token}"}
+            me = (await http.get(f"{plan.app_url}/api/v1/auth/me", headers=auth)).json()
+            # A conversation created without a portfolio gets the user's default one: the
+            # portfolio every path then uses for this user.
+            probe = await http.post(f"{plan.app_url}/api/v1/chat/conversations", headers=auth, json={})
+            probe.raise_for_status()
+            pid = probe.json()["portfolio_id"]
+            user = UserCtx(email, token, me["id"], pid)
+            user.direct = DirectRequest(
+                model=plan.model,
+                instructions=instructions_for(as_of=self.settings.as_of_date, portfolio_id=pid),
+                tools=tools,
+                extra=extra,
+            )
+            self.users.append(user)
+
+    async def close(self) -> None:
+        if getattr(self, "db", None) is not None:
+            await self.db.dispose()
+
+    async def tool_output(self, email: str, name: str, arguments: str) -> str:
+        """What the app would hand the model for this call, computed once and reused."""
+        from sigmachat.tools.registry import ToolContext
+
+        key = (email, name, arguments)
+        fut = self._tool_cache.get(key)
+        if fut is None:
+            user = next(u for u in self.users if u.email == email)
+            ctx = ToolContext(user_id=user.user_id, portfolio_id=user.portfolio_id, session_factory=self.db.session, settings=self.settings)
+            fut = asyncio.ensure_future(self.registry.call(name, arguments, ctx))
+            self._tool_cache[key] = fut
+        return (await fut).model_text
+
+    # ---- one stream ------------------------------------------------------------------------
+
+    async def one(self, path: str, user: UserCtx, question: Question, http: httpx2.AsyncClient, oa: Any, conv_id: str | None) -> StreamResult:
+        deadline = self.plan.stream_deadline_s
+        if path == "direct":
+            return await direct_stream(oa, user.direct, question.text, self.tool_output, user=user.email, deadline_s=deadline)
+        if path == "responses":
+            return await legacy_stream(http, self.plan.app_url, user.token, conv_id or "", question.text, user=user.email, deadline_s=deadline)
+        if path == "chatkit":
+            return await chatkit_stream(http, self.plan.app_url, user.token, user.portfolio_id, question.text, user=user.email, deadline_s=deadline)
+        raise ValueError(f"unknown path {path}")
+
+    async def _conversations(self, http: httpx2.AsyncClient, users: list[UserCtx]) -> list[str]:
+        """One new conversation per legacy stream, created before the clock starts (as the
+        legacy UI does, in its own request before the first send)."""
+        sem = asyncio.Semaphore(16)
+
+        async def make(user: UserCtx) -> str:
+            async with sem:
+                resp = await http.post(
+                    f"{self.plan.app_url}/api/v1/chat/conversations",
+                    headers={"Authorization": f"Bearer {user.token}"},
+                    json={"portfolio_id": user.portfolio_id},
+                )
+                resp.raise_for_status()
+                return resp.json()["id"]
+
+        return list(await asyncio.gather(*(make(u) for u in users)))
+
+    def _expected_for(self, question: Question) -> Callable[[StreamResult], str | None]:
+        if not self.plan.deterministic:
+            return lambda r: None
+        return lambda r: self.expected.get((r.user, question.key))
+
+    # ---- warm-up and expected answers --------------------------------------------------------
+
+    async def warm_up(self, http: httpx2.AsyncClient, oa: Any) -> dict[str, Any]:
+        """Expected texts from the direct path for every (user, question), then one answer per
+        app path and question (the first user's: the code paths and shared caches get warm)."""
+        info: dict[str, Any] = {"direct_failed": 0, "app_failed": 0, "app_not_intact": 0}
+        pairs = [(u, q) for u in self.users for q in self.plan.questions]
+        sem = asyncio.Semaphore(WARMUP_CONCURRENCY)
+
+        async def one(path: str, u: UserCtx, q: Question, conv: str | None) -> StreamResult:
+            async with sem:
+                return await self.one(path, u, q, http, oa, conv)
+
+        direct = await asyncio.gather(*(one("direct", u, q, None) for u, q in pairs))
+        self.report(("advance", len(pairs), "warm-up: expected answers"))
+        for (u, q), r in zip(pairs, direct, strict=True):
+            if r.ok:
+                self.expected[(u.email, q.key)] = r.text
+            else:
+                info["direct_failed"] += 1
+        app_paths = [p for p in self.plan.paths if p != "direct"]
+        firsts = [(self.users[0], q) for q in self.plan.questions]
+        jobs = []
+        for path in app_paths:
+            convs = await self._conversations(http, [u for u, _ in firsts]) if path == "responses" else [None] * len(firsts)
+            jobs += [(path, u, q, c) for (u, q), c in zip(firsts, convs, strict=True)]
+        warm = await asyncio.gather(*(one(p, u, q, c) for p, u, q, c in jobs))
+        self.report(("advance", len(jobs), "warm-up: app paths"))
+        failures: Counter[str] = Counter()
+        for (path, _, q, _), r in zip(jobs, warm, strict=True):
+            if not r.ok:
+                info["app_failed"] += 1
+                failures[f"{path}: {r.error}"] += 1
+            elif check_stream(r, self._expected_for(q)(r)).problem != OK:
+                info["app_not_intact"] += 1
+        if failures:
+            info["app_failures"] = dict(failures)
+        return info
+
+    # ---- a cell ----------------------------------------------------------------------------
+
+    async def cell(self, path: str, question: Question, level: int, n: int, http: httpx2.AsyncClient, oa: Any) -> CellResult:
+        users = [self.users[i % len(self.users)] for i in range(n)]
+        convs: list[str | None] = await self._conversations(http, users) if path == "responses" else [None] * n
+        results: list[StreamResult | None] = [None] * n
+        queue: asyncio.Queue[int] = asyncio.Queue()
+        for i in range(n):
+            queue.put_nowait(i)
+        label = f"{path} · {question.key} · {level} concurrent"
+
+        async def worker(w: int) -> None:
+            await asyncio.sleep(w * STAGGER_S)
+            while True:
+                try:
+                    i = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                results[i] = await self.one(path, users[i], question, http, oa, convs[i])
+                self.report(("advance", 1, label))
+
+        sampler = AppSampler(self.plan.app_pid)
+        sampler.start()
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(w) for w in range(min(level, n))))
+        wall = time.perf_counter() - started
+        cpu_s, rss_mb = await sampler.stop()
+        done = [r for r in results if r is not None]
+        return summarize_cell(
+            path, question.key, level, done, self._expected_for(question), wall, cpu_s, rss_mb, require_expected=self.plan.deterministic
+        )
+
+    async def run(self) -> LoadResult:
+        import openai
+
+        plan = self.plan
+        out = LoadResult()
+        started = time.perf_counter()
+        http = make_http_client(read_timeout_s=plan.stream_deadline_s)
+        oa = openai.AsyncOpenAI(
+            api_key=plan.upstream_api_key,
+            base_url=plan.upstream_base_url,
+            http_client=make_http_client(read_timeout_s=plan.stream_deadline_s),
+            max_retries=0,  # a failure is a data point, not something to hide
+        )
+        try:
+            await self.setup(http)
+            out.warmup = await self.warm_up(http, oa)
+            for q in plan.questions:
+                texts = [t for (_, key), t in self.expected.items() if key == q.key]
+                if texts:
+                    from sigmachat.offline.protocol import split_tokens
+
+                    out.expected[q.key] = {
+                        "chars": round(sum(len(t) for t in texts) / len(texts)),
+                        "tokens": round(sum(len(split_tokens(t)) for t in texts) / len(texts)),
+                    }
+            for level in plan.levels:
+                for q in plan.questions:
+                    for path in plan.paths:
+                        out.cells.append(await self.cell(path, q, level, plan.streams[level], http, oa))
+        finally:
+            await oa.close()
+            await http.aclose()
+            await self.close()
+        out.load_s = round(time.perf_counter() - started, 2)
+        return out
+
+
+def total_steps(plan: LoadPlan) -> int:
+    """Progress units: warm-up answers plus every measured stream."""
+    pairs = len(plan.users) * len(plan.questions)
+    warm = pairs + len(plan.questions) * len([p for p in plan.paths if p != "direct"])  # direct always warms up
+    return warm + sum(plan.streams[level] for level in plan.levels) * len(plan.questions) * len(plan.paths)
+
+
+def worker_main(plan: LoadPlan, queue: Any) -> None:
+    """Entry point of the load-generator process (``multiprocessing``, spawn context)."""
+    try:
+        from sigmachat.logging import configure_logging
+
+        configure_logging("WARNING", json=True)  # tool logs would scribble over the progress bar
+        gen = LoadGenerator(plan, queue.put)
+        result = asyncio.run(gen.run())
+        queue.put(("result", result.as_dict()))
+    except BaseException:  # the parent shows it; a silent worker would look like a hang
+        queue.put(("error", traceback.format_exc()))

@@ -1,0 +1,449 @@
+"""The benchmark report: overheads against the floor, and its three renderings.
+
+The report is one JSON-able dict (written as is to ``bench/results/``). From it: rich tables
+for the terminal, an HTML page with inline SVG charts, and ``docs/benchmarks.md``. Overheads
+compare medians measured in the same run at the same concurrency: a path's median minus the
+direct path's median (ms) and their ratio.
+"""
+
+from __future__ import annotations
+
+import json
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from sigmachat.bench.chart import Series, line_chart
+from sigmachat.bench.stats import overhead
+
+PATH_LABELS = {
+    "direct": "direct (openai SDK → upstream)",
+    "responses": "responses (POST /api/v1/chat/send)",
+    "chatkit": "chatkit (POST /chatkit)",
+}
+
+
+# ---- derived figures -------------------------------------------------------------------------
+
+
+def _p(cell: dict[str, Any], metric: str, q: str = "p50") -> float | None:
+    return (cell.get(metric) or {}).get(q)
+
+
+def add_overheads(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Give every non-direct cell an ``overhead`` against the direct cell of its (question, level)."""
+    floor = {(c["question"], c["level"]): c for c in cells if c["path"] == "direct"}
+    for cell in cells:
+        base = floor.get((cell["question"], cell["level"]))
+        if cell["path"] == "direct" or base is None:
+            cell["overhead"] = None
+            continue
+        ttfb_ms, ttfb_ratio = overhead(_p(cell, "ttfb_ms"), _p(base, "ttfb_ms"))
+        ttfb95_ms, _ = overhead(_p(cell, "ttfb_ms", "p95"), _p(base, "ttfb_ms", "p95"))
+        total_ms, total_ratio = overhead(_p(cell, "total_ms"), _p(base, "total_ms"))
+        cell["overhead"] = {
+            "ttfb_p50_ms": _round(ttfb_ms),
+            "ttfb_p50_ratio": _round(ttfb_ratio, 3),
+            "ttfb_p95_ms": _round(ttfb95_ms),
+            "total_p50_ms": _round(total_ms),
+            "total_p50_ratio": _round(total_ratio, 3),
+        }
+    return cells
+
+
+def _round(v: float | None, digits: int = 1) -> float | None:
+    return None if v is None else round(v, digits)
+
+
+def verdict(report: dict[str, Any]) -> dict[str, Any]:
+    """Counts that make a run trustworthy or not: errors and integrity failures, per path."""
+    out: dict[str, Any] = {"streams": 0, "errors": 0, "not_intact": 0, "by_path": {}}
+    for cell in report.get("cells", []):
+        p = out["by_path"].setdefault(cell["path"], {"streams": 0, "errors": 0, "not_intact": 0})
+        bad = cell["ok"] - cell["intact"]
+        for bucket in (out, p):
+            bucket["streams"] += cell["streams"]
+            bucket["errors"] += cell["errors"]
+            bucket["not_intact"] += bad
+    return out
+
+
+# ---- formatting helpers ------------------------------------------------------------------------
+
+
+def ms(v: float | None) -> str:
+    return "–" if v is None else f"{v:,.0f}"
+
+
+def signed_ms(v: float | None) -> str:
+    return "–" if v is None else f"{v:+,.0f}"
+
+
+def ratio(v: float | None) -> str:
+    return "–" if v is None else f"×{v:.2f}"
+
+
+def num(v: float | None, digits: int = 1) -> str:
+    return "–" if v is None else f"{v:,.{digits}f}"
+
+
+def _cells(report: dict[str, Any], question: str) -> list[dict[str, Any]]:
+    order = {p: i for i, p in enumerate(report.get("plan", {}).get("paths", []))}
+    cells = [c for c in report.get("cells", []) if c["question"] == question]
+    return sorted(cells, key=lambda c: (c["level"], order.get(c["path"], 99)))
+
+
+def _integrity(cell: dict[str, Any]) -> str:
+    text = f"{cell['intact']}/{cell['streams']}"
+    if cell.get("integrity_problems"):
+        text += " (" + ", ".join(f"{k} {v}" for k, v in cell["integrity_problems"].items()) + ")"
+    return text
+
+
+def _errors(cell: dict[str, Any]) -> str:
+    if not cell["errors"]:
+        return "0"
+    return f"{cell['errors']} (" + ", ".join(f"{k} {v}" for k, v in cell["error_kinds"].items()) + ")"
+
+
+def result_rows(report: dict[str, Any], question: str, *, compact: bool = False) -> list[list[str]]:
+    """One row per (level, path): the figures of the terminal table (compact) and the markdown."""
+    rows = []
+    for c in _cells(report, question):
+        o = c.get("overhead") or {}
+        ttfb_vs = "–" if not o else f"{signed_ms(o.get('ttfb_p50_ms'))} ({ratio(o.get('ttfb_p50_ratio'))})"
+        done_vs = "–" if not o else f"{signed_ms(o.get('total_p50_ms'))} ({ratio(o.get('total_p50_ratio'))})"
+        if compact:
+            rows.append(
+                [
+                    str(c["level"]), c["path"], str(c["streams"]),
+                    f"{ms(_p(c, 'ttfb_ms'))} / {ms(_p(c, 'ttfb_ms', 'p95'))} / {ms(_p(c, 'ttfb_ms', 'p99'))}",
+                    ms(_p(c, "total_ms")), num(_p(c, "tokens_per_s")), num(c["events_per_s"], 0),
+                    ttfb_vs, done_vs, _errors(c), _integrity(c),
+                    f"{num(c.get('app_cpu_s'), 2)} / {num(c.get('app_peak_rss_mb'), 0)}",
+                ]
+            )  # fmt: skip
+            continue
+        rows.append(
+            [
+                str(c["level"]), c["path"], str(c["streams"]),
+                ms(_p(c, "ttfb_ms")), ms(_p(c, "ttfb_ms", "p95")), ms(_p(c, "ttfb_ms", "p99")),
+                ms(_p(c, "total_ms")), num(_p(c, "tokens_per_s")), num(c["events_per_s"], 0),
+                ttfb_vs, done_vs, _errors(c), _integrity(c),
+                num(c.get("app_cpu_s"), 2), num(c.get("app_peak_rss_mb"), 0),
+            ]
+        )  # fmt: skip
+    return rows
+
+
+RESULT_HEADERS = [
+    "conc.", "path", "streams", "TTFB p50 ms", "p95", "p99", "done p50 ms", "tok/s p50", "events/s",
+    "TTFB vs direct", "done vs direct", "errors", "intact", "app CPU s", "app RSS MB",
+]  # fmt: skip
+COMPACT_HEADERS = [
+    "conc.", "path", "n", "TTFB ms p50/p95/p99", "done ms", "tok/s", "ev/s",
+    "Δ TTFB", "Δ done", "errors", "intact", "app CPU s / RSS MB",
+]  # fmt: skip
+
+
+# ---- terminal ----------------------------------------------------------------------------------
+
+
+def terminal_tables(report: dict[str, Any]) -> list[Any]:
+    from rich.table import Table
+
+    tables = []
+    for q in report.get("questions", []):
+        table = Table(
+            title=f"{q['label']}: “{q['text']}” (≈{q.get('expected_tokens', '?')} tokens). Δ = vs direct, p50 ms (ratio)",
+            title_justify="left",
+        )
+        for h in COMPACT_HEADERS:
+            table.add_column(h, justify="left" if h in ("path", "errors", "intact") else "right", no_wrap=h not in ("errors", "intact"))
+        last_level = None
+        for row in result_rows(report, q["key"], compact=True):
+            if last_level is not None and row[0] != last_level:
+                table.add_section()
+            last_level = row[0]
+            table.add_row(*row)
+        tables.append(table)
+    tools = report.get("tools") or {}
+    if tools.get("timings"):
+        t = Table(title=f"Tools on {tools['portfolio_name']} ({tools['lots']} lots), {tools['runs']} warm runs each", title_justify="left")
+        for h in ("tool", "cold ms", "median ms", "p95 ms", "chars"):
+            t.add_column(h, justify="left" if h == "tool" else "right")
+        for row in tools["timings"]:
+            t.add_row(row["tool"], num(row["cold_ms"]), num(row["median_ms"]), num(row["p95_ms"]), f"{row['chars']:,}")
+        tables.append(t)
+    store = report.get("store") or {}
+    if store.get("operations"):
+        t = Table(title=f"Store operations ({store['store']}, {store['database']})", title_justify="left")
+        for h in ("operation", "n", "p50 ms", "p95 ms", "max ms", "detail"):
+            t.add_column(h, justify="left" if h in ("operation", "detail") else "right")
+        for op in store["operations"]:
+            t.add_row(op["op"], str(op["n"]), num(op["ms"]["p50"], 2), num(op["ms"]["p95"], 2), num(op["ms"]["max"], 2), op["detail"])
+        tables.append(t)
+    return tables
+
+
+# ---- charts --------------------------------------------------------------------------------------
+
+
+def charts(report: dict[str, Any]) -> list[str]:
+    """Per question: TTFB p50 (and p95 dashed) per path, and TTFB overhead vs direct."""
+    svgs = []
+    levels = report.get("plan", {}).get("levels", [])
+    labels = [str(lv) for lv in levels]
+    paths = report.get("plan", {}).get("paths", [])
+    for q in report.get("questions", []):
+        cells = {(c["path"], c["level"]): c for c in report.get("cells", []) if c["question"] == q["key"]}
+        ttfb = []
+        for path in paths:
+            ttfb.append(Series(f"{path} p50", [_p(cells[(path, lv)], "ttfb_ms") if (path, lv) in cells else None for lv in levels]))
+            ttfb.append(Series(f"{path} p95", [_p(cells[(path, lv)], "ttfb_ms", "p95") if (path, lv) in cells else None for lv in levels], dashed=True))
+        svgs.append(line_chart(f"Time to first token: {q['label']}", labels, ttfb, y_label="ms (client-observed)"))
+        over = []
+        for path in paths:
+            if path == "direct":
+                continue
+            values = [((cells.get((path, lv)) or {}).get("overhead") or {}).get("ttfb_p50_ms") for lv in levels]
+            over.append(Series(f"{path} p50", values))
+            values95 = [((cells.get((path, lv)) or {}).get("overhead") or {}).get("ttfb_p95_ms") for lv in levels]
+            over.append(Series(f"{path} p95", values95, dashed=True))
+        svgs.append(line_chart(f"TTFB overhead vs direct: {q['label']}", labels, over, y_label="ms added to time to first token"))
+    return svgs
+
+
+def html(report: dict[str, Any]) -> str:
+    """A self-contained page: the charts inline, then the result tables."""
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>SigmaSight Chat benchmark {escape(report.get('started_at', ''))}</title>",
+        "<style>body{font-family:system-ui,sans-serif;margin:24px;color:#111827}"
+        "table{border-collapse:collapse;font-size:13px;margin:12px 0}td,th{border:1px solid #e5e7eb;padding:3px 6px;text-align:right}"
+        "td:nth-child(2),th:nth-child(2){text-align:left}.charts{display:flex;flex-wrap:wrap;gap:16px}</style></head><body>",
+        f"<h1>SigmaSight Chat benchmark ({escape(report.get('mode', ''))})</h1>",
+        f"<p>{escape(headline(report))}</p>",
+        "<div class='charts'>",
+        *charts(report),
+        "</div>",
+    ]
+    for q in report.get("questions", []):
+        parts.append(f"<h2>{escape(q['label'])}: “{escape(q['text'])}”</h2><table><tr>")
+        parts += [f"<th>{escape(h)}</th>" for h in RESULT_HEADERS]
+        parts.append("</tr>")
+        for row in result_rows(report, q["key"]):
+            parts.append("<tr>" + "".join(f"<td>{escape(v)}</td>" for v in row) + "</tr>")
+        parts.append("</table>")
+    parts.append("<h2>Raw report</h2><pre>" + escape(json.dumps(report, indent=2)) + "</pre></body></html>")
+    return "\n".join(parts)
+
+
+# ---- markdown ------------------------------------------------------------------------------------
+
+
+def _md_table(headers: list[str], rows: list[list[str]], right: set[int] | None = None) -> str:
+    right = right if right is not None else set(range(1, len(headers)))
+    lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join("---:" if i in right else "---" for i in range(len(headers))) + " |"]
+    lines += ["| " + " | ".join(v.replace("|", "\\|") for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def headline(report: dict[str, Any]) -> str:
+    """One sentence per app path: its median TTFB overhead at the lowest and highest level."""
+    levels = report.get("plan", {}).get("levels", [])
+    if not levels:
+        return ""
+    bits = []
+    for path in [p for p in report.get("plan", {}).get("paths", []) if p != "direct"]:
+        for q in report.get("questions", []):
+            cells = {c["level"]: c for c in report.get("cells", []) if c["path"] == path and c["question"] == q["key"]}
+            lo, hi = cells.get(levels[0]), cells.get(levels[-1])
+            if not lo or not hi or not lo.get("overhead") or not hi.get("overhead"):
+                continue
+            bits.append(
+                f"{path}, {q['key']}: +{ms(lo['overhead']['ttfb_p50_ms'])} ms median TTFB at {levels[0]} stream(s), "
+                f"+{ms(hi['overhead']['ttfb_p50_ms'])} ms at {levels[-1]}"
+            )
+    return "; ".join(bits) + "." if bits else ""
+
+
+def markdown(report: dict[str, Any]) -> str:
+    m = report["machine"]
+    up = report["upstream"]
+    plan = report["plan"]
+    v = verdict(report)
+    phases = report.get("phases", {})
+    out = [
+        "# Benchmarks",
+        "",
+        "<!-- Generated by `sigmachat bench` (make bench). Do not edit by hand: rerun the command. -->",
+        "",
+        f"Latest run: **{report['mode']}** mode, {report['started_at']}, code `{report.get('code', {}).get('commit', '?')}`"
+        f"{' (uncommitted changes)' if report.get('code', {}).get('dirty') else ''}; the benchmark itself took "
+        f"**{report['bench_seconds']:.0f} s** (load {phases.get('load_s', 0):.0f} s, microbenchmarks {phases.get('microbench_s', 0):.0f} s, "
+        f"set-up {phases.get('setup_s', 0):.0f} s).",
+        "",
+        f"{v['streams']} measured streams, {v['errors']} errors, {v['not_intact']} not intact. {headline(report)}",
+        "",
+        "## What is measured",
+        "",
+        "Three ways to get the same answer streamed, side by side in one run:",
+        "",
+        "- **direct**: the `openai` SDK (`AsyncOpenAI.responses.create(stream=True)`) straight from the upstream, with the",
+        "  same instructions and tool schemas the app sends. Tool calls are answered client-side from outputs computed",
+        "  once per distinct call (by the same tool registry, on the same database), so this is the model's time alone:",
+        "  the floor no path through the app can beat.",
+        "- **responses**: `POST /api/v1/chat/send` on the app (the Responses path's SSE API). Each stream gets a new",
+        "  conversation, created before the clock starts (as the UI does in its own request).",
+        "- **chatkit**: `POST /chatkit` with `threads.create` (the ChatKit path; the Agents SDK engine). Creating the",
+        "  thread is part of that request, so it is inside the measured time.",
+        "",
+        "Per path, question and concurrency level (all times client-observed, from the request being sent):",
+        "",
+        "- **TTFB**: until the first text token arrives (p50 / p95 / p99). For the tool question this includes the",
+        "  model's tool-call turn and the tools.",
+        "- **done**: until the stream's terminal event (the whole answer).",
+        "- **tok/s**: text deltas per second within a stream, first to last token (the upstream paces 1 token per delta).",
+        "- **events/s**: all SSE events received by the load generator in the cell, divided by the cell's wall time.",
+        "- **vs direct**: the path's median minus the direct path's median at the same level and question, and their ratio.",
+        "- **errors**: streams that failed (HTTP error, error event, timeout); **intact**: completed streams whose text,",
+        "  concatenated delta by delta, equals the expected answer (taken once per user and question from the direct path:",
+        "  the simulated model is deterministic) and the stream's own final text, with gap-free sequence numbers.",
+        "  A mismatch is classified as dropped, duplicated, reordered or different.",
+        "- **app CPU s / RSS MB**: CPU seconds (user + system) the app process used during the cell and its peak resident",
+        "  memory (psutil on the app's pid, sampled at 20 Hz). The direct rows show the idle app.",
+        "",
+        "## Method",
+        "",
+        f"- Upstream: {_upstream_text(up)}",
+        "- The app: a separate `sigmachat serve` process (uvicorn) configured like production: the simulator (or OpenAI)",
+        "  as its model (`SIGMACHAT_OPENAI_BASE_URL`, `SIGMACHAT_OPENAI_API_KEY`), offline model off, its own temporary",
+        "  SQLite database seeded with the demo data, logs at WARNING. The per-user abuse controls are off",
+        "  (`SIGMACHAT_SEND_RATE_LIMIT=\"\"`, `MAX_CONCURRENT_RUNS_PER_USER=0`, `DAILY_TOKEN_BUDGET=0`): four demo users",
+        "  send hundreds of messages a minute here.",
+        "- The load generator: its own process (`multiprocessing`, spawn), async `httpx2` (the HTTP client the `openai`",
+        "  SDK uses) and the `openai` SDK; streams are spread over the four demo users round-robin.",
+        f"- Levels {', '.join(str(lv) for lv in plan['levels'])} concurrent streams; streams per cell: "
+        + ", ".join(f"{plan['streams'][str(lv)]} at {lv}" for lv in plan["levels"])
+        + f". A level of *c* runs *c* workers that each read streams one after the other until the cell's count is done; "
+        f"worker *w* starts {plan.get('stagger_ms', 5)} ms × *w* late (200 workers ramp up over one second). Cells run one at a "
+        "time: for each level, each question, each path.",
+        "- Before measuring: one direct answer per user and question (the expected texts) and one answer per app path",
+        f"  and question (warm code paths and caches). Warm-up: {json.dumps(report.get('warmup', {}))}.",
+        "- Timings are medians and ratios within this run. Absolute milliseconds on a shared 2-core machine mean",
+        "  little; the overhead against the direct path at the same moment is the figure to read.",
+        "",
+        "## The machine",
+        "",
+        _md_table(
+            ["", ""],
+            [
+                ["CPU", f"{m['cpu_count']} logical CPUs, {m.get('cpu_model') or 'unknown model'}"],
+                ["memory", f"{m['memory_gb']:.1f} GiB"],
+                ["Python", m["python"]],
+                ["platform", m["platform"]],
+                ["load average at start (1, 5, 15 min)", ", ".join(f"{x:.2f}" for x in m.get("load_avg_start", []))],
+            ],
+            right=set(),
+        ),
+        "",
+        "## Results",
+        "",
+    ]
+    for q in report.get("questions", []):
+        out += [
+            f"### {q['label']}: “{q['text']}”",
+            "",
+            f"Expected answer ≈ {q.get('expected_tokens', '?')} tokens ({q.get('expected_chars', '?')} characters).",
+            "",
+            _md_table(RESULT_HEADERS, result_rows(report, q["key"]), right=set(range(len(RESULT_HEADERS))) - {1, 11, 12}),
+            "",
+        ]
+    tools = report.get("tools") or {}
+    out += ["## Tool microbenchmarks", ""]
+    if tools.get("timings"):
+        out += [
+            f"Every tool through the registry (`run_tool_benchmark`, as `sigmachat tools bench`) on the largest demo "
+            f"portfolio, **{tools['portfolio_name']}** ({tools['user_email']}, {tools['lots']} lots): one cold call after "
+            f"clearing the caches, one warm-up, then {tools['runs']} timed warm calls. Target: every tool under "
+            f"{tools.get('target_ms', 100):.0f} ms warm (median): {'met' if tools.get('all_within_target') else 'NOT met'}.",
+            "",
+            _md_table(
+                ["tool", "cold ms", "median ms", "p95 ms", "max ms", "chars to model", "summary"],
+                [
+                    [t["tool"], num(t["cold_ms"]), num(t["median_ms"]), num(t["p95_ms"]), num(t["max_ms"]),
+                     f"{t['chars']:,}" + (" (truncated)" if t["truncated"] else ""), t["summary"]]
+                    for t in tools["timings"]
+                ],  # fmt: skip
+                right={1, 2, 3, 4, 5},
+            ),
+            "",
+        ]
+    else:
+        out += [f"Not measured: {tools.get('error', 'skipped')}.", ""]
+    store = report.get("store") or {}
+    out += ["## Store operations", ""]
+    if store.get("operations"):
+        out += [
+            f"{store['store']} on {store['database']}, after the load test (the user with the most threads).",
+            "",
+            _md_table(
+                ["operation", "n", "p50 ms", "p95 ms", "max ms", "detail"],
+                [[o["op"], str(o["n"]), num(o["ms"]["p50"], 2), num(o["ms"]["p95"], 2), num(o["ms"]["max"], 2), o["detail"]] for o in store["operations"]],
+                right={1, 2, 3, 4},
+            ),
+            "",
+        ]
+    else:
+        out += [f"Not measured: {store.get('error', 'skipped')}.", ""]
+    out += [
+        "## Running it",
+        "",
+        "```bash",
+        "make bench                  # sigmachat bench: full mode, levels 1, 10, 50, 200 (under 5 minutes on 2 cores)",
+        "make bench-quick            # sigmachat bench --quick: levels 1 and 10 (under 1 minute)",
+        "sigmachat bench --levels 1,20 --streams 40 --paths direct,responses   # a custom selection",
+        "OPENAI_API_KEY=sk-... sigmachat bench --upstream openai --levels 1,5   # the same against the real API (costs tokens)",
+        "```",
+        "",
+        "Results go to `bench/results/` (git-ignored): `bench-<time>.json` (every figure above), `bench-<time>.html`",
+        "(charts: TTFB per path and TTFB overhead against concurrency, inline SVG, opens offline) and `latest.*` copies.",
+        "This file is regenerated by every full run (`--no-docs` to skip, `--docs` to write it from a quick run too).",
+        "",
+        "With `--upstream openai` the app and the direct path talk to the real API (model from `SIGMACHAT_MODEL`).",
+        "A real model is not deterministic: integrity then checks each stream against its own final text and sequence",
+        "only, and the tool question may not produce exactly two tool calls. Mind the cost and your rate limits before",
+        "asking for 200 concurrent streams.",
+        "",
+    ]
+    return "\n".join(out)
+
+
+def _upstream_text(up: dict[str, Any]) -> str:
+    if up["kind"] == "sim":
+        return (
+            f"the simulator (`sigmachat sim`, a separate uvicorn process): an OpenAI-compatible Responses API over the "
+            f"deterministic offline analyst, with a fixed time to first byte of {up['ttfb_ms']:g} ms and {up['tokens_per_s']:g} "
+            f"tokens/s per stream (settings `SIM_TTFB_MS`, `SIM_TOKENS_PER_S`); tool-call arguments are paced like text. "
+            f"Model name sent: `{up['model']}`."
+        )
+    return f"the OpenAI API (`{up.get('base_url') or 'api.openai.com'}`), model `{up['model']}`."
+
+
+def write_outputs(report: dict[str, Any], out_dir: Path, docs_path: Path | None) -> dict[str, Path]:
+    """JSON + HTML under ``out_dir`` (timestamped and ``latest``), and the docs page if asked."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = report["started_at"].replace(":", "").replace("-", "")[:15]
+    written: dict[str, Path] = {}
+    body = json.dumps(report, indent=2)
+    page = html(report)
+    for name, content in ((f"bench-{stamp}.json", body), (f"bench-{stamp}.html", page), ("latest.json", body), ("latest.html", page)):
+        path = out_dir / name
+        path.write_text(content, encoding="utf-8")
+        written[name] = path
+    if docs_path is not None:
+        docs_path.parent.mkdir(parents=True, exist_ok=True)
+        docs_path.write_text(markdown(report), encoding="utf-8")
+        written["docs"] = docs_path
+    return written

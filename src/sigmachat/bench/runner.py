@@ -1,0 +1,294 @@
+"""``sigmachat bench``: set up the processes, drive the load generator, write the report.
+
+Layout (three processes besides this one, all on loopback):
+
+    load generator (multiprocessing, spawn) ──► app (sigmachat serve) ──► simulator (sigmachat sim)
+                      └────────────── direct (openai SDK) ──────────────────────┘
+
+Then, with the servers stopped, the tool and store microbenchmarks run here against the same
+database. Every child is stopped in ``finally`` blocks (and by ``atexit``), whatever happens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import multiprocessing
+import os
+import platform
+import queue as queue_mod
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sigmachat.bench import procs
+from sigmachat.bench.loadgen import PATHS, STAGGER_S, LoadPlan, Question, total_steps, worker_main
+from sigmachat.bench.report import add_overheads, verdict, write_outputs
+
+QUESTIONS = (
+    # The offline analyst answers this one without tools (intents.py: the "help" kind).
+    Question("text", "What can you do?", "Text only"),
+    # Two intents (profile, quotes) → exactly two tool calls in one model turn.
+    Question("tools", "What does NVDA do and what is its price?", "Two tool calls"),
+)
+FULL_LEVELS = (1, 10, 50, 200)
+QUICK_LEVELS = (1, 10)
+# Streams per cell, tuned so a full run stays under 5 minutes and a quick one under 1 minute
+# on a 2-core machine: level 1 is sequential, so it gets few streams; higher levels one or two
+# rounds of their workers.
+FULL_STREAMS = {1: 4, 10: 20, 50: 50, 200: 200}
+QUICK_STREAMS = {1: 1, 10: 10}
+LOAD_TIMEOUT_S = {"quick": 150.0, "full": 600.0}  # hard bound on the load phase
+
+
+@dataclass
+class BenchOptions:
+    quick: bool = False
+    upstream: str = "sim"  # sim | openai
+    levels: tuple[int, ...] | None = None
+    streams: int | None = None  # streams per cell at every level (default: the mode's table)
+    paths: tuple[str, ...] = PATHS
+    ttfb_ms: float | None = None  # default: settings.sim_ttfb_ms
+    tokens_per_s: float | None = None  # default: settings.sim_tokens_per_s
+    out_dir: Path = Path("bench/results")
+    docs_path: Path | None = Path("docs/benchmarks.md")
+    tool_runs: int | None = None
+    store_runs: int | None = None
+    seed_cache: bool = True
+    keep_workdir: bool = False
+    stream_deadline_s: float = 120.0
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def mode(self) -> str:
+        return "quick" if self.quick else "full"
+
+    def resolved_levels(self) -> list[int]:
+        return list(self.levels or (QUICK_LEVELS if self.quick else FULL_LEVELS))
+
+    def resolved_streams(self) -> dict[int, int]:
+        table = QUICK_STREAMS if self.quick else FULL_STREAMS
+        out = {}
+        for level in self.resolved_levels():
+            n = self.streams if self.streams is not None else table.get(level, max(level, 2 * level if level < 20 else level))
+            out[level] = max(n, 1)
+        return out
+
+
+def machine_info() -> dict[str, Any]:
+    import psutil
+
+    model = None
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = list(os.getloadavg()) if hasattr(os, "getloadavg") else []
+    return {
+        "cpu_count": os.cpu_count(),
+        "cpu_model": model,
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(terse=True),
+        "load_avg_start": [round(x, 2) for x in load],
+    }
+
+
+def code_version() -> dict[str, Any]:
+    """The commit measured (and whether the tree had uncommitted changes)."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5, check=True).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=5, check=True).stdout.strip())
+        return {"commit": commit, "dirty": dirty}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def _upstream(opts: BenchOptions) -> dict[str, Any]:
+    from sigmachat.settings import get_settings
+
+    settings = get_settings()
+    if opts.upstream == "sim":
+        return {
+            "kind": "sim",
+            "ttfb_ms": float(opts.ttfb_ms if opts.ttfb_ms is not None else settings.sim_ttfb_ms),
+            "tokens_per_s": float(opts.tokens_per_s if opts.tokens_per_s is not None else settings.sim_tokens_per_s),
+            "model": settings.model,
+        }
+    if opts.upstream == "openai":
+        key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else ""
+        if not key:
+            raise BenchError("--upstream openai needs OPENAI_API_KEY (or SIGMACHAT_OPENAI_API_KEY).")
+        return {"kind": "openai", "model": settings.model, "base_url": settings.openai_base_url, "_key": key}
+    raise BenchError(f"unknown upstream {opts.upstream!r} (sim or openai)")
+
+
+class BenchError(RuntimeError):
+    """A benchmark that cannot run (bad options, a server that does not start)."""
+
+
+def run_bench(opts: BenchOptions, console: Any) -> dict[str, Any]:
+    """Run everything and return the report (also written to ``opts.out_dir``)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    started_at = dt.datetime.now(dt.UTC)
+    t0 = time.perf_counter()
+    machine = machine_info()
+    upstream = _upstream(opts)
+    levels = opts.resolved_levels()
+    streams = opts.resolved_streams()
+    unknown = set(opts.paths) - set(PATHS)
+    if unknown:
+        raise BenchError(f"unknown path(s) {', '.join(sorted(unknown))}; choose from {', '.join(PATHS)}")
+    workdir = Path(tempfile.mkdtemp(prefix="sigmachat-bench-"))
+    phases: dict[str, Any] = {}
+    demo = _demo_users()
+    report: dict[str, Any] = {
+        "kind": "sigmachat-bench",
+        "schema": 1,
+        "mode": opts.mode,
+        "started_at": started_at.isoformat(timespec="seconds"),
+        "machine": machine,
+        "code": code_version(),
+        "upstream": {k: v for k, v in upstream.items() if not k.startswith("_")},
+        "plan": {
+            "levels": levels,
+            "streams": {str(k): v for k, v in streams.items()},
+            "paths": list(opts.paths),
+            "stagger_ms": STAGGER_S * 1000,
+            "users": demo["users"],
+        },
+        "questions": [{"key": q.key, "text": q.text, "label": q.label} for q in QUESTIONS],
+    }
+    try:
+        with procs.process_group() as group:
+            # ---- set-up: seed, start the simulator and the app side by side ----------------------
+            console.print(f"[dim]work directory {workdir}[/]")
+            stack = procs.start_stack(
+                group,
+                workdir,
+                sim=(upstream["ttfb_ms"], upstream["tokens_per_s"]) if upstream["kind"] == "sim" else None,
+                openai=(upstream["_key"], upstream.get("base_url")) if upstream["kind"] == "openai" else None,
+                seed_cache_dir=(opts.out_dir / ".cache") if opts.seed_cache else None,
+                extra_env=opts.extra_env,
+            )
+            app, database_url = stack.app, stack.database_url
+            base_url, api_key = stack.upstream_base_url, stack.upstream_api_key
+            phases["seed_s"], phases["seed_cached"] = round(stack.seed_s, 2), stack.seed_cached
+            phases["startup_s"] = round(stack.startup_s, 2)
+            console.print(
+                f"Database seeded in {stack.seed_s:.1f} s{' (cached template)' if stack.seed_cached else ''}; "
+                f"{'simulator and ' if stack.sim else ''}app up in {stack.startup_s:.1f} s (app pid {app.pid})."
+            )
+
+            # ---- the load ------------------------------------------------------------------
+            plan = LoadPlan(
+                app_url=app.url,
+                app_pid=app.pid,
+                upstream=upstream["kind"],
+                upstream_base_url=base_url,
+                upstream_api_key=api_key,
+                model=upstream["model"],
+                database_url=database_url,
+                users=demo["users"],
+                password=demo["password"],
+                questions=list(QUESTIONS),
+                paths=list(opts.paths),
+                levels=levels,
+                streams=streams,
+                stream_deadline_s=opts.stream_deadline_s,
+                deterministic=upstream["kind"] == "sim",
+            )
+            t = time.perf_counter()
+            with Progress(
+                TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                console=console, transient=False,
+            ) as progress:  # fmt: skip
+                task = progress.add_task("starting the load generator", total=total_steps(plan))
+                result = _drive_worker(plan, lambda n, text: progress.update(task, advance=n, description=text), LOAD_TIMEOUT_S[opts.mode])
+            phases["load_s"] = round(time.perf_counter() - t, 2)
+            report["warmup"] = result["warmup"]
+            report["cells"] = add_overheads(result["cells"])
+            for q in report["questions"]:
+                q.update({f"expected_{k}": v for k, v in (result["expected"].get(q["key"]) or {}).items()})
+        # ---- microbenchmarks, servers stopped ---------------------------------------------------
+        t = time.perf_counter()
+        console.print("Tool and store microbenchmarks…")
+        report["tools"], report["store"] = asyncio.run(_microbench(workdir, stack.database_url, opts))
+        phases["microbench_s"] = round(time.perf_counter() - t, 2)
+    finally:
+        if not opts.keep_workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+    report["bench_seconds"] = round(time.perf_counter() - t0, 1)
+    phases["setup_s"] = round(phases.get("seed_s", 0) + phases.get("startup_s", 0), 2)
+    report["phases"] = phases
+    report["finished_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    report["verdict"] = verdict(report)
+    report["outputs"] = {k: str(v) for k, v in write_outputs(report, opts.out_dir, opts.docs_path).items()}
+    return report
+
+
+def _demo_users() -> dict[str, Any]:
+    from sigmachat.demo.seed import load_demo_data
+
+    data = load_demo_data()
+    return {"users": [u["email"] for u in data["users"]], "password": data["password_for_all_demo_users"]}
+
+
+def _drive_worker(plan: LoadPlan, advance: Any, timeout_s: float) -> dict[str, Any]:
+    """Run the load generator in its own process; relay progress; return its result."""
+    ctx = multiprocessing.get_context("spawn")  # a clean interpreter: no inherited event loop or threads
+    q = ctx.Queue()
+    proc = ctx.Process(target=worker_main, args=(plan, q), name="sigmachat-loadgen", daemon=True)
+    proc.start()
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            if time.monotonic() > deadline:
+                raise BenchError(f"the load generator did not finish within {timeout_s:.0f} s")
+            try:
+                message = q.get(timeout=0.5)
+            except queue_mod.Empty:
+                if not proc.is_alive():
+                    raise BenchError(f"the load generator exited ({proc.exitcode}) without a result") from None
+                continue
+            kind = message[0]
+            if kind == "advance":
+                advance(message[1], message[2])
+            elif kind == "result":
+                return message[1]
+            elif kind == "error":
+                raise BenchError(f"the load generator failed:\n{message[1]}")
+    finally:
+        proc.join(timeout=10)
+        if proc.is_alive():
+            proc.terminate()
+            proc.join(timeout=5)
+        q.close()
+
+
+async def _microbench(workdir: Path, database_url: str, opts: BenchOptions) -> tuple[dict[str, Any], dict[str, Any]]:
+    from sigmachat.bench.microbench import store_microbench, tool_microbench
+    from sigmachat.logging import configure_logging
+    from sigmachat.settings import Settings
+
+    configure_logging("WARNING", json=True)
+    settings = Settings(_env_file=None, database_url=database_url, var_dir=workdir, log_level="WARNING")
+    tool_runs = opts.tool_runs or (5 if opts.quick else 20)
+    store_runs = opts.store_runs or (5 if opts.quick else 20)
+    try:
+        tools = await tool_microbench(settings, runs=tool_runs)
+    except Exception as exc:  # the report says what failed; the load figures still stand
+        tools = {"error": f"{type(exc).__name__}: {exc}"}
+    try:
+        store = await store_microbench(settings, runs=store_runs)
+    except Exception as exc:
+        store = {"error": f"{type(exc).__name__}: {exc}"}
+    return tools, store

@@ -1,0 +1,82 @@
+"""``sigmachat bench``: TTFB, completion time, tokens/s and concurrency, all paths side by side."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+console = Console()
+err = Console(stderr=True)
+
+
+def _csv(value: str | None) -> tuple[str, ...] | None:
+    return tuple(v.strip() for v in value.split(",") if v.strip()) if value else None
+
+
+def bench(
+    quick: bool = typer.Option(False, "--quick", help="Levels 1 and 10 only (under a minute)."),
+    upstream: str = typer.Option("sim", "--upstream", help="sim (the simulator, default) or openai (needs OPENAI_API_KEY)."),
+    levels: str = typer.Option(None, "--levels", help="Concurrency levels, comma-separated (default 1,10,50,200; quick 1,10)."),
+    streams: int = typer.Option(None, "--streams", min=1, help="Streams per cell at every level (default: tuned per level)."),
+    paths: str = typer.Option("direct,responses,chatkit", "--paths", help="Paths to measure, comma-separated."),
+    ttfb_ms: float = typer.Option(None, "--ttfb-ms", help="Simulator time to first byte (default SIGMACHAT_SIM_TTFB_MS, 300)."),
+    tokens_per_s: float = typer.Option(None, "--tokens-per-s", help="Simulator tokens/s (default SIGMACHAT_SIM_TOKENS_PER_S, 80)."),
+    out_dir: Path = typer.Option(Path("bench/results"), "--out", help="Where the JSON and HTML go."),
+    docs: bool = typer.Option(None, "--docs/--no-docs", help="Regenerate docs/benchmarks.md (default: on for full runs, off for quick)."),
+    docs_path: Path = typer.Option(Path("docs/benchmarks.md"), "--docs-path", help="The docs page to regenerate."),
+    keep_workdir: bool = typer.Option(False, "--keep-workdir", help="Keep the temporary database and server logs."),
+    no_seed_cache: bool = typer.Option(False, "--no-seed-cache", help="Seed a fresh database instead of copying the cached template."),
+) -> None:
+    """Benchmark the chat paths against the simulator (or OpenAI): direct, responses, chatkit.
+
+    Starts the simulator and the app as separate uvicorn processes and the load generator in
+    its own process, then prints a table and writes JSON + an HTML chart under bench/results/
+    and (full runs) docs/benchmarks.md.
+    """
+    from sigmachat.bench.report import terminal_tables
+    from sigmachat.bench.runner import BenchError, BenchOptions, run_bench
+
+    try:
+        level_values = tuple(int(v) for v in _csv(levels) or ()) or None
+    except ValueError as exc:
+        err.print("[red]--levels takes integers, e.g. 1,10,50[/]")
+        raise typer.Exit(2) from exc
+    if level_values and any(v < 1 for v in level_values):
+        err.print("[red]--levels must be positive.[/]")
+        raise typer.Exit(2)
+    write_docs = (not quick) if docs is None else docs
+    opts = BenchOptions(
+        quick=quick,
+        upstream=upstream,
+        levels=level_values,
+        streams=streams,
+        paths=_csv(paths) or (),
+        ttfb_ms=ttfb_ms,
+        tokens_per_s=tokens_per_s,
+        out_dir=out_dir,
+        docs_path=docs_path if write_docs else None,
+        seed_cache=not no_seed_cache,
+        keep_workdir=keep_workdir,
+    )
+    try:
+        report = run_bench(opts, console)
+    except BenchError as exc:
+        err.print(f"[red]Benchmark failed:[/] {exc}")
+        raise typer.Exit(2) from exc
+    for table in terminal_tables(report):
+        console.print(table)
+    v = report["verdict"]
+    console.print(
+        f"{v['streams']} streams, {v['errors']} errors, {v['not_intact']} not intact · "
+        f"benchmark took {report['bench_seconds']:.0f} s · written: "
+        + ", ".join(str(p) for k, p in report["outputs"].items() if k.startswith("latest") or k == "docs")
+    )
+    # Errors under overload are a measurement; a stream that lost or garbled text is a bug.
+    if v["not_intact"]:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("bench")(bench)

@@ -1,0 +1,89 @@
+"""The load generator's machinery in-process: one stream per path through the real app (offline
+model, unpaced) and the in-process simulator for the direct path. No timing assertions."""
+
+from __future__ import annotations
+
+import httpx2
+import openai
+import pytest
+
+from sigmachat.bench.loadgen import LoadGenerator, LoadPlan, Question, total_steps
+from sigmachat.bench.runner import QUESTIONS, BenchOptions
+from sigmachat.sim.app import sim_http_client
+from tests.conftest import DEMO_PASSWORD, HNW
+
+BASE = "http://127.0.0.1:8000"
+
+
+def _plan(settings, paths=("direct", "responses", "chatkit")) -> LoadPlan:
+    return LoadPlan(
+        app_url=BASE,
+        app_pid=0,  # no process to sample in-process
+        upstream="sim",
+        upstream_base_url="http://sim.sigmachat.local/v1",
+        upstream_api_key="sk-test",
+        model=settings.model,
+        database_url=settings.database_url,
+        users=[HNW],
+        password=DEMO_PASSWORD,
+        questions=list(QUESTIONS),
+        paths=list(paths),
+        levels=[1],
+        streams={1: 1},
+    )
+
+
+@pytest.fixture
+async def clients(app):
+    http = httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url=BASE, timeout=30)
+    oa = openai.AsyncOpenAI(api_key="sk-test", base_url="http://sim.sigmachat.local/v1", http_client=sim_http_client(ttfb_ms=0, tokens_per_s=0), max_retries=0)
+    yield http, oa
+    await oa.close()
+    await http.aclose()
+
+
+async def test_one_stream_per_path_is_measured_and_intact(settings, clients):
+    http, oa = clients
+    messages = []
+    gen = LoadGenerator(_plan(settings), messages.append)
+    try:
+        await gen.setup(http)
+        warm = await gen.warm_up(http, oa)
+        assert warm == {"direct_failed": 0, "app_failed": 0, "app_not_intact": 0}
+        tools_question = next(q for q in QUESTIONS if q.key == "tools")
+        expected = gen.expected[(HNW, "tools")]
+        assert "NVDA" in expected
+        cells = [await gen.cell(path, tools_question, 1, 1, http, oa) for path in ("direct", "responses", "chatkit")]
+    finally:
+        await gen.close()
+    for cell in cells:
+        assert (cell.streams, cell.ok, cell.errors, cell.intact) == (1, 1, 0, 1), cell
+        assert cell.tool_calls_median == 2.0  # the question needs exactly two tools
+        assert cell.ttfb_ms["n"] == 1 and cell.events > 0
+        assert cell.app_cpu_s is None  # nothing sampled without a pid
+    # Progress: the warm-up and each measured stream were reported to the parent.
+    assert sum(m[1] for m in messages if m[0] == "advance") == 2 + 4 + 3  # direct 2, app 2 x 2, cells 3
+
+
+async def test_the_text_question_uses_no_tools(settings, clients):
+    http, oa = clients
+    gen = LoadGenerator(_plan(settings, paths=("direct", "responses")), lambda m: None)
+    try:
+        await gen.setup(http)
+        text_q = Question("text", "What can you do?", "Text only")
+        cell = await gen.cell("responses", text_q, 1, 1, http, oa)
+    finally:
+        await gen.close()
+    assert cell.ok == 1 and cell.tool_calls_median == 0.0
+    # Deterministic upstream but no warm-up, so no expected text: never counted as intact.
+    assert cell.intact == 0 and cell.integrity_problems == {"no_expected_text": 1}
+
+
+def test_plan_sizes_fit_the_modes():
+    quick, full = BenchOptions(quick=True), BenchOptions()
+    assert quick.resolved_levels() == [1, 10] and full.resolved_levels() == [1, 10, 50, 200]
+    assert full.resolved_streams()[200] == 200
+    assert BenchOptions(levels=(3,), streams=7).resolved_streams() == {3: 7}
+    plan = LoadPlan("u", 0, "sim", None, "k", "m", "db", ["a", "b"], "p", list(QUESTIONS), ["direct", "chatkit"], [1, 10], {1: 2, 10: 10})
+    # warm-up: 2 users x 2 questions direct, 2 questions chatkit; then 2 questions x 2 paths x (2 + 10) streams
+    assert total_steps(plan) == 4 + 2 + 48

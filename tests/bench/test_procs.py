@@ -1,0 +1,46 @@
+"""The process layout: the app's environment, stopping children, the commands' registration."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from sigmachat.bench.procs import ManagedProcess, app_env, free_port, seed_cache_key
+
+
+def test_app_env_is_production_like_with_abuse_limits_off(tmp_path, monkeypatch):
+    monkeypatch.setenv("SIGMACHAT_SEND_RATE_LIMIT", "1/minute")  # a developer's shell must not leak in
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-real")
+    env = app_env(tmp_path, database_url="sqlite+aiosqlite:///x.db", openai_base_url="http://127.0.0.1:9/v1", openai_api_key="sk-bench")
+    assert env["SIGMACHAT_SEND_RATE_LIMIT"] == ""
+    assert env["SIGMACHAT_MAX_CONCURRENT_RUNS_PER_USER"] == "0"
+    assert env["SIGMACHAT_DAILY_TOKEN_BUDGET"] == "0"
+    assert env["SIGMACHAT_OPENAI_BASE_URL"] == "http://127.0.0.1:9/v1"
+    assert env["SIGMACHAT_OPENAI_API_KEY"] == "sk-bench"
+    assert "OPENAI_API_KEY" not in env
+    assert env["SIGMACHAT_ALLOW_FAULT_INJECTION"] == "false"
+
+
+def test_stop_ends_a_child_that_ignores_nothing(tmp_path):
+    popen = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    proc = ManagedProcess("sleeper", popen, "http://127.0.0.1:1", tmp_path / "x.log")
+    assert proc.alive()
+    proc.stop(timeout_s=5)
+    assert not proc.alive()
+    proc.stop()  # idempotent
+
+
+def test_free_port_and_seed_key():
+    assert 1024 < free_port() < 65536
+    assert seed_cache_key() == seed_cache_key() and len(seed_cache_key()) == 16
+
+
+def test_bench_is_a_command():
+    from sigmachat.cli.main import app
+
+    runner = CliRunner()
+    help_text = runner.invoke(app, ["--help"]).output
+    assert "bench" in help_text
+    assert runner.invoke(app, ["bench", "--levels", "one"]).exit_code == 2

@@ -1,0 +1,118 @@
+"""The report: overheads against the direct path, the tables, the chart page and the docs page."""
+
+from __future__ import annotations
+
+import io
+import json
+import xml.etree.ElementTree as ET
+
+import pytest
+from rich.console import Console
+
+from sigmachat.bench.chart import Series, line_chart, nice_ticks
+from sigmachat.bench.report import add_overheads, headline, html, markdown, terminal_tables, verdict, write_outputs
+
+
+def _summary(p50, p95=None, p99=None):
+    return {"n": 4, "p50": p50, "p95": p95 or p50, "p99": p99 or p50, "mean": p50, "min": p50, "max": p95 or p50}
+
+
+def _cell(path, question, level, ttfb, total, *, errors=0, intact=None, streams=4):
+    ok = streams - errors
+    return {
+        "path": path, "question": question, "level": level, "streams": streams, "wall_s": 2.0,
+        "ttfb_ms": _summary(ttfb, ttfb * 1.2), "total_ms": _summary(total), "tokens_per_s": _summary(79.5),
+        "events": 500, "events_per_s": 250.0, "ok": ok, "errors": errors,
+        "error_kinds": {"client_timeout": errors} if errors else {},
+        "intact": ok if intact is None else intact,
+        "integrity_problems": {} if intact is None or intact == ok else {"dropped": ok - intact},
+        "tool_calls_median": 0.0, "app_cpu_s": 0.5, "app_peak_rss_mb": 280.0,
+    }  # fmt: skip
+
+
+@pytest.fixture
+def report():
+    cells = []
+    for level, load in ((1, 0), (10, 40)):
+        cells += [
+            _cell("direct", "text", level, 300 + load, 2000 + load),
+            _cell("responses", "text", level, 330 + 2 * load, 2100 + 2 * load),
+            _cell("chatkit", "text", level, 360 + 3 * load, 2200 + 3 * load, errors=1 if level == 10 else 0, intact=2 if level == 10 else None),
+        ]
+    return {
+        "kind": "sigmachat-bench", "mode": "quick", "started_at": "2026-11-24T12:00:00+00:00", "bench_seconds": 42.0,
+        "code": {"commit": "abc1234", "dirty": False},
+        "machine": {"cpu_count": 2, "cpu_model": "Test CPU", "memory_gb": 8.0, "python": "3.11.7", "platform": "Linux", "load_avg_start": [0.1, 0.2, 0.3]},
+        "upstream": {"kind": "sim", "ttfb_ms": 300.0, "tokens_per_s": 80.0, "model": "gpt-4.1-mini"},
+        "plan": {"levels": [1, 10], "streams": {"1": 4, "10": 4}, "paths": ["direct", "responses", "chatkit"], "stagger_ms": 5.0},
+        "questions": [{"key": "text", "text": "What can you do?", "label": "Text only", "expected_tokens": 123, "expected_chars": 503}],
+        "warmup": {"direct_failed": 0, "app_failed": 0, "app_not_intact": 0},
+        "phases": {"load_s": 30.0, "microbench_s": 5.0, "setup_s": 7.0},
+        "cells": add_overheads(cells),
+        "tools": {"error": "skipped in this test"},
+        "store": {"store": "SqlChatKitStore", "database": "sqlite+aiosqlite", "operations": [
+            {"op": "append item", "detail": "x", "n": 200, "ms": _summary(1.5)},
+        ]},
+    }  # fmt: skip
+
+
+def test_overheads_compare_medians_at_the_same_level(report):
+    cells = {(c["path"], c["level"]): c for c in report["cells"]}
+    assert cells[("direct", 1)]["overhead"] is None
+    o = cells[("responses", 10)]["overhead"]
+    assert o["ttfb_p50_ms"] == 70.0  # 410 - 340
+    assert o["ttfb_p50_ratio"] == pytest.approx(410 / 340, abs=1e-3)
+    assert o["total_p50_ms"] == 140.0  # 2180 - 2040
+    assert cells[("chatkit", 1)]["overhead"]["ttfb_p50_ms"] == 60.0
+
+
+def test_verdict_counts_errors_and_damaged_streams_per_path(report):
+    v = verdict(report)
+    assert (v["streams"], v["errors"], v["not_intact"]) == (24, 1, 1)
+    assert v["by_path"]["chatkit"] == {"streams": 8, "errors": 1, "not_intact": 1}
+    assert v["by_path"]["responses"]["errors"] == 0
+
+
+def test_terminal_tables_render(report):
+    console = Console(file=io.StringIO(), width=200, record=True)
+    for table in terminal_tables(report):
+        console.print(table)
+    text = console.export_text()
+    assert "What can you do?" in text
+    assert "+30 (×1.10)" in text  # responses at level 1: 330 vs 300
+    assert "client_timeout 1" in text
+    assert "dropped 1" in text
+
+
+def test_markdown_has_method_machine_and_results(report):
+    md = markdown(report)
+    for heading in ("# Benchmarks", "## What is measured", "## Method", "## The machine", "## Results", "## Tool microbenchmarks", "## Store operations"):
+        assert heading in md
+    assert "2 logical CPUs, Test CPU" in md
+    assert "| 10 | chatkit | 4 |" in md
+    assert "Not measured: skipped in this test." in md
+    assert headline(report).startswith("responses, text: +30 ms median TTFB at 1 stream(s)")
+
+
+def test_html_is_self_contained(report):
+    page = html(report)
+    assert page.count("<svg") == 2  # TTFB and overhead for the one question
+    external = [w for w in page.replace('"', " ").split() if w.startswith(("http://", "https://")) and "www.w3.org/2000/svg" not in w]
+    assert external == []
+    assert "<script" not in page
+
+
+def test_write_outputs(tmp_path, report):
+    written = write_outputs(report, tmp_path / "results", tmp_path / "docs" / "benchmarks.md")
+    assert json.loads(written["latest.json"].read_text())["mode"] == "quick"
+    assert (tmp_path / "docs" / "benchmarks.md").read_text().startswith("# Benchmarks")
+    assert any(name.startswith("bench-2026") and name.endswith(".html") for name in written)
+
+
+def test_chart_is_valid_svg_with_gaps():
+    svg = line_chart("TTFB", ["1", "10", "50"], [Series("direct p50", [300.0, None, 420.0]), Series("chatkit p95", [None, None, None], dashed=True)], y_label="ms")
+    root = ET.fromstring(svg)
+    assert root.tag.endswith("svg")
+    assert "stroke-dasharray" in svg
+    assert nice_ticks(0) == [0.0, 1.0]
+    assert nice_ticks(430)[-1] >= 430
