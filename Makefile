@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: install install-test install-browser run test migrate seed clean lint bench bench-quick
+.PHONY: install install-test install-browser run test migrate seed clean lint bench bench-quick soak
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ bench: install
 
 bench-quick: install
 	$(BIN)/sigmachat bench --quick $(BENCH_ARGS)
+
+# 100 concurrent streams for 60 s with disconnects, resumes and cancels; every run accounted for.
+soak: install
+	$(BIN)/sigmachat soak $(SOAK_ARGS)
 
 # The browser tests drive Debian's Chromium (Playwright cannot download a browser here).
 # Needs root, as in CI; without it the browser tests skip on a dev machine (never in CI).

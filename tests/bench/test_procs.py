@@ -37,10 +37,11 @@ def test_free_port_and_seed_key():
     assert seed_cache_key() == seed_cache_key() and len(seed_cache_key()) == 16
 
 
-def test_bench_is_a_command():
+def test_bench_and_soak_are_commands():
     from sigmachat.cli.main import app
 
     runner = CliRunner()
     help_text = runner.invoke(app, ["--help"]).output
-    assert "bench" in help_text
+    assert "bench" in help_text and "soak" in help_text
     assert runner.invoke(app, ["bench", "--levels", "one"]).exit_code == 2
+    assert runner.invoke(app, ["soak", "--paths", "carrier-pigeon"]).exit_code == 2

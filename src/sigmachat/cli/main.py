@@ -148,8 +148,10 @@ from sigmachat.cli.sim import register as register_sim  # noqa: E402
 register_sim(app)
 
 from sigmachat.cli.bench import register as register_bench  # noqa: E402
+from sigmachat.cli.soak import register as register_soak  # noqa: E402
 
 register_bench(app)
+register_soak(app)
 
 from sigmachat.cli.rollout import register as register_rollout  # noqa: E402
 
