@@ -186,7 +186,10 @@ def page_for(browser, request):
     problems: list[str] = []
 
     def make(server: LiveServer, width: int = 1280, height: int = 860, color_scheme: str = "light"):
-        ctx = browser.new_context(viewport={"width": width, "height": height}, base_url=server.url, color_scheme=color_scheme)
+        # Reduced motion (which the UI honours): screenshots show end states, not mid-transition.
+        ctx = browser.new_context(
+            viewport={"width": width, "height": height}, base_url=server.url, color_scheme=color_scheme, reduced_motion="reduce"
+        )
         ctx.set_default_timeout(15_000)
         page = ctx.new_page()
         page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))

@@ -52,9 +52,12 @@ def wait_answer(page, status: str = "complete", timeout: float = 20_000):
 
 
 def ask(page, text: str) -> None:
+    """Type a question, press Enter, and wait until it is on screen as the newest turn."""
+    before = page.locator(".msg-user").count()
     box = page.get_by_role("textbox", name="Message")
     box.fill(text)
     box.press("Enter")
+    page.wait_for_function(f"() => document.querySelectorAll('.msg-user').length > {before}")
 
 
 def add_scenario_header(page, url_glob: str, scenario: str, times: int = 1) -> list[int]:
@@ -171,6 +174,7 @@ def test_upstream_fault_shows_a_retryable_error_and_retry_succeeds(page_for, liv
     assert error.get_attribute("role") == "alert"
     assert "Service problem" in error.inner_text()
     assert failed.locator(".badge-failed").is_visible()
+    page.screenshot(path=str(_artifact("upstream-error.png")))
     error.get_by_role("button", name="Retry").click()
     answer = wait_answer(page)
     assert answer.locator(".md").inner_text().strip()
@@ -220,6 +224,59 @@ def test_reload_mid_answer_resumes_the_stream(page_for, live_server):
     wait_answer(page, "cancelled")
 
 
+# Cuts the body of the next /send response after N chunks, the way a dropped connection looks
+# to fetch() (the reader rejects with a TypeError). Going offline in DevTools does not cut a
+# stream that is already flowing, so the drop is made at the fetch boundary instead.
+DROP_SEND_STREAM = """(chunks) => {
+  const orig = window.fetch;
+  let armed = true;
+  window.fetch = async (input, init) => {
+    const resp = await orig(input, init);
+    const url = typeof input === 'string' ? input : input.url;
+    if (!armed || !url.includes('/api/v1/chat/send')) return resp;
+    armed = false;
+    const reader = resp.body.getReader();
+    let n = 0;
+    const body = new ReadableStream({
+      async pull(ctrl) {
+        if (n++ >= chunks) { reader.cancel(); ctrl.error(new TypeError('network error')); return; }
+        const {value, done} = await reader.read();
+        if (done) ctrl.close(); else ctrl.enqueue(value);
+      },
+    });
+    return new Response(body, {status: resp.status, headers: resp.headers});
+  };
+}"""
+
+
+def test_stream_drop_mid_answer_shows_reconnecting_and_resumes_from_last_event_id(page_for, live_server):
+    page = page_for(live_server)
+    open_chat_as(page, HEDGE)
+    page.evaluate(DROP_SEND_STREAM, 12)
+    resumes = []
+
+    def slow_resume(route):
+        resumes.append(route.request.headers.get("last-event-id"))
+        page.wait_for_timeout(700)  # keep the stream down long enough to see the indicator
+        route.continue_()
+
+    page.route(re.compile(r".*/api/v1/chat/runs/[^/]+/stream.*"), slow_resume)
+    page.evaluate(RECORD_STATES)
+    ask(page, LARGEST)
+    banner = page.locator("#banner")
+    banner.wait_for(state="visible")
+    assert "Reconnecting" in banner.inner_text()
+    page.screenshot(path=str(_artifact("reconnecting.png")))
+    answer = wait_answer(page)
+    assert banner.is_hidden()
+    assert resumes and re.fullmatch(r"run_\w+:\d+", resumes[0]) and int(resumes[0].split(":")[1]) > 0
+    # Nothing lost, nothing doubled: the answer matches the saved one.
+    live_text = answer.locator(".md").inner_text()
+    page.reload()
+    saved = wait_answer(page)
+    assert saved.locator(".md").inner_text() == live_text
+
+
 def test_rate_limit_shows_a_countdown_then_retry_works(page_for, live_server):
     page = page_for(live_server)
     open_chat_as(page, INDIVIDUAL)
@@ -240,6 +297,7 @@ def test_rate_limit_shows_a_countdown_then_retry_works(page_for, live_server):
     assert "Rate limited" in failed.locator(".msg-error").inner_text()
     assert re.search(r"retry in \d s", failed.locator(".msg-error").inner_text(), re.I)
     assert retry.is_disabled()
+    page.screenshot(path=str(_artifact("rate-limited.png")))
     page.wait_for_function("() => { const b = document.querySelector('.retry-btn'); return b && !b.disabled }", timeout=6000)
     page.get_by_role("button", name="Retry", exact=True).click()
     wait_answer(page)
@@ -253,7 +311,9 @@ def test_session_expiry_returns_to_sign_in_with_a_message(page_for, live_server)
     me = page.evaluate("fetch('/api/v1/auth/me').then(r => r.json())")
     expired = services.tokens.issue(me["id"], me["role"], now=dt.datetime.now(dt.UTC) - dt.timedelta(days=3))
     page.context.add_cookies([{"name": "auth_token", "value": expired, "url": live_server.url}])
-    ask(page, LARGEST)
+    box = page.get_by_role("textbox", name="Message")
+    box.fill(LARGEST)
+    box.press("Enter")  # the next request answers 401 auth_expired
     page.wait_for_url("**/login?expired=1")
     assert "session has expired" in page.get_by_role("alert").inner_text()
 

@@ -104,6 +104,34 @@ def test_chatkit_stop_and_retry(page_for, chatkit_server):
     assert page.locator(".msg-user").count() == 2
 
 
+def test_switching_backend_between_turns_continues_the_same_conversation(page_for, live_server):
+    """The flag is evaluated per turn: a user moved to ChatKit mid-conversation keeps one history."""
+    page = page_for(live_server)
+    types = record_chatkit_requests(page)
+    open_chat_as(page, HEDGE)
+    assert page.locator("#app").get_attribute("data-backend") == "responses"
+    ask(page, LARGEST)
+    wait_answer(page)
+    conversation = page.url.rsplit("/", 1)[-1]
+
+    page.route(
+        "**/api/v1/chat/config*",
+        lambda route: route.fulfill(json={"backend": "chatkit", "reason": "test", "flag_version": 99}),
+    )
+    ask(page, "What is my sector exposure?")
+    answer = wait_answer(page)
+    assert page.locator("#app").get_attribute("data-backend") == "chatkit"
+    assert "threads.add_user_message" in types
+    assert answer.locator(".md").inner_text().strip()
+    assert page.url.rsplit("/", 1)[-1] == conversation
+
+    page.reload()
+    page.wait_for_selector("#app[data-ready=true]")
+    page.wait_for_selector(".msg-assistant:last-child[data-status=complete]")
+    assert page.locator(".msg-user").all_inner_texts() == [LARGEST, "What is my sector exposure?"]
+    assert page.locator(".msg-assistant").count() == 2
+
+
 def test_chatkit_rename_and_delete(page_for, chatkit_server):
     page = page_for(chatkit_server)
     types = record_chatkit_requests(page)

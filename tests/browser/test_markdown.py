@@ -93,3 +93,12 @@ def test_snake_case_and_arithmetic_stay_literal(md):
     out = md("Call get_portfolio_risk with 2*3*4 and file_name_here.")
     assert "em" not in out["tags"]
     assert out["text"] == "Call get_portfolio_risk with 2*3*4 and file_name_here."
+
+
+def test_a_streaming_bold_or_code_span_renders_closed_while_it_grows(md):
+    close = """async (src) => (await import('/static/js/render.js')).closeDangling(src)"""
+    page = md.page
+    assert page.evaluate(close, "Your largest is **HOME_EQ") == "Your largest is **HOME_EQ**"
+    assert page.evaluate(close, "Use `get_port") == "Use `get_port`"
+    assert page.evaluate(close, "**done** and more") == "**done** and more"
+    assert page.evaluate(close, "```\ncode **x") == "```\ncode **x"  # inside a fence: left alone

@@ -96,6 +96,6 @@ export const api = {
   login: (email, password) => request("POST", "/api/v1/auth/login", { json: { email, password } }),
   logout: () => request("POST", "/api/v1/auth/logout"),
   portfolios: () => request("GET", "/api/v1/portfolios"),
-  chatConfig: () => request("GET", "/api/v1/chat/config"),
+  chatConfig: (query = "") => request("GET", `/api/v1/chat/config${query}`),
   conversation: (id) => request("GET", `/api/v1/chat/conversations/${encodeURIComponent(id)}`),
 };

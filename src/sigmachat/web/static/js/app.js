@@ -395,7 +395,7 @@ function submit() {
   els.input.value = "";
   autosize();
   renderComposer();
-  turns.ask(text).then(focusInput);
+  refreshBackend().then(() => turns.ask(text)).then(focusInput);
   focusInput();
 }
 
@@ -456,22 +456,17 @@ window.addEventListener("hashchange", () => {
 async function start() {
   let me, config, portfolios;
   try {
-    [me, config, portfolios] = await Promise.all([api.me(), api.chatConfig(), api.portfolios()]);
+    [me, config, portfolios] = await Promise.all([api.me(), api.chatConfig(""), api.portfolios()]);
   } catch (e) {
     if (e instanceof ApiError && e.status === 401) return;
     els.messages.replaceChildren(h("div", { class: "msg-error", role: "alert" }, "Couldn't reach the server. Reload the page to try again."));
     return;
   }
   state.user = me;
-  state.backend = config.backend === "chatkit" ? "chatkit" : "responses";
-  state.offlineHint = !!(config.offline || config.offline_model);
-  backend = state.backend === "chatkit" ? createChatKitBackend({ offlineHint: state.offlineHint }) : createLegacyBackend();
-  turns = createTurns({ store, backend, onAuthLost: () => goToLogin("expired"), announce });
+  useBackend(config);
+  turns = createTurns({ store, getBackend: () => backend, onAuthLost: () => goToLogin("expired"), announce });
   els.userName.textContent = me.full_name || me.email;
   els.userName.title = me.email;
-  els.backendTag.textContent = state.backend === "chatkit" ? "ChatKit" : "Responses";
-  els.backendTag.dataset.backend = state.backend;
-  els.backendTag.hidden = false;
   state.portfolios = portfolios;
   renderPortfolios();
   const target = hashConversation();
@@ -479,7 +474,27 @@ async function start() {
   else newDraft();
   await loadConversations();
   els.app.dataset.ready = "true";
-  els.app.dataset.backend = state.backend;
+}
+
+/** Speak the protocol the rollout assigns ({backend, reason, flag_version}). */
+function useBackend(config) {
+  const kind = config && config.backend === "chatkit" ? "chatkit" : "responses";
+  state.offlineHint = !!(config && (config.offline || config.offline_model));
+  if (backend && state.backend === kind) return;
+  state.backend = kind;
+  backend = kind === "chatkit" ? createChatKitBackend({ offlineHint: state.offlineHint }) : createLegacyBackend();
+  els.backendTag.textContent = kind === "chatkit" ? "ChatKit" : "Responses";
+  els.backendTag.title = `Chat protocol for this session${config && config.reason ? ` (${config.reason})` : ""}`;
+  els.backendTag.hidden = false;
+  els.app.dataset.backend = kind;
+}
+
+/** The flag is evaluated per turn on the server; ask before each new question. */
+async function refreshBackend() {
+  try {
+    const q = state.portfolioId ? `?portfolio_id=${encodeURIComponent(state.portfolioId)}` : "";
+    useBackend(await api.chatConfig(q));
+  } catch { /* keep the current one: both paths share the history */ }
 }
 
 start();

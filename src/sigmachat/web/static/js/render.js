@@ -118,12 +118,15 @@ function errorBlock(msg, actions) {
     AUTH_EXPIRED: "Session expired",
     FATAL_ERROR: "Couldn’t finish the answer",
   }[err.errorType] || "Something went wrong";
+  // A rate limit's own message names a wait that goes stale; show a live countdown instead.
+  const text = err.errorType === "RATE_LIMITED" && err.retryAt
+    ? (waiting ? `Too many requests right now. You can retry in ${secs} s.` : "You can retry now.")
+    : errorText(err);
   return h("div", { class: `msg-error error-${(err.errorType || "").toLowerCase()}`, role: "alert" },
     icon("alert", "icon error-icon"),
     h("div", { class: "error-text" },
       h("strong", null, title),
-      h("span", null, errorText(err)),
-      waiting ? h("span", { class: "countdown", "aria-live": "off" }, `You can retry in ${secs} s.`) : null,
+      h("span", { class: err.retryAt ? "countdown" : null }, text),
     ),
     err.retryable
       ? h("button", {
@@ -140,9 +143,10 @@ export function renderMessage(msg, actions) {
       h("div", { class: "bubble" }, msg.content));
   }
   const streaming = msg.status === "streaming";
-  const badge = STATUS_BADGES[msg.status];
+  // A rejected request (rate limit) produced no answer to label as failed: its error says it all.
+  const badge = msg.error && msg.error.errorType === "RATE_LIMITED" ? null : STATUS_BADGES[msg.status];
   const body = h("div", { class: "md" });
-  if (msg.content) body.append(renderMarkdown(msg.content));
+  if (msg.content) body.append(renderMarkdown(streaming ? closeDangling(msg.content) : msg.content));
   if (streaming) {
     const caret = h("span", { class: "caret", "aria-hidden": "true" });
     const last = body.lastElementChild;
@@ -172,6 +176,22 @@ export function renderMessage(msg, actions) {
       msg.error ? errorBlock(msg, actions) : null,
     ),
   );
+}
+
+/**
+ * While an answer streams, close a bold or code span that has opened but not yet closed, so
+ * "**Portfo" shows as bold text growing rather than literal asterisks that later snap.
+ */
+export function closeDangling(text) {
+  const fences = (text.match(/^ {0,3}(```|~~~)/gm) || []).length;
+  if (fences % 2 === 1) return text; // inside a code block: nothing inline to close
+  const lastLine = text.slice(text.lastIndexOf("\n") + 1);
+  let out = text;
+  const ticks = (lastLine.match(/`/g) || []).length;
+  if (ticks % 2 === 1) return `${out}\``;
+  const bold = (lastLine.replace(/`[^`]*`/g, "").match(/\*\*/g) || []).length;
+  if (bold % 2 === 1 && !/\*\*\s*$/.test(lastLine)) out += "**";
+  return out;
 }
 
 /** Replace the element of one message, keeping focus on an equivalent control. */

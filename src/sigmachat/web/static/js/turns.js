@@ -15,7 +15,12 @@ export function backoff(attempt, base = 500, cap = 8000) {
   return d / 2 + Math.random() * (d / 2);
 }
 
-export function createTurns({ store, backend, onAuthLost, announce, requestHeaders = () => ({}) }) {
+/**
+ * `getBackend()` answers the protocol client for the next turn: the rollout flag may move a
+ * user between paths at any time, and both share one history, so each turn asks afresh while
+ * a running turn keeps the client it started with (turn.backend).
+ */
+export function createTurns({ store, getBackend, onAuthLost, announce, requestHeaders = () => ({}) }) {
   const { state } = store;
 
   function changed(key, msg) {
@@ -53,7 +58,7 @@ export function createTurns({ store, backend, onAuthLost, announce, requestHeade
     const i = thread.messages.indexOf(asst);
     const user = thread.messages.slice(0, i).reverse().find((m) => m.role === "user");
     if (!user) return;
-    if (asst.id && backend.retryAfter && user.id) {
+    if (asst.id && getBackend().retryAfter && user.id) {
       // The protocol can re-answer the same question (ChatKit threads.retry_after_item).
       thread.messages.splice(i + 1);
       resetForReplay(asst);
@@ -76,7 +81,7 @@ export function createTurns({ store, backend, onAuthLost, announce, requestHeade
     if (thread.turn || !asst.runId) return;
     resetForReplay(asst);
     changed(key, asst);
-    const turn = { key, asst, runId: asst.runId, lastSeq: 0, ctrl: new AbortController(), stopRequested: false };
+    const turn = { key, asst, runId: asst.runId, lastSeq: 0, ctrl: new AbortController(), stopRequested: false, backend: getBackend(), conversationId: key };
     setTurn(key, turn);
     try {
       await follow(turn, { terminal: false });
@@ -86,7 +91,11 @@ export function createTurns({ store, backend, onAuthLost, announce, requestHeade
   }
 
   async function drive({ key, text, user, asst, clientMessageId, mode }) {
-    const turn = { key, user, asst, runId: null, lastSeq: 0, ctrl: new AbortController(), stopRequested: false, conversationId: key.startsWith("draft:") ? null : key };
+    const turn = {
+      key, user, asst, runId: null, lastSeq: 0, ctrl: new AbortController(), stopRequested: false,
+      conversationId: key.startsWith("draft:") ? null : key, backend: getBackend(),
+    };
+    const backend = turn.backend;
     setTurn(key, turn);
     const onEvent = (ev) => handle(turn, ev);
     let result = null;
@@ -122,9 +131,9 @@ export function createTurns({ store, backend, onAuthLost, announce, requestHeade
   async function refreshTitle(turn) {
     const id = turn.conversationId;
     const conv = id && state.conversations.find((c) => c.id === id);
-    if (!conv || conv.title || !backend.conversation) return;
+    if (!conv || conv.title || !turn.backend.conversation) return;
     try {
-      const fresh = await backend.conversation(id);
+      const fresh = await turn.backend.conversation(id);
       if (fresh.title) store.upsertConversation({ ...conv, title: fresh.title, updatedAt: fresh.updatedAt || conv.updatedAt });
     } catch { /* keep the placeholder title */ }
   }
@@ -145,7 +154,7 @@ export function createTurns({ store, backend, onAuthLost, announce, requestHeade
       setBanner(turn.key, { kind: "reconnecting", text: "Connection lost. Reconnecting…" });
       try {
         await sleep(drops === 1 ? 150 : backoff(drops - 1), turn.ctrl.signal);
-        result = await backend.resume({ runId: turn.runId, afterSeq: turn.lastSeq, onEvent, signal: turn.ctrl.signal });
+        result = await turn.backend.resume({ runId: turn.runId, afterSeq: turn.lastSeq, onEvent, signal: turn.ctrl.signal });
       } catch (e) {
         if (isAbort(e)) return stopped(turn);
         if (e instanceof NetworkError) { result = { terminal: false }; continue; }
@@ -161,8 +170,8 @@ export function createTurns({ store, backend, onAuthLost, announce, requestHeade
         return;
       }
     }
-    if (backend.finalize) {
-      try { await backend.finalize(turn); changed(turn.key, turn.asst); } catch { /* enrichment is best-effort */ }
+    if (turn.backend.finalize) {
+      try { await turn.backend.finalize(turn); changed(turn.key, turn.asst); } catch { /* enrichment is best-effort */ }
     }
   }
 
@@ -186,6 +195,7 @@ export function createTurns({ store, backend, onAuthLost, announce, requestHeade
     if (ev.kind === "created") {
       turn.runId = ev.runId || turn.runId;
       if (ev.userMessageId && turn.user) turn.user.id = ev.userMessageId;
+      refreshTitle(turn); // the server titles a new conversation as the run starts
     }
     if (ev.runId && !turn.runId) turn.runId = ev.runId;
     if (typeof ev.seq === "number" && ev.seq > turn.lastSeq) turn.lastSeq = ev.seq;
@@ -230,7 +240,7 @@ export function createTurns({ store, backend, onAuthLost, announce, requestHeade
     setBanner(turn.key, { kind: "info", text: "An answer is already being written in this conversation; showing it." });
     const id = turn.conversationId || turn.key;
     try {
-      thread.messages = withKeys(await backend.loadMessages(id));
+      thread.messages = withKeys(await turn.backend.loadMessages(id));
     } catch { /* keep what we have */ }
     let asst = thread.messages.find((m) => m.role === "assistant" && m.runId === runId);
     if (!asst) {
@@ -275,7 +285,7 @@ export function createTurns({ store, backend, onAuthLost, announce, requestHeade
     }
     try {
       // "already_finished" needs nothing more: the run's own final event is on its way.
-      await backend.cancel(turn.runId);
+      await turn.backend.cancel(turn.runId);
     } catch (e) {
       if (!(e instanceof ApiError && e.status === 401)) turn.ctrl.abort();
     }
