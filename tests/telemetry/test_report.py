@@ -172,3 +172,22 @@ def test_cli_report_writes_json_and_html(seeded, tmp_path, monkeypatch):
         assert CliRunner().invoke(app, ["report", "--since", "soon"]).exit_code == 2
     finally:
         get_settings.cache_clear()
+
+
+async def test_live_counters_for_the_operator_page(app, client):
+    rec = app.state.services.telemetry.recorder
+    from tests.telemetry.fakes import FakeRun, synthetic_events
+
+    events = synthetic_events("run_live", t0=int(dt.datetime.now(dt.UTC).timestamp() * 1000) - 3000, engine="agents")
+    rec(FakeRun("run_live", engine="agents", protocol="chatkit"), events[0])
+    admin = await login(client, ADMIN)
+    body = (await client.get("/api/v1/admin/live", headers=admin)).json()
+    assert body["active_streams"] == {"responses": 0, "chatkit": 1} and body["shadow_in_flight"] == 0
+    assert body["flag"] == {"version": 0, "kill_switch": False, "percent": 0, "default": "responses"}
+    for e in events[1:]:
+        rec(FakeRun("run_live", engine="agents", protocol="chatkit"), e)
+    await rec.flush()
+    body = (await client.get("/api/v1/admin/live", headers=admin)).json()
+    assert body["active_streams"]["chatkit"] == 0
+    assert body["paths"]["chatkit"] == {"runs": 1, "errors": 0, "error_rate_pct": 0.0, "ttfb_p95_ms": 400.0, "tokens_per_s_p50": 50.0}
+    assert (await client.get("/api/v1/admin/live", headers=await login(client, HNW))).status_code == 403

@@ -307,6 +307,13 @@ class RunRecorder:
     def open_runs(self) -> int:
         return len(self._open)
 
+    def active_by_path(self) -> dict[str, int]:
+        """Live runs streaming now in this process, per path."""
+        counts = dict.fromkeys(PATHS, 0)
+        for path in self._active_paths.values():
+            counts[path] = counts.get(path, 0) + 1
+        return counts
+
     async def flush(self, timeout: float | None = 10.0) -> None:
         """Wait for the rows being written (tests; shutdown)."""
         if self._tasks:

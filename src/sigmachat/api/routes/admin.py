@@ -76,6 +76,30 @@ async def report_html(admin: AdminDep, services: ServicesDep, since: Annotated[s
     return HTMLResponse(render_html(await _report(services, since)))
 
 
+@router.get(f"{ADMIN}/live", tags=["admin"])
+async def live(admin: AdminDep, services: ServicesDep, window: Annotated[str, Query(max_length=16)] = "5m") -> dict[str, Any]:
+    """Live counters for the operator page: streams now (this process), shadow runs in flight,
+    the flag, and per path over the last ``window`` (all instances): runs, errors, p95 TTFB."""
+    data = await _report(services, window)
+    state = await services.rollout.state()
+    return {
+        "active_streams": services.telemetry.recorder.active_by_path(),
+        "shadow_in_flight": services.telemetry.shadow.in_flight,
+        "flag": {"version": state.version, "kill_switch": state.kill_switch, "percent": state.percent, "default": state.default},
+        "window": data["window"],
+        "paths": {
+            path: {
+                "runs": stats["runs"],
+                "errors": stats["errors"],
+                "error_rate_pct": stats["error_rate_pct"],
+                "ttfb_p95_ms": stats["ttfb_ms"]["p95"],
+                "tokens_per_s_p50": stats["tokens_per_s"]["p50"],
+            }
+            for path, stats in data["paths"].items()
+        },
+    }
+
+
 @router.get("/metrics", include_in_schema=False)
 async def metrics(request: Request, services: ServicesDep) -> Response:
     """Prometheus text format. Open unless ``metrics_token`` is set (labels carry no user data)."""
