@@ -79,9 +79,14 @@ class LiveServer:
     url: str
     app: object
     settings: object
+    thread: "_ServerThread | None" = None
 
     def services(self):
         return self.app.state.services
+
+    def run(self, coro, timeout: float = 10.0):
+        """Run a coroutine on the server's event loop (its services live there) and wait."""
+        return asyncio.run_coroutine_threadsafe(coro, self.thread.loop).result(timeout)
 
 
 class _ServerThread(threading.Thread):
@@ -93,10 +98,15 @@ class _ServerThread(threading.Thread):
             uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", timeout_graceful_shutdown=3)
         )
         self.error: BaseException | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     def run(self) -> None:
+        async def serve() -> None:
+            self.loop = asyncio.get_running_loop()
+            await self.server.serve()
+
         try:
-            asyncio.run(self.server.serve())
+            asyncio.run(serve())
         except BaseException as exc:  # surfaced by start()
             self.error = exc
 
@@ -136,7 +146,7 @@ def start_live_server(tmp: Path, template_db: Path, **overrides) -> tuple[LiveSe
     app = create_app(settings)
     thread = _ServerThread(app, port)
     thread.start_and_wait()
-    return LiveServer(url=url, app=app, settings=settings), thread
+    return LiveServer(url=url, app=app, settings=settings, thread=thread), thread
 
 
 def _live_server_fixture(backend: str):

@@ -277,6 +277,32 @@ def test_stream_drop_mid_answer_shows_reconnecting_and_resumes_from_last_event_i
     assert saved.locator(".md").inner_text() == live_text
 
 
+def test_resuming_an_expired_run_loads_the_saved_answer(page_for, live_server):
+    page = page_for(live_server)
+    open_chat_as(page, FAMILY)
+    ask(page, LARGEST)
+    answer = wait_answer(page)
+    conversation = page.url.rsplit("/", 1)[-1]
+    saved = page.evaluate(
+        f"fetch('/api/v1/chat/conversations/{conversation}/messages').then(r => r.json()).then(b => b.messages.pop())"
+    )
+    # The run's event log expires (as it does run_log_ttl_s after the end) ...
+    log = live_server.services().runs.log
+    live_server.run(log.expire(now=10**12))
+    # ... and a late resume (a tab that slept through the end) gets 410 with the saved message.
+    result = page.evaluate(
+        """async (runId) => {
+          const { createLegacyBackend } = await import('/static/js/legacy.js');
+          const events = [];
+          const r = await createLegacyBackend().resume({ runId, afterSeq: 3, onEvent: (e) => events.push(e) });
+          return { expired: r.expired, content: r.message && r.message.content, status: r.message && r.message.status, events: events.length };
+        }""",
+        saved["run_id"],
+    )
+    assert result == {"expired": True, "content": saved["content"], "status": "complete", "events": 0}
+    assert answer.locator(".md").inner_text().strip()
+
+
 def test_rate_limit_shows_a_countdown_then_retry_works(page_for, live_server):
     page = page_for(live_server)
     open_chat_as(page, INDIVIDUAL)
