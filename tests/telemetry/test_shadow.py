@@ -145,3 +145,26 @@ async def test_shadow_runs_never_appear_in_conversation_history(shadow_services)
     assert rows[started.run_id].shadow is False and rows[started.run_id].path == "responses"
     (shadow_row,) = [r for r in rows.values() if r.shadow]
     assert shadow_row.pair_id == started.run_id and shadow_row.conversation_id == conv.id
+
+
+async def test_attach_registers_the_shadow_hook_when_the_manager_offers_one(shadow_services):
+    class Manager:
+        engines = {"responses": FakeEngine("responses"), "agents": FakeEngine("agents")}
+
+        def __init__(self):
+            self.listeners, self.finish_listeners = [], []
+
+        def add_listener(self, fn):
+            self.listeners.append(fn)
+
+        def add_finish_listener(self, fn):
+            self.finish_listeners.append(fn)
+
+    manager = Manager()
+    shadow_services.telemetry.attach(manager)
+    assert manager.listeners == [shadow_services.telemetry.recorder]
+    (hook,) = manager.finish_listeners
+    task = hook(FakeRun("run_live"), _request(), RunFinished(run_id="run_live", seq=5, final_text="x", duration_ms=1))
+    await task
+    await shadow_services.telemetry.recorder.flush()
+    assert [(r.shadow, r.pair_id) for r in await _rows(shadow_services)] == [(True, "run_live")]

@@ -39,6 +39,11 @@ class Telemetry:
         """Listen to every event of every run of this run manager; shadow with its engines."""
         runs.add_listener(self.recorder)
         self.shadow.engines = runs.engines
+        # The shadow hook needs the run's request, which event listeners do not see: the run
+        # manager calls ``finish_listener(run, request, terminal)`` after a run is persisted.
+        add_finish = getattr(runs, "add_finish_listener", None)
+        if add_finish is not None:
+            add_finish(self.shadow.maybe_shadow)
 
     async def aclose(self) -> None:
         await self.shadow.aclose()
