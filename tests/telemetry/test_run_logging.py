@@ -34,7 +34,6 @@ class LoggingEngine:
         yield ev.make(RunFinished, final_text="hi", duration_ms=1.0)
 
 
-@pytest.mark.xfail(strict=False, reason="needs the structlog bind in runs/manager.py (_drive: run_id, _emit: seq)")
 async def test_log_lines_of_a_run_carry_run_id_and_seq(services):
     manager = RunManager(services.db, services.settings, {"responses": LoggingEngine()}, InMemoryEventLog())
 

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import structlog
 from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -306,13 +307,17 @@ class RunManager:
         run.last_seq = event.seq
         if isinstance(event, TextDelta):
             run.text += event.delta
-        for listener in self._listeners:
-            try:
-                listener(run, event)
-            except Exception:  # telemetry must never break a run
-                log.exception("run_listener_failed", run_id=run.run_id)
+        # Log lines written while handling a stream event carry its sequence number.
+        with structlog.contextvars.bound_contextvars(seq=event.seq):
+            for listener in self._listeners:
+                try:
+                    listener(run, event)
+                except Exception:  # telemetry must never break a run
+                    log.exception("run_listener_failed", run_id=run.run_id)
 
     async def _drive(self, run: _ActiveRun, request: RunRequest) -> None:
+        # This task's own context: every log line of the run (engine, tools, telemetry) has its id.
+        structlog.contextvars.bind_contextvars(run_id=run.run_id)
         engine = self.engines[run.engine]
         terminal: Any = None
         stream = engine.stream(request)
