@@ -90,6 +90,7 @@ class RunManager:
         self._lock = asyncio.Lock()
         self._accepting = True
         self._listeners: list[Any] = []  # callables(run, event) for telemetry
+        self._finish_listeners: list[Any] = []  # callables(run, request, terminal)
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -298,6 +299,10 @@ class RunManager:
 
     # ---- drive -----------------------------------------------------------------------------
 
+    def add_finish_listener(self, listener: Any) -> None:
+        """``listener(run, request, terminal)`` after a run is persisted (the shadow comparison)."""
+        self._finish_listeners.append(listener)
+
     def add_listener(self, listener: Any) -> None:
         """``listener(run_meta: dict, event)`` is called for every event (telemetry)."""
         self._listeners.append(listener)
@@ -351,6 +356,11 @@ class RunManager:
             if self._by_conversation.get(run.conversation_id) == run.run_id:
                 del self._by_conversation[run.conversation_id]
             run.finished.set()
+            for listener in self._finish_listeners:
+                try:
+                    listener(run, request, terminal)
+                except Exception:  # the comparison must never affect the live run
+                    log.exception("run_finish_listener_failed", run_id=run.run_id)
             log.info("run_finished", run_id=run.run_id, outcome=getattr(terminal, "type", None), last_seq=run.last_seq)
 
     def _failure(self, run: _ActiveRun, code: str, message: str | None = None) -> RunFailed:
