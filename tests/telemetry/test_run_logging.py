@@ -1,13 +1,11 @@
 """Every log line of a run carries its run_id, and lines logged while an event is handled its seq.
 
-The binding belongs in runs/manager.py (owned by the runs/ area): ``_drive`` binds run_id for
-the run's task, ``_emit`` binds seq around the log append and the listeners. Until that is
-wired this test is an expected failure; it starts passing on its own once it is.
+The binding lives in runs/manager.py: ``_drive`` binds run_id for the run's task, ``_emit``
+binds seq around the listeners.
 """
 
 from __future__ import annotations
 
-import pytest
 import structlog
 from sqlalchemy import select
 

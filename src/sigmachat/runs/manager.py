@@ -64,6 +64,7 @@ class _ActiveRun:
     assistant_message_id: str
     engine: str
     protocol: str
+    portfolio_id: str | None = None
     task: asyncio.Task | None = None
     text: str = ""
     last_seq: int = 0
@@ -255,7 +256,7 @@ class RunManager:
             ui_context=ui_context,
             sim_scenario=sim_scenario,
         )
-        run = _ActiveRun(run_id, user_id, conv.id, assistant.id, engine, protocol)
+        run = _ActiveRun(run_id, user_id, conv.id, assistant.id, engine, protocol, portfolio_id=pf)
         meta = {
             "conversation_id": conv.id,
             "user_message_id": user_msg.id,
