@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sigmachat.bench.clients import StreamResult
 from sigmachat.bench.integrity import (
+    ANSWER_CHANGED,
     DIFFERENT,
     DROPPED,
     DUPLICATED,
@@ -48,3 +49,18 @@ def test_a_stream_is_not_intact_when_its_final_text_or_sequence_disagrees():
     # Without an expected text (a real model), only the stream's own consistency counts.
     assert check_stream(_stream(["a", "b"], final="ab"), None).intact
     assert check_stream(_stream(["b", "a"], final="ab"), None).problem == FINAL_MISMATCH
+
+
+def test_first_difference_points_at_where_texts_part():
+    from sigmachat.bench.loadgen import first_difference
+
+    d = first_difference("The price is $10.", "The price is $12.", context=4)
+    assert d["at"] == 15 and (d["got"], d["want"]) == ("s $10.", "s $12.")
+    assert first_difference("abc", "abcdef")["at"] == 3
+
+
+def test_an_answer_that_changed_upstream_is_told_apart_from_streaming_damage():
+    # A tool that timed out under load makes the model write another answer, streamed intact.
+    other = "I could not compute current quotes: get_current_quotes took too long."
+    assert check_stream(_stream([other], final=other), EXPECTED).problem == ANSWER_CHANGED
+    assert check_stream(_stream([other], final=other + "x"), EXPECTED).problem == DIFFERENT

@@ -115,4 +115,5 @@ def test_chart_is_valid_svg_with_gaps():
     assert root.tag.endswith("svg")
     assert "stroke-dasharray" in svg
     assert nice_ticks(0) == [0.0, 1.0]
-    assert nice_ticks(430)[-1] >= 430
+    assert nice_ticks(430) == [0.0, 100.0, 200.0, 300.0, 400.0, 500.0]
+    assert nice_ticks(228, vmin=-72) == [-100.0, 0.0, 100.0, 200.0, 300.0]

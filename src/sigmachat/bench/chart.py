@@ -23,14 +23,15 @@ class Series:
     dashed: bool = False
 
 
-def nice_ticks(vmax: float, count: int = 5) -> list[float]:
-    """Round tick values from 0 to at least ``vmax`` (1-2-5 steps)."""
-    if vmax <= 0 or math.isnan(vmax):
-        return [0.0, 1.0]
-    raw = vmax / count
+def nice_ticks(vmax: float, count: int = 5, vmin: float = 0.0) -> list[float]:
+    """Round tick values (1-2-2.5-5 steps) from at most ``min(vmin, 0)`` to at least ``vmax``."""
+    lo = min(vmin, 0.0)
+    if math.isnan(vmax) or vmax - lo <= 0:
+        return [lo, lo + 1.0]
+    raw = (vmax - lo) / count
     mag = 10 ** math.floor(math.log10(raw))
     step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
-    ticks = [0.0]
+    ticks = [math.floor(lo / step) * step]
     while ticks[-1] < vmax:
         ticks.append(round(ticks[-1] + step, 10))
     return ticks
@@ -53,10 +54,8 @@ def line_chart(
     left, right, top, bottom = 64, 132, 36, 48
     pw, ph = width - left - right, height - top - bottom
     values = [v for s in series for v in s.values if v is not None]
-    vmin = min([0.0, *values])
-    ticks = nice_ticks(max([*values, 1e-9]) - vmin) if values else [0.0, 1.0]
-    ticks = [t + vmin for t in ticks] if vmin < 0 else ticks
-    lo, hi = ticks[0], ticks[-1] if ticks[-1] > ticks[0] else ticks[0] + 1
+    ticks = nice_ticks(max([*values, 1e-9]), vmin=min([0.0, *values])) if values else [0.0, 1.0]
+    lo, hi = ticks[0], ticks[-1]
 
     def x(i: int) -> float:
         return left + (pw * (i + 0.5) / max(len(x_labels), 1))

@@ -22,6 +22,9 @@ REORDERED = "reordered"
 DIFFERENT = "different"
 SEQ_GAP = "sequence_gap"
 FINAL_MISMATCH = "final_text_mismatch"
+# The stream delivered its own final text intact, but that answer is not the expected one: the
+# answer itself changed upstream of the streaming (e.g. a tool failed or timed out under load).
+ANSWER_CHANGED = "answer_changed"
 
 
 def classify(received: str, expected: str) -> str:
@@ -51,6 +54,8 @@ class Verdict:
     def of(cls, *, text: str, final_text: str | None, seq_ok: bool, expected: str | None) -> Verdict:
         if expected is not None:
             kind = classify(text, expected)
+            if kind == DIFFERENT and final_text == text and seq_ok:
+                return cls(False, ANSWER_CHANGED)
             if kind != OK:
                 return cls(False, kind)
         if final_text is not None and final_text != text:

@@ -37,6 +37,7 @@ PATHS = ("direct", "responses", "chatkit")
 STAGGER_S = 0.005  # worker w starts w * 5 ms late: 200 streams ramp up over one second
 WARMUP_CONCURRENCY = 8  # warming caches is not a load test
 NO_EXPECTED = "no_expected_text"
+MAX_EXAMPLES = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +88,7 @@ class CellResult:
     tool_calls_median: float | None
     app_cpu_s: float | None
     app_peak_rss_mb: float | None
+    integrity_examples: list[dict[str, Any]] = field(default_factory=list)  # the first few damaged streams
 
 
 @dataclass(slots=True)
@@ -172,6 +174,11 @@ def summarize_cell(
         Verdict(False, NO_EXPECTED) if require_expected and expected(r) is None else check_stream(r, expected(r)) for r in good
     ]
     problems = Counter(v.problem for v in verdicts if not v.intact)
+    examples = [
+        {"user": r.user, "run_id": r.run_id, "problem": v.problem, **first_difference(r.text, expected(r) or r.final_text or "")}
+        for r, v in zip(good, verdicts, strict=True)
+        if not v.intact
+    ][:MAX_EXAMPLES]
     events = sum(r.events for r in results)
     tools = sorted(r.tool_calls for r in good)
     return CellResult(
@@ -193,7 +200,16 @@ def summarize_cell(
         tool_calls_median=float(tools[len(tools) // 2]) if tools else None,
         app_cpu_s=None if cpu_s is None else round(cpu_s, 3),
         app_peak_rss_mb=None if rss_mb is None else round(rss_mb, 1),
+        integrity_examples=examples,
     )
+
+
+def first_difference(got: str, want: str, context: int = 60) -> dict[str, Any]:
+    """Where two texts part, with a little context on each side: enough to tell a dropped
+    token from an answer that changed (a tool that failed under load writes another answer)."""
+    i = next((k for k, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
+    start = max(0, i - context)
+    return {"at": i, "got_len": len(got), "want_len": len(want), "got": got[start : i + context], "want": want[start : i + context]}
 
 
 class LoadGenerator:

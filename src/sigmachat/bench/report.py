@@ -262,8 +262,8 @@ def headline(report: dict[str, Any]) -> str:
             if not lo or not hi or not lo.get("overhead") or not hi.get("overhead"):
                 continue
             bits.append(
-                f"{path}, {q['key']}: +{ms(lo['overhead']['ttfb_p50_ms'])} ms median TTFB at {levels[0]} stream(s), "
-                f"+{ms(hi['overhead']['ttfb_p50_ms'])} ms at {levels[-1]}"
+                f"{path}, {q['key']}: {signed_ms(lo['overhead']['ttfb_p50_ms'])} ms median TTFB at {levels[0]} stream(s), "
+                f"{signed_ms(hi['overhead']['ttfb_p50_ms'])} ms at {levels[-1]}"
             )
     return "; ".join(bits) + "." if bits else ""
 
@@ -293,7 +293,9 @@ def markdown(report: dict[str, Any]) -> str:
         "- **direct**: the `openai` SDK (`AsyncOpenAI.responses.create(stream=True)`) straight from the upstream, with the",
         "  same instructions and tool schemas the app sends. Tool calls are answered client-side from outputs computed",
         "  once per distinct call (by the same tool registry, on the same database), so this is the model's time alone:",
-        "  the floor no path through the app can beat.",
+        "  the floor no path through the app can beat. It runs in the load generator's process, where the SDK parses",
+        "  every upstream event; on the app paths that parsing happens in the app. Under load the load generator's own",
+        "  CPU therefore slows the floor a little, and a small negative overhead means no measurable overhead.",
         "- **responses**: `POST /api/v1/chat/send` on the app (the Responses path's SSE API). Each stream gets a new",
         "  conversation, created before the clock starts (as the UI does in its own request).",
         "- **chatkit**: `POST /chatkit` with `threads.create` (the ChatKit path; the Agents SDK engine). Creating the",
@@ -310,7 +312,8 @@ def markdown(report: dict[str, Any]) -> str:
         "- **errors**: streams that failed (HTTP error, error event, timeout); **intact**: completed streams whose text,",
         "  concatenated delta by delta, equals the expected answer (taken once per user and question from the direct path:",
         "  the simulated model is deterministic) and the stream's own final text, with gap-free sequence numbers.",
-        "  A mismatch is classified as dropped, duplicated, reordered or different.",
+        "  A mismatch is classified as dropped, duplicated, reordered or different; `answer_changed` means the stream",
+        "  delivered its own final answer intact but that answer is not the expected one (a tool failed under load).",
         "- **app CPU s / RSS MB**: CPU seconds (user + system) the app process used during the cell and its peak resident",
         "  memory (psutil on the app's pid, sampled at 20 Hz). The direct rows show the idle app.",
         "",
@@ -360,6 +363,7 @@ def markdown(report: dict[str, Any]) -> str:
             _md_table(RESULT_HEADERS, result_rows(report, q["key"]), right=set(range(len(RESULT_HEADERS))) - {1, 11, 12}),
             "",
         ]
+    out += _problems_section(report)
     tools = report.get("tools") or {}
     out += ["## Tool microbenchmarks", ""]
     if tools.get("timings"):
@@ -418,6 +422,24 @@ def markdown(report: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(out)
+
+
+def _problems_section(report: dict[str, Any]) -> list[str]:
+    """Cells with errors or damaged streams, with the first examples, so a reader sees what failed."""
+    bad = [c for c in report.get("cells", []) if c["errors"] or c["ok"] != c["intact"]]
+    if not bad:
+        return []
+    out = ["## Errors and integrity problems", ""]
+    for c in bad:
+        line = f"- **{c['path']}**, {c['question']}, {c['level']} concurrent: {_errors(c)} errors"
+        if c["ok"] != c["intact"]:
+            line += f"; {c['ok'] - c['intact']} of {c['ok']} completed streams not intact ({', '.join(f'{k} {v}' for k, v in c['integrity_problems'].items())})"
+        out.append(line + ".")
+        for ex in c.get("integrity_examples", [])[:1]:
+            got = ex.get("got", "").replace("\n", " ").replace("`", "'")
+            want = ex.get("want", "").replace("\n", " ").replace("`", "'")
+            out.append(f"  Example ({ex['problem']}, at character {ex['at']}): got `…{got}…`, expected `…{want}…`.")
+    return [*out, ""]
 
 
 def _upstream_text(up: dict[str, Any]) -> str:
