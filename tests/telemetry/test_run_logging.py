@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sigmachat.agent.events import EventFactory, RunFinished, RunStarted, TextDelta
 from sigmachat.chat.conversations import create_conversation
 from sigmachat.db.models import User
-from sigmachat.logging import get_logger
+from sigmachat.logging import configure_logging, get_logger
 from sigmachat.runs.event_log import InMemoryEventLog
 from sigmachat.runs.manager import RunManager
 from tests.conftest import HNW
@@ -33,6 +33,8 @@ class LoggingEngine:
 
 
 async def test_log_lines_of_a_run_carry_run_id_and_seq(services):
+    # Other tests leave logging at WARNING (create_app configures it); info lines must pass here.
+    configure_logging("DEBUG")
     manager = RunManager(services.db, services.settings, {"responses": LoggingEngine()}, InMemoryEventLog())
 
     def listener(run, event):
