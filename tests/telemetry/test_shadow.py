@@ -130,9 +130,10 @@ async def test_shadow_runs_never_appear_in_conversation_history(shadow_services)
         await session.commit()
     started = await manager.start(user_id=user.id, conversation_id=conv.id, text="What is my largest position?", engine="responses", protocol="legacy_sse")
     await manager.wait_finished(started.run_id, timeout=5)
-    (live_request,) = live_engine.requests
-    task = svc.telemetry.shadow.maybe_shadow(FakeRun(started.run_id, user_id=user.id, conversation_id=conv.id), live_request)
-    await task
+    assert len(live_engine.requests) == 1
+    # attach() registered the shadow as the manager's finish listener: the live run's end
+    # started it in the background; wait for it.
+    await asyncio.gather(*svc.telemetry.shadow._tasks)
     await svc.telemetry.recorder.flush()
 
     async with svc.db.session() as session:
