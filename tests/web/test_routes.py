@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from sigmachat.web.routes import STATIC_DIR
-from tests.conftest import BASE_URL, HNW, login
+from tests.conftest import ADMIN, BASE_URL, HNW, login
 
 async def _cookie_login(client) -> None:
     resp = await client.post("/api/v1/auth/login", json={"email": HNW, "password": "demo12345"})
@@ -109,7 +109,7 @@ def test_every_relative_module_import_resolves():
 
 
 def test_every_asset_the_pages_reference_exists():
-    for page in ("index.html", "login.html"):
+    for page in ("index.html", "login.html", "admin.html", "forbidden.html"):
         for ref in re.findall(r'(?:src|href)="(/static/[^"]+)"', (STATIC_DIR / page).read_text()):
             assert (STATIC_DIR / ref.removeprefix("/static/")).is_file(), f"{page} references missing {ref}"
 
@@ -124,7 +124,7 @@ def test_client_code_never_turns_strings_into_html_or_code(path: Path):
 
 def test_pages_have_no_inline_script_or_style():
     # The CSP forbids inline code; an inline block would silently not run.
-    for page in ("index.html", "login.html"):
+    for page in ("index.html", "login.html", "admin.html", "forbidden.html"):
         html = (STATIC_DIR / page).read_text()
         assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html), page
         assert "<style" not in html and " style=" not in html and " onclick=" not in html, page
@@ -133,3 +133,36 @@ def test_pages_have_no_inline_script_or_style():
 def test_base_url_is_an_allowed_origin_for_cookie_posts():
     # The browser tests rely on the same-origin Origin header passing the CSRF check.
     assert BASE_URL.startswith("http://127.0.0.1")
+
+
+# ---- the operator page ---------------------------------------------------------------------
+
+
+async def test_admin_page_redirects_visitors_without_a_session_to_sign_in(client):
+    resp = await client.get("/admin")
+    assert resp.status_code == 303
+    assert resp.headers["location"] == "/login"
+
+
+async def test_admin_page_refuses_a_signed_in_non_admin_with_a_readable_page(client):
+    await _cookie_login(client)
+    resp = await client.get("/admin")
+    assert resp.status_code == 403
+    assert resp.headers["content-type"].startswith("text/html")
+    assert "Administrators only" in resp.text
+    assert "admin.js" not in resp.text
+
+
+async def test_admin_page_is_served_to_an_admin_with_the_strict_csp(client):
+    resp = await client.post("/api/v1/auth/login", json={"email": ADMIN, "password": "demo12345"})
+    assert resp.status_code == 200
+    resp = await client.get("/admin")
+    assert resp.status_code == 200
+    assert "unsafe-inline" not in resp.headers["content-security-policy"]
+    assert '<script type="module" src="/static/js/admin.js">' in resp.text
+
+
+async def test_admin_script_is_served_as_javascript(client):
+    resp = await client.get("/static/js/admin.js")
+    assert resp.status_code == 200
+    assert resp.headers["content-type"].startswith("text/javascript")

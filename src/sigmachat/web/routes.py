@@ -1,4 +1,5 @@
-"""The browser UI: the chat page at ``/``, the sign-in page at ``/login`` and their static assets.
+"""The browser UI: the chat page at ``/``, the sign-in page at ``/login``, the operator page at
+``/admin`` and their static assets.
 
 The UI is plain ES modules with no build step, so the files under ``static/`` are served as
 they are. Pages are only shells; everything the user sees about their data comes from the
@@ -54,33 +55,52 @@ PAGE_HEADERS = {
 _static = StaticFiles(directory=STATIC_DIR, check_dir=False)
 
 
-async def _session_state(request: Request) -> str:
-    """``"valid"``, ``"expired"`` or ``"none"`` for the request's session cookie."""
+async def _session(request: Request) -> tuple[str, User | None]:
+    """(``"valid"`` | ``"expired"`` | ``"none"``, the user) for the request's session cookie."""
     services = get_services(request)
     token = request.cookies.get(services.settings.cookie_name)
     if not token:
-        return "none"
+        return "none", None
     try:
         claims = services.tokens.verify(token)
     except InvalidToken as exc:
-        return "expired" if str(exc) == "expired" else "none"
+        return ("expired" if str(exc) == "expired" else "none"), None
     async with services.db.session() as session:
-        if await session.get(User, claims.user_id) is None:
-            return "none"
-    return "valid"
+        user = await session.get(User, claims.user_id)
+    return ("valid", user) if user is not None else ("none", None)
 
 
-def _page(name: str) -> FileResponse:
-    return FileResponse(STATIC_DIR / name, media_type=CONTENT_TYPES[".html"], headers=PAGE_HEADERS)
+async def _session_state(request: Request) -> str:
+    return (await _session(request))[0]
+
+
+def _page(name: str, status_code: int = 200) -> FileResponse:
+    return FileResponse(STATIC_DIR / name, status_code=status_code, media_type=CONTENT_TYPES[".html"], headers=PAGE_HEADERS)
+
+
+def _to_login(state: str) -> RedirectResponse:
+    target = "/login?expired=1" if state == "expired" else "/login"
+    return RedirectResponse(target, status_code=303, headers={"Cache-Control": "no-store"})
 
 
 @router.get("/")
 async def chat_page(request: Request) -> Response:
     state = await _session_state(request)
     if state != "valid":
-        target = "/login?expired=1" if state == "expired" else "/login"
-        return RedirectResponse(target, status_code=303, headers={"Cache-Control": "no-store"})
+        return _to_login(state)
     return _page("index.html")
+
+
+@router.get("/admin")
+async def admin_page(request: Request) -> Response:
+    """The operator page (rollout, audit, live counters, report). The role is checked here only
+    to send a non-admin a readable refusal; the admin APIs enforce it for every call."""
+    state, user = await _session(request)
+    if state != "valid":
+        return _to_login(state)
+    if user.role != "admin":
+        return _page("forbidden.html", status_code=403)
+    return _page("admin.html")
 
 
 @router.get("/login")
