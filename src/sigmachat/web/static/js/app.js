@@ -467,6 +467,7 @@ async function start() {
   turns = createTurns({ store, getBackend: () => backend, onAuthLost: () => goToLogin("expired"), announce });
   els.userName.textContent = me.full_name || me.email;
   els.userName.title = me.email;
+  $("admin-link").hidden = me.role !== "admin"; // the admin APIs check the role; this only hides the link
   state.portfolios = portfolios;
   renderPortfolios();
   const target = hashConversation();
