@@ -45,3 +45,22 @@ def test_bench_and_soak_are_commands():
     assert "bench" in help_text and "soak" in help_text
     assert runner.invoke(app, ["bench", "--levels", "one"]).exit_code == 2
     assert runner.invoke(app, ["soak", "--paths", "carrier-pigeon"]).exit_code == 2
+
+
+def test_a_saved_report_can_be_rendered_again(tmp_path):
+    import json
+
+    from sigmachat.cli.main import app
+
+    report = {
+        "mode": "quick", "started_at": "2026-11-24T12:00:00+00:00", "bench_seconds": 1.0, "code": {},
+        "machine": {"cpu_count": 2, "memory_gb": 1.0, "python": "3.11", "platform": "Linux"},
+        "upstream": {"kind": "sim", "ttfb_ms": 300, "tokens_per_s": 80, "model": "m"},
+        "plan": {"levels": [], "streams": {}, "paths": []}, "questions": [], "cells": [],
+    }  # fmt: skip
+    saved = tmp_path / "r.json"
+    saved.write_text(json.dumps(report))
+    docs = tmp_path / "benchmarks.md"
+    result = CliRunner().invoke(app, ["bench", "--from-json", str(saved), "--out", str(tmp_path / "out"), "--docs-path", str(docs)])
+    assert result.exit_code == 0, result.output
+    assert docs.read_text().startswith("# Benchmarks") and (tmp_path / "out" / "latest.html").exists()

@@ -81,7 +81,7 @@ def test_terminal_tables_render(report):
     assert "What can you do?" in text
     assert "+30 (×1.10)" in text  # responses at level 1: 330 vs 300
     assert "client_timeout 1" in text
-    assert "dropped 1" in text
+    assert "2/3 (dropped 1)" in text  # intact of the completed streams
 
 
 def test_markdown_has_method_machine_and_results(report):

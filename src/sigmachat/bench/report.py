@@ -94,7 +94,7 @@ def _cells(report: dict[str, Any], question: str) -> list[dict[str, Any]]:
 
 
 def _integrity(cell: dict[str, Any]) -> str:
-    text = f"{cell['intact']}/{cell['streams']}"
+    text = f"{cell['intact']}/{cell['ok']}"  # of the completed streams: failed ones are under errors
     if cell.get("integrity_problems"):
         text += " (" + ", ".join(f"{k} {v}" for k, v in cell["integrity_problems"].items()) + ")"
     return text
@@ -309,7 +309,7 @@ def markdown(report: dict[str, Any]) -> str:
         "- **tok/s**: text deltas per second within a stream, first to last token (the upstream paces 1 token per delta).",
         "- **events/s**: all SSE events received by the load generator in the cell, divided by the cell's wall time.",
         "- **vs direct**: the path's median minus the direct path's median at the same level and question, and their ratio.",
-        "- **errors**: streams that failed (HTTP error, error event, timeout); **intact**: completed streams whose text,",
+        "- **errors**: streams that failed (HTTP error, error event, timeout); **intact**: of the completed streams, those whose text,",
         "  concatenated delta by delta, equals the expected answer (taken once per user and question from the direct path:",
         "  the simulated model is deterministic) and the stream's own final text, with gap-free sequence numbers.",
         "  A mismatch is classified as dropped, duplicated, reordered or different; `answer_changed` means the stream",
@@ -405,10 +405,11 @@ def markdown(report: dict[str, Any]) -> str:
         "## Running it",
         "",
         "```bash",
-        "make bench                  # sigmachat bench: full mode, levels 1, 10, 50, 200 (under 5 minutes on 2 cores)",
-        "make bench-quick            # sigmachat bench --quick: levels 1 and 10 (under 1 minute)",
+        "make bench                  # sigmachat bench: full mode, levels 1, 10, 50, 200 (target: under 5 minutes on 2 cores)",
+        "make bench-quick            # sigmachat bench --quick: levels 1 and 10 (target: under 1 minute)",
         "sigmachat bench --levels 1,20 --streams 40 --paths direct,responses   # a custom selection",
         "OPENAI_API_KEY=sk-... sigmachat bench --upstream openai --levels 1,5   # the same against the real API (costs tokens)",
+        "sigmachat bench --from-json bench/results/latest.json   # re-render tables, HTML and this page from a saved run",
         "```",
         "",
         "Results go to `bench/results/` (git-ignored): `bench-<time>.json` (every figure above), `bench-<time>.html`",

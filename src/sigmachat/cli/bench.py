@@ -28,6 +28,7 @@ def bench(
     docs_path: Path = typer.Option(Path("docs/benchmarks.md"), "--docs-path", help="The docs page to regenerate."),
     keep_workdir: bool = typer.Option(False, "--keep-workdir", help="Keep the temporary database and server logs."),
     no_seed_cache: bool = typer.Option(False, "--no-seed-cache", help="Seed a fresh database instead of copying the cached template."),
+    from_json: Path = typer.Option(None, "--from-json", exists=True, dir_okay=False, help="Measure nothing: render the tables, HTML and docs of a saved report."),
 ) -> None:
     """Benchmark the chat paths against the simulator (or OpenAI): direct, responses, chatkit.
 
@@ -35,8 +36,18 @@ def bench(
     its own process, then prints a table and writes JSON + an HTML chart under bench/results/
     and (full runs) docs/benchmarks.md.
     """
-    from sigmachat.bench.report import terminal_tables
+    from sigmachat.bench.report import terminal_tables, write_outputs
     from sigmachat.bench.runner import BenchError, BenchOptions, run_bench
+
+    if from_json is not None:
+        import json
+
+        report = json.loads(from_json.read_text(encoding="utf-8"))
+        for table in terminal_tables(report):
+            console.print(table)
+        wrote = write_outputs(report, out_dir, docs_path if docs is not False else None)
+        console.print("written: " + ", ".join(str(p) for k, p in wrote.items() if k.startswith("latest") or k == "docs"))
+        return
 
     try:
         level_values = tuple(int(v) for v in _csv(levels) or ()) or None
