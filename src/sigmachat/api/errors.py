@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sigmachat.errors import AppError
@@ -68,14 +69,17 @@ def install_error_handlers(app: FastAPI) -> None:
             body["error"]["request_id"] = rid
         return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
-    @app.exception_handler(DBAPIError)
-    async def _database(request: Request, exc: DBAPIError) -> JSONResponse:
-        # The database is down or unreachable: a retryable 503, never SQL in the response.
-        log.error("database_error", path=request.url.path, error=type(exc.orig).__name__ if exc.orig else type(exc).__name__)
+    async def _database(request: Request, exc: Exception) -> JSONResponse:
+        # The database is down, unreachable or saturated: a retryable 503, never SQL in the response.
+        orig = getattr(exc, "orig", None)
+        log.error("database_error", path=request.url.path, error=type(orig or exc).__name__)
         body = {"error": {"code": "service_unavailable", "message": "The database is unavailable right now; nothing was changed. Try again shortly."}}
         if rid := _request_id(request):
             body["error"]["request_id"] = rid
         return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
+
+    app.add_exception_handler(DBAPIError, _database)
+    app.add_exception_handler(PoolTimeout, _database)  # no free pooled connection in time
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -346,11 +346,8 @@ class RunManager:
                 # Even a run that died before its engine said anything starts with run_started.
                 await self._emit(run, EventFactory(run.run_id).make(RunStarted, conversation_id=run.conversation_id, model="", engine=run.engine))
                 terminal = terminal.model_copy(update={"seq": 2})
-            try:
-                # Persist before announcing the end: whoever sees "done" can load the saved answer.
-                await self._persist(run, terminal)
-            except Exception:
-                log.exception("run_persist_failed", run_id=run.run_id)
+            # Persist before announcing the end: whoever sees "done" can load the saved answer.
+            await self._persist_with_retry(run, terminal)
             await self._emit(run, terminal)
             await self.log.mark_finished(run.run_id)
             self._active.pop(run.run_id, None)
@@ -370,6 +367,17 @@ class RunManager:
         return EventFactory(run.run_id, start_after=run.last_seq).make(
             RunFailed, code=code, message=message or k.message, retryable=k.retryable, partial_text=run.text
         )
+
+    async def _persist_with_retry(self, run: _ActiveRun, terminal: Any, attempts: int = 4) -> None:
+        """A transient database error must not leave the answer 'streaming' forever."""
+        for attempt in range(1, attempts + 1):
+            try:
+                await self._persist(run, terminal)
+                return
+            except Exception:
+                log.exception("run_persist_failed", run_id=run.run_id, attempt=attempt)
+                if attempt < attempts:
+                    await asyncio.sleep(0.25 * 2**attempt)
 
     async def _persist(self, run: _ActiveRun, terminal: Any) -> None:
         events = await self.log.read(run.run_id)
