@@ -4,6 +4,7 @@
 
 import { ApiError, onAuthLost, request } from "./api.js";
 import { h, clear, formatDuration } from "./dom.js";
+import { bindThemeToggle } from "./theme-toggle.js";
 
 const ADMIN = "/api/v1/admin";
 const LIVE_EVERY_MS = 4000;
@@ -307,18 +308,7 @@ els.reportWindow.addEventListener("change", loadReport);
 
 // ---- theme + start -------------------------------------------------------------------------
 
-function themeLabel() {
-  const dark = document.documentElement.dataset.theme === "dark";
-  els.theme.setAttribute("aria-label", dark ? "Switch to light theme" : "Switch to dark theme");
-  els.theme.setAttribute("aria-pressed", String(dark));
-}
-els.theme.addEventListener("click", () => {
-  const next = document.documentElement.dataset.theme === "dark" ? "light" : "dark";
-  document.documentElement.dataset.theme = next;
-  try { localStorage.setItem("sigmachat.theme", next); } catch { /* storage disabled */ }
-  themeLabel();
-});
-themeLabel();
+bindThemeToggle(els.theme);
 
 async function start() {
   request("GET", "/api/v1/auth/me").then((me) => {

@@ -8,6 +8,7 @@ import { createLegacyBackend } from "./legacy.js";
 import { conversationTitle, patchMessage, renderConversationList, renderThread } from "./render.js";
 import { createStore, withKeys } from "./state.js";
 import { createTurns } from "./turns.js";
+import { bindThemeToggle } from "./theme-toggle.js";
 
 const $ = (id) => document.getElementById(id);
 const PAGE_SIZE = 20;
@@ -67,19 +68,7 @@ function announce(text) {
 
 // ---- theme -------------------------------------------------------------------------------
 
-function applyThemeLabel() {
-  const dark = document.documentElement.dataset.theme === "dark";
-  els.theme.setAttribute("aria-label", dark ? "Switch to light theme" : "Switch to dark theme");
-  els.theme.setAttribute("aria-pressed", String(dark));
-}
-
-els.theme.addEventListener("click", () => {
-  const next = document.documentElement.dataset.theme === "dark" ? "light" : "dark";
-  document.documentElement.dataset.theme = next;
-  try { localStorage.setItem("sigmachat.theme", next); } catch { /* storage disabled */ }
-  applyThemeLabel();
-});
-applyThemeLabel();
+bindThemeToggle(els.theme);
 
 // ---- rendering ---------------------------------------------------------------------------
 

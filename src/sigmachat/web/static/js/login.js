@@ -3,6 +3,7 @@
 
 import { ApiError, api } from "./api.js";
 import { h } from "./dom.js";
+import { bindThemeToggle } from "./theme-toggle.js";
 
 const DEMO_PASSWORD = "demo12345";
 const DEMO_USERS = [
@@ -75,16 +76,5 @@ for (const user of DEMO_USERS) {
     )));
 }
 
-function themeLabel() {
-  const dark = document.documentElement.dataset.theme === "dark";
-  theme.setAttribute("aria-label", dark ? "Switch to light theme" : "Switch to dark theme");
-  theme.setAttribute("aria-pressed", String(dark));
-}
-theme.addEventListener("click", () => {
-  const next = document.documentElement.dataset.theme === "dark" ? "light" : "dark";
-  document.documentElement.dataset.theme = next;
-  try { localStorage.setItem("sigmachat.theme", next); } catch { /* storage disabled */ }
-  themeLabel();
-});
-themeLabel();
+bindThemeToggle(theme);
 email.focus();
