@@ -12,7 +12,7 @@ from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sigmachat.agent.events import ToolCallRecord
-from sigmachat.db.models import Conversation, Message, Portfolio, utcnow
+from sigmachat.db.models import Conversation, Message, Portfolio, as_utc, utcnow
 from sigmachat.engines.base import HistoryTurn
 from sigmachat.errors import NotFound, ValidationFailed
 from sigmachat.portfolio.service import get_owned_portfolio
@@ -59,14 +59,7 @@ def decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
         value = dt.datetime.fromisoformat(ts)
     except ValueError as exc:
         raise ValidationFailed("Invalid pagination cursor.") from exc
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    return value, item_id
-
-
-def _as_aware(value: dt.datetime) -> dt.datetime:
-    # SQLite hands back naive datetimes for timezone-aware columns; they are UTC.
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    return as_utc(value), item_id
 
 
 async def list_conversations(
@@ -82,7 +75,7 @@ async def list_conversations(
     stmt = stmt.order_by(Conversation.created_at.desc(), Conversation.id.desc()).limit(limit + 1)
     rows = list((await session.execute(stmt)).scalars())
     page = rows[:limit]
-    nxt = encode_cursor(_as_aware(page[-1].created_at), page[-1].id) if len(rows) > limit and page else None
+    nxt = encode_cursor(as_utc(page[-1].created_at), page[-1].id) if len(rows) > limit and page else None
     return page, nxt
 
 
@@ -153,5 +146,5 @@ def message_to_dict(m: Message) -> dict[str, Any]:
         "latency_ms": m.latency_ms,
         "error": m.error,
         "feedback": m.feedback,
-        "created_at": _as_aware(m.created_at).isoformat(),
+        "created_at": as_utc(m.created_at).isoformat(),
     }

@@ -38,6 +38,14 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def as_utc(value: dt.datetime) -> dt.datetime:
+    """A timestamp read back from the database, made timezone-aware.
+
+    SQLite hands back naive datetimes for timezone-aware columns; everything we write is UTC.
+    """
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
     type_annotation_map = {dt.datetime: DateTime(timezone=True), dict: JSON}
@@ -200,7 +208,7 @@ class Attachment(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
-__all__ = ["Attachment", "AppState", "Base", "Conversation", "Message", "prefixed_id", "DailyPrice", "Integer", "Portfolio", "Position", "User", "new_id", "utcnow"]
+__all__ = ["Attachment", "AppState", "Base", "Conversation", "Message", "prefixed_id", "DailyPrice", "Integer", "Portfolio", "Position", "User", "as_utc", "new_id", "utcnow"]
 
 
 # --- rollout control (issue 7) -------------------------------------------------------------

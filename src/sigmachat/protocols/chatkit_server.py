@@ -65,13 +65,13 @@ from sqlalchemy import select
 from sigmachat.agent.events import Info, RunFailed, RunFinished, TextDelta, ToolFinished, ToolStarted, is_terminal
 from sigmachat.agent.failures import kind
 from sigmachat.chat.conversations import title_from_text
-from sigmachat.db.models import Message
+from sigmachat.db.models import Message, as_utc
 from sigmachat.errors import AppError, Conflict, NotFound, ValidationFailed
 from sigmachat.logging import get_logger
 from sigmachat.runs.manager import RunManager
 from sigmachat.settings import Settings
 from sigmachat.store.chatkit_store import SqlChatKitStore
-from sigmachat.store.items import as_aware, tool_title, user_text
+from sigmachat.store.items import tool_title, user_text
 
 log = get_logger("sigmachat.chatkit")
 
@@ -351,7 +351,7 @@ class SigmaChatKitServer(ChatKitServer[ChatContext]):
         # it and in stream order, and the base never changes, so a replay gives equal items.
         async with self.store.db.session() as session:
             asked = (await session.execute(select(Message.created_at).where(Message.id == user_message_id))).scalar_one_or_none()
-        base = as_aware(asked) if asked is not None else dt.datetime.now(dt.UTC)
+        base = as_utc(asked) if asked is not None else dt.datetime.now(dt.UTC)
         return ChatKitEventMapper(thread_id=thread_id, run_id=run_id, assistant_item_id=assistant_id, base_time=base)
 
     def stream_gone(self, context: ChatContext, thread_id: str) -> None:

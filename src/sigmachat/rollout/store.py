@@ -6,7 +6,6 @@ admin API or the CLI reaches all of them (see ``provider.py`` for how fast).
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -14,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from sigmachat.db.models import RolloutAudit, RolloutFlag, utcnow
+from sigmachat.db.models import RolloutAudit, RolloutFlag, as_utc, utcnow
 from sigmachat.db.session import Database
 from sigmachat.errors import Conflict
 from sigmachat.logging import get_logger
@@ -81,16 +80,9 @@ def _state_of(row: RolloutFlag) -> FlagState:
         allow_portfolios=tuple(row.allow_portfolios or ()),
         deny_users=tuple(row.deny_users or ()),
         default=row.default_variant,
-        updated_at=_aware(row.updated_at),
+        updated_at=as_utc(row.updated_at) if row.updated_at else None,
         updated_by=row.updated_by or None,
     )
-
-
-def _aware(value: dt.datetime | None) -> dt.datetime | None:
-    # SQLite hands back naive datetimes; every timestamp we write is UTC.
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=dt.UTC)
-    return value
 
 
 def _as_json(value: Any) -> Any:
@@ -199,7 +191,7 @@ class RolloutStore:
                 "flag": r.flag_key,
                 "version": r.version,
                 "actor": r.actor,
-                "changed_at": _aware(r.changed_at).isoformat() if r.changed_at else None,
+                "changed_at": as_utc(r.changed_at).isoformat() if r.changed_at else None,
                 "old": r.old,
                 "new": r.new,
             }

@@ -31,7 +31,7 @@ from sigmachat.agent.events import (
 )
 from sigmachat.agent.failures import kind
 from sigmachat.chat.conversations import get_conversation, history_from_messages, list_messages, title_from_text
-from sigmachat.db.models import Conversation, Message, prefixed_id, utcnow
+from sigmachat.db.models import Conversation, Message, as_utc, prefixed_id, utcnow
 from sigmachat.db.session import Database
 from sigmachat.engines.base import Engine, RunRequest
 from sigmachat.errors import Conflict, NotFound, ServiceUnavailable
@@ -212,8 +212,7 @@ class RunManager:
             if stored is not None:
                 user_msg = stored
                 user_msg.run_id = run_id
-                stored_at = stored.created_at if stored.created_at.tzinfo else stored.created_at.replace(tzinfo=dt.UTC)
-                now = max(now, stored_at + dt.timedelta(microseconds=1))
+                now = max(now, as_utc(stored.created_at) + dt.timedelta(microseconds=1))
             else:
                 user_msg = Message(
                     id=user_message_id or prefixed_id("msg"),

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from sigmachat.chat.conversations import default_portfolio_id
 from sigmachat.db.models import Attachment as AttachmentRow
-from sigmachat.db.models import Conversation, Message, utcnow
+from sigmachat.db.models import Conversation, Message, as_utc, utcnow
 from sigmachat.db.session import Database
 from sigmachat.store import items as conv
 
@@ -73,7 +73,7 @@ class SqlChatKitStore(Store[Any]):
         data: dict[str, Any] = {
             "id": row.id,
             "title": row.title,
-            "created_at": extra.get("created_at") or conv.as_aware(row.created_at),
+            "created_at": extra.get("created_at") or as_utc(row.created_at),
             "metadata": dict(row.metadata_ or {}),
         }
         if row.status:
@@ -174,7 +174,7 @@ class SqlChatKitStore(Store[Any]):
     @staticmethod
     def _expand(row: Message, thread_id: str, covered_runs: set[str]) -> list[tuple[Key, ThreadItem]]:
         """The items one row stands for, in ascending order."""
-        created = conv.as_aware(row.created_at)
+        created = as_utc(row.created_at)
         out: list[tuple[Key, ThreadItem]] = []
         if row.role == "assistant" and row.tool_calls and not (row.run_id and row.run_id in covered_runs):
             workflow = conv.legacy_workflow(row, thread_id)
@@ -188,10 +188,10 @@ class SqlChatKitStore(Store[Any]):
     async def _item_key(self, session: AsyncSession, thread_id: str, user_id: str, item_id: str) -> Key:
         row = await self._row(session, thread_id, user_id, item_id)
         if row is not None:
-            return (conv.as_aware(row.created_at), row.id, 1)
+            return (as_utc(row.created_at), row.id, 1)
         owner = await self._synth_owner(session, thread_id, user_id, item_id)
         if owner is not None:
-            return (conv.as_aware(owner.created_at), owner.id, 0)
+            return (as_utc(owner.created_at), owner.id, 0)
         raise NotFoundError(f"Item {item_id} not found")
 
     async def _row(self, session: AsyncSession, thread_id: str, user_id: str, item_id: str) -> Message | None:
@@ -250,7 +250,7 @@ class SqlChatKitStore(Store[Any]):
                         out.append((key, item))
                 if len(rows) < batch:
                     break
-                bound, inclusive = (conv.as_aware(rows[-1].created_at), rows[-1].id), False
+                bound, inclusive = (as_utc(rows[-1].created_at), rows[-1].id), False
         page = [item for _key, item in out[:limit]]
         has_more = len(out) > limit
         return Page(data=page, has_more=has_more, after=page[-1].id if has_more and page else None)
@@ -293,7 +293,7 @@ class SqlChatKitStore(Store[Any]):
                         # Saving a rendered legacy workflow makes it a real row; link it to the
                         # run so the rendering stops, and keep it just before its message.
                         owner.run_id = owner.run_id or f"legacy_{owner.id}"
-                        created = conv.as_aware(owner.created_at) - dt.timedelta(microseconds=1)
+                        created = as_utc(owner.created_at) - dt.timedelta(microseconds=1)
                     session.add(
                         Message(
                             id=item.id,

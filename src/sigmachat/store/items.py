@@ -26,7 +26,7 @@ from chatkit.types import (
 )
 from pydantic import TypeAdapter
 
-from sigmachat.db.models import Message
+from sigmachat.db.models import Message, as_utc
 
 THREAD_ITEM_ADAPTER: TypeAdapter[ThreadItem] = TypeAdapter(ThreadItem)
 
@@ -102,11 +102,6 @@ def load_payload(payload: dict[str, Any]) -> ThreadItem:
     return THREAD_ITEM_ADAPTER.validate_python(payload)
 
 
-def as_aware(value: dt.datetime) -> dt.datetime:
-    # SQLite hands back naive datetimes for timezone-aware columns; they are UTC.
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-
-
 def to_utc(value: dt.datetime) -> dt.datetime:
     """Ordering value for a column. ChatKit builds naive local times (datetime.now())."""
     if value.tzinfo is None:
@@ -137,14 +132,14 @@ def legacy_workflow(row: Message, thread_id: str) -> WorkflowItem | None:
     return WorkflowItem(
         id=synthesized_workflow_id(row.id),
         thread_id=thread_id,
-        created_at=as_aware(row.created_at),
+        created_at=as_utc(row.created_at),
         workflow=Workflow(type="custom", tasks=tasks, summary=DurationSummary(duration=round(total_ms / 1000)), expanded=False),
     )
 
 
 def legacy_message(row: Message, thread_id: str) -> ThreadItem | None:
     """A Responses-path user or assistant row as a ChatKit item (None: nothing to show)."""
-    created = as_aware(row.created_at)
+    created = as_utc(row.created_at)
     if row.role == "user":
         return UserMessageItem(
             id=row.id,

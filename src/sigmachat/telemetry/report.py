@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import func, select
 
-from sigmachat.db.models import Message, RunRecord
+from sigmachat.db.models import Message, RunRecord, as_utc
 from sigmachat.db.session import Database
 from sigmachat.settings import Settings
 
@@ -90,10 +90,6 @@ def histogram(values: list[float], edges: tuple[float, ...]) -> list[dict[str, A
         {"from_ms": edges[i], "to_ms": edges[i + 1] if i + 1 < len(edges) else None, "count": counts[i]}
         for i in range(len(edges))
     ]
-
-
-def _aware(value: dt.datetime) -> dt.datetime:
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
 
 
 def _median(values: list[float]) -> float | None:
@@ -174,7 +170,7 @@ def _timeline(rows: list[dict[str, Any]], since: dt.datetime, until: dt.datetime
     for r in rows:
         if r["status"] != "completed" or r["output_tokens_per_s"] is None:
             continue
-        i = min(int((_aware(r["created_at"]) - since).total_seconds() // size), TIMELINE_BUCKETS - 1)
+        i = min(int((as_utc(r["created_at"]) - since).total_seconds() // size), TIMELINE_BUCKETS - 1)
         buckets[max(i, 0)][r["path"]].append(r["output_tokens_per_s"])
     out = []
     for i in range(TIMELINE_BUCKETS):

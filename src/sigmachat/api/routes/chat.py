@@ -12,7 +12,7 @@ from sse_starlette import EventSourceResponse
 
 from sigmachat.api.deps import IdentityDep, ServicesDep, SessionDep
 from sigmachat.chat import conversations as convs
-from sigmachat.db.models import Conversation, Message
+from sigmachat.db.models import Conversation, Message, as_utc
 from sigmachat.errors import NotFound
 from sigmachat.protocols import legacy_sse
 from sigmachat.runs.manager import RunManager
@@ -69,8 +69,8 @@ def _conv_out(conv: Conversation, manager: RunManager | None = None) -> Conversa
         id=conv.id,
         title=conv.title,
         portfolio_id=conv.portfolio_id,
-        created_at=convs._as_aware(conv.created_at).isoformat(),
-        updated_at=convs._as_aware(conv.updated_at).isoformat(),
+        created_at=as_utc(conv.created_at).isoformat(),
+        updated_at=as_utc(conv.updated_at).isoformat(),
         active_run_id=manager.active_run_for(conv.id) if manager else None,
     )
 
