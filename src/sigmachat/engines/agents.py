@@ -16,7 +16,6 @@ sequence is gap-free whatever order the SDK's tasks run in.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -48,7 +47,7 @@ from sigmachat.agent.events import (
 )
 from sigmachat.agent.failures import kind
 from sigmachat.agent.instructions import instructions_for
-from sigmachat.engines.base import ModelEngine, RunRequest
+from sigmachat.engines.base import ModelEngine, RunRequest, aclose_quietly, parse_tool_arguments, tool_outcome
 from sigmachat.engines.model_client import ModelClient
 from sigmachat.engines.responses import (
     RETRYABLE_BEFORE_OUTPUT,
@@ -180,7 +179,7 @@ class _GuardedModel(Model):
                     raise
                 raise failure from exc
             finally:
-                await _aclose(inner)
+                await aclose_quietly(inner)
 
 
 class AgentsEngine(ModelEngine):
@@ -203,31 +202,11 @@ class AgentsEngine(ModelEngine):
         async def invoke(tool_context: Any, arguments: str) -> str:
             state: _RunState = tool_context.context
             call_id = tool_context.tool_call_id
-            args = _parse_args(arguments)
-            state.emit(ToolStarted, call_id=call_id, name=name, arguments=args)
+            state.emit(ToolStarted, call_id=call_id, name=name, arguments=parse_tool_arguments(arguments))
             result = await self.registry.call(name, arguments, state.tool_ctx)
-            state.records.append(
-                ToolCallRecord(
-                    call_id=call_id,
-                    name=name,
-                    arguments=args,
-                    summary=result.summary,
-                    ok=result.ok,
-                    duration_ms=result.duration_ms,
-                    truncated=result.truncated,
-                    output=result.model_text,
-                )
-            )
-            state.emit(
-                ToolFinished,
-                call_id=call_id,
-                name=name,
-                envelope=result.envelope,
-                duration_ms=result.duration_ms,
-                truncated=result.truncated,
-                ok=result.ok,
-                summary=result.summary,
-            )
+            record, finished = tool_outcome(call_id, name, arguments, result)
+            state.records.append(record)
+            state.emit(ToolFinished, **finished)
             return result.model_text
 
         return FunctionTool(
@@ -364,19 +343,3 @@ async def _pump(result: Any, queue: asyncio.Queue) -> None:
         return
     queue.put_nowait(("done", None))
 
-
-def _parse_args(arguments: str) -> dict[str, Any]:
-    try:
-        value = json.loads(arguments or "{}")
-    except ValueError:
-        return {"_raw": arguments}
-    return value if isinstance(value, dict) else {"_value": value}
-
-
-async def _aclose(stream: Any) -> None:
-    aclose = getattr(stream, "aclose", None)
-    if aclose is not None:
-        try:
-            await aclose()
-        except Exception:  # closing a broken stream must not mask the real outcome
-            log.debug("agents_stream_close_failed")

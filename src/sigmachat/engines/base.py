@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -10,7 +11,10 @@ from typing import Any, Literal, Protocol
 
 from sigmachat.agent.events import AgentEvent, ToolCallRecord
 from sigmachat.engines.model_client import ModelClient
+from sigmachat.logging import get_logger
 from sigmachat.settings import Settings
+
+log = get_logger("sigmachat.engines")
 
 
 @dataclass(slots=True)
@@ -64,6 +68,51 @@ class ModelEngine:
         if retry_after_ms is not None:
             delay = max(delay, retry_after_ms)
         return int(min(delay, max(cap, retry_after_ms or 0)))
+
+
+def parse_tool_arguments(arguments: str) -> dict[str, Any]:
+    """A model's tool-call arguments as a dict for events and records; bad JSON is kept raw."""
+    try:
+        value = json.loads(arguments or "{}")
+    except ValueError:
+        return {"_raw": arguments}
+    return value if isinstance(value, dict) else {"_value": value}
+
+
+def tool_outcome(call_id: str, name: str, arguments: str, result: Any) -> tuple[ToolCallRecord, dict[str, Any]]:
+    """What one finished tool call becomes: the run's record, and the tool_finished event fields."""
+    record = ToolCallRecord(
+        call_id=call_id,
+        name=name,
+        arguments=parse_tool_arguments(arguments),
+        summary=result.summary,
+        ok=result.ok,
+        duration_ms=result.duration_ms,
+        truncated=result.truncated,
+        output=result.model_text,
+    )
+    finished = {
+        "call_id": call_id,
+        "name": name,
+        "envelope": result.envelope,
+        "duration_ms": result.duration_ms,
+        "truncated": result.truncated,
+        "ok": result.ok,
+        "summary": result.summary,
+    }
+    return record, finished
+
+
+async def aclose_quietly(stream: Any) -> None:
+    """Close an async stream (async generator or SDK stream); a failure to close a broken
+    stream must never mask the outcome the caller is already reporting."""
+    close = getattr(stream, "aclose", None) or getattr(stream, "close", None)
+    if close is None:
+        return
+    try:
+        await close()
+    except Exception:
+        log.debug("stream_close_failed", stream=type(stream).__name__)
 
 
 class Engine(Protocol):

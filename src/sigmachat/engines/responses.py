@@ -29,7 +29,7 @@ from sigmachat.agent.events import (
 )
 from sigmachat.agent.failures import kind
 from sigmachat.agent.instructions import instructions_for
-from sigmachat.engines.base import HistoryTurn, ModelEngine, RunRequest
+from sigmachat.engines.base import HistoryTurn, ModelEngine, RunRequest, aclose_quietly, parse_tool_arguments, tool_outcome
 from sigmachat.engines.responses_stream import FunctionCall, ResponsesStreamReader, TextChunk, TurnEnd
 from sigmachat.logging import get_logger
 from sigmachat.tools.registry import ToolContext
@@ -232,7 +232,7 @@ class ResponsesEngine(ModelEngine):
                     return
                 finally:
                     if stream is not None:
-                        await _close_quietly(stream)
+                        await aclose_quietly(stream)
                 break
 
             usage = usage + end.usage
@@ -262,36 +262,17 @@ class ResponsesEngine(ModelEngine):
                 return
 
             # Run this turn's calls concurrently; report each as it finishes.
-            outputs: list[dict[str, Any]] = []
             for call in calls:
-                yield ev.make(ToolStarted, call_id=call.call_id, name=call.name, arguments=_parse_args(call.arguments))
+                yield ev.make(ToolStarted, call_id=call.call_id, name=call.name, arguments=parse_tool_arguments(call.arguments))
             tasks = {
                 asyncio.ensure_future(self._call_tool(call, ctx)): call for call in calls
             }
             try:
                 for fut in asyncio.as_completed(list(tasks)):
                     call, result = await fut
-                    record = ToolCallRecord(
-                        call_id=call.call_id,
-                        name=call.name,
-                        arguments=_parse_args(call.arguments),
-                        summary=result.summary,
-                        ok=result.ok,
-                        duration_ms=result.duration_ms,
-                        truncated=result.truncated,
-                        output=result.model_text,
-                    )
+                    record, finished = tool_outcome(call.call_id, call.name, call.arguments, result)
                     tool_records.append(record)
-                    yield ev.make(
-                        ToolFinished,
-                        call_id=call.call_id,
-                        name=call.name,
-                        envelope=result.envelope,
-                        duration_ms=result.duration_ms,
-                        truncated=result.truncated,
-                        ok=result.ok,
-                        summary=result.summary,
-                    )
+                    yield ev.make(ToolFinished, **finished)
             finally:
                 for task in tasks:
                     if not task.done():
@@ -315,17 +296,3 @@ class ResponsesEngine(ModelEngine):
         result = await self.registry.call(call.name, call.arguments, ctx)
         return call, result
 
-
-def _parse_args(arguments: str) -> dict[str, Any]:
-    try:
-        value = json.loads(arguments or "{}")
-    except ValueError:
-        return {"_raw": arguments}
-    return value if isinstance(value, dict) else {"_value": value}
-
-
-async def _close_quietly(stream: Any) -> None:
-    try:
-        await stream.close()
-    except Exception:  # closing a broken stream must not mask the real outcome
-        log.debug("stream_close_failed")

@@ -33,7 +33,7 @@ from sigmachat.agent.failures import kind
 from sigmachat.chat.conversations import get_conversation, history_from_messages, list_messages, title_from_text
 from sigmachat.db.models import Conversation, Message, as_utc, prefixed_id, utcnow
 from sigmachat.db.session import Database
-from sigmachat.engines.base import Engine, RunRequest
+from sigmachat.engines.base import Engine, RunRequest, aclose_quietly
 from sigmachat.errors import Conflict, NotFound, ServiceUnavailable
 from sigmachat.logging import get_logger
 from sigmachat.runs.event_log import EventLog
@@ -340,7 +340,7 @@ class RunManager:
             log.exception("run_crashed", run_id=run.run_id)
             terminal = self._failure(run, "internal_error")
         finally:
-            await _aclose(stream)
+            await aclose_quietly(stream)
             if run.last_seq == 0:
                 # Even a run that died before its engine said anything starts with run_started.
                 await self._emit(run, EventFactory(run.run_id).make(RunStarted, conversation_id=run.conversation_id, model="", engine=run.engine))
@@ -469,12 +469,3 @@ class RunManager:
         run = self._active.get(run_id)
         if run is not None:
             await asyncio.wait_for(run.finished.wait(), timeout)
-
-
-async def _aclose(stream: Any) -> None:
-    aclose = getattr(stream, "aclose", None)
-    if aclose is not None:
-        try:
-            await aclose()
-        except Exception:
-            log.debug("engine_stream_close_failed")
