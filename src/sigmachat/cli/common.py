@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from sigmachat.services import Services
 
 
-def cli_services() -> Services:
-    """Services for a command-line run: settings from the environment, warnings-only logs."""
+@asynccontextmanager
+async def cli_services(*, migrate: bool = False) -> AsyncIterator[Services]:
+    """Services for one command-line run: settings from the environment, warnings-only logs,
+    the schema brought up to date when ``migrate``, and everything closed on the way out."""
+    from sigmachat.db.migrate import upgrade
     from sigmachat.logging import configure_logging
     from sigmachat.settings import get_settings
 
     settings = get_settings()
     configure_logging("WARNING", json=settings.log_json)
-    return Services.build(settings)
+    services = Services.build(settings)
+    try:
+        if migrate:
+            await upgrade(services.db.engine)
+        yield services
+    finally:
+        await services.aclose()

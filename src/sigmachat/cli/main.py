@@ -42,17 +42,12 @@ def serve(
 @app.command()
 def seed() -> None:
     """Seed the demo users, portfolios and prices (idempotent)."""
-    from sigmachat.db.migrate import upgrade
     from sigmachat.demo.seed import seed_demo
 
     async def _run():
-        services = cli_services()
-        try:
-            await upgrade(services.db.engine)
+        async with cli_services(migrate=True) as services:
             async with services.db.session() as session:
                 return await seed_demo(session, services.settings)
-        finally:
-            await services.aclose()
 
     report = asyncio.run(_run())
     if report.changed:
@@ -70,12 +65,9 @@ def db_upgrade(revision: str = typer.Argument("head")) -> None:
     from sigmachat.db.migrate import current_revision, upgrade
 
     async def _run():
-        services = cli_services()
-        try:
+        async with cli_services() as services:
             await upgrade(services.db.engine, revision)
             return await current_revision(services.db.engine)
-        finally:
-            await services.aclose()
 
     console.print(f"Database at revision {asyncio.run(_run())}.")
 
@@ -83,19 +75,14 @@ def db_upgrade(revision: str = typer.Argument("head")) -> None:
 @data_app.command("import-prices")
 def import_prices(file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True)) -> None:
     """Load real daily closes from a CSV (symbol,date,close); they take precedence over demo prices."""
-    from sigmachat.db.migrate import upgrade
     from sigmachat.market.prices import PriceImportError, import_csv
 
     async def _run():
-        services = cli_services()
-        try:
-            await upgrade(services.db.engine)
+        async with cli_services(migrate=True) as services:
             async with services.db.session() as session:
                 result = await import_csv(session, file)
                 await session.commit()
                 return result
-        finally:
-            await services.aclose()
 
     try:
         result = asyncio.run(_run())
@@ -117,17 +104,12 @@ def users_create(
 ) -> None:
     """Create a user account."""
     from sigmachat.auth.service import create_user
-    from sigmachat.db.migrate import upgrade
     from sigmachat.errors import AppError
 
     async def _run():
-        services = cli_services()
-        try:
-            await upgrade(services.db.engine)
+        async with cli_services(migrate=True) as services:
             async with services.db.session() as session:
                 return await create_user(session, email, name, password, "admin" if admin else "user")
-        finally:
-            await services.aclose()
 
     try:
         user = asyncio.run(_run())

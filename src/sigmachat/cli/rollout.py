@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from sigmachat.settings import get_settings
+from sigmachat.cli.common import cli_services
 
 rollout_app = typer.Typer(help="Which chat path (responses | chatkit) serves whom.", no_args_is_help=True)
 console = Console()
@@ -26,20 +26,11 @@ def _actor() -> str:
 
 
 async def _with_service(work):
-    from sigmachat.db.migrate import upgrade
-    from sigmachat.logging import configure_logging
     from sigmachat.rollout import RolloutService
-    from sigmachat.services import Services
 
-    settings = get_settings()
-    configure_logging("WARNING", json=settings.log_json)
-    services = Services.build(settings)
-    try:
-        await upgrade(services.db.engine)
-        rollout = services.rollout or RolloutService(settings, services.db)
+    async with cli_services(migrate=True) as services:
+        rollout = services.rollout or RolloutService(services.settings, services.db)
         return await work(rollout)
-    finally:
-        await services.aclose()
 
 
 def _print_state(state: dict[str, Any]) -> None:

@@ -55,16 +55,13 @@ def call_tool(
     from sigmachat.tools.registry import ToolContext, build_registry
 
     async def _run():
-        services = cli_services()
-        try:
+        async with cli_services() as services:
             async with services.db.session() as session:
                 found = (await session.execute(select(User).where(User.email == user.strip().lower()))).scalar_one_or_none()
             if found is None:
                 return None
             ctx = ToolContext(user_id=found.id, portfolio_id=portfolio, session_factory=services.db.session, settings=services.settings)
             return await build_registry(services.settings).call(name, args, ctx)
-        finally:
-            await services.aclose()
 
     result = asyncio.run(_run())
     if result is None:
@@ -90,11 +87,8 @@ def bench(
     from sigmachat.analytics.bench import WARM_TARGET_MS, run_tool_benchmark
 
     async def _run():
-        services = cli_services()
-        try:
+        async with cli_services() as services:
             return await run_tool_benchmark(services, runs=runs, user_email=user, portfolio_id=portfolio)
-        finally:
-            await services.aclose()
 
     try:
         report = asyncio.run(_run())
