@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sigmachat.auth.tokens import TokenService
@@ -30,7 +30,6 @@ class Services:
     chatkit: SigmaChatKitServer | None = None  # the ChatKit protocol server (POST /chatkit)
     rollout: RolloutService | None = None  # which chat path serves a user (built in build())
     telemetry: Telemetry | None = None  # runs rows, /metrics, spans, shadow runs (built in build())
-    extras: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def build(cls, settings: Settings) -> Services:

@@ -98,12 +98,13 @@ async def sim_services(tmp_path, template_db):
     shutil.copy(template_db, tmp_path / "sigmachat.db")
     services = Services.build(sim_settings(tmp_path))
     async with services.db.session() as s:
-        services.extras["user_id"] = (await s.execute(select(User.id).where(User.email == HNW))).scalar_one()
-    yield services
+        user_id = (await s.execute(select(User.id).where(User.email == HNW))).scalar_one()
+    yield services, user_id
     await services.aclose()
 
 
-async def _terminal(services, engine_cls, scenario: str):
+async def _terminal(sim, engine_cls, scenario: str):
+    services, user_id = sim
     settings = services.settings
     mc = build_model_client(settings, http_client=fresh_sim())
     try:
@@ -112,9 +113,8 @@ async def _terminal(services, engine_cls, scenario: str):
         async def no_wait(_s):  # the simulator's Retry-After is honoured in the delay, not waited
             return None
 
-        engine_sleep = "sleep" if engine_cls is AgentsEngine else "_sleep"
-        setattr(engine, engine_sleep, no_wait)
-        request = RunRequest(run_id="run_parity", user_id=services.extras["user_id"], user_text=QUESTION, sim_scenario=scenario)
+        engine.sleep = no_wait  # both engines share ModelEngine.sleep
+        request = RunRequest(run_id="run_parity", user_id=user_id, user_text=QUESTION, sim_scenario=scenario)
         events = [e async for e in engine.stream(request)]
     finally:
         await mc.aclose()
