@@ -208,7 +208,7 @@ class Attachment(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
-__all__ = ["Attachment", "AppState", "Base", "Conversation", "Message", "prefixed_id", "DailyPrice", "Integer", "Portfolio", "Position", "User", "as_utc", "new_id", "utcnow"]
+__all__ = ["Attachment", "AppState", "Base", "Conversation", "Message", "prefixed_id", "DailyPrice", "Portfolio", "Position", "User", "as_utc", "new_id", "utcnow"]
 
 
 # --- rollout control (issue 7) -------------------------------------------------------------
