@@ -145,14 +145,6 @@ class Settings(BaseSettings):
             return [o.strip() for o in value.split(",") if o.strip()]
         return value
 
-    @property
-    def sync_database_url(self) -> str:
-        return self.database_url
-
-    @property
-    def is_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")
-
     def ensure_var_dir(self) -> Path:
         self.var_dir.mkdir(parents=True, exist_ok=True)
         return self.var_dir

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sigmachat.db.models import AppState, DailyPrice
@@ -200,6 +200,3 @@ def describe_sources(sources: Iterable[str]) -> str:
         return "none"
     return found.pop() if len(found) == 1 else "mixed"
 
-
-async def price_row_count(session: AsyncSession) -> int:
-    return int((await session.execute(select(func.count()).select_from(DailyPrice))).scalar_one())
