@@ -287,7 +287,7 @@ def test_resuming_an_expired_run_loads_the_saved_answer(page_for, live_server):
         f"fetch('/api/v1/chat/conversations/{conversation}/messages').then(r => r.json()).then(b => b.messages.pop())"
     )
     # The run's event log expires (as it does run_log_ttl_s after the end) ...
-    log = live_server.services().runs.log
+    log = live_server.services().runs.events
     live_server.run(log.expire(now=10**12))
     # ... and a late resume (a tab that slept through the end) gets 410 with the saved message.
     result = page.evaluate(

@@ -65,7 +65,7 @@ async def test_expired_run_answers_410_with_the_saved_message(client, app):
     conv = (await client.post("/api/v1/chat/conversations", json={}, headers=headers)).json()
     frames = parse((await client.post("/api/v1/chat/send", json={"conversation_id": conv["id"], "text": "What is my largest position?"}, headers=headers)).text)
     run_id = frames[0].data["run_id"]
-    log = app.state.services.runs.log
+    log = app.state.services.runs.events
     assert await log.expire(now=10**12) >= 1  # far future: every finished run has expired
     resp = await client.get(f"/api/v1/chat/runs/{run_id}/stream", headers=headers)
     assert resp.status_code == 410

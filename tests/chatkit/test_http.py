@@ -232,7 +232,7 @@ async def test_same_question_same_tools_on_both_engines(client):
     runs = client._transport.app.state.services.runs
 
     async def tools_of(run_id: str) -> list[str]:
-        return [e.name for e in await runs.log.read(run_id) if e.type == "tool_started"]
+        return [e.name for e in await runs.events.read(run_id) if e.type == "tool_started"]
 
     for question in questions:
         conv = (await client.post("/api/v1/chat/conversations", json={}, headers=headers)).json()

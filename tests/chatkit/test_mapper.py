@@ -47,7 +47,7 @@ def turn(*, fail: str | None = None, text_first: bool = False):
 
 
 def mapped(events):
-    mapper = ChatKitEventMapper(thread_id="thr_1", run_id="run_abc", assistant_item_id="msg_a1", base_time=BASE)
+    mapper = ChatKitEventMapper(thread_id="thr_1", run_id="run_abc", assistant_item_id="msg_a1", answer_created_at=BASE)
     return [(e.seq, out) for e in events for out in mapper.feed(e)]
 
 
@@ -87,7 +87,8 @@ def test_a_turn_with_two_tools_maps_to_a_live_workflow_then_the_message():
         (tool_title("get_positions_details"), "12 positions", "complete"),
         (tool_title("get_volatility_analysis"), "beta 1.1", "complete"),
     ]
-    assert done_wf.workflow.summary.duration == 3  # first tool start → text start, in seconds
+    assert done_wf.workflow.summary.duration == 0  # the tools' own time (5 + 9 ms), in whole seconds
+    assert done_wf.id == "wf_msg_a1"  # the id the store renders for the answer's tool calls
     assert "busy" in pairs[0][1].text and "attempt 2" in pairs[0][1].text
     done_msg = pairs[-1][1].item
     assert isinstance(done_msg, AssistantMessageItem) and done_msg.id == "msg_a1"

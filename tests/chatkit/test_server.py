@@ -16,6 +16,7 @@ from sigmachat.protocols.chatkit_server import NotSupported, StreamHandle
 from tests.chatkit.conftest import build_runtime
 from tests.chatkit.helpers import Frame, add_message, compact, create, req, validate
 from tests.runs.fakes import ScriptedEngine
+from tests.writes import count_writes
 
 
 async def collect(handle: StreamHandle) -> list[Frame]:
@@ -56,6 +57,7 @@ async def test_threads_create_streams_the_turn_and_persists_one_history(rt, serv
     await rt.manager.wait_finished(handle.run_id, 5)
     items = (await rt.server.store.load_thread_items(thread_id, None, 20, "asc", rt.ctx())).data
     assert [type(i) for i in items] == [UserMessageItem, WorkflowItem, AssistantMessageItem]
+    # Reloading the thread gives the very items the stream sent (rendered from the run's rows).
     assert items[2] == answer and items[1] == frames[5].event.item
     # The same rows serve the Responses path: GET .../messages and the next turn's history.
     async with services.db.session() as session:
@@ -175,32 +177,40 @@ async def test_rejected_before_any_stream(rt, services, body, error):
         assert len((await session.execute(select(Conversation.id))).all()) == before
 
 
-async def test_busy_thread_is_409_and_leaves_no_trace(services):
+async def test_busy_thread_is_refused_before_anything_is_written(services):
     gate = asyncio.Event()
     rt = await build_runtime(services, ScriptedEngine(gate=gate))
     handle = await rt.server.handle(create(), rt.ctx())
     frames = handle.frames
     first = [await anext(frames) for _ in range(4)]
     thread_id = validate(first[0][1]).thread.id
-    with pytest.raises(Conflict) as info:
-        await rt.server.handle(add_message(thread_id, "again"), rt.ctx())
-    assert info.value.details["active_run_id"] == handle.run_id
+    question_id = validate(first[1][1]).item.id
+    with count_writes(services.db) as writes:
+        with pytest.raises(Conflict) as info:
+            await rt.server.handle(add_message(thread_id, "again"), rt.ctx())
+        assert info.value.details["active_run_id"] == handle.run_id
+        # A retry would first delete the answer being written: refused before that, too.
+        with pytest.raises(Conflict):
+            await rt.server.handle(req("threads.retry_after_item", thread_id=thread_id, item_id=question_id), rt.ctx())
+    assert writes.rows == []  # nothing stored, so nothing to undo
     gate.set()
     rest = [f async for f in frames]
     assert validate(rest[-1][1]).type == "thread.updated"
     items = (await rt.server.store.load_thread_items(thread_id, None, 20, "asc", rt.ctx())).data
     assert [i.type for i in items] == ["user_message", "workflow", "assistant_message"]
+    assert len(rt.engine.requests) == 1
 
 
-async def test_rate_limited_start_is_a_4xx_and_the_new_thread_is_dropped(services):
+async def test_rate_limited_start_is_a_4xx_and_writes_no_thread(services):
     rt = await build_runtime(services, send_rate_limit="1/minute")
     from sigmachat.runs.limits import UsageGuard
 
     rt.manager.guard = UsageGuard(rt.manager.settings)
     await run_create(rt)
     threads_before = json.loads(await rt.server.handle(req("threads.list"), rt.ctx()))["data"]
-    with pytest.raises(RateLimited):
+    with count_writes(services.db) as writes, pytest.raises(RateLimited):
         await rt.server.handle(create("second"), rt.ctx())
+    assert writes.rows == []
     threads_after = json.loads(await rt.server.handle(req("threads.list"), rt.ctx()))["data"]
     assert threads_after == threads_before
 
@@ -225,7 +235,7 @@ async def test_disconnect_cancels_the_run_by_default_and_keeps_what_was_said(ser
     await rt.manager.wait_finished(handle.run_id, 5)
     await rt.server.drain()
     gate.set()
-    events = await rt.manager.log.read(handle.run_id)
+    events = await rt.manager.events.read(handle.run_id)
     assert events[-1].type == "run_failed" and events[-1].code == "cancelled"
     items = (await rt.server.store.load_thread_items(thread_id, None, 20, "asc", rt.ctx())).data
     assert [i.type for i in items] == ["user_message", "workflow", "assistant_message"]

@@ -15,7 +15,7 @@ from tests.conftest import HNW, INDIVIDUAL
 class Ctx:
     user_id: str
     portfolio_id: str | None = None
-    run_id: str | None = None
+    run_owns_items: bool = False  # a request that starts a run (the run manager writes its items)
 
 
 async def user_id(services, email: str) -> str:

@@ -114,22 +114,26 @@ async def test_chatkit_items_read_as_legacy_messages_and_history(store, services
     assert [(t.role, t.text) for t in turns] == [("user", "What is my largest position?"), ("assistant", "AAPL, at 12%.")]
 
 
-async def test_a_run_with_stored_workflows_is_not_rendered_twice(store, services, alice):
-    """A ChatKit run stores its workflow items and the run manager stores tool_calls: show them once."""
+async def test_items_of_a_run_are_not_written_by_the_store(store, services, alice):
+    """In a request that starts a run, the run manager owns the run's rows: the SDK's writes are skipped."""
     async with services.db.session() as session:
         conv = await convs.create_conversation(session, alice.user_id)
         session.add(Message(id="msg_r0000001", conversation_id=conv.id, user_id=alice.user_id, item_type="assistant_message",
                             role="assistant", content="AAPL.", tool_calls=TOOLS, status="complete", run_id="run_ck",
                             created_at=at(5)))
         await session.commit()
-    run_ctx = Ctx(alice.user_id, run_id="run_ck")
-    workflow = WorkflowItem(id="wf_r0000001", thread_id=conv.id, created_at=at(4),
-                            workflow=Workflow(type="custom", tasks=[CustomTask(title="Looking up positions")]))
-    await store.add_thread_item(conv.id, workflow, run_ctx)
+    run_ctx = Ctx(alice.user_id, run_owns_items=True)
+    rendered = await store.load_item(conv.id, "wf_msg_r0000001", alice)
+    answer = await store.load_item(conv.id, "msg_r0000001", alice)
+    other = WorkflowItem(id="wf_r0000002", thread_id=conv.id, created_at=at(4),
+                         workflow=Workflow(type="custom", tasks=[CustomTask(title="Looking up positions")]))
+    edited = answer.model_copy(update={"content": [AssistantMessageContent(text="Changed.")]})
+    await store.add_thread_item(conv.id, rendered, run_ctx)
+    await store.add_thread_item(conv.id, other, run_ctx)
+    await store.save_item(conv.id, edited, run_ctx)
     page = await store.load_thread_items(conv.id, None, 10, "asc", alice)
-    assert [i.id for i in page.data] == ["wf_r0000001", "msg_r0000001"]
-    with pytest.raises(NotFoundError):
-        await store.load_item(conv.id, "wf_msg_r0000001", alice)
+    assert [i.id for i in page.data] == ["wf_msg_r0000001", "msg_r0000001"]
+    assert page.data == [rendered, answer]
 
 
 async def test_deleting_or_saving_a_rendered_workflow(store, services, alice):
@@ -138,13 +142,15 @@ async def test_deleting_or_saving_a_rendered_workflow(store, services, alice):
     page = await store.load_thread_items(thread_id, None, 50, "asc", alice)
     assert "wf_msg_la000001" not in [i.id for i in page.data]
 
+    # A rendered workflow is the answer's tool calls (the run manager's to write): saving it
+    # through the store stores nothing, and the thread still renders it from the answer.
     thread_id = await legacy_conversation_2(services, alice)
     rendered = await store.load_item(thread_id, "wf_msg_lb000001", alice)
     edited = rendered.model_copy(update={"workflow": rendered.workflow.model_copy(update={"expanded": True})})
     await store.save_item(thread_id, edited, alice)
     page = await store.load_thread_items(thread_id, None, 50, "asc", alice)
     assert [i.id for i in page.data] == ["msg_lb000000", "wf_msg_lb000001", "msg_lb000001"]
-    assert page.data[1] == edited
+    assert page.data[1] == rendered
 
 
 async def legacy_conversation_2(services, ctx: Ctx) -> str:

@@ -141,7 +141,7 @@ async def test_shadow_runs_never_appear_in_conversation_history(shadow_services)
         everywhere = (await session.execute(select(Message.content))).scalars().all()
     assert [(m.role, m.content) for m in history] == [("user", "What is my largest position?"), ("assistant", "Live answer.")]
     assert not any("Shadow answer" in c for c in everywhere)
-    assert await manager.log.info(shadow_engine.requests[0].run_id) is None  # not in the event log either: nothing to stream or resume
+    assert await manager.events.info(shadow_engine.requests[0].run_id) is None  # not in the event log either: nothing to stream or resume
     rows = {r.run_id: r for r in await _rows(svc)}
     assert rows[started.run_id].shadow is False and rows[started.run_id].path == "responses"
     (shadow_row,) = [r for r in rows.values() if r.shadow]

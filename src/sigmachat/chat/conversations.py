@@ -18,6 +18,7 @@ from sigmachat.errors import NotFound, ValidationFailed
 from sigmachat.portfolio.service import get_owned_portfolio
 
 TITLE_MAX = 80
+MAX_TEXT = 4000  # the longest question either protocol accepts, in characters
 
 
 async def default_portfolio_id(session: AsyncSession, user_id: str) -> str | None:
@@ -102,6 +103,12 @@ async def list_messages(session: AsyncSession, user_id: str, conversation_id: st
         .order_by(Message.created_at, Message.id)
     )
     return list((await session.execute(stmt)).scalars())
+
+
+async def answer_of_run(session: AsyncSession, user_id: str, run_id: str) -> Message | None:
+    """The caller's saved answer of a run (None for unknown or foreign runs)."""
+    stmt = select(Message).where(Message.run_id == run_id, Message.user_id == user_id, Message.role == "assistant")
+    return (await session.execute(stmt)).scalar_one_or_none()
 
 
 def history_from_messages(messages: list[Message]) -> list[HistoryTurn]:

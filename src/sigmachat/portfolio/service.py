@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from sigmachat.db.models import Portfolio, Position
+from sigmachat.db.session import Database
 from sigmachat.errors import NotFound
 from sigmachat.market.prices import latest_closes
 from sigmachat.market.security_master import load_security_master
@@ -36,6 +37,16 @@ async def get_owned_portfolio(session: AsyncSession, user_id: str, portfolio_id:
     if portfolio is None:
         raise NotFound("Portfolio not found.")
     return portfolio
+
+
+async def owned_portfolio_id(db: Database, user_id: str, portfolio_id: str) -> str:
+    """``portfolio_id`` if the caller owns it (the one ownership check of a portfolio named in a
+    request: header, UI context or thread metadata); NotFound exactly like an unknown id."""
+    async with db.session() as session:
+        stmt = select(Portfolio.id).where(Portfolio.id == portfolio_id, Portfolio.owner_id == user_id)
+        if (await session.execute(stmt)).scalar_one_or_none() is None:
+            raise NotFound("Portfolio not found.")
+    return portfolio_id
 
 
 async def value_owned_portfolio(

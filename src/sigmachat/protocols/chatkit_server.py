@@ -1,42 +1,45 @@
 """The ChatKit protocol over our agent events.
 
-``SigmaChatKitServer`` is the official SDK's ``ChatKitServer``: the SDK parses requests,
-persists items through our ``SqlChatKitStore`` and frames the stream. Its ``respond()`` does
-not run an agent itself: it starts a run through the ``RunManager`` (so the run outlives the
-request and has the same run id and sequence as on the legacy path) and maps the run's agent
-events to ChatKit events with ``ChatKitEventMapper``.
+``SigmaChatKitServer`` is the official SDK's ``ChatKitServer``: the SDK drives the protocol
+(threads, the user item, stream options, ``thread.updated``) over our ``SqlChatKitStore``, and
+our ``respond()`` starts a run through the ``RunManager`` and maps the run's agent events to
+ChatKit events with ``ChatKitEventMapper``.
 
-The mapping is a pure function of the run's event log (item ids and timestamps derive from the
-run), so when a client goes away mid-run the same items can be rebuilt from the log and stored
-(``_finish_in_background``): a ChatKit thread ends up the same whether or not anyone watched.
+``handle()`` is the edge, in this order, so that a refusal never has anything to undo:
 
-``handle()`` is the edge: it validates the request, checks ownership and conflicts before any
-byte is streamed (so those failures are ordinary 4xx JSON errors), starts the stream in its own
-task and returns once the run has started, with the run id for the ``X-Run-Id`` header and SSE
-``id: <run_id>:<seq>`` lines.
+1. parse the request once (the SDK's own ``ChatKitReq`` type) and check it (4xx JSON);
+2. admit the run (``RunManager.admit``: busy thread 409, limits 429/503) before the SDK
+   writes anything;
+3. hand the parsed request to the SDK; return once the run has started, with its id for the
+   ``X-Run-Id`` header. The frame that ends each agent event carries ``id: <run_id>:<seq>``.
+
+Each row of a run has one owner: the run manager stores the question, the answer and its tool
+calls; the store skips the SDK's writes of those items (see ``ChatContext.run_owns_items``),
+and renders them back from the run's rows, identical to the items the stream sent.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import assert_never
 
-from chatkit.server import ChatKitServer, NonStreamingResult, StreamingResult
+from chatkit.server import ChatKitServer
 from chatkit.store import NotFoundError
 from chatkit.types import (
     AssistantMessageContent,
+    AssistantMessageContentPartTextDelta,
     AssistantMessageItem,
     ChatKitReq,
-    CustomTask,
-    DurationSummary,
     ErrorEvent,
     FeedbackKind,
     ItemsFeedbackReq,
     ItemsListReq,
     ProgressUpdateEvent,
+    StreamingReq,
     StreamOptions,
     ThreadItem,
     ThreadItemAddedEvent,
@@ -53,30 +56,29 @@ from chatkit.types import (
     ThreadsUpdateReq,
     UserMessageInput,
     UserMessageItem,
-    AssistantMessageContentPartTextDelta,
     Workflow,
     WorkflowItem,
     WorkflowTaskAdded,
     WorkflowTaskUpdated,
+    is_streaming_req,
 )
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import select
 
-from sigmachat.agent.events import Info, RunFailed, RunFinished, TextDelta, ToolFinished, ToolStarted, is_terminal
+from sigmachat.agent.events import AgentEvent, Info, RunFailed, RunFinished, RunStarted, TextDelta, ToolFinished, ToolStarted
 from sigmachat.agent.failures import kind
-from sigmachat.chat.conversations import title_from_text
-from sigmachat.db.models import Message, as_utc
-from sigmachat.errors import AppError, Conflict, NotFound, ValidationFailed
+from sigmachat.chat.conversations import MAX_TEXT
+from sigmachat.errors import AppError, NotFound, ValidationFailed
 from sigmachat.logging import get_logger
-from sigmachat.runs.manager import RunManager
+from sigmachat.portfolio.service import owned_portfolio_id
+from sigmachat.protocols.sse import sse_id
+from sigmachat.runs.manager import Admission, RunManager
 from sigmachat.settings import Settings
 from sigmachat.store.chatkit_store import SqlChatKitStore
-from sigmachat.store.items import tool_title, user_text
+from sigmachat.store.items import dump_item, synthesized_workflow_id, tool_task, tools_duration, user_text
 
 log = get_logger("sigmachat.chatkit")
 
 CHATKIT_REQUEST: TypeAdapter[ChatKitReq] = TypeAdapter(ChatKitReq)
-MAX_TEXT = 4000  # the legacy send API's limit; one limit for both paths
 SUPPORTED = (
     ThreadsCreateReq,
     ThreadsAddUserMessageReq,
@@ -88,6 +90,9 @@ SUPPORTED = (
     ItemsListReq,
     ItemsFeedbackReq,
 )
+# The frame's SSE id rides on the frame object itself (not a field of the wire type, so the
+# SDK's serializer never sees it): only frames that end an agent event have one.
+_SSE_ID = "_sigmachat_sse_id"
 
 
 class NotSupported(AppError):
@@ -97,7 +102,7 @@ class NotSupported(AppError):
     code = "not_supported"
 
 
-@dataclass
+@dataclass(frozen=True)
 class ChatContext:
     """The per-request context the SDK hands to the store and to ``respond()``."""
 
@@ -105,16 +110,23 @@ class ChatContext:
     portfolio_id: str | None = None  # validated X-Portfolio-Id header
     locale: str | None = None
     sim_scenario: str | None = None
-    # Filled in while streaming.
-    run_id: str | None = None
-    started: asyncio.Event = field(default_factory=asyncio.Event)
-    start_error: AppError | None = None
-    frame_tag: str | None = None  # the SSE id of the frame being yielded (last frame of a seq)
-    finished: bool = False  # the run's terminal event went out on this stream
-    gone: bool = False  # the disconnect policy has been applied
-    request_type: str | None = None
-    thread_id: str | None = None
-    user_item_id: str | None = None
+    admission: Admission | None = None  # the admitted run of a request that starts one
+
+    @property
+    def run_owns_items(self) -> bool:
+        """The run manager stores this request's items (the store must not write them again)."""
+        return self.admission is not None
+
+
+def frame_sse_id(frame: ThreadStreamEvent) -> str | None:
+    """The SSE id of a frame that ends an agent event (``<run_id>:<seq>``), else None."""
+    value = frame.__dict__.get(_SSE_ID)
+    return value if isinstance(value, str) else None
+
+
+def _with_sse_id(frame: ThreadStreamEvent, value: str) -> ThreadStreamEvent:
+    object.__setattr__(frame, _SSE_ID, value)
+    return frame
 
 
 # ---- agent events → ChatKit events ---------------------------------------------------------
@@ -139,112 +151,121 @@ class ChatKitEventMapper:
     - text: ``thread.item.added`` (assistant message), a ``text_delta`` per delta,
       ``thread.item.done`` with the whole text;
     - tools: one workflow of custom tasks per stretch of tool calls ("Looking up positions",
-      loading → complete with the tool's one-line summary), closed with a duration summary
-      when text starts or the run ends;
+      loading → complete with the tool's one-line summary), closed with the time the tools
+      took when text starts or the run ends;
     - retries: ``progress_update``; failure: ``error`` with a plain-language message.
 
-    Item ids and times derive from the run (assistant id, run id, ``base_time`` + seq µs), so
-    replaying the event log rebuilds the very same items.
+    Ids and times derive from the run's answer row (its id and ``created_at``), so the items
+    equal the ones the store renders from that row later, and a replay of the event log
+    rebuilds the very same frames. The last frame of each agent event carries its SSE id.
     """
 
-    def __init__(self, *, thread_id: str, run_id: str, assistant_item_id: str, base_time: dt.datetime) -> None:
+    def __init__(self, *, thread_id: str, run_id: str, assistant_item_id: str, answer_created_at: dt.datetime) -> None:
         self.thread_id = thread_id
         self.run_id = run_id
         self.assistant_item_id = assistant_item_id
-        self.base_time = base_time
+        self.answer_created_at = answer_created_at
         self.assistant: AssistantMessageItem | None = None
         self.workflow: WorkflowItem | None = None
-        self.workflow_started_ts = 0
+        self.workflow_ms: list[float] = []
         self.workflows = 0
         self.tasks: dict[str, tuple[WorkflowItem, int]] = {}
 
-    def _at(self, seq: int) -> dt.datetime:
-        return self.base_time + dt.timedelta(microseconds=seq)
-
-    def _close_workflow(self, ts: int) -> list[ThreadStreamEvent]:
+    def _close_workflow(self) -> list[ThreadStreamEvent]:
         if self.workflow is None:
             return []
         item = self.workflow
         for i, task in enumerate(item.workflow.tasks):
             if task.status_indicator == "loading":  # stopped before it finished
                 item.workflow.tasks[i] = task.model_copy(update={"status_indicator": "complete", "content": "Stopped"})
-        item.workflow.summary = DurationSummary(duration=max(0, round((ts - self.workflow_started_ts) / 1000)))
+        item.workflow.summary = tools_duration(self.workflow_ms)
         item.workflow.expanded = False
         self.workflow = None
         return [ThreadItemDoneEvent(item=item.model_copy(deep=True))]
 
-    def _close_assistant(self, text: str | None = None) -> list[ThreadStreamEvent]:
+    def _close_assistant(self) -> list[ThreadStreamEvent]:
         if self.assistant is None:
             return []
         item = self.assistant
-        if text is not None:
-            item.content = [AssistantMessageContent(text=text, annotations=[])]
         self.assistant = None
         return [ThreadItemDoneEvent(item=item.model_copy(deep=True))]
 
-    def feed(self, event: Any) -> list[ThreadStreamEvent]:
-        out: list[ThreadStreamEvent] = []
-        if isinstance(event, TextDelta):
-            if self.assistant is None:
-                out += self._close_workflow(event.ts)
-                self.assistant = AssistantMessageItem(
-                    id=self.assistant_item_id,
-                    thread_id=self.thread_id,
-                    created_at=self._at(event.seq),
-                    content=[AssistantMessageContent(text="", annotations=[])],
-                )
-                out.append(ThreadItemAddedEvent(item=self.assistant.model_copy(deep=True)))
-            self.assistant.content[0].text += event.delta
-            out.append(
-                ThreadItemUpdatedEvent(
-                    item_id=self.assistant.id,
-                    update=AssistantMessageContentPartTextDelta(content_index=0, delta=event.delta),
-                )
+    def _open_assistant(self, text: str) -> list[ThreadStreamEvent]:
+        self.assistant = AssistantMessageItem(
+            id=self.assistant_item_id,
+            thread_id=self.thread_id,
+            created_at=self.answer_created_at,
+            content=[AssistantMessageContent(text=text, annotations=[])],
+        )
+        return [ThreadItemAddedEvent(item=self.assistant.model_copy(deep=True))]
+
+    def _tool_started(self, event: ToolStarted) -> list[ThreadStreamEvent]:
+        task = tool_task(event.name, done=False)
+        if self.workflow is None:
+            self.workflow = WorkflowItem(
+                id=synthesized_workflow_id(self.assistant_item_id, self.workflows),
+                thread_id=self.thread_id,
+                # Just before the answer: the workflow sorts before the message it led to.
+                created_at=self.answer_created_at - dt.timedelta(microseconds=1),
+                workflow=Workflow(type="custom", tasks=[task], expanded=False),
             )
-        elif isinstance(event, ToolStarted):
-            task = CustomTask(title=tool_title(event.name), icon="analytics", status_indicator="loading")
-            if self.workflow is None:
-                self.workflow = WorkflowItem(
-                    id=f"wf_{self.run_id.removeprefix('run_')[:16]}{self.workflows}",
-                    thread_id=self.thread_id,
-                    created_at=self._at(event.seq),
-                    workflow=Workflow(type="custom", tasks=[task], expanded=False),
-                )
-                self.workflows += 1
-                self.workflow_started_ts = event.ts
-                self.tasks[event.call_id] = (self.workflow, 0)
-                out.append(ThreadItemAddedEvent(item=self.workflow.model_copy(deep=True)))
-            else:
-                self.workflow.workflow.tasks.append(task)
-                index = len(self.workflow.workflow.tasks) - 1
-                self.tasks[event.call_id] = (self.workflow, index)
-                out.append(ThreadItemUpdatedEvent(item_id=self.workflow.id, update=WorkflowTaskAdded(task_index=index, task=task)))
-        elif isinstance(event, ToolFinished):
-            found = self.tasks.get(event.call_id)
-            if found is not None:
-                workflow, index = found
-                summary = event.summary or ("Done" if event.ok else "Could not be computed")
-                task = workflow.workflow.tasks[index].model_copy(update={"status_indicator": "complete", "content": summary})
-                workflow.workflow.tasks[index] = task
-                if workflow is self.workflow:
-                    out.append(ThreadItemUpdatedEvent(item_id=workflow.id, update=WorkflowTaskUpdated(task_index=index, task=task)))
-        elif isinstance(event, Info):
-            out.append(ProgressUpdateEvent(icon="reload" if event.kind == "retry_scheduled" else "sparkle", text=_progress_text(event)))
-        elif isinstance(event, RunFinished):
-            out += self._close_workflow(event.ts)
-            if self.assistant is None and event.final_text:
-                self.assistant = AssistantMessageItem(
-                    id=self.assistant_item_id, thread_id=self.thread_id, created_at=self._at(event.seq),
-                    content=[AssistantMessageContent(text=event.final_text, annotations=[])],
-                )  # fmt: skip
-                out.append(ThreadItemAddedEvent(item=self.assistant.model_copy(deep=True)))
-            out += self._close_assistant()
-        elif isinstance(event, RunFailed):
-            out += self._close_workflow(event.ts)
-            out += self._close_assistant()
-            k = kind(event.code)
-            message = event.message if event.code == "response_incomplete" else k.message
-            out.append(ErrorEvent(code="custom", message=message, allow_retry=event.retryable))
+            self.workflows += 1
+            self.workflow_ms = []
+            self.tasks[event.call_id] = (self.workflow, 0)
+            return [ThreadItemAddedEvent(item=self.workflow.model_copy(deep=True))]
+        self.workflow.workflow.tasks.append(task)
+        index = len(self.workflow.workflow.tasks) - 1
+        self.tasks[event.call_id] = (self.workflow, index)
+        return [ThreadItemUpdatedEvent(item_id=self.workflow.id, update=WorkflowTaskAdded(task_index=index, task=task))]
+
+    def _tool_finished(self, event: ToolFinished) -> list[ThreadStreamEvent]:
+        found = self.tasks.get(event.call_id)
+        if found is None:
+            return []
+        workflow, index = found
+        task = tool_task(event.name, done=True, ok=event.ok, summary=event.summary)
+        workflow.workflow.tasks[index] = task
+        if workflow is not self.workflow:
+            return []
+        self.workflow_ms.append(event.duration_ms)
+        return [ThreadItemUpdatedEvent(item_id=workflow.id, update=WorkflowTaskUpdated(task_index=index, task=task))]
+
+    def feed(self, event: AgentEvent) -> list[ThreadStreamEvent]:
+        out: list[ThreadStreamEvent] = []
+        match event:
+            case RunStarted():
+                pass
+            case TextDelta():
+                if self.assistant is None:
+                    out += self._close_workflow()
+                    out += self._open_assistant("")
+                assert self.assistant is not None
+                self.assistant.content[0].text += event.delta
+                update = AssistantMessageContentPartTextDelta(content_index=0, delta=event.delta)
+                out.append(ThreadItemUpdatedEvent(item_id=self.assistant.id, update=update))
+            case ToolStarted():
+                out += self._tool_started(event)
+            case ToolFinished():
+                out += self._tool_finished(event)
+            case Info():
+                icon = "reload" if event.kind == "retry_scheduled" else "sparkle"
+                out.append(ProgressUpdateEvent(icon=icon, text=_progress_text(event)))
+            case RunFinished():
+                out += self._close_workflow()
+                if self.assistant is None and event.final_text:
+                    out += self._open_assistant(event.final_text)
+                out += self._close_assistant()
+            case RunFailed():
+                out += self._close_workflow()
+                out += self._close_assistant()
+                message = event.message if event.code == "response_incomplete" else kind(event.code).message
+                out.append(ErrorEvent(code="custom", message=message, allow_retry=event.retryable))
+            case _:
+                assert_never(event)
+        if out:
+            # Only the last frame of an agent event carries its id: a client that saw
+            # "run:seq" has seen everything that event produced.
+            _with_sse_id(out[-1], sse_id(self.run_id, event.seq))
         return out
 
 
@@ -263,7 +284,7 @@ class SigmaChatKitServer(ChatKitServer[ChatContext]):
         self.store: SqlChatKitStore = store
         self.runs = runs
         self.settings = settings
-        self._background: set[asyncio.Task] = set()
+        self._background: set[asyncio.Task[object]] = set()
 
     # -- SDK hooks ---------------------------------------------------------------------------
 
@@ -271,12 +292,16 @@ class SigmaChatKitServer(ChatKitServer[ChatContext]):
         # The stop button cancels the run only under the cancel policy; otherwise it would lie.
         return StreamOptions(allow_cancel=self.settings.chatkit_disconnect == "cancel")
 
-    async def handle_stream_cancelled(self, thread: ThreadMetadata, pending_items: list[ThreadItem], context: ChatContext) -> None:
-        # The SDK would store half-streamed items here; our run manager persists the run and
-        # _finish_in_background rebuilds its ChatKit items from the event log instead.
+    async def handle_stream_cancelled(
+        self, thread: ThreadMetadata, pending_items: list[ThreadItem], context: ChatContext
+    ) -> None:
+        # The SDK would store half-streamed items here; the run manager stores the run's
+        # answer whatever happens to the stream (it owns those rows).
         return None
 
-    async def add_feedback(self, thread_id: str, item_ids: list[str], feedback: FeedbackKind, context: ChatContext) -> None:
+    async def add_feedback(
+        self, thread_id: str, item_ids: list[str], feedback: FeedbackKind, context: ChatContext
+    ) -> None:
         await self.store.set_feedback(thread_id, item_ids, feedback, context)
 
     def _model_for(self, item: UserMessageItem) -> str | None:
@@ -288,12 +313,8 @@ class SigmaChatKitServer(ChatKitServer[ChatContext]):
             return context.portfolio_id
         candidate = (thread.metadata or {}).get("portfolio_id")
         if isinstance(candidate, str) and candidate:
-            from sigmachat.portfolio.service import get_owned_portfolio
-
             try:
-                async with self.store.db.session() as session:
-                    await get_owned_portfolio(session, context.user_id, candidate)
-                return candidate
+                return await owned_portfolio_id(self.store.db, context.user_id, candidate)
             except NotFound:
                 log.warning("chatkit_foreign_portfolio_in_metadata", thread_id=thread.id)
         return None  # the run manager falls back to the conversation's portfolio
@@ -301,99 +322,48 @@ class SigmaChatKitServer(ChatKitServer[ChatContext]):
     async def respond(
         self, thread: ThreadMetadata, input_user_message: UserMessageItem | None, context: ChatContext
     ) -> AsyncIterator[ThreadStreamEvent]:
-        if input_user_message is None:  # client tool output / structured input: rejected at the edge
-            context.start_error = NotSupported("This request type is not supported.")
-            context.started.set()
-            return
-        text = user_text(input_user_message)
-        context.thread_id, context.user_item_id = thread.id, input_user_message.id
-        try:
-            started = await self.runs.start(
-                user_id=context.user_id,
-                conversation_id=thread.id,
-                text=text,
-                engine=self.settings.chatkit_engine,
-                protocol="chatkit",
-                portfolio_id=await self._portfolio_for(thread, context),
-                ui_context={"locale": context.locale} if context.locale else None,
-                model=self._model_for(input_user_message),
-                sim_scenario=context.sim_scenario,
-                user_message_id=input_user_message.id,
-                assistant_message_id=self.store.generate_item_id("message", thread, context),
-            )
-        except AppError as exc:
-            context.start_error = exc
-            context.started.set()
-            return
-        context.run_id = started.run_id
-        context.started.set()
-        mapper = await self._mapper(thread.id, started.run_id, started.assistant_message_id, started.user_message_id)
-        try:
-            async for event in self.runs.subscribe(started.run_id):
-                frames = mapper.feed(event)
-                for i, frame in enumerate(frames):
-                    # Only the last frame of an agent event carries its id: a client that saw
-                    # "run:seq" has seen everything that event produced.
-                    context.frame_tag = f"{started.run_id}:{event.seq}" if i == len(frames) - 1 else None
-                    yield frame
-                if is_terminal(event):
-                    context.finished = True
-            if thread.title is None:
-                thread.title = title_from_text(text)  # the SDK saves it and sends thread.updated
-        finally:
-            if not context.finished:
-                self.stream_gone(context, thread.id)
+        admission = context.admission
+        if input_user_message is None or admission is None:  # the edge admits only user messages
+            raise NotSupported("This request type is not supported.")
+        started = await self.runs.start(
+            user_id=context.user_id,
+            conversation_id=thread.id,
+            text=user_text(input_user_message),
+            engine=admission.engine,
+            protocol="chatkit",
+            portfolio_id=await self._portfolio_for(thread, context),
+            ui_context={"locale": context.locale} if context.locale else None,
+            model=self._model_for(input_user_message),
+            sim_scenario=context.sim_scenario,
+            user_message_id=input_user_message.id,
+            user_item=dump_item(input_user_message),
+            admission=admission,
+        )
+        assert started.answer_created_at is not None
+        mapper = ChatKitEventMapper(
+            thread_id=thread.id,
+            run_id=started.run_id,
+            assistant_item_id=started.assistant_message_id,
+            answer_created_at=started.answer_created_at,
+        )
+        async for event in self.runs.subscribe(started.run_id):
+            for frame in mapper.feed(event):
+                yield frame
+        if thread.title is None and started.title:
+            thread.title = started.title  # stored by the run manager; the SDK sends thread.updated
 
-    # -- runs without a watcher --------------------------------------------------------------
+    # -- runs whose client left --------------------------------------------------------------
 
-    async def _mapper(self, thread_id: str, run_id: str, assistant_id: str, user_message_id: str) -> ChatKitEventMapper:
-        # Items of the run are timed just after the question (base + seq µs): they sort after
-        # it and in stream order, and the base never changes, so a replay gives equal items.
-        async with self.store.db.session() as session:
-            asked = (await session.execute(select(Message.created_at).where(Message.id == user_message_id))).scalar_one_or_none()
-        base = as_utc(asked) if asked is not None else dt.datetime.now(dt.UTC)
-        return ChatKitEventMapper(thread_id=thread_id, run_id=run_id, assistant_item_id=assistant_id, base_time=base)
-
-    def stream_gone(self, context: ChatContext, thread_id: str) -> None:
-        """The client left before the run ended: apply the disconnect policy, finish persistence."""
-        if context.run_id is None or context.finished or context.gone:
+    def _client_left(self, user_id: str, run_id: str) -> None:
+        """Apply the disconnect policy. The run manager stores the answer either way."""
+        if self.settings.chatkit_disconnect != "cancel":
             return
-        context.gone = True  # idempotent: the stream's consumer and respond() both call it
-        task = asyncio.get_running_loop().create_task(self._finish_in_background(context, thread_id, context.run_id))
+        task = asyncio.get_running_loop().create_task(self.runs.cancel(user_id, run_id), name=f"chatkit-cancel:{run_id}")
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _finish_in_background(self, context: ChatContext, thread_id: str, run_id: str) -> None:
-        try:
-            if self.settings.chatkit_disconnect == "cancel":
-                await self.runs.cancel(context.user_id, run_id)
-            info = await self.runs.log.info(run_id)
-            meta = info.meta if info else {}
-            if not meta.get("assistant_message_id"):
-                return
-            mapper = await self._mapper(thread_id, run_id, meta["assistant_message_id"], meta.get("user_message_id", ""))
-            text = None
-            async for event in self.runs.subscribe(run_id):
-                for frame in mapper.feed(event):
-                    if isinstance(frame, ThreadItemDoneEvent):
-                        await self.store.add_thread_item(thread_id, frame.item, context)
-            thread = await self.store.load_thread(thread_id, context)
-            if thread.title is None:
-                async with self.store.db.session() as session:
-                    text = (
-                        await session.execute(
-                            select(Message.content).where(Message.run_id == run_id, Message.role == "user")
-                        )
-                    ).scalar_one_or_none()
-                thread.title = title_from_text(text or "New chat")
-                await self.store.save_thread(thread, context)
-        except NotFoundError:
-            pass  # the thread was deleted meanwhile
-        except Exception:
-            log.exception("chatkit_background_finish_failed", run_id=run_id)
-
     async def drain(self) -> None:
-        """Wait for background finishes (shutdown, tests)."""
+        """Wait for background cancels (shutdown, tests)."""
         while self._background:
             await asyncio.gather(*list(self._background), return_exceptions=True)
 
@@ -403,28 +373,31 @@ class SigmaChatKitServer(ChatKitServer[ChatContext]):
         The mapper is rebuilt from the run's first event, so the frames are exactly the ones
         the original stream sent after that sequence. ``NotFound`` for unknown or foreign runs.
         """
-        info = await self.runs.owned_run_info(user_id, run_id)
-        if info is None:
+        meta = await self.runs.owned_run(user_id, run_id)
+        if meta is None or meta.protocol != "chatkit":
             raise NotFound("Run not found.")
-        meta = info.meta
-        if meta.get("protocol") != "chatkit" or not meta.get("assistant_message_id"):
-            raise NotFound("Run not found.")
-        mapper = await self._mapper(meta["conversation_id"], run_id, meta["assistant_message_id"], meta.get("user_message_id", ""))
+        mapper = ChatKitEventMapper(
+            thread_id=meta.conversation_id,
+            run_id=run_id,
+            assistant_item_id=meta.assistant_message_id,
+            answer_created_at=meta.answer_created_at,
+        )
 
         async def frames() -> AsyncIterator[tuple[str | None, str]]:
             async for event in self.runs.subscribe(run_id):
                 out = mapper.feed(event)
                 if event.seq <= after_seq:
                     continue  # the client has these; the mapper still needed them
-                for i, frame in enumerate(out):
-                    tag = f"{run_id}:{event.seq}" if i == len(out) - 1 else None
-                    yield tag, frame.model_dump_json(by_alias=True, exclude_none=True, context={"exclude_metadata": True})
+                for frame in out:
+                    yield frame_sse_id(frame), self._serialize(frame).decode()
 
         return frames()
 
     # -- the edge ----------------------------------------------------------------------------
 
-    def parse(self, body: bytes) -> Any:
+    @staticmethod
+    def parse(body: bytes) -> ChatKitReq:
+        """The one parse of a request, with the SDK's own type; errors as our 4xx."""
         try:
             return CHATKIT_REQUEST.validate_json(body)
         except ValidationError as exc:
@@ -434,7 +407,10 @@ class SigmaChatKitServer(ChatKitServer[ChatContext]):
                 raise AppError("The request body is not valid JSON.") from None
             if types & {"union_tag_invalid", "union_tag_not_found"}:
                 raise NotSupported("Unknown ChatKit request type.") from None
-            details = [{"loc": [str(p) for p in e.get("loc", ())], "message": e.get("msg", ""), "type": e.get("type", "")} for e in errors[:10]]
+            details = [
+                {"loc": [str(p) for p in e.get("loc", ())], "message": e.get("msg", ""), "type": e.get("type", "")}
+                for e in errors[:10]
+            ]
             raise ValidationFailed("Invalid ChatKit request.", details=details) from None
 
     @staticmethod
@@ -453,8 +429,8 @@ class SigmaChatKitServer(ChatKitServer[ChatContext]):
         except NotFoundError:
             raise NotFound("Thread not found.") from None
 
-    async def precheck(self, request: Any, context: ChatContext) -> None:
-        """Everything that can fail before a stream starts, as ordinary 4xx errors."""
+    async def precheck(self, request: ChatKitReq, context: ChatContext) -> None:
+        """What can be wrong with the request itself, as ordinary 4xx errors (nothing written yet)."""
         if not isinstance(request, SUPPORTED):
             label = "Attachments are" if request.type.startswith("attachments.") else f"'{request.type}' is"
             raise NotSupported(f"{label} not supported by this server.")
@@ -481,96 +457,82 @@ class SigmaChatKitServer(ChatKitServer[ChatContext]):
                     await self.store.load_item(thread.id, item_id, context)
                 except NotFoundError:
                     raise NotFound("Item not found.") from None
-        if isinstance(request, ThreadsAddUserMessageReq | ThreadsRetryAfterItemReq):
-            if active := self.runs.active_run_for(thread.id):
-                raise Conflict("An answer is already being written in this conversation.", details={"active_run_id": active})
         if isinstance(request, ThreadsDeleteReq) and (active := self.runs.active_run_for(thread.id)):
             await self.runs.cancel(context.user_id, active)
 
     async def handle(self, body: bytes, context: ChatContext) -> bytes | StreamHandle:
-        """Validate, pre-check, then answer JSON (bytes) or a started stream (StreamHandle)."""
+        """Parse, check, admit, then answer JSON (bytes) or a started stream (StreamHandle)."""
         request = self.parse(body)
         await self.precheck(request, context)
-        try:
-            result = await self.process(body, context)
-        except NotFoundError:
-            raise NotFound("Not found.") from None
-        except ValueError as exc:
-            raise AppError(str(exc) or "Invalid request.") from None
-        if isinstance(result, NonStreamingResult):
-            return result.json
-        assert isinstance(result, StreamingResult)
-        context.request_type = request.type
-        return await self._start_stream(result, context)
+        if not is_streaming_req(request):
+            try:
+                # The SDK's own dispatch, given the request we parsed (its process() would parse again).
+                return await self._process_non_streaming(request, context)
+            except NotFoundError:
+                raise NotFound("Not found.") from None
+            except ValueError as exc:
+                raise AppError(str(exc) or "Invalid request.") from None
+        thread_id = None if isinstance(request, ThreadsCreateReq) else getattr(request.params, "thread_id", None)
+        admission = await self.runs.admit(
+            user_id=context.user_id, conversation_id=thread_id, engine=self.settings.chatkit_engine
+        )
+        return await self._start_stream(request, dataclasses.replace(context, admission=admission), admission)
 
-    async def _start_stream(self, result: StreamingResult, context: ChatContext) -> StreamHandle:
-        # Unbounded: it holds at most one run's events, and a slow client must not slow the
-        # ChatKit generator into missing the run's end (the run itself never waits for us).
-        queue: asyncio.Queue = asyncio.Queue()
-        source = result.json_events
+    async def _start_stream(self, request: StreamingReq, context: ChatContext, admission: Admission) -> StreamHandle:
+        # Unbounded: it holds at most one run's frames, and a slow client must not slow the
+        # SDK's generator into missing the run's end (the run itself never waits for us).
+        queue: asyncio.Queue[tuple[str | None, str] | None] = asyncio.Queue()
         failure: list[BaseException] = []
 
         async def produce() -> None:
             try:
-                async for chunk in source:
-                    tag, context.frame_tag = context.frame_tag, None
-                    await queue.put((tag, chunk))
+                async for event in self._process_streaming_impl(request, context):
+                    await queue.put((frame_sse_id(event), self._serialize(event).decode()))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 failure.append(exc)
             finally:
-                context.started.set()
-                await source.aclose()
+                self.runs.release(admission)  # the run never started: its slot is free again
                 queue.put_nowait(None)
 
-        producer = asyncio.get_running_loop().create_task(produce(), name="chatkit-stream")
+        producer = asyncio.get_running_loop().create_task(produce(), name=f"chatkit-stream:{admission.run_id}")
         try:
-            await context.started.wait()
+            await asyncio.wait({producer, admission.outcome}, return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
             # The client left before the stream began: stop the stream like any disconnect.
-            producer.cancel()
-            await asyncio.gather(producer, return_exceptions=True)
-            if context.thread_id:
-                self.stream_gone(context, context.thread_id)
+            await _stop(producer)
+            if admission.started:
+                self._client_left(context.user_id, admission.run_id)
             raise
-        if context.start_error is not None or (context.run_id is None and failure):
-            producer.cancel()
-            await asyncio.gather(producer, return_exceptions=True)
-            await self._undo_unanswered(context)
-            if context.start_error is not None:
-                raise context.start_error
-            if isinstance(failure[0], NotFoundError):
+        if not admission.outcome.done() or admission.outcome.exception() is not None:
+            await _stop(producer)
+            error = admission.outcome.exception() if admission.outcome.done() else (failure[0] if failure else None)
+            if isinstance(error, NotFoundError):
                 raise NotFound("Thread not found.")
-            raise failure[0]
-        return StreamHandle(run_id=context.run_id or "", frames=self._frames(queue, producer, context))
+            raise error or AppError("The answer could not be started.")
+        return StreamHandle(run_id=admission.run_id, frames=self._frames(queue, producer, failure, context, admission))
 
-    async def _undo_unanswered(self, context: ChatContext) -> None:
-        """A rejected run (rate limit, busy thread) leaves no trace: drop what this request stored.
-
-        (A retry keeps its user message: it was there before; the answers after it are gone,
-        as the retry asked.)"""
-        if context.thread_id is None:
-            return
+    async def _frames(
+        self,
+        queue: asyncio.Queue[tuple[str | None, str] | None],
+        producer: asyncio.Task[None],
+        failure: list[BaseException],
+        context: ChatContext,
+        admission: Admission,
+    ) -> AsyncIterator[tuple[str | None, str]]:
+        complete = False
         try:
-            if context.request_type == "threads.create":
-                await self.store.delete_thread(context.thread_id, context)
-            elif context.request_type == "threads.add_user_message" and context.user_item_id:
-                await self.store.delete_thread_item(context.thread_id, context.user_item_id, context)
-        except NotFoundError:
-            pass
-
-    async def _frames(self, queue: asyncio.Queue, producer: asyncio.Task, context: ChatContext) -> AsyncIterator[tuple[str | None, str]]:
-        try:
-            while True:
-                entry = await queue.get()
-                if entry is None:
-                    return
-                tag, chunk = entry
-                yield tag, chunk.removeprefix(b"data: ").rstrip(b"\n").decode()
+            while (entry := await queue.get()) is not None:
+                yield entry
+            complete = not failure
         finally:
-            if not producer.done():
-                producer.cancel()
-                await asyncio.gather(producer, return_exceptions=True)
-            if context.thread_id:
-                self.stream_gone(context, context.thread_id)
+            await _stop(producer)
+            if not complete:
+                self._client_left(context.user_id, admission.run_id)
+
+
+async def _stop(task: asyncio.Task[None]) -> None:
+    if not task.done():
+        task.cancel()
+    await asyncio.gather(task, return_exceptions=True)

@@ -14,6 +14,9 @@ from sse_starlette import ServerSentEvent
 
 from sigmachat.agent.events import Info, RunFailed, RunFinished, RunStarted, TextDelta, ToolFinished, ToolStarted, now_ms
 from sigmachat.agent.failures import kind
+from sigmachat.protocols.sse import parse_last_event_id, sse_id
+
+__all__ = ["encode", "heartbeat", "message_created", "parse_last_event_id", "payload", "sse_id"]
 
 EVENT_NAMES = {
     "run_started": "start",
@@ -28,20 +31,6 @@ EVENT_NAMES = {
 
 def _dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=str)
-
-
-def sse_id(run_id: str, seq: int) -> str:
-    return f"{run_id}:{seq}"
-
-
-def parse_last_event_id(value: str | None, run_id: str) -> int | None:
-    """``<run_id>:<seq>`` → seq; ``None`` when absent or for another run."""
-    if not value:
-        return None
-    rid, _, seq = value.rpartition(":")
-    if rid != run_id or not seq.isdigit():
-        return None
-    return int(seq)
 
 
 def message_created(*, run_id: str, conversation_id: str, user_message_id: str, assistant_message_id: str) -> ServerSentEvent:

@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
+from pydantic import BaseModel
 from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from sigmachat.agent.events import (
     EventFactory,
@@ -36,13 +38,44 @@ from sigmachat.db.session import Database
 from sigmachat.engines.base import Engine, RunRequest, aclose_quietly
 from sigmachat.errors import Conflict, NotFound, ServiceUnavailable
 from sigmachat.logging import get_logger
-from sigmachat.runs.event_log import EventLog
+from sigmachat.runs.event_log import EventLog, RunLogInfo
 from sigmachat.runs.limits import UsageGuard
 from sigmachat.settings import Settings
 
 log = get_logger("sigmachat.runs")
 
 STATUS_BY_CODE = {"cancelled": "cancelled", "response_incomplete": "incomplete", "interrupted": "interrupted"}
+
+
+@dataclass
+class Admission:
+    """A run let in before anything is written: its id is reserved and it counts against the limits.
+
+    ``admit()`` makes every refusal (busy conversation, rate, concurrency, budget, shutdown) a
+    plain error while nothing has been stored yet, so no protocol ever has to undo a write.
+    ``start()`` consumes it; ``release()`` gives the slot back if the run never starts.
+    """
+
+    run_id: str
+    user_id: str
+    conversation_id: str | None  # None: the conversation is created after admission (ChatKit threads.create)
+    engine: str
+    started: bool = False
+    # Resolved by start(): the started run, or why it could not start (for a protocol that
+    # starts the run from inside a stream it does not drive, like ChatKit's respond()).
+    outcome: asyncio.Future[StartedRun] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class RunMeta(BaseModel):
+    """What the event log keeps about a run beside its events (one shape, typed, for every reader)."""
+
+    conversation_id: str
+    user_message_id: str
+    assistant_message_id: str
+    answer_created_at: dt.datetime
+    engine: str
+    protocol: str
+    portfolio_id: str | None = None
 
 
 @dataclass
@@ -54,6 +87,8 @@ class StartedRun:
     engine: str
     portfolio_id: str | None
     reused: bool = False  # an idempotent retry of an earlier send
+    answer_created_at: dt.datetime | None = None  # the assistant row's time: protocols date the run's items with it
+    title: str | None = None  # the conversation's title after this start (set here, once, for both protocols)
 
 
 @dataclass
@@ -85,9 +120,10 @@ class RunManager:
         self.guard = guard
         self.settings = settings
         self.engines = engines
-        self.log = event_log
+        self.events = event_log  # the runs' event log (not a logger)
         self._active: dict[str, _ActiveRun] = {}  # run_id -> run
-        self._by_conversation: dict[str, str] = {}  # conversation_id -> active run_id
+        self._by_conversation: dict[str, str] = {}  # conversation_id -> active or admitted run_id
+        self._admitted: dict[str, Admission] = {}  # run_id -> admitted, not yet started
         self._lock = asyncio.Lock()
         self._accepting = True
         self._listeners: list[Any] = []  # callables(run, event) for telemetry
@@ -131,7 +167,7 @@ class RunManager:
             while True:
                 await asyncio.sleep(interval_s)
                 try:
-                    await self.log.expire()
+                    await self.events.expire()
                 except Exception:
                     log.exception("run_log_expire_failed")
 
@@ -144,6 +180,62 @@ class RunManager:
         return self._by_conversation.get(conversation_id)
 
     # ---- start -----------------------------------------------------------------------------
+
+    async def admit(self, *, user_id: str, conversation_id: str | None, engine: str) -> Admission:
+        """Let a run in, or refuse it, before anything is written (both protocols call this).
+
+        Refusals: shutting down or no such engine (503), an unknown or foreign conversation
+        (404), a conversation with an answer in progress (409), send rate, concurrent runs or
+        the daily budget (429). The admitted run's conversation counts as busy from now on.
+        """
+        if not self._accepting:
+            raise ServiceUnavailable("The server is shutting down; try again in a moment.", headers={"Retry-After": "5"})
+        if engine not in self.engines:
+            raise ServiceUnavailable(f"The {engine} engine is not available.")
+        async with self._lock:
+            try:
+                async with self.db.session() as session:
+                    if conversation_id is not None:
+                        conversation_id = (await get_conversation(session, user_id, conversation_id)).id
+                    if self.guard is not None:
+                        self.guard.check_concurrency(self._runs_of(user_id))
+                        await self.guard.check_budget(session, user_id)
+                        await self.guard.check_send(user_id)
+                    if conversation_id is not None:
+                        active = self._by_conversation.get(conversation_id) or await self._streaming_run(
+                            session, conversation_id
+                        )
+                        if active:
+                            raise Conflict(
+                                "An answer is already being written in this conversation.",
+                                details={"active_run_id": active},
+                            )
+            except (OperationalError, DBAPIError) as exc:
+                log.error("run_admit_db_error", error=type(exc).__name__)
+                raise ServiceUnavailable("The database is unavailable; your message was not sent. Try again.") from exc
+            admission = Admission(f"run_{uuid.uuid4().hex}", user_id, conversation_id, engine)
+            self._admitted[admission.run_id] = admission
+            if conversation_id is not None:
+                self._by_conversation[conversation_id] = admission.run_id
+            return admission
+
+    def release(self, admission: Admission) -> None:
+        """Give back an admission whose run never started (idempotent; a started run keeps it)."""
+        if admission.started or self._admitted.pop(admission.run_id, None) is None:
+            return
+        if admission.conversation_id and self._by_conversation.get(admission.conversation_id) == admission.run_id:
+            del self._by_conversation[admission.conversation_id]
+
+    def _runs_of(self, user_id: str) -> int:
+        return sum(1 for r in self._active.values() if r.user_id == user_id) + sum(
+            1 for a in self._admitted.values() if a.user_id == user_id
+        )
+
+    @staticmethod
+    async def _streaming_run(session: AsyncSession, conversation_id: str) -> str | None:
+        """A run of another instance (or one a crash left) still writing into the conversation."""
+        stmt = select(Message.run_id).where(Message.conversation_id == conversation_id, Message.status == "streaming")
+        return (await session.execute(stmt.limit(1))).scalar_one_or_none()
 
     async def start(
         self,
@@ -159,54 +251,71 @@ class RunManager:
         model: str | None = None,
         sim_scenario: str | None = None,
         user_message_id: str | None = None,
-        assistant_message_id: str | None = None,
+        user_item: dict[str, Any] | None = None,
+        admission: Admission | None = None,
     ) -> StartedRun:
-        if not self._accepting:
-            raise ServiceUnavailable("The server is shutting down; try again in a moment.", headers={"Retry-After": "5"})
-        if engine not in self.engines:
-            raise ServiceUnavailable(f"The {engine} engine is not available.")
-        async with self._lock:
-            try:
-                return await self._start_locked(
-                    user_id, conversation_id, text, engine, protocol, client_message_id,
-                    portfolio_id, ui_context, model, sim_scenario, user_message_id, assistant_message_id,
-                )  # fmt: skip
-            except (OperationalError, DBAPIError) as exc:
-                log.error("run_start_db_error", error=type(exc).__name__)
-                raise ServiceUnavailable("The database is unavailable; your message was not sent. Try again.") from exc
+        """Start a run: store the question and an empty answer, then drive the engine in a task.
 
-    async def _start_locked(
-        self, user_id, conversation_id, text, engine, protocol, client_message_id,
-        portfolio_id, ui_context, model, sim_scenario, user_message_id, assistant_message_id,
+        Without an ``admission`` the run is admitted here (after an idempotent retry of the
+        same ``client_message_id`` has been recognised). ``user_item`` is the protocol's own
+        JSON of the question, stored with its row so the protocol reads it back exactly.
+        """
+        try:
+            if admission is None:
+                if client_message_id:
+                    async with self.db.session() as session:
+                        await get_conversation(session, user_id, conversation_id)
+                        existing = await self._find_idempotent(session, user_id, conversation_id, client_message_id)
+                    if existing is not None:
+                        return existing
+                admission = await self.admit(user_id=user_id, conversation_id=conversation_id, engine=engine)
+        except (OperationalError, DBAPIError) as exc:
+            log.error("run_start_db_error", error=type(exc).__name__)
+            raise ServiceUnavailable("The database is unavailable; your message was not sent. Try again.") from exc
+        try:
+            async with self._lock:
+                started = await self._start_admitted(
+                    admission, conversation_id, text, protocol, client_message_id, portfolio_id,
+                    ui_context, model, sim_scenario, user_message_id, user_item,
+                )  # fmt: skip
+        except (OperationalError, DBAPIError) as exc:
+            log.error("run_start_db_error", error=type(exc).__name__)
+            failure = ServiceUnavailable("The database is unavailable; your message was not sent. Try again.")
+            self._settle(admission, failure)
+            raise failure from exc
+        except Exception as exc:
+            self._settle(admission, exc)
+            raise
+        finally:
+            self.release(admission)  # a no-op once the run started
+        self._settle(admission, started)
+        return started
+
+    @staticmethod
+    def _settle(admission: Admission, result: StartedRun | Exception) -> None:
+        if admission.outcome.done():
+            return
+        if isinstance(result, Exception):
+            admission.outcome.set_exception(result)
+            admission.outcome.exception()  # marks it retrieved: only a protocol waiting on it cares
+        else:
+            admission.outcome.set_result(result)
+
+    async def _start_admitted(
+        self, admission: Admission, conversation_id: str, text: str, protocol: str, client_message_id: str | None,
+        portfolio_id: str | None, ui_context: dict[str, Any] | None, model: str | None, sim_scenario: str | None,
+        user_message_id: str | None, user_item: dict[str, Any] | None,
     ) -> StartedRun:  # fmt: skip
+        if admission.conversation_id not in (None, conversation_id):
+            raise ValueError("The admission was for another conversation.")
+        run_id, user_id, engine = admission.run_id, admission.user_id, admission.engine
         async with self.db.session() as session:
             conv = await get_conversation(session, user_id, conversation_id)
-            if client_message_id:
-                existing = await self._find_idempotent(session, conv.id, client_message_id)
-                if existing is not None:
-                    return existing
-            if self.guard is not None:
-                self.guard.check_concurrency(sum(1 for r in self._active.values() if r.user_id == user_id))
-                await self.guard.check_budget(session, user_id)
-                await self.guard.check_send(user_id)
-            active = self._by_conversation.get(conv.id)
-            if active is None:
-                streaming = (
-                    await session.execute(
-                        select(Message.run_id).where(Message.conversation_id == conv.id, Message.status == "streaming")
-                    )
-                ).scalar_one_or_none()
-                active = streaming
-            if active:
-                raise Conflict(
-                    "An answer is already being written in this conversation.", details={"active_run_id": active}
-                )
             messages = await list_messages(session, user_id, conv.id)
-            # ChatKit stores its user message item before the run starts (and keeps it on
-            # retry): reuse that row, and keep it out of the history the model sees twice.
+            # A retried ChatKit question keeps its row (it is this run's question again): reuse
+            # it, and keep it out of the history the model would otherwise see twice.
             stored = next((m for m in messages if user_message_id and m.id == user_message_id and m.role == "user"), None)
             history = history_from_messages([m for m in messages if m is not stored])
-            run_id = f"run_{uuid.uuid4().hex}"
             now = utcnow()
             pf = portfolio_id or conv.portfolio_id
             if stored is not None:
@@ -224,10 +333,12 @@ class RunManager:
                     status="complete",
                     run_id=run_id,
                     client_message_id=client_message_id,
+                    payload=user_item,
                     created_at=now,
                 )
+            answer_at = now + dt.timedelta(microseconds=1)
             assistant = Message(
-                id=assistant_message_id or prefixed_id("msg"),
+                id=prefixed_id("msg"),
                 conversation_id=conv.id,
                 user_id=user_id,
                 item_type="assistant_message",
@@ -236,12 +347,13 @@ class RunManager:
                 status="streaming",
                 run_id=run_id,
                 engine=engine,
-                created_at=now + dt.timedelta(microseconds=1),
+                created_at=answer_at,
             )
             session.add_all([user_msg, assistant])
             if not conv.title:
-                conv.title = title_from_text(text)
+                conv.title = title_from_text(text)  # the one place a conversation gets its automatic title
             conv.updated_at = now
+            title = conv.title
             await session.commit()
 
         request = RunRequest(
@@ -256,26 +368,33 @@ class RunManager:
             sim_scenario=sim_scenario,
         )
         run = _ActiveRun(run_id, user_id, conv.id, assistant.id, engine, protocol, portfolio_id=pf)
-        meta = {
-            "conversation_id": conv.id,
-            "user_message_id": user_msg.id,
-            "assistant_message_id": assistant.id,
-            "engine": engine,
-            "protocol": protocol,
-            "portfolio_id": pf,
-        }
-        await self.log.create(run_id, owner_id=user_id, meta=meta)
+        meta = RunMeta(
+            conversation_id=conv.id,
+            user_message_id=user_msg.id,
+            assistant_message_id=assistant.id,
+            answer_created_at=answer_at,
+            engine=engine,
+            protocol=protocol,
+            portfolio_id=pf,
+        )
+        await self.events.create(run_id, owner_id=user_id, meta=meta.model_dump(mode="json"))
+        admission.started = True
+        self._admitted.pop(run_id, None)
         self._active[run_id] = run
         self._by_conversation[conv.id] = run_id
         run.task = asyncio.create_task(self._drive(run, request), name=f"run:{run_id}")
         log.info("run_started", run_id=run_id, conversation_id=conv.id, engine=engine, protocol=protocol)
-        return StartedRun(run_id, conv.id, user_msg.id, assistant.id, engine, pf)
+        return StartedRun(run_id, conv.id, user_msg.id, assistant.id, engine, pf, answer_created_at=answer_at, title=title)
 
-    async def _find_idempotent(self, session, conversation_id: str, client_message_id: str) -> StartedRun | None:
+    async def _find_idempotent(
+        self, session: AsyncSession, user_id: str, conversation_id: str, client_message_id: str
+    ) -> StartedRun | None:
         user_msg = (
             await session.execute(
                 select(Message).where(
-                    Message.conversation_id == conversation_id, Message.client_message_id == client_message_id
+                    Message.conversation_id == conversation_id,
+                    Message.user_id == user_id,
+                    Message.client_message_id == client_message_id,
                 )
             )
         ).scalar_one_or_none()
@@ -295,6 +414,8 @@ class RunManager:
             engine=assistant.engine if assistant and assistant.engine else "responses",
             portfolio_id=conv.portfolio_id if conv else None,
             reused=True,
+            answer_created_at=as_utc(assistant.created_at) if assistant else None,
+            title=conv.title if conv else None,
         )
 
     # ---- drive -----------------------------------------------------------------------------
@@ -308,7 +429,7 @@ class RunManager:
         self._listeners.append(listener)
 
     async def _emit(self, run: _ActiveRun, event: Any) -> None:
-        await self.log.append(run.run_id, event)
+        await self.events.append(run.run_id, event)
         run.last_seq = event.seq
         if isinstance(event, TextDelta):
             run.text += event.delta
@@ -348,7 +469,7 @@ class RunManager:
             # Persist before announcing the end: whoever sees "done" can load the saved answer.
             await self._persist_with_retry(run, terminal)
             await self._emit(run, terminal)
-            await self.log.mark_finished(run.run_id)
+            await self.events.mark_finished(run.run_id)
             self._active.pop(run.run_id, None)
             if self._by_conversation.get(run.conversation_id) == run.run_id:
                 del self._by_conversation[run.conversation_id]
@@ -379,7 +500,7 @@ class RunManager:
                     await asyncio.sleep(0.25 * 2**attempt)
 
     async def _persist(self, run: _ActiveRun, terminal: Any) -> None:
-        events = await self.log.read(run.run_id)
+        events = await self.events.read(run.run_id)
         started = next((e for e in events if isinstance(e, RunStarted)), None)
         tool_events = [e for e in events if isinstance(e, ToolFinished)]
         async with self.db.session() as session:
@@ -421,7 +542,10 @@ class RunManager:
 
     async def cancel(self, user_id: str, run_id: str) -> bool:
         """Stop a run on purpose (owner only). Returns False when it had already finished."""
-        info = await self.log.info(run_id)
+        admitted = self._admitted.get(run_id)
+        if admitted is not None and admitted.user_id == user_id:
+            return False  # admitted, not started: nothing runs yet (its request fails or starts it)
+        info = await self.events.info(run_id)
         if info is None or info.owner_id != user_id:
             if await self._persisted_run_owner(run_id) == user_id:
                 return False
@@ -443,17 +567,22 @@ class RunManager:
                 await session.execute(select(Message.user_id).where(Message.run_id == run_id).limit(1))
             ).scalar_one_or_none()
 
-    async def owned_run_info(self, user_id: str, run_id: str):
-        info = await self.log.info(run_id)
+    async def owned_run_info(self, user_id: str, run_id: str) -> RunLogInfo | None:
+        info = await self.events.info(run_id)
         if info is None or info.owner_id != user_id:
             return None
         return info
+
+    async def owned_run(self, user_id: str, run_id: str) -> RunMeta | None:
+        """The caller's run, while its event log lives (another user's run reads as unknown)."""
+        info = await self.owned_run_info(user_id, run_id)
+        return RunMeta.model_validate(info.meta) if info is not None else None
 
     async def subscribe(self, run_id: str, after_seq: int = 0, poll_s: float = 1.0) -> AsyncIterator[Any]:
         """Replay events after ``after_seq`` then follow live until the terminal event."""
         seq = after_seq
         while True:
-            events = await self.log.wait(run_id, seq, timeout=poll_s)
+            events = await self.events.wait(run_id, seq, timeout=poll_s)
             for event in events:
                 if event.seq <= seq:
                     continue
@@ -461,7 +590,7 @@ class RunManager:
                 yield event
                 if is_terminal(event):
                     return
-            info = await self.log.info(run_id)
+            info = await self.events.info(run_id)
             if info is None or (info.finished and seq >= info.last_seq):
                 return
 

@@ -13,7 +13,6 @@ Pagination is keyset on (created_at, id); ``after`` is the id of the last item o
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
 from typing import Any, Protocol
 
 from chatkit.store import NotFoundError, Store
@@ -47,6 +46,16 @@ def _user(context: Any) -> str:
     if not user_id:
         raise NotFoundError("No user in the request context.")
     return user_id
+
+
+def _run_owns_items(context: Any) -> bool:
+    """True in a request that starts a run: the run manager stores that run's items, not us.
+
+    The question, the answer and its tool calls are rows the run manager writes (and keeps
+    writing while the run lives, whether or not the client stays). The SDK hands us the same
+    items again as it streams them; storing them would make a second writer of each row.
+    """
+    return bool(getattr(context, "run_owns_items", False))
 
 
 class SqlChatKitStore(Store[Any]):
@@ -87,19 +96,22 @@ class SqlChatKitStore(Store[Any]):
             return self._thread(await self._conversation(session, thread_id, _user(context)))
 
     async def save_thread(self, thread: ThreadMetadata, context: Any) -> None:
-        """Upsert. Reads the metadata fields explicitly, so a full ``Thread`` keeps its metadata too."""
+        """Upsert. Reads the metadata fields explicitly, so a full ``Thread`` keeps its metadata too.
+
+        An update that changes nothing writes nothing: the SDK saves the thread again when a
+        run's title (already stored by the run manager) appears on it.
+        """
         user_id = _user(context)
         extra = {
             "created_at": thread.model_dump(mode="json", include={"created_at"})["created_at"],
             "allowed_image_domains": thread.allowed_image_domains,
         }
-        values = {
+        values: dict[str, Any] = {
             "title": thread.title,
             "status": thread.status.model_dump(mode="json"),
             "metadata_": dict(thread.metadata or {}),
             "chatkit": extra,
             "created_at": conv.to_utc(thread.created_at),
-            "updated_at": utcnow(),
         }
         async with self.db.session() as session:
             row = await session.get(Conversation, thread.id)
@@ -107,10 +119,20 @@ class SqlChatKitStore(Store[Any]):
                 raise NotFoundError(f"Thread {thread.id} not found")
             if row is None:
                 portfolio_id = getattr(context, "portfolio_id", None) or await default_portfolio_id(session, user_id)
-                session.add(Conversation(id=thread.id, user_id=user_id, portfolio_id=portfolio_id, **values))
+                session.add(
+                    Conversation(id=thread.id, user_id=user_id, portfolio_id=portfolio_id, updated_at=utcnow(), **values)
+                )
             else:
-                for name, value in values.items():
+                changed = {
+                    name: value
+                    for name, value in values.items()
+                    if (as_utc(getattr(row, name)) if name == "created_at" else getattr(row, name)) != value
+                }
+                if not changed:
+                    return
+                for name, value in changed.items():
                     setattr(row, name, value)
+                row.updated_at = utcnow()
             await session.commit()
 
     async def load_threads(self, limit: int, after: str | None, order: str, context: Any) -> Page[ThreadMetadata]:
@@ -157,30 +179,20 @@ class SqlChatKitStore(Store[Any]):
 
     # ---- items -----------------------------------------------------------------------------
 
-    async def _runs_with_workflows(self, session: AsyncSession, thread_id: str, rows: Iterable[Message]) -> set[str]:
-        """Runs whose tool steps were stored as real ChatKit workflow items (no synthesis then)."""
-        run_ids = {r.run_id for r in rows if r.role == "assistant" and r.tool_calls and r.run_id}
-        if not run_ids:
-            return set()
-        found = await session.execute(
-            select(Message.run_id).where(
-                Message.conversation_id == thread_id,
-                Message.item_type == "workflow",
-                Message.run_id.in_(run_ids),
-            )
-        )
-        return {rid for rid in found.scalars() if rid}
-
     @staticmethod
-    def _expand(row: Message, thread_id: str, covered_runs: set[str]) -> list[tuple[Key, ThreadItem]]:
-        """The items one row stands for, in ascending order."""
+    def _expand(row: Message, thread_id: str) -> list[tuple[Key, ThreadItem]]:
+        """The items one row stands for, in ascending order.
+
+        An answer row with tool calls renders as its workflow followed by the message: the
+        run manager stores a run's tool steps once, on the answer, for both protocols.
+        """
         created = as_utc(row.created_at)
         out: list[tuple[Key, ThreadItem]] = []
-        if row.role == "assistant" and row.tool_calls and not (row.run_id and row.run_id in covered_runs):
-            workflow = conv.legacy_workflow(row, thread_id)
+        if row.role == "assistant" and row.tool_calls:
+            workflow = conv.answer_workflow(row, thread_id)
             if workflow is not None:
                 out.append(((created, row.id, 0), workflow))
-        item = conv.load_payload(row.payload) if row.payload is not None else conv.legacy_message(row, thread_id)
+        item = conv.load_payload(row.payload) if row.payload is not None else conv.answer_or_question(row, thread_id)
         if item is not None:
             out.append(((created, row.id, 1), item))
         return out
@@ -204,13 +216,11 @@ class SqlChatKitStore(Store[Any]):
         ).scalar_one_or_none()
 
     async def _synth_owner(self, session: AsyncSession, thread_id: str, user_id: str, item_id: str) -> Message | None:
-        """The legacy assistant row a synthesized workflow id stands for, if it still renders one."""
+        """The answer row a rendered workflow id stands for, if it renders one."""
         if not item_id.startswith(conv.SYNTH_WORKFLOW_PREFIX):
             return None
         row = await self._row(session, thread_id, user_id, item_id[len(conv.SYNTH_WORKFLOW_PREFIX) :])
         if row is None or row.role != "assistant" or not row.tool_calls:
-            return None
-        if row.run_id and row.run_id in await self._runs_with_workflows(session, thread_id, [row]):
             return None
         return row
 
@@ -241,9 +251,8 @@ class SqlChatKitStore(Store[Any]):
                 else:
                     stmt = stmt.order_by(Message.created_at.asc(), Message.id.asc())
                 rows = list((await session.execute(stmt.limit(batch))).scalars())
-                covered = await self._runs_with_workflows(session, thread_id, rows)
                 for row in rows:
-                    expanded = self._expand(row, thread_id, covered)
+                    expanded = self._expand(row, thread_id)
                     for key, item in reversed(expanded) if desc else expanded:
                         if cursor is not None and (key >= cursor if desc else key <= cursor):
                             continue
@@ -263,17 +272,20 @@ class SqlChatKitStore(Store[Any]):
             if row is None:
                 row = await self._synth_owner(session, thread_id, user_id, item_id)
             if row is not None:
-                covered = await self._runs_with_workflows(session, thread_id, [row])
-                for _key, item in self._expand(row, thread_id, covered):
+                for _key, item in self._expand(row, thread_id):
                     if item.id == item_id:
                         return item
         raise NotFoundError(f"Item {item_id} not found")
 
     async def add_thread_item(self, thread_id: str, item: ThreadItem, context: Any) -> None:
-        """Insert, or update when the id exists (the SDK may add an item the run already created)."""
+        """Insert, or update when the id exists. Items of a run are the run manager's: skipped."""
+        if _run_owns_items(context):
+            return
         await self._upsert(thread_id, item, context)
 
     async def save_item(self, thread_id: str, item: ThreadItem, context: Any) -> None:
+        if _run_owns_items(context):
+            return
         await self._upsert(thread_id, item, context)
 
     async def _upsert(self, thread_id: str, item: ThreadItem, context: Any, *, _retry: bool = True) -> None:
@@ -287,13 +299,11 @@ class SqlChatKitStore(Store[Any]):
                 row = await session.get(Message, item.id)
                 if row is not None and (row.user_id != user_id or row.conversation_id != thread_id):
                     raise NotFoundError(f"Item {item.id} not found")
+                if row is None and await self._synth_owner(session, thread_id, user_id, item.id) is not None:
+                    # A rendered workflow is the answer row's tool calls, which are the run
+                    # manager's to write: there is no item row of ours to save.
+                    return
                 if row is None:
-                    owner = await self._synth_owner(session, thread_id, user_id, item.id)
-                    if owner is not None:
-                        # Saving a rendered legacy workflow makes it a real row; link it to the
-                        # run so the rendering stops, and keep it just before its message.
-                        owner.run_id = owner.run_id or f"legacy_{owner.id}"
-                        created = as_utc(owner.created_at) - dt.timedelta(microseconds=1)
                     session.add(
                         Message(
                             id=item.id,
@@ -302,7 +312,6 @@ class SqlChatKitStore(Store[Any]):
                             payload=payload,
                             created_at=created,
                             status="complete",
-                            run_id=(owner.run_id if owner is not None else getattr(context, "run_id", None)),
                             **cols,
                         )
                     )

@@ -1,9 +1,10 @@
 """One history, two shapes: message rows ↔ ChatKit thread items.
 
-A row written through ChatKit keeps the exact item JSON in ``payload`` and, for messages,
-also ``role``/``content`` so the Responses path reads it like its own. A row written by the
-Responses path has no payload: it is rendered here from ``role``/``content``/``tool_calls``
-(a user message, or an assistant message preceded by a workflow of its tool calls).
+The run manager writes a run's rows for both protocols: the question (with the exact ChatKit
+item JSON in ``payload`` when it came through ChatKit) and the answer (``role``/``content``/
+``tool_calls``). The answer is rendered here as ChatKit items (a workflow of its tool calls,
+then the message), the same items the ChatKit stream sent. Other items stored through the
+ChatKit store keep their exact JSON in ``payload``.
 """
 
 from __future__ import annotations
@@ -109,36 +110,44 @@ def to_utc(value: dt.datetime) -> dt.datetime:
     return value.astimezone(dt.UTC)
 
 
-def synthesized_workflow_id(row_id: str) -> str:
-    return f"{SYNTH_WORKFLOW_PREFIX}{row_id}"
+def synthesized_workflow_id(row_id: str, index: int = 0) -> str:
+    """The id of an answer's workflow: the answer row's id (a later stretch of tools: ``_<n>``)."""
+    return f"{SYNTH_WORKFLOW_PREFIX}{row_id}" if index == 0 else f"{SYNTH_WORKFLOW_PREFIX}{row_id}_{index}"
 
 
-def legacy_workflow(row: Message, thread_id: str) -> WorkflowItem | None:
-    """The tool calls of a Responses-path assistant row, as a completed ChatKit workflow."""
-    calls = row.tool_calls or []
-    if not calls:
-        return None
-    tasks = []
-    total_ms = 0.0
-    for call in calls:
-        total_ms += float(call.get("duration_ms") or 0.0)
-        tasks.append(
-            CustomTask(
-                title=tool_title(str(call.get("name", ""))),
-                content=(call.get("summary") or None),
-                status_indicator="complete",
-            )
-        )
-    return WorkflowItem(
-        id=synthesized_workflow_id(row.id),
-        thread_id=thread_id,
-        created_at=as_utc(row.created_at),
-        workflow=Workflow(type="custom", tasks=tasks, summary=DurationSummary(duration=round(total_ms / 1000)), expanded=False),
+def tool_task(name: str, *, done: bool, ok: bool = True, summary: str = "") -> CustomTask:
+    """One tool step as a ChatKit workflow task, the same live and when the thread is loaded."""
+    content = (summary or ("Done" if ok else "Could not be computed")) if done else None
+    return CustomTask(
+        title=tool_title(name), icon="analytics", status_indicator="complete" if done else "loading", content=content
     )
 
 
-def legacy_message(row: Message, thread_id: str) -> ThreadItem | None:
-    """A Responses-path user or assistant row as a ChatKit item (None: nothing to show)."""
+def tools_duration(durations_ms: list[float]) -> DurationSummary:
+    """A workflow's summary: the time its tools took, in whole seconds."""
+    return DurationSummary(duration=round(sum(durations_ms) / 1000))
+
+
+def answer_workflow(row: Message, thread_id: str) -> WorkflowItem | None:
+    """The tool calls stored on an answer row, as one completed ChatKit workflow."""
+    calls = row.tool_calls or []
+    if not calls:
+        return None
+    tasks = [
+        tool_task(str(c.get("name", "")), done=True, ok=bool(c.get("ok", True)), summary=str(c.get("summary") or ""))
+        for c in calls
+    ]
+    summary = tools_duration([float(c.get("duration_ms") or 0.0) for c in calls])
+    return WorkflowItem(
+        id=synthesized_workflow_id(row.id),
+        thread_id=thread_id,
+        created_at=as_utc(row.created_at) - dt.timedelta(microseconds=1),  # as streamed: just before the answer
+        workflow=Workflow(type="custom", tasks=list(tasks), summary=summary, expanded=False),
+    )
+
+
+def answer_or_question(row: Message, thread_id: str) -> ThreadItem | None:
+    """A user or assistant row without a stored item, as a ChatKit item (None: nothing to show)."""
     created = as_utc(row.created_at)
     if row.role == "user":
         return UserMessageItem(

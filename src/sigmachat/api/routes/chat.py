@@ -12,15 +12,19 @@ from sse_starlette import EventSourceResponse
 
 from sigmachat.api.deps import IdentityDep, ServicesDep, SessionDep
 from sigmachat.chat import conversations as convs
-from sigmachat.db.models import Conversation, Message, as_utc
+from sigmachat.chat.conversations import MAX_TEXT
+from sigmachat.db.models import Conversation, as_utc
 from sigmachat.errors import NotFound
+from sigmachat.portfolio.service import owned_portfolio_id
 from sigmachat.protocols import legacy_sse
+from sigmachat.protocols.sse import stream_headers
 from sigmachat.runs.manager import RunManager
-from sqlalchemy import select
 
 router = APIRouter(prefix="/api/v1/chat", tags=["chat"])
 
-MAX_TEXT = 4000
+# Cancels started when a subscriber leaves (legacy "cancel" policy): kept so they are not
+# garbage-collected mid-flight (asyncio holds only weak references to tasks).
+_background: set[asyncio.Task[object]] = set()
 
 
 class CreateConversation(BaseModel):
@@ -123,7 +127,7 @@ def _sse_response(services, run_id: str, events, *, heartbeat_seq: list[int]) ->
         events,
         ping=services.settings.sse_heartbeat_s,
         ping_message_factory=lambda: legacy_sse.heartbeat(run_id, heartbeat_seq[0]),
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "X-Run-Id": run_id},
+        headers=stream_headers(run_id),
     )
 
 
@@ -144,9 +148,11 @@ def _follow(services, run_id: str, after_seq: int, portfolio_id: str | None, see
         finally:
             if not finished and policy == "cancel":
                 # The subscriber left; by policy the run stops with it (default: it continues).
-                info = await manager.log.info(run_id)
+                info = await manager.events.info(run_id)
                 if info is not None:
-                    asyncio.get_running_loop().create_task(manager.cancel(info.owner_id, run_id))
+                    task = asyncio.get_running_loop().create_task(manager.cancel(info.owner_id, run_id))
+                    _background.add(task)
+                    task.add_done_callback(_background.discard)
 
     return gen()
 
@@ -187,11 +193,7 @@ async def _ui_portfolio(services, user_id: str, ui: UiContext | None) -> str | N
     """A portfolio named in the UI context is used only if the caller owns it."""
     if not ui or not ui.portfolio_id:
         return None
-    from sigmachat.portfolio.service import get_owned_portfolio
-
-    async with services.db.session() as session:
-        await get_owned_portfolio(session, user_id, ui.portfolio_id)
-    return ui.portfolio_id
+    return await owned_portfolio_id(services.db, user_id, ui.portfolio_id)
 
 
 @router.get("/runs/{run_id}/stream")
@@ -206,11 +208,7 @@ async def resume_stream(
     """Replay a run's events after a sequence, then follow it live (Last-Event-ID or ?after=)."""
     info = await services.runs.owned_run_info(identity.id, run_id)
     if info is None:
-        msg = (
-            await session.execute(
-                select(Message).where(Message.run_id == run_id, Message.user_id == identity.id, Message.role == "assistant")
-            )
-        ).scalar_one_or_none()
+        msg = await convs.answer_of_run(session, identity.id, run_id)
         if msg is None:
             raise NotFound("Run not found.")
         # The run's event log has expired: hand back the persisted answer to load instead.

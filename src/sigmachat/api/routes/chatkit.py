@@ -9,6 +9,7 @@ taxonomy; a stream answers ``text/event-stream`` with ``id: <run_id>:<seq>`` lin
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response
@@ -16,8 +17,10 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from sigmachat.api.deps import IdentityDep, ServicesDep
 from sigmachat.errors import ServiceUnavailable
+from sigmachat.portfolio.service import owned_portfolio_id
 from sigmachat.protocols.chatkit_server import ChatContext, StreamHandle
-from sigmachat.protocols.legacy_sse import parse_last_event_id
+from sigmachat.protocols.sse import parse_last_event_id, stream_headers
+from sigmachat.services import Services
 
 router = APIRouter(tags=["chatkit"])
 
@@ -41,31 +44,27 @@ async def chatkit(
     server = services.chatkit
     if server is None:
         raise ServiceUnavailable("The chat service is not running.")
-    portfolio_id = None
-    if x_portfolio_id:
-        from sigmachat.portfolio.service import get_owned_portfolio
-
-        async with services.db.session() as session:
-            await get_owned_portfolio(session, identity.id, x_portfolio_id)  # NotFound for foreign ids
-        portfolio_id = x_portfolio_id
     context = ChatContext(
         user_id=identity.id,
-        portfolio_id=portfolio_id,
+        portfolio_id=await owned_portfolio_id(services.db, identity.id, x_portfolio_id) if x_portfolio_id else None,
         locale=_locale(accept_language),
         sim_scenario=x_sim_scenario if services.settings.allow_fault_injection else None,
     )
     result = await server.handle(await request.body(), context)
     if not isinstance(result, StreamHandle):
         return Response(content=result, media_type="application/json")
+    return _stream(services, result.run_id, result.frames)
 
-    async def events():
-        async for tag, data in result.frames:
+
+def _stream(services: Services, run_id: str, frames: AsyncIterator[tuple[str | None, str]]) -> EventSourceResponse:
+    async def events() -> AsyncIterator[ServerSentEvent]:
+        async for tag, data in frames:
             yield ServerSentEvent(data=data, id=tag)
 
     return EventSourceResponse(
         events(),
         ping=services.settings.sse_heartbeat_s,  # comment lines: ignored by SSE parsers, keep proxies open
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "X-Run-Id": result.run_id},
+        headers=stream_headers(run_id),
     )
 
 
@@ -88,13 +87,4 @@ async def resume_chatkit_stream(
         raise ServiceUnavailable("The chat service is not running.")
     after_seq = parse_last_event_id(last_event_id, run_id)
     frames = await server.resume(identity.id, run_id, after_seq if after_seq is not None else after or 0)
-
-    async def events():
-        async for tag, data in frames:
-            yield ServerSentEvent(data=data, id=tag)
-
-    return EventSourceResponse(
-        events(),
-        ping=services.settings.sse_heartbeat_s,
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "X-Run-Id": run_id},
-    )
+    return _stream(services, run_id, frames)
