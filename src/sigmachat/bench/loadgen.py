@@ -333,7 +333,9 @@ class LoadGenerator:
         for path in app_paths:
             convs = await self._conversations(http, [u for u, _ in firsts]) if path == "responses" else [None] * len(firsts)
             jobs += [(path, u, q, c) for (u, q), c in zip(firsts, convs, strict=True)]
-        warm = await asyncio.gather(*(one(p, u, q, c) for p, u, q, c in jobs))
+        # One at a time: these are all the first user's, and the server admits only a few
+        # concurrent runs per user (a refusal here would say nothing about the paths).
+        warm = [await self.one(p, u, q, http, oa, c) for p, u, q, c in jobs]
         self.report(("advance", len(jobs), "warm-up: app paths"))
         failures: Counter[str] = Counter()
         for (path, _, q, _), r in zip(jobs, warm, strict=True):
