@@ -76,11 +76,13 @@ def test_formatting_units() -> None:
     assert money(197.14, cents=True) == "$197.14"
     assert money(None) == "n/a"
     assert pct(0.1234) == "12.3%"
-    assert pct(1.25, fraction=False, signed=True) == "+1.2%" or pct(1.25, fraction=False, signed=True) == "+1.3%"
+    assert pct(1.26, fraction=False, signed=True) == "+1.3%"
+    assert pct(1.25, fraction=False, signed=True) == "+1.2%"  # an exact tie rounds to even, as format() does
     assert pct(-0.00001) == "0.0%"
 
 
-@settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
+# No deadline: how long 500 examples take depends on the machine's load, not on the code.
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(tool=st.sampled_from(TOOLS), data=json_values)
 def test_composers_themselves_handle_any_shape(tool: str, data) -> None:
     """The composers, not just the safety net around them, cope with unexpected shapes."""
