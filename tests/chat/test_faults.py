@@ -16,7 +16,7 @@ from asgi_lifespan import LifespanManager
 from sqlalchemy import select
 
 from sigmachat.api.app import create_app
-from sigmachat.db.models import Message
+from sigmachat.db.models import Message, RunRecord
 from sigmachat.engines.base import OutputBudget
 from sigmachat.sim.app import sim_http_client
 from tests.conftest import BASE_URL, HNW, login, make_settings
@@ -150,3 +150,24 @@ async def test_fault_injection_is_ignored_unless_enabled(client):
         headers={**headers, "X-Sim-Scenario": "server_error"},
     )
     assert parse(resp.text)[-1].event == "done"
+
+
+async def test_the_upstreams_own_error_reaches_the_runs_table_never_the_user(sim_client):
+    headers = await login(sim_client, HNW)
+    conv = (await sim_client.post("/api/v1/chat/conversations", json={}, headers=headers)).json()
+    resp = await sim_client.post(
+        "/api/v1/chat/send",
+        json={"conversation_id": conv["id"], "text": QUESTION},
+        headers={**headers, "X-Sim-Scenario": "response_failed"},
+    )
+    last = parse(resp.text)[-1]
+    assert last.event == "error" and last.data["data"]["code"] == "response_failed"
+    assert "simulated" not in resp.text  # the simulator's own words stay on the server
+    services = sim_client.app.state.services
+    await services.telemetry.recorder.flush()
+    async with services.db.session() as s:
+        row = (await s.execute(select(RunRecord).where(RunRecord.conversation_id == conv["id"]))).scalar_one()
+        saved = (await s.execute(select(Message).where(Message.conversation_id == conv["id"], Message.role == "assistant"))).scalar_one()
+    assert (row.status, row.error_code, row.upstream_error_code) == ("failed", "response_failed", "server_error")
+    assert "(simulated)" in row.upstream_error_message
+    assert "simulated" not in str(saved.error)
