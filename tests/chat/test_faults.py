@@ -109,7 +109,7 @@ async def test_fault_scenario_outcome(sim_client, scenario):
         assert last["incomplete_reason"] == "max_output_tokens"
         assert f"limit of {MAX_OUTPUT_TOKENS} tokens" in last["error"]
     elif terminal == "error":
-        assert last["incomplete_reason"] is None
+        assert last["incomplete_reason"] == ("max_output_tokens" if code == "response_incomplete" else None)
     if scenario == "unknown_tool_loop":
         assert len([f for f in frames if f.event == "tool_result"]) == sim_client.app.state.services.settings.max_tool_iterations
 

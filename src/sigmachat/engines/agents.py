@@ -1,8 +1,10 @@
 """AgentsEngine: the analyst on the OpenAI Agents SDK (``Runner.run_streamed``).
 
 The same instructions, the same registry tools (wrapped as ``FunctionTool``s: the model sees
-``ToolResult.model_text``, our events keep the envelope) and the same ``AsyncOpenAI`` client
-(through ``OpenAIResponsesModel``), so the offline model and the simulator answer it unchanged.
+``ToolResult.model_text``, our events keep the envelope; a tool the agent lacks is answered by
+the registry too, through the SDK's tool-not-found hook) and the same ``AsyncOpenAI`` client
+(through ``OpenAIResponsesModel``, or ``OpenAIChatCompletionsModel`` for a Chat Completions
+upstream), so the offline model and the simulator answer it unchanged.
 It produces the same agent events as the Responses engine, with the same failure codes for
 the same upstream faults: the SDK model is wrapped by ``_GuardedModel``, which retries before
 first output exactly like the Responses engine and classifies failures with its

@@ -10,7 +10,6 @@ place for them; they are dropped from the request) and ``previous_response_id``.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -171,7 +170,3 @@ def _usage(raw: dict[str, Any]) -> Usage:
         cached_tokens=int((raw.get("prompt_tokens_details") or {}).get("cached_tokens") or 0),
         reasoning_tokens=int((raw.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0),
     )
-
-
-def dumps_arguments(arguments: dict[str, Any]) -> str:
-    return json.dumps(arguments, separators=(",", ":"))

@@ -1,8 +1,11 @@
 """ResponsesEngine: the agent on the OpenAI Responses streaming API, in stateless full-input mode.
 
 Every model call sends the instructions, the conversation history, and this run's
-``function_call`` / ``function_call_output`` items, so it works against OpenAI and against
-OpenAI-compatible servers alike. Tool calls of one model turn run concurrently.
+``reasoning`` / ``function_call`` / ``function_call_output`` items, so it works against OpenAI
+and against OpenAI-compatible servers alike. Tool calls of one model turn run concurrently.
+Against a server that only speaks Chat Completions (``ModelClient.api``) the same items go out
+as chat messages and :class:`~sigmachat.engines.chat_completions.ChatCompletionsStreamReader`
+reads the answer into the same outputs. Each call's output is bounded (``OutputBudget``).
 """
 
 from __future__ import annotations
