@@ -553,6 +553,11 @@ class RunManager:
             msg = await session.get(Message, run.assistant_message_id)
             if msg is None:  # conversation deleted while the run was going
                 return
+            if msg.status != "streaming":
+                # Closed by another instance while this one looked dead (lease lapsed): its
+                # record stands; a late writer must not overwrite it.
+                log.warning("run_persist_skipped_closed_elsewhere", run_id=run.run_id, status=msg.status)
+                return
             msg.model = (terminal.model if terminal is not None else None) or (started.model if started else None)
             msg.offline = bool(started and started.offline)
             if isinstance(terminal, RunFinished):
