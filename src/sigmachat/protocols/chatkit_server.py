@@ -71,7 +71,7 @@ from sigmachat.errors import AppError, NotFound, ValidationFailed
 from sigmachat.logging import get_logger
 from sigmachat.portfolio.service import owned_portfolio_id
 from sigmachat.protocols.sse import sse_id
-from sigmachat.runs.manager import Admission, RunManager
+from sigmachat.runs.manager import AdmittedRun, RunManager
 from sigmachat.settings import Settings
 from sigmachat.store.chatkit_store import SqlChatKitStore
 from sigmachat.store.items import dump_item, synthesized_workflow_id, tool_task, tools_duration, user_text
@@ -110,7 +110,7 @@ class ChatContext:
     portfolio_id: str | None = None  # validated X-Portfolio-Id header
     locale: str | None = None
     sim_scenario: str | None = None
-    admission: Admission | None = None  # the admitted run of a request that starts one
+    admission: AdmittedRun | None = None  # the admitted run of a request that starts one
 
     @property
     def run_owns_items(self) -> bool:
@@ -457,7 +457,7 @@ class SigmaChatKitServer(ChatKitServer[ChatContext]):
                     await self.store.load_item(thread.id, item_id, context)
                 except NotFoundError:
                     raise NotFound("Item not found.") from None
-        if isinstance(request, ThreadsDeleteReq) and (active := self.runs.active_run_for(thread.id)):
+        if isinstance(request, ThreadsDeleteReq) and (active := await self.runs.active_run_for(thread.id)):
             await self.runs.cancel(context.user_id, active)
 
     async def handle(self, body: bytes, context: ChatContext) -> bytes | StreamHandle:
@@ -472,13 +472,16 @@ class SigmaChatKitServer(ChatKitServer[ChatContext]):
                 raise NotFound("Not found.") from None
             except ValueError as exc:
                 raise AppError(str(exc) or "Invalid request.") from None
-        thread_id = None if isinstance(request, ThreadsCreateReq) else getattr(request.params, "thread_id", None)
+        new = isinstance(request, ThreadsCreateReq)
+        # A new thread's id is reserved with the run (the store hands it to the SDK), so even
+        # threads.create is admitted, conversation included, before anything is written.
+        thread_id = self.store.generate_thread_id(context) if new else getattr(request.params, "thread_id", "")
         admission = await self.runs.admit(
-            user_id=context.user_id, conversation_id=thread_id, engine=self.settings.chatkit_engine
+            user_id=context.user_id, conversation_id=thread_id, engine=self.settings.chatkit_engine, new=new
         )
         return await self._start_stream(request, dataclasses.replace(context, admission=admission), admission)
 
-    async def _start_stream(self, request: StreamingReq, context: ChatContext, admission: Admission) -> StreamHandle:
+    async def _start_stream(self, request: StreamingReq, context: ChatContext, admission: AdmittedRun) -> StreamHandle:
         # Unbounded: it holds at most one run's frames, and a slow client must not slow the
         # SDK's generator into missing the run's end (the run itself never waits for us).
         queue: asyncio.Queue[tuple[str | None, str] | None] = asyncio.Queue()
@@ -493,8 +496,8 @@ class SigmaChatKitServer(ChatKitServer[ChatContext]):
             except Exception as exc:
                 failure.append(exc)
             finally:
-                self.runs.release(admission)  # the run never started: its slot is free again
                 queue.put_nowait(None)
+                await self.runs.release(admission)  # the run never started: its claim is free again
 
         producer = asyncio.get_running_loop().create_task(produce(), name=f"chatkit-stream:{admission.run_id}")
         try:
@@ -519,7 +522,7 @@ class SigmaChatKitServer(ChatKitServer[ChatContext]):
         producer: asyncio.Task[None],
         failure: list[BaseException],
         context: ChatContext,
-        admission: Admission,
+        admission: AdmittedRun,
     ) -> AsyncIterator[tuple[str | None, str]]:
         complete = False
         try:

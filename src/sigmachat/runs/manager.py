@@ -4,6 +4,10 @@ A run's engine writes agent events to the run's event log; persistence happens h
 the run ends; streaming responses (legacy SSE, ChatKit) subscribe to the log and may come
 and go. Hence: disconnects do not lose answers, resume replays from a sequence, and cancel
 is an explicit operation on the run, not a side effect of a closed socket.
+
+With several instances (``SIGMACHAT_REDIS_URL``) the event log lives in Redis and a
+``RunCoordinator`` shares admission, leases and cancels: any instance can resume or cancel
+any run, and the runs of an instance that died are closed by a living one (``take_over``).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any
 
 import structlog
 from pydantic import BaseModel
+from redis.exceptions import RedisError
 from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -38,6 +43,7 @@ from sigmachat.db.session import Database
 from sigmachat.engines.base import Engine, RunRequest, aclose_quietly
 from sigmachat.errors import Conflict, NotFound, ServiceUnavailable
 from sigmachat.logging import get_logger
+from sigmachat.runs.coordination import LocalCoordinator, RunClaim, RunCoordinator
 from sigmachat.runs.event_log import EventLog, RunLogInfo
 from sigmachat.runs.limits import UsageGuard
 from sigmachat.settings import Settings
@@ -45,37 +51,7 @@ from sigmachat.settings import Settings
 log = get_logger("sigmachat.runs")
 
 STATUS_BY_CODE = {"cancelled": "cancelled", "response_incomplete": "incomplete", "interrupted": "interrupted"}
-
-
-@dataclass
-class Admission:
-    """A run let in before anything is written: its id is reserved and it counts against the limits.
-
-    ``admit()`` makes every refusal (busy conversation, rate, concurrency, budget, shutdown) a
-    plain error while nothing has been stored yet, so no protocol ever has to undo a write.
-    ``start()`` consumes it; ``release()`` gives the slot back if the run never starts.
-    """
-
-    run_id: str
-    user_id: str
-    conversation_id: str | None  # None: the conversation is created after admission (ChatKit threads.create)
-    engine: str
-    started: bool = False
-    # Resolved by start(): the started run, or why it could not start (for a protocol that
-    # starts the run from inside a stream it does not drive, like ChatKit's respond()).
-    outcome: asyncio.Future[StartedRun] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
-
-
-class RunMeta(BaseModel):
-    """What the event log keeps about a run beside its events (one shape, typed, for every reader)."""
-
-    conversation_id: str
-    user_message_id: str
-    assistant_message_id: str
-    answer_created_at: dt.datetime
-    engine: str
-    protocol: str
-    portfolio_id: str | None = None
+DB_DOWN = "The database is unavailable; your message was not sent. Try again."
 
 
 @dataclass
@@ -87,8 +63,51 @@ class StartedRun:
     engine: str
     portfolio_id: str | None
     reused: bool = False  # an idempotent retry of an earlier send
-    answer_created_at: dt.datetime | None = None  # the assistant row's time: protocols date the run's items with it
+    answer_created_at: dt.datetime | None = None  # the answer row's time: protocols date the run's items with it
     title: str | None = None  # the conversation's title after this start (set here, once, for both protocols)
+
+
+@dataclass
+class AdmittedRun:
+    """A run let in before anything is written: its id, conversation and answer id are claimed
+    (on the coordinator, so on every instance) and it counts against the user's limits.
+
+    ``admit()`` makes every refusal (busy conversation, rate, concurrency, budget, shutdown) a
+    plain error while nothing has been stored yet, so no protocol ever has to undo a write.
+    ``start()`` consumes it; ``release()`` gives the claim back if the run never starts.
+    """
+
+    claim: RunClaim
+    engine: str
+    new_conversation: bool  # the conversation is created after admission (ChatKit threads.create)
+    started: bool = False
+    # Resolved by start(): the started run, or why it could not start (for a protocol that
+    # starts the run from inside a stream it does not drive, like ChatKit's respond()).
+    outcome: asyncio.Future[StartedRun] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+    @property
+    def run_id(self) -> str:
+        return self.claim.run_id
+
+    @property
+    def user_id(self) -> str:
+        return self.claim.user_id
+
+    @property
+    def conversation_id(self) -> str:
+        return self.claim.conversation_id
+
+
+class RunMeta(BaseModel):
+    """What the event log keeps about a run beside its events (one shape, typed, for every reader)."""
+
+    conversation_id: str
+    user_message_id: str
+    assistant_message_id: str
+    answer_created_at: dt.datetime | None = None  # None only for runs logged by an older version
+    engine: str
+    protocol: str
+    portfolio_id: str | None = None
 
 
 @dataclass
@@ -100,9 +119,12 @@ class _ActiveRun:
     engine: str
     protocol: str
     portfolio_id: str | None = None
+    claim: RunClaim | None = None
     task: asyncio.Task | None = None
     text: str = ""
     last_seq: int = 0
+    started: RunStarted | None = None  # kept here so persisting never depends on reading the log back
+    tools: list[ToolFinished] = field(default_factory=list)
     cancel_code: str | None = None
     finished: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -115,53 +137,91 @@ class RunManager:
         engines: dict[str, Engine],
         event_log: EventLog,
         guard: UsageGuard | None = None,
+        coordinator: RunCoordinator | None = None,
     ) -> None:
         self.db = db
         self.guard = guard
         self.settings = settings
         self.engines = engines
         self.events = event_log  # the runs' event log (not a logger)
-        self._active: dict[str, _ActiveRun] = {}  # run_id -> run
-        self._by_conversation: dict[str, str] = {}  # conversation_id -> active or admitted run_id
-        self._admitted: dict[str, Admission] = {}  # run_id -> admitted, not yet started
+        self.coordinator: RunCoordinator = coordinator or LocalCoordinator()
+        self._active: dict[str, _ActiveRun] = {}  # run_id -> run driven by this process
+        self._admitted: dict[str, AdmittedRun] = {}  # run_id -> admitted here, not yet started
         self._lock = asyncio.Lock()
         self._accepting = True
+        self._tasks: list[asyncio.Task] = []
         self._listeners: list[Any] = []  # callables(run, event) for telemetry
         self._finish_listeners: list[Any] = []  # callables(run, request, terminal)
 
     # ---- lifecycle -------------------------------------------------------------------------
 
     async def recover_interrupted(self) -> int:
-        """Runs left 'streaming' by a crash can never finish: mark them interrupted."""
+        """Runs left 'streaming' by a crash can never finish: mark them interrupted.
+
+        Alone (no shared coordinator) every 'streaming' row is an earlier process's. With
+        several instances only runs whose lease has lapsed are closed: a live lease means
+        another instance is writing that answer right now.
+        """
+        if not self.coordinator.shared:
+            async with self.db.session() as session:
+                result = await session.execute(
+                    update(Message)
+                    .where(Message.status == "streaming")
+                    .values(status="interrupted", error={"code": "interrupted", "message": kind("interrupted").message})
+                )
+                await session.commit()
+                return result.rowcount or 0
         async with self.db.session() as session:
-            result = await session.execute(
-                update(Message)
-                .where(Message.status == "streaming")
-                .values(status="interrupted", error={"code": "interrupted", "message": kind("interrupted").message})
-            )
-            await session.commit()
-            return result.rowcount or 0
+            rows = (
+                await session.execute(
+                    select(Message.run_id, Message.user_id, Message.conversation_id, Message.id).where(
+                        Message.status == "streaming", Message.role == "assistant"
+                    )
+                )
+            ).all()
+        alive = await self.coordinator.live_runs([r.run_id for r in rows if r.run_id])
+        closed = 0
+        for row in rows:
+            if row.run_id in alive:
+                continue
+            claim = RunClaim(row.run_id or "", row.user_id, row.conversation_id, row.id, "")
+            closed += await self.take_over(claim)
+        return closed
+
+    @property
+    def draining(self) -> bool:
+        return not self._accepting
+
+    def begin_drain(self) -> None:
+        """Stop admitting runs (new sends answer 503, /readyz answers 503); running ones go on."""
+        self._accepting = False
 
     async def shutdown(self, grace_s: float) -> None:
-        """Stop accepting runs, let running ones finish within ``grace_s``, interrupt the rest."""
+        """Stop accepting runs, let running ones finish within ``grace_s``, interrupt the rest.
+
+        Interrupted runs are closed like any other: partial answer saved, terminal event in the
+        log (so clients following from another instance end cleanly), conversation released.
+        """
         self._accepting = False
-        if getattr(self, "_sweeper", None) is not None:
-            self._sweeper.cancel()
         runs = list(self._active.values())
-        if not runs:
-            return
-        pending = [r.finished.wait() for r in runs]
-        try:
-            await asyncio.wait_for(asyncio.gather(*pending), timeout=grace_s)
-        except TimeoutError:
-            for r in list(self._active.values()):
-                r.cancel_code = "interrupted"
-                if r.task:
-                    r.task.cancel()
-            await asyncio.gather(*(r.finished.wait() for r in runs), return_exceptions=True)
+        if runs:
+            try:
+                await asyncio.wait_for(asyncio.gather(*(r.finished.wait() for r in runs)), timeout=grace_s)
+            except TimeoutError:
+                for r in list(self._active.values()):
+                    r.cancel_code = "interrupted"
+                    if r.task:
+                        r.task.cancel()
+                await asyncio.gather(*(r.finished.wait() for r in runs), return_exceptions=True)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        await self.coordinator.aclose()
 
     def start_sweeper(self, interval_s: float = 60.0) -> None:
-        """Expire finished runs' event logs periodically (they stay resumable for run_log_ttl_s)."""
+        """Background upkeep: expire finished logs; with a shared coordinator, renew this
+        instance's leases, close runs whose owner died, and obey cancels sent elsewhere."""
 
         async def sweep() -> None:
             while True:
@@ -171,22 +231,97 @@ class RunManager:
                 except Exception:
                     log.exception("run_log_expire_failed")
 
-        self._sweeper = asyncio.get_running_loop().create_task(sweep(), name="run-log-sweeper")
+        loop = asyncio.get_running_loop()
+        self._tasks.append(loop.create_task(sweep(), name="run-log-sweeper"))
+        if self.coordinator.shared:
+            self._tasks.append(loop.create_task(self._lease_loop(), name="run-leases"))
+            self.coordinator.start(self._cancel_here)
+
+    async def _lease_loop(self) -> None:
+        # A third of the lease: two renewals can fail before the lease lapses. Dead owners are
+        # found within lease + one period (9 s + 3 s by default, under the 15 s promise).
+        period = self.settings.run_lease_ttl_s / 3
+        while True:
+            await asyncio.sleep(period)
+            try:
+                lost = await self.coordinator.renew(list(self._active))
+                for run_id in lost:
+                    # Another instance closed this run (we looked dead): stop writing into it.
+                    log.warning("run_lease_lost", run_id=run_id)
+                    run = self._active.get(run_id)
+                    if run is not None and run.task is not None:
+                        run.cancel_code = "interrupted"
+                        run.task.cancel()
+                for claim in await self.coordinator.dead_runs():
+                    if claim.run_id not in self._active:
+                        await self.take_over(claim)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Redis or the database unreachable: try again next period
+                log.warning("run_lease_loop_failed", error=type(exc).__name__)
+
+    async def take_over(self, claim: RunClaim) -> int:
+        """Close a run whose owner is gone: keep its partial answer from the log, mark it
+        ``interrupted``, append the terminal event so followers end cleanly, release the
+        conversation. Returns 1 if this instance closed it, 0 if another one got there first."""
+        if not await self.coordinator.claim_takeover(claim.run_id):
+            return 0
+        events = await self.events.read(claim.run_id) if claim.run_id else []
+        text = "".join(e.delta for e in events if isinstance(e, TextDelta))
+        last_seq = events[-1].seq if events else 0
+        terminal_seen = any(is_terminal(e) for e in events)
+        k = kind("interrupted")
+        async with self.db.session() as session:
+            values: dict[str, Any] = {
+                "status": "interrupted",
+                "error": {"code": "interrupted", "message": k.message, "retryable": k.retryable},
+            }
+            if text:
+                values["content"] = text
+            await session.execute(
+                update(Message).where(Message.id == claim.assistant_message_id, Message.status == "streaming").values(**values)
+            )
+            await session.commit()
+        if claim.run_id and await self.events.info(claim.run_id) is not None and not terminal_seen:
+            factory = EventFactory(claim.run_id, start_after=last_seq)
+            try:
+                if last_seq == 0:
+                    await self.events.append(claim.run_id, factory.make(RunStarted, conversation_id=claim.conversation_id, model="", engine=""))
+                await self.events.append(
+                    claim.run_id,
+                    factory.make(RunFailed, code="interrupted", message=k.message, retryable=k.retryable, partial_text=text),
+                )
+            except Exception as exc:  # the dead owner's log may be gone or already closed
+                log.warning("run_takeover_append_failed", run_id=claim.run_id, error=type(exc).__name__)
+        if claim.run_id:
+            await self.events.mark_finished(claim.run_id)
+            await self.coordinator.release(claim)
+        log.warning("run_taken_over", run_id=claim.run_id, dead_owner=claim.instance_id, partial_chars=len(text))
+        return 1
+
+    async def _cancel_here(self, run_id: str) -> None:
+        run = self._active.get(run_id)
+        if run is not None and run.task is not None and not run.task.done():
+            run.cancel_code = "cancelled"
+            run.task.cancel()
 
     def active_count(self) -> int:
         return len(self._active)
 
-    def active_run_for(self, conversation_id: str) -> str | None:
-        return self._by_conversation.get(conversation_id)
+    async def active_run_for(self, conversation_id: str) -> str | None:
+        """The run writing in a conversation now, on any instance."""
+        return await self.coordinator.active_run_for(conversation_id)
 
     # ---- start -----------------------------------------------------------------------------
 
-    async def admit(self, *, user_id: str, conversation_id: str | None, engine: str) -> Admission:
+    async def admit(self, *, user_id: str, conversation_id: str, engine: str, new: bool = False) -> AdmittedRun:
         """Let a run in, or refuse it, before anything is written (both protocols call this).
 
         Refusals: shutting down or no such engine (503), an unknown or foreign conversation
         (404), a conversation with an answer in progress (409), send rate, concurrent runs or
-        the daily budget (429). The admitted run's conversation counts as busy from now on.
+        the daily budget (429), the database or the shared run state unreachable (503). The
+        claim is taken on the coordinator: from now on the conversation is busy on every
+        instance. ``new``: the conversation does not exist yet (its id is reserved here).
         """
         if not self._accepting:
             raise ServiceUnavailable("The server is shutting down; try again in a moment.", headers={"Retry-After": "5"})
@@ -194,46 +329,61 @@ class RunManager:
             raise ServiceUnavailable(f"The {engine} engine is not available.")
         async with self._lock:
             try:
-                async with self.db.session() as session:
-                    if conversation_id is not None:
-                        conversation_id = (await get_conversation(session, user_id, conversation_id)).id
-                    if self.guard is not None:
-                        self.guard.check_concurrency(self._runs_of(user_id))
-                        await self.guard.check_budget(session, user_id)
-                        await self.guard.check_send(user_id)
-                    if conversation_id is not None:
-                        active = self._by_conversation.get(conversation_id) or await self._streaming_run(
-                            session, conversation_id
-                        )
-                        if active:
-                            raise Conflict(
-                                "An answer is already being written in this conversation.",
-                                details={"active_run_id": active},
-                            )
+                return await self._admit_locked(user_id, conversation_id, engine, new)
             except (OperationalError, DBAPIError) as exc:
                 log.error("run_admit_db_error", error=type(exc).__name__)
-                raise ServiceUnavailable("The database is unavailable; your message was not sent. Try again.") from exc
-            admission = Admission(f"run_{uuid.uuid4().hex}", user_id, conversation_id, engine)
-            self._admitted[admission.run_id] = admission
-            if conversation_id is not None:
-                self._by_conversation[conversation_id] = admission.run_id
-            return admission
+                raise ServiceUnavailable(DB_DOWN) from exc
+            except RedisError as exc:
+                # Without the shared run state no instance could resume or close this run.
+                log.error("run_admit_redis_error", error=type(exc).__name__)
+                raise ServiceUnavailable(
+                    "Live answers are unavailable right now (run state store unreachable); your message was not sent. "
+                    "Try again shortly.",
+                    headers={"Retry-After": "5"},
+                ) from exc
 
-    def release(self, admission: Admission) -> None:
-        """Give back an admission whose run never started (idempotent; a started run keeps it)."""
-        if admission.started or self._admitted.pop(admission.run_id, None) is None:
+    async def _admit_locked(self, user_id: str, conversation_id: str, engine: str, new: bool) -> AdmittedRun:
+        async with self.db.session() as session:
+            if not new:
+                conversation_id = (await get_conversation(session, user_id, conversation_id)).id
+            if self.guard is not None:
+                self.guard.check_concurrency(await self.coordinator.active_count_for_user(user_id))
+                await self.guard.check_budget(session, user_id)
+                await self.guard.check_send(user_id)
+            if not new:
+                active = await self.coordinator.active_run_for(conversation_id) or await self._streaming_run(
+                    session, conversation_id
+                )
+                if active:
+                    raise Conflict(
+                        "An answer is already being written in this conversation.", details={"active_run_id": active}
+                    )
+        run_id = f"run_{uuid.uuid4().hex}"
+        claim = RunClaim(run_id, user_id, conversation_id, prefixed_id("msg"), self.coordinator.instance_id)
+        # One atomic step on the shared state: of two instances racing for one conversation
+        # (or a user's last concurrent slot) exactly one wins, before any write.
+        verdict = await self.coordinator.admit(claim, self.settings.max_concurrent_runs_per_user if self.guard else 0)
+        if not verdict.ok:
+            if verdict.active_run_id:
+                raise Conflict(
+                    "An answer is already being written in this conversation.",
+                    details={"active_run_id": verdict.active_run_id},
+                )
+            assert self.guard is not None
+            self.guard.check_concurrency(verdict.user_active)
+        admitted = AdmittedRun(claim, engine, new)
+        self._admitted[run_id] = admitted
+        return admitted
+
+    async def release(self, admitted: AdmittedRun) -> None:
+        """Give back the claim of a run that never started (idempotent; a started run keeps it)."""
+        if admitted.started or self._admitted.pop(admitted.run_id, None) is None:
             return
-        if admission.conversation_id and self._by_conversation.get(admission.conversation_id) == admission.run_id:
-            del self._by_conversation[admission.conversation_id]
-
-    def _runs_of(self, user_id: str) -> int:
-        return sum(1 for r in self._active.values() if r.user_id == user_id) + sum(
-            1 for a in self._admitted.values() if a.user_id == user_id
-        )
+        await self.coordinator.release(admitted.claim)
 
     @staticmethod
     async def _streaming_run(session: AsyncSession, conversation_id: str) -> str | None:
-        """A run of another instance (or one a crash left) still writing into the conversation."""
+        """A run (of an older process, or another instance) whose answer is still being written."""
         stmt = select(Message.run_id).where(Message.conversation_id == conversation_id, Message.status == "streaming")
         return (await session.execute(stmt.limit(1))).scalar_one_or_none()
 
@@ -252,7 +402,7 @@ class RunManager:
         sim_scenario: str | None = None,
         user_message_id: str | None = None,
         user_item: dict[str, Any] | None = None,
-        admission: Admission | None = None,
+        admission: AdmittedRun | None = None,
     ) -> StartedRun:
         """Start a run: store the question and an empty answer, then drive the engine in a task.
 
@@ -260,39 +410,54 @@ class RunManager:
         same ``client_message_id`` has been recognised). ``user_item`` is the protocol's own
         JSON of the question, stored with its row so the protocol reads it back exactly.
         """
-        try:
-            if admission is None:
-                if client_message_id:
+        if admission is None:
+            if client_message_id:
+                try:
                     async with self.db.session() as session:
                         await get_conversation(session, user_id, conversation_id)
                         existing = await self._find_idempotent(session, user_id, conversation_id, client_message_id)
-                    if existing is not None:
-                        return existing
-                admission = await self.admit(user_id=user_id, conversation_id=conversation_id, engine=engine)
-        except (OperationalError, DBAPIError) as exc:
-            log.error("run_start_db_error", error=type(exc).__name__)
-            raise ServiceUnavailable("The database is unavailable; your message was not sent. Try again.") from exc
+                except (OperationalError, DBAPIError) as exc:
+                    log.error("run_start_db_error", error=type(exc).__name__)
+                    raise ServiceUnavailable(DB_DOWN) from exc
+                if existing is not None:
+                    return existing
+            admission = await self.admit(user_id=user_id, conversation_id=conversation_id, engine=engine)
         try:
             async with self._lock:
-                started = await self._start_admitted(
-                    admission, conversation_id, text, protocol, client_message_id, portfolio_id,
-                    ui_context, model, sim_scenario, user_message_id, user_item,
-                )  # fmt: skip
+                async with self.db.session() as session:
+                    conv = await get_conversation(session, admission.user_id, conversation_id)
+                    if conv.id != admission.conversation_id:
+                        raise ValueError("The admission was for another conversation.")
+                    started = await self._write_run(
+                        session, conv, admission.claim, text, admission.engine, protocol, client_message_id,
+                        portfolio_id, ui_context, model, sim_scenario, user_message_id or prefixed_id("msg"), user_item,
+                    )  # fmt: skip
+                admission.started = True
+                self._admitted.pop(admission.run_id, None)
         except (OperationalError, DBAPIError) as exc:
             log.error("run_start_db_error", error=type(exc).__name__)
-            failure = ServiceUnavailable("The database is unavailable; your message was not sent. Try again.")
+            failure = ServiceUnavailable(DB_DOWN)
+            self._settle(admission, failure)
+            raise failure from exc
+        except RedisError as exc:
+            log.error("run_start_redis_error", error=type(exc).__name__)
+            failure = ServiceUnavailable(
+                "Live answers are unavailable right now (run state store unreachable); your message was not sent. "
+                "Try again shortly.",
+                headers={"Retry-After": "5"},
+            )
             self._settle(admission, failure)
             raise failure from exc
         except Exception as exc:
             self._settle(admission, exc)
             raise
         finally:
-            self.release(admission)  # a no-op once the run started
+            await self.release(admission)  # a no-op once the run started
         self._settle(admission, started)
         return started
 
     @staticmethod
-    def _settle(admission: Admission, result: StartedRun | Exception) -> None:
+    def _settle(admission: AdmittedRun, result: StartedRun | Exception) -> None:
         if admission.outcome.done():
             return
         if isinstance(result, Exception):
@@ -301,60 +466,67 @@ class RunManager:
         else:
             admission.outcome.set_result(result)
 
-    async def _start_admitted(
-        self, admission: Admission, conversation_id: str, text: str, protocol: str, client_message_id: str | None,
-        portfolio_id: str | None, ui_context: dict[str, Any] | None, model: str | None, sim_scenario: str | None,
-        user_message_id: str | None, user_item: dict[str, Any] | None,
+    async def _write_run(
+        self, session: AsyncSession, conv: Conversation, claim: RunClaim, text: str, engine: str, protocol: str,
+        client_message_id: str | None, portfolio_id: str | None, ui_context: dict[str, Any] | None,
+        model: str | None, sim_scenario: str | None, user_message_id: str, user_item: dict[str, Any] | None,
     ) -> StartedRun:  # fmt: skip
-        if admission.conversation_id not in (None, conversation_id):
-            raise ValueError("The admission was for another conversation.")
-        run_id, user_id, engine = admission.run_id, admission.user_id, admission.engine
-        async with self.db.session() as session:
-            conv = await get_conversation(session, user_id, conversation_id)
-            messages = await list_messages(session, user_id, conv.id)
-            # A retried ChatKit question keeps its row (it is this run's question again): reuse
-            # it, and keep it out of the history the model would otherwise see twice.
-            stored = next((m for m in messages if user_message_id and m.id == user_message_id and m.role == "user"), None)
-            history = history_from_messages([m for m in messages if m is not stored])
-            now = utcnow()
-            pf = portfolio_id or conv.portfolio_id
-            if stored is not None:
-                user_msg = stored
-                user_msg.run_id = run_id
-                now = max(now, as_utc(stored.created_at) + dt.timedelta(microseconds=1))
-            else:
-                user_msg = Message(
-                    id=user_message_id or prefixed_id("msg"),
-                    conversation_id=conv.id,
-                    user_id=user_id,
-                    item_type="user_message",
-                    role="user",
-                    content=text,
-                    status="complete",
-                    run_id=run_id,
-                    client_message_id=client_message_id,
-                    payload=user_item,
-                    created_at=now,
-                )
-            answer_at = now + dt.timedelta(microseconds=1)
-            assistant = Message(
-                id=prefixed_id("msg"),
+        user_id, run_id = claim.user_id, claim.run_id
+        messages = await list_messages(session, user_id, conv.id)
+        # A retried ChatKit question keeps its row (it is this run's question again): reuse
+        # it, and keep it out of the history the model would otherwise see twice.
+        stored = next((m for m in messages if user_message_id and m.id == user_message_id and m.role == "user"), None)
+        history = history_from_messages([m for m in messages if m is not stored])
+        now = utcnow()
+        pf = portfolio_id or conv.portfolio_id
+        if stored is not None:
+            user_msg = stored
+            user_msg.run_id = run_id
+            now = max(now, as_utc(stored.created_at) + dt.timedelta(microseconds=1))
+        else:
+            user_msg = Message(
+                id=user_message_id,
                 conversation_id=conv.id,
                 user_id=user_id,
-                item_type="assistant_message",
-                role="assistant",
-                content="",
-                status="streaming",
+                item_type="user_message",
+                role="user",
+                content=text,
+                status="complete",
                 run_id=run_id,
-                engine=engine,
-                created_at=answer_at,
+                client_message_id=client_message_id,
+                payload=user_item,
+                created_at=now,
             )
-            session.add_all([user_msg, assistant])
-            if not conv.title:
-                conv.title = title_from_text(text)  # the one place a conversation gets its automatic title
-            conv.updated_at = now
-            title = conv.title
-            await session.commit()
+        answer_at = now + dt.timedelta(microseconds=1)
+        assistant = Message(
+            id=claim.assistant_message_id,
+            conversation_id=conv.id,
+            user_id=user_id,
+            item_type="assistant_message",
+            role="assistant",
+            content="",
+            status="streaming",
+            run_id=run_id,
+            engine=engine,
+            created_at=answer_at,
+        )
+        session.add_all([user_msg, assistant])
+        if not conv.title:
+            conv.title = title_from_text(text)  # the one place a conversation gets its automatic title
+        conv.updated_at = now
+        title = conv.title
+        meta = RunMeta(
+            conversation_id=conv.id,
+            user_message_id=user_msg.id,
+            assistant_message_id=assistant.id,
+            answer_created_at=answer_at,
+            engine=engine,
+            protocol=protocol,
+            portfolio_id=pf,
+        )
+        # The log first: if it cannot be created (Redis down) nothing has been written yet.
+        await self.events.create(run_id, owner_id=user_id, meta=meta.model_dump(mode="json"))
+        await session.commit()
 
         request = RunRequest(
             run_id=run_id,
@@ -367,21 +539,8 @@ class RunManager:
             ui_context=ui_context,
             sim_scenario=sim_scenario,
         )
-        run = _ActiveRun(run_id, user_id, conv.id, assistant.id, engine, protocol, portfolio_id=pf)
-        meta = RunMeta(
-            conversation_id=conv.id,
-            user_message_id=user_msg.id,
-            assistant_message_id=assistant.id,
-            answer_created_at=answer_at,
-            engine=engine,
-            protocol=protocol,
-            portfolio_id=pf,
-        )
-        await self.events.create(run_id, owner_id=user_id, meta=meta.model_dump(mode="json"))
-        admission.started = True
-        self._admitted.pop(run_id, None)
+        run = _ActiveRun(run_id, user_id, conv.id, assistant.id, engine, protocol, portfolio_id=pf, claim=claim)
         self._active[run_id] = run
-        self._by_conversation[conv.id] = run_id
         run.task = asyncio.create_task(self._drive(run, request), name=f"run:{run_id}")
         log.info("run_started", run_id=run_id, conversation_id=conv.id, engine=engine, protocol=protocol)
         return StartedRun(run_id, conv.id, user_msg.id, assistant.id, engine, pf, answer_created_at=answer_at, title=title)
@@ -398,7 +557,7 @@ class RunManager:
                 )
             )
         ).scalar_one_or_none()
-        if user_msg is None:
+        if user_msg is None or user_msg.run_id is None:
             return None
         assistant = (
             await session.execute(
@@ -433,6 +592,10 @@ class RunManager:
         run.last_seq = event.seq
         if isinstance(event, TextDelta):
             run.text += event.delta
+        elif isinstance(event, ToolFinished):
+            run.tools.append(event)
+        elif isinstance(event, RunStarted):
+            run.started = event
         # Log lines written while handling a stream event carry its sequence number.
         with structlog.contextvars.bound_contextvars(seq=event.seq):
             for listener in self._listeners:
@@ -468,11 +631,19 @@ class RunManager:
                 terminal = terminal.model_copy(update={"seq": 2})
             # Persist before announcing the end: whoever sees "done" can load the saved answer.
             await self._persist_with_retry(run, terminal)
-            await self._emit(run, terminal)
-            await self.events.mark_finished(run.run_id)
+            # The answer is saved; a failing log (Redis gone, or the run taken over while we
+            # looked dead) must not leave this run registered here or its conversation locked.
+            for step in (lambda: self._emit(run, terminal), lambda: self.events.mark_finished(run.run_id)):
+                try:
+                    await step()
+                except Exception as exc:
+                    log.warning("run_log_close_failed", run_id=run.run_id, error=type(exc).__name__)
             self._active.pop(run.run_id, None)
-            if self._by_conversation.get(run.conversation_id) == run.run_id:
-                del self._by_conversation[run.conversation_id]
+            if run.claim is not None:
+                try:
+                    await self.coordinator.release(run.claim)
+                except Exception as exc:  # the lease lapses and a living instance releases it
+                    log.warning("run_release_failed", run_id=run.run_id, error=type(exc).__name__)
             run.finished.set()
             for listener in self._finish_listeners:
                 try:
@@ -500,12 +671,15 @@ class RunManager:
                     await asyncio.sleep(0.25 * 2**attempt)
 
     async def _persist(self, run: _ActiveRun, terminal: Any) -> None:
-        events = await self.events.read(run.run_id)
-        started = next((e for e in events if isinstance(e, RunStarted)), None)
-        tool_events = [e for e in events if isinstance(e, ToolFinished)]
+        started, tool_events = run.started, run.tools
         async with self.db.session() as session:
             msg = await session.get(Message, run.assistant_message_id)
             if msg is None:  # conversation deleted while the run was going
+                return
+            if msg.status != "streaming":
+                # Closed by another instance while this one looked dead (lease lapsed): its
+                # record stands; a late writer must not overwrite it.
+                log.warning("run_persist_skipped_closed_elsewhere", run_id=run.run_id, status=msg.status)
                 return
             msg.model = (terminal.model if terminal is not None else None) or (started.model if started else None)
             msg.offline = bool(started and started.offline)
@@ -522,6 +696,8 @@ class RunManager:
                     "message": terminal.message if terminal is not None else kind(code).message,
                     "retryable": terminal.retryable if terminal is not None else True,
                 }
+                if getattr(terminal, "incomplete_reason", None):
+                    msg.error["incomplete_reason"] = terminal.incomplete_reason
             records = list(getattr(terminal, "tool_calls", None) or [])
             if not records and tool_events:
                 records = [
@@ -541,7 +717,9 @@ class RunManager:
     # ---- cancel / subscribe ----------------------------------------------------------------
 
     async def cancel(self, user_id: str, run_id: str) -> bool:
-        """Stop a run on purpose (owner only). Returns False when it had already finished."""
+        """Stop a run on purpose (owner only), on whichever instance drives it.
+
+        Returns False when it had already finished."""
         admitted = self._admitted.get(run_id)
         if admitted is not None and admitted.user_id == user_id:
             return False  # admitted, not started: nothing runs yet (its request fails or starts it)
@@ -551,7 +729,21 @@ class RunManager:
                 return False
             raise NotFound("Run not found.")
         run = self._active.get(run_id)
-        if run is None or run.task is None or run.task.done():
+        if run is None:
+            if info.finished or not self.coordinator.shared:
+                return False
+            # Driven by another instance: signal it, then wait for the run's end in the log.
+            await self.coordinator.publish_cancel(run_id)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self.settings.cancel_grace_s
+            while loop.time() < deadline:
+                now = await self.events.info(run_id)
+                if now is None or now.finished:
+                    return True
+                await asyncio.sleep(0.1)
+            log.warning("cancel_slow", run_id=run_id)
+            return True
+        if run.task is None or run.task.done():
             return False
         run.cancel_code = "cancelled"
         run.task.cancel()

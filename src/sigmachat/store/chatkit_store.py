@@ -64,6 +64,13 @@ class SqlChatKitStore(Store[Any]):
     def __init__(self, db: Database) -> None:
         self.db = db
 
+    def generate_thread_id(self, context: Any) -> str:
+        """A new thread's id; in a request that starts a run, the id reserved when it was admitted."""
+        admission = getattr(context, "admission", None)
+        if admission is not None and admission.new_conversation:
+            return str(admission.conversation_id)
+        return super().generate_thread_id(context)
+
     # ---- threads ---------------------------------------------------------------------------
 
     async def _conversation(self, session: AsyncSession, thread_id: str, user_id: str) -> Conversation:
