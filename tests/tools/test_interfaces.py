@@ -56,7 +56,7 @@ def test_cli_lists_and_calls_tools(cli_env):
 
 
 async def test_benchmark_runs_every_tool_on_the_largest_portfolio(services):
-    from sigmachat.analytics.bench import run_tool_benchmark
+    from sigmachat.bench.tools import run_tool_benchmark
 
     report = await run_tool_benchmark(services, runs=1)
     assert report.user_email == "demo_hnw@sigmasight.com" and report.lots == 39

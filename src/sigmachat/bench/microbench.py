@@ -1,6 +1,6 @@
 """Microbenchmarks in the same report: every tool, and the chat store's hot operations.
 
-Tools: :func:`sigmachat.analytics.bench.run_tool_benchmark` (the same runner as
+Tools: :func:`sigmachat.bench.tools.run_tool_benchmark` (the same runner as
 ``sigmachat tools bench``) on the largest demo portfolio. Store: the ChatKit SQL store over
 the shared chat tables (the one both paths write): append an item, load a 200-item thread,
 list a user's threads (the first page, 20 newest) after the load test filled them.
@@ -30,7 +30,7 @@ def _timed_summary(samples_s: list[float]) -> dict[str, Any]:
 
 
 async def tool_microbench(settings: Settings, *, runs: int) -> dict[str, Any]:
-    from sigmachat.analytics.bench import run_tool_benchmark
+    from sigmachat.bench.tools import run_tool_benchmark
     from sigmachat.services import Services
 
     services = Services.build(settings)

@@ -84,7 +84,7 @@ def bench(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Time every tool cold and warm on the largest portfolio (target: under 100 ms warm)."""
-    from sigmachat.analytics.bench import WARM_TARGET_MS, run_tool_benchmark
+    from sigmachat.bench.tools import WARM_TARGET_MS, run_tool_benchmark
 
     async def _run():
         async with cli_services() as services:
