@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import select
 
 from sigmachat.db.models import Message
-from sigmachat.store.items import tool_title
+from sigmachat.tools.registry import tool_title
 from tests.chatkit.helpers import add_message, compact, create, parse_sse, req
 from tests.conftest import BASE_URL, HNW, INDIVIDUAL, login
 from tests.sse import parse as parse_legacy

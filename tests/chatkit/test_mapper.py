@@ -18,7 +18,7 @@ from sigmachat.agent.events import (
     ToolStarted,
 )
 from sigmachat.protocols.chatkit_server import ChatKitEventMapper
-from sigmachat.store.items import tool_title
+from sigmachat.tools.registry import tool_title
 from tests.chatkit.helpers import STREAM_EVENT
 
 BASE = dt.datetime(2025, 7, 1, 12, 0, tzinfo=dt.UTC)
@@ -68,28 +68,32 @@ def test_a_turn_with_two_tools_maps_to_a_live_workflow_then_the_message():
     for _seq, event in pairs:  # every frame is a valid ThreadStreamEvent on the wire
         assert STREAM_EVENT.validate_json(event.model_dump_json(exclude_none=True)) == event
     assert names(pairs) == [
+        "client_effect",
         "progress_update",
         "thread.item.added:workflow",
         "thread.item.updated:workflow.task.added",
         "thread.item.updated:workflow.task.updated",
+        "client_effect",
         "thread.item.updated:workflow.task.updated",
+        "client_effect",
         "thread.item.done:workflow",
         "thread.item.added:assistant_message",
         "thread.item.updated:assistant_message.content_part.text_delta",
         "thread.item.updated:assistant_message.content_part.text_delta",
         "thread.item.done:assistant_message",
     ]
-    added = pairs[1][1].item
+    added = pairs[2][1].item
     assert isinstance(added, WorkflowItem)
     assert added.workflow.tasks[0].title == tool_title("get_positions_details") and added.workflow.tasks[0].status_indicator == "loading"
-    done_wf = pairs[5][1].item
+    done_wf = pairs[8][1].item
     assert [(t.title, t.content, t.status_indicator) for t in done_wf.workflow.tasks] == [
         (tool_title("get_positions_details"), "12 positions", "complete"),
         (tool_title("get_volatility_analysis"), "beta 1.1", "complete"),
     ]
     assert done_wf.workflow.summary.duration == 0  # the tools' own time (5 + 9 ms), in whole seconds
     assert done_wf.id == "wf_msg_a1"  # the id the store renders for the answer's tool calls
-    assert "busy" in pairs[0][1].text and "attempt 2" in pairs[0][1].text
+    assert "busy" in pairs[1][1].text and "attempt 2" in pairs[1][1].text
+    assert pairs[0][1].name == "sigmachat.run_started" and pairs[0][1].data["offline"] is False
     done_msg = pairs[-1][1].item
     assert isinstance(done_msg, AssistantMessageItem) and done_msg.id == "msg_a1"
     assert done_msg.content[0].text == "Your largest position is AAPL."
@@ -105,11 +109,12 @@ def test_mapping_is_deterministic_so_a_replay_rebuilds_the_same_items():
 
 def test_failure_closes_open_items_keeps_partial_text_and_ends_with_error():
     pairs = mapped(turn(fail="network_error"))
-    assert names(pairs)[-2:] == ["thread.item.done:assistant_message", "error"]
+    assert names(pairs)[-3:] == ["thread.item.done:assistant_message", "client_effect", "error"]
     error = pairs[-1][1]
     assert isinstance(error, ErrorEvent)
     assert error.allow_retry is True and error.message == "The connection to the AI service dropped. Try again."
-    assert pairs[-2][1].item.content[0].text == "Your largest position is AAPL."
+    assert pairs[-3][1].item.content[0].text == "Your largest position is AAPL."
+    assert pairs[-2][1].data["status"] == "failed" and pairs[-2][1].data["code"] == "network_error"
     error = mapped(turn(fail="max_tool_iterations"))[-1][1]
     assert error.allow_retry is False and "too many steps" in error.message
 
@@ -122,9 +127,12 @@ def test_failure_while_a_tool_runs_marks_it_stopped():
         ev.make(RunFailed, code="cancelled", message="stopped", retryable=False),
     ]
     pairs = mapped(events)
-    assert names(pairs) == ["thread.item.added:workflow", "thread.item.done:workflow", "error"]
-    assert pairs[1][1].item.workflow.tasks[0].content == "Stopped"
-    assert json.loads(pairs[2][1].model_dump_json())["allow_retry"] is False
+    assert names(pairs) == [
+        "client_effect", "thread.item.added:workflow", "thread.item.done:workflow", "client_effect", "error"
+    ]
+    assert pairs[2][1].item.workflow.tasks[0].content == "Stopped"
+    assert pairs[3][1].data["status"] == "cancelled"
+    assert json.loads(pairs[4][1].model_dump_json())["allow_retry"] is False
 
 
 def test_text_before_tools_keeps_one_message_and_a_workflow():
@@ -134,8 +142,9 @@ def test_text_before_tools_keeps_one_message_and_a_workflow():
     assert kinds.index("thread.item.added:assistant_message") < kinds.index("thread.item.added:workflow")
 
 
-def test_every_registry_tool_has_a_title_for_users(settings):
-    from sigmachat.store.items import TOOL_TITLES
+def test_every_registry_tool_has_its_own_title_for_users(settings):
     from sigmachat.tools.registry import build_registry
 
-    assert {spec.name for spec in build_registry(settings).specs()} == set(TOOL_TITLES)
+    specs = build_registry(settings).specs()
+    assert all(spec.title and tool_title(spec.name) == spec.title for spec in specs)
+    assert len({spec.title for spec in specs}) >= len(specs) - 2  # titles tell the steps apart

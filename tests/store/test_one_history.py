@@ -19,7 +19,7 @@ from sqlalchemy import text
 
 from sigmachat.chat import conversations as convs
 from sigmachat.db.models import Message
-from sigmachat.store.items import tool_title
+from sigmachat.tools.registry import tool_title
 from tests.store.conftest import Ctx
 from tests.store.test_chatkit_store import T0, at, user_msg
 

@@ -22,6 +22,9 @@ async def test_tools_endpoint_lists_the_contract_for_signed_in_users(client):
     assert overview["portfolio_scoped"] is True
     assert overview["parameters"]["properties"]["portfolio_id"]["type"] == ["string", "null"]
     assert all(t["description"] and t["parameters"]["additionalProperties"] is False for t in tools)
+    # The one title per tool that every UI shows (the web client reads it from here).
+    assert overview["title"] == "Computing portfolio analytics"
+    assert all(t["title"] for t in tools)
 
 
 @pytest.fixture

@@ -28,40 +28,12 @@ from chatkit.types import (
 from pydantic import TypeAdapter
 
 from sigmachat.db.models import Message, as_utc
+from sigmachat.tools.registry import tool_title
 
-THREAD_ITEM_ADAPTER: TypeAdapter[ThreadItem] = TypeAdapter(ThreadItem)
+THREAD_ITEM_ADAPTER = TypeAdapter[ThreadItem](ThreadItem)  # type: ignore[arg-type]  # a union, as in the SDK
 
 # A legacy assistant row's tool calls appear as a workflow item with this id prefix + row id.
 SYNTH_WORKFLOW_PREFIX = "wf_"
-
-# User-facing titles of tool steps (ChatKit workflow tasks). Unknown tools get a generic title.
-TOOL_TITLES: dict[str, str] = {
-    "list_user_portfolios": "Finding your portfolios",
-    "get_portfolio_complete": "Loading the portfolio",
-    "get_positions_details": "Looking up positions",
-    "get_portfolio_data_quality": "Checking data quality",
-    "get_prices_historical": "Fetching price history",
-    "get_current_quotes": "Fetching quotes",
-    "get_factor_etf_prices": "Fetching factor ETF prices",
-    "get_analytics_overview": "Computing portfolio analytics",
-    "get_factor_exposures": "Estimating factor exposures",
-    "get_sector_exposure": "Breaking down sectors",
-    "get_correlation_matrix": "Computing correlations",
-    "get_stress_test_results": "Running stress scenarios",
-    "get_concentration_metrics": "Checking concentration",
-    "get_volatility_analysis": "Measuring volatility",
-    "get_company_profile": "Reading the company profile",
-    "get_daily_movers": "Finding the day's movers",
-    "get_market_overview": "Checking the market",
-}
-
-
-def tool_title(name: str) -> str:
-    """A short, user-facing title for a tool step."""
-    if name in TOOL_TITLES:
-        return TOOL_TITLES[name]
-    words = name.removeprefix("get_").replace("_", " ").strip()
-    return f"Looking up {words}" if words else "Running an analysis step"
 
 
 def user_text(item: UserMessageItem) -> str:

@@ -188,6 +188,7 @@ TOOLS = (
         OverviewArgs,
         get_analytics_overview,
         _summarize_overview,
+        title="Computing portfolio analytics",
     ),
     Tool(
         "get_sector_exposure",
@@ -196,6 +197,7 @@ TOOLS = (
         SectorArgs,
         get_sector_exposure,
         _summarize_sectors,
+        title="Breaking down sectors",
     ),
     Tool(
         "get_concentration_metrics",
@@ -204,5 +206,6 @@ TOOLS = (
         ConcentrationArgs,
         get_concentration_metrics,
         _summarize_concentration,
+        title="Checking concentration",
     ),
 )

@@ -337,6 +337,7 @@ TOOLS = (
         get_prices_historical,
         _summarize_history,
         {"lookback_days_max": MAX_LOOKBACK},
+        title="Fetching price history",
     ),
     Tool(
         "get_current_quotes",
@@ -345,6 +346,7 @@ TOOLS = (
         get_current_quotes,
         _summarize_quotes,
         {"max_symbols": MAX_QUOTES},
+        title="Fetching quotes",
     ),
     Tool(
         "get_factor_etf_prices",
@@ -354,6 +356,7 @@ TOOLS = (
         get_factor_etf_prices,
         _summarize_history,
         {"lookback_days_max": MAX_LOOKBACK},
+        title="Fetching factor ETF prices",
     ),
     Tool(
         "get_company_profile",
@@ -362,6 +365,7 @@ TOOLS = (
         ProfileArgs,
         get_company_profile,
         _summarize_profile,
+        title="Reading the company profile",
     ),
     Tool(
         "get_market_overview",
@@ -369,5 +373,6 @@ TOOLS = (
         MarketOverviewArgs,
         get_market_overview,
         _summarize_market,
+        title="Checking the market",
     ),
 )

@@ -352,6 +352,7 @@ TOOLS = (
         ListPortfoliosArgs,
         list_user_portfolios,
         _summarize_portfolios,
+        title="Finding your portfolios",
     ),
     Tool(
         "get_portfolio_complete",
@@ -361,6 +362,7 @@ TOOLS = (
         PortfolioCompleteArgs,
         get_portfolio_complete,
         _summarize_complete,
+        title="Loading the portfolio",
     ),
     Tool(
         "get_positions_details",
@@ -370,6 +372,7 @@ TOOLS = (
         get_positions_details,
         _summarize_positions,
         {"max_rows": MAX_POSITION_ROWS},
+        title="Looking up positions",
     ),
     Tool(
         "get_portfolio_data_quality",
@@ -377,6 +380,7 @@ TOOLS = (
         DataQualityArgs,
         get_portfolio_data_quality,
         _summarize_quality,
+        title="Checking data quality",
     ),
     Tool(
         "get_daily_movers",
@@ -386,5 +390,6 @@ TOOLS = (
         get_daily_movers,
         _summarize_movers,
         {"max_rows_per_side": MAX_MOVERS},
+        title="Finding the day's movers",
     ),
 )

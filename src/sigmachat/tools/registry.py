@@ -25,6 +25,7 @@ Units of every result: see :mod:`sigmachat.tools.formatting`.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -45,7 +46,7 @@ from sigmachat.tools.tool import Tool, ToolSpec
 
 log = get_logger("sigmachat.tools")
 
-__all__ = ["ToolContext", "ToolRegistry", "ToolResult", "ToolSpec", "build_registry"]
+__all__ = ["ToolContext", "ToolRegistry", "ToolResult", "ToolSpec", "build_registry", "tool_title"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +191,19 @@ def all_tools() -> list[Tool]:
     tools = [*portfolio.TOOLS, *exposure.TOOLS, *risk.TOOLS, *market.TOOLS]
     rank = {name: i for i, name in enumerate(TOOL_ORDER)}
     return sorted(tools, key=lambda t: rank.get(t.name, len(rank)))
+
+
+@functools.cache
+def _titles() -> dict[str, str]:
+    return {tool.name: tool.title for tool in all_tools() if tool.title}
+
+
+def tool_title(name: str | None) -> str:
+    """The title people see for a tool step (the tool's own ``title``; a readable guess otherwise)."""
+    if name and name in _titles():
+        return _titles()[name]
+    words = (name or "").removeprefix("get_").replace("_", " ").strip()
+    return f"Looking up {words}" if words else "Running an analysis step"
 
 
 def build_registry(settings: Settings) -> ToolRegistry:

@@ -292,6 +292,7 @@ TOOLS = (
         FactorArgs,
         get_factor_exposures,
         _summarize_factors,
+        title="Estimating factor exposures",
     ),
     Tool(
         "get_correlation_matrix",
@@ -300,6 +301,7 @@ TOOLS = (
         CorrelationArgs,
         get_correlation_matrix,
         _summarize_correlation,
+        title="Computing correlations",
     ),
     Tool(
         "get_stress_test_results",
@@ -309,6 +311,7 @@ TOOLS = (
         get_stress_test_results,
         _summarize_stress,
         {"max_rows_per_scenario": MAX_STRESS_ROWS},
+        title="Running stress scenarios",
     ),
     Tool(
         "get_volatility_analysis",
@@ -318,5 +321,6 @@ TOOLS = (
         get_volatility_analysis,
         _summarize_volatility,
         {"max_contribution_rows": MAX_CONTRIBUTIONS},
+        title="Measuring volatility",
     ),
 )

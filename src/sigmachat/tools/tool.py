@@ -33,13 +33,26 @@ class ToolSpec:
     description: str
     parameters: dict[str, Any]
     portfolio_scoped: bool
+    title: str = ""  # what a person sees while it runs ("Looking up positions"), in every UI
 
     def openai_tool(self) -> dict[str, Any]:
         """The Responses API function-tool format."""
-        return {"type": "function", "name": self.name, "description": self.description, "parameters": self.parameters, "strict": True}
+        return {
+            "type": "function",
+            "name": self.name,
+            "description": self.description,
+            "parameters": self.parameters,
+            "strict": True,
+        }
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "description": self.description, "parameters": self.parameters, "portfolio_scoped": self.portfolio_scoped}
+        return {
+            "name": self.name,
+            "title": self.title,
+            "description": self.description,
+            "parameters": self.parameters,
+            "portfolio_scoped": self.portfolio_scoped,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,10 +63,11 @@ class Tool:
     handler: Handler
     summarize: Summarizer
     limits: Mapping[str, Any] = field(default_factory=dict)  # reported in meta.limits
+    title: str = ""  # the step's title for people (ChatKit tasks, the web UI): the one definition
 
     @property
     def portfolio_scoped(self) -> bool:
         return issubclass(self.args, PortfolioArgs)
 
     def spec(self) -> ToolSpec:
-        return ToolSpec(self.name, self.description, strict_parameters(self.args), self.portfolio_scoped)
+        return ToolSpec(self.name, self.description, strict_parameters(self.args), self.portfolio_scoped, self.title)

@@ -14,6 +14,7 @@ router = APIRouter(prefix="/api/v1/tools", tags=["tools"])
 
 class ToolOut(BaseModel):
     name: str
+    title: str  # what people see while the tool runs: the web UI and ChatKit tasks use this
     description: str
     parameters: dict[str, Any]
     portfolio_scoped: bool
