@@ -1,7 +1,10 @@
 """Run failure codes: one taxonomy shared by both engines and both protocols.
 
 A code says what went wrong; from it follow whether a retry can help, the plain-language
-message a user sees, and the legacy SSE ``error_type`` the original frontend understands.
+message a user sees, the legacy SSE ``error_type`` the original frontend understands, and the
+status the answer is saved (and shown) with. This table is the one place those facts live:
+the run manager, telemetry and the web client (through ``GET /api/v1/chat/failures`` and the
+events) read them from here.
 """
 
 from __future__ import annotations
@@ -15,6 +18,17 @@ class FailureKind:
     retryable: bool
     legacy_type: str  # AUTH_EXPIRED | RATE_LIMITED | NETWORK_ERROR | SERVER_ERROR | FATAL_ERROR
     message: str
+    message_status: str = "failed"  # the answer's status: failed | cancelled | incomplete | interrupted
+
+    def public(self) -> dict[str, object]:
+        """What a client needs to show a failure of this kind."""
+        return {
+            "code": self.code,
+            "retryable": self.retryable,
+            "error_type": self.legacy_type,
+            "message": self.message,
+            "status": self.message_status,
+        }
 
 
 KINDS: dict[str, FailureKind] = {
@@ -25,15 +39,27 @@ KINDS: dict[str, FailureKind] = {
         FailureKind("upstream_overloaded", True, "SERVER_ERROR", "The AI service is overloaded. Try again shortly."),
         FailureKind("network_error", True, "NETWORK_ERROR", "The connection to the AI service dropped. Try again."),
         FailureKind("timeout", True, "NETWORK_ERROR", "The AI service took too long to answer. Try again."),
-        FailureKind("stream_incomplete", True, "NETWORK_ERROR", "The answer was cut off before it finished. Try again."),
-        FailureKind("malformed_event", True, "SERVER_ERROR", "The AI service sent a response we could not read. Try again."),
+        FailureKind(
+            "stream_incomplete", True, "NETWORK_ERROR", "The answer was cut off before it finished. Try again."
+        ),
+        FailureKind(
+            "malformed_event", True, "SERVER_ERROR", "The AI service sent a response we could not read. Try again."
+        ),
         FailureKind("response_failed", True, "SERVER_ERROR", "The AI service failed to produce an answer. Try again."),
-        FailureKind("response_incomplete", False, "FATAL_ERROR", "The answer stopped early"),
+        FailureKind("response_incomplete", False, "FATAL_ERROR", "The answer stopped early", "incomplete"),
         FailureKind("max_tool_iterations", False, "FATAL_ERROR", "The analysis needed too many steps and was stopped."),
-        FailureKind("upstream_auth", False, "FATAL_ERROR", "The AI service rejected our credentials; contact the operator."),
+        FailureKind(
+            "upstream_auth", False, "FATAL_ERROR", "The AI service rejected our credentials; contact the operator."
+        ),
         FailureKind("bad_request", False, "FATAL_ERROR", "The AI service rejected the request."),
-        FailureKind("cancelled", False, "FATAL_ERROR", "The answer was stopped."),
-        FailureKind("interrupted", True, "SERVER_ERROR", "The answer was interrupted by a server restart. Try again."),
+        FailureKind("cancelled", False, "FATAL_ERROR", "The answer was stopped.", "cancelled"),
+        FailureKind(
+            "interrupted",
+            True,
+            "SERVER_ERROR",
+            "The answer was interrupted by a server restart. Try again.",
+            "interrupted",
+        ),
         FailureKind("internal_error", True, "SERVER_ERROR", "Something went wrong on our side. Try again."),
     )
 }

@@ -50,7 +50,6 @@ from sigmachat.settings import Settings
 
 log = get_logger("sigmachat.runs")
 
-STATUS_BY_CODE = {"cancelled": "cancelled", "response_incomplete": "incomplete", "interrupted": "interrupted"}
 DB_DOWN = "The database is unavailable; your message was not sent. Try again."
 
 
@@ -167,10 +166,13 @@ class RunManager:
                 result = await session.execute(
                     update(Message)
                     .where(Message.status == "streaming")
-                    .values(status="interrupted", error={"code": "interrupted", "message": kind("interrupted").message})
+                    .values(
+                        status=kind("interrupted").message_status,
+                        error={"code": "interrupted", "message": kind("interrupted").message},
+                    )
                 )
                 await session.commit()
-                return result.rowcount or 0
+                return getattr(result, "rowcount", 0) or 0  # an UPDATE's CursorResult
         async with self.db.session() as session:
             rows = (
                 await session.execute(
@@ -273,23 +275,30 @@ class RunManager:
         k = kind("interrupted")
         async with self.db.session() as session:
             values: dict[str, Any] = {
-                "status": "interrupted",
+                "status": k.message_status,
                 "error": {"code": "interrupted", "message": k.message, "retryable": k.retryable},
             }
             if text:
                 values["content"] = text
             await session.execute(
-                update(Message).where(Message.id == claim.assistant_message_id, Message.status == "streaming").values(**values)
+                update(Message)
+                .where(Message.id == claim.assistant_message_id, Message.status == "streaming")
+                .values(**values)
             )
             await session.commit()
         if claim.run_id and await self.events.info(claim.run_id) is not None and not terminal_seen:
             factory = EventFactory(claim.run_id, start_after=last_seq)
             try:
                 if last_seq == 0:
-                    await self.events.append(claim.run_id, factory.make(RunStarted, conversation_id=claim.conversation_id, model="", engine=""))
+                    await self.events.append(
+                        claim.run_id,
+                        factory.make(RunStarted, conversation_id=claim.conversation_id, model="", engine=""),
+                    )
                 await self.events.append(
                     claim.run_id,
-                    factory.make(RunFailed, code="interrupted", message=k.message, retryable=k.retryable, partial_text=text),
+                    factory.make(
+                        RunFailed, code="interrupted", message=k.message, retryable=k.retryable, partial_text=text
+                    ),
                 )
             except Exception as exc:  # the dead owner's log may be gone or already closed
                 log.warning("run_takeover_append_failed", run_id=claim.run_id, error=type(exc).__name__)
@@ -324,7 +333,9 @@ class RunManager:
         instance. ``new``: the conversation does not exist yet (its id is reserved here).
         """
         if not self._accepting:
-            raise ServiceUnavailable("The server is shutting down; try again in a moment.", headers={"Retry-After": "5"})
+            raise ServiceUnavailable(
+                "The server is shutting down; try again in a moment.", headers={"Retry-After": "5"}
+            )
         if engine not in self.engines:
             raise ServiceUnavailable(f"The {engine} engine is not available.")
         async with self._lock:
@@ -543,7 +554,9 @@ class RunManager:
         self._active[run_id] = run
         run.task = asyncio.create_task(self._drive(run, request), name=f"run:{run_id}")
         log.info("run_started", run_id=run_id, conversation_id=conv.id, engine=engine, protocol=protocol)
-        return StartedRun(run_id, conv.id, user_msg.id, assistant.id, engine, pf, answer_created_at=answer_at, title=title)
+        return StartedRun(
+            run_id, conv.id, user_msg.id, assistant.id, engine, pf, answer_created_at=answer_at, title=title
+        )
 
     async def _find_idempotent(
         self, session: AsyncSession, user_id: str, conversation_id: str, client_message_id: str
@@ -560,9 +573,7 @@ class RunManager:
         if user_msg is None or user_msg.run_id is None:
             return None
         assistant = (
-            await session.execute(
-                select(Message).where(Message.run_id == user_msg.run_id, Message.role == "assistant")
-            )
+            await session.execute(select(Message).where(Message.run_id == user_msg.run_id, Message.role == "assistant"))
         ).scalar_one_or_none()
         conv = await session.get(Conversation, conversation_id)
         return StartedRun(
@@ -627,7 +638,12 @@ class RunManager:
             await aclose_quietly(stream)
             if run.last_seq == 0:
                 # Even a run that died before its engine said anything starts with run_started.
-                await self._emit(run, EventFactory(run.run_id).make(RunStarted, conversation_id=run.conversation_id, model="", engine=run.engine))
+                await self._emit(
+                    run,
+                    EventFactory(run.run_id).make(
+                        RunStarted, conversation_id=run.conversation_id, model="", engine=run.engine
+                    ),
+                )
                 terminal = terminal.model_copy(update={"seq": 2})
             # Persist before announcing the end: whoever sees "done" can load the saved answer.
             await self._persist_with_retry(run, terminal)
@@ -690,7 +706,7 @@ class RunManager:
             else:
                 msg.content = run.text
                 code = terminal.code if terminal is not None else "internal_error"
-                msg.status = STATUS_BY_CODE.get(code, "failed")
+                msg.status = kind(code).message_status
                 msg.error = {
                     "code": code,
                     "message": terminal.message if terminal is not None else kind(code).message,
@@ -701,7 +717,14 @@ class RunManager:
             records = list(getattr(terminal, "tool_calls", None) or [])
             if not records and tool_events:
                 records = [
-                    ToolCallRecord(call_id=e.call_id, name=e.name, summary=e.summary, ok=e.ok, duration_ms=e.duration_ms, truncated=e.truncated)
+                    ToolCallRecord(
+                        call_id=e.call_id,
+                        name=e.name,
+                        summary=e.summary,
+                        ok=e.ok,
+                        duration_ms=e.duration_ms,
+                        truncated=e.truncated,
+                    )
                     for e in tool_events
                 ]
             msg.tool_calls = [r.model_dump() for r in records]

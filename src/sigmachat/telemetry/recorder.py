@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sigmachat.agent.events import Info, RunFailed, RunFinished, RunStarted, TextDelta, ToolFinished
+from sigmachat.agent.failures import kind as failure_kind
 from sigmachat.db.models import RunRecord
 from sigmachat.db.session import Database
 from sigmachat.logging import get_logger
@@ -22,7 +23,6 @@ from sigmachat.telemetry.metrics import ENGINES, PATHS, STATUSES, Metrics, bound
 
 log = get_logger("sigmachat.telemetry")
 
-STATUS_BY_CODE = {"cancelled": "cancelled", "response_incomplete": "incomplete", "interrupted": "interrupted"}
 MAX_OPEN_RUNS = 10_000  # a listener bug must not turn into a memory leak
 
 
@@ -40,7 +40,7 @@ def status_of(terminal: Any) -> tuple[str, str | None]:
     if isinstance(terminal, RunFinished):
         return "completed", None
     code = getattr(terminal, "code", None) or "internal_error"
-    return STATUS_BY_CODE.get(code, "failed"), code
+    return failure_kind(code).message_status, code
 
 
 def _clip(value: str | None, size: int) -> str | None:

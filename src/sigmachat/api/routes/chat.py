@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse
 
+from sigmachat.agent.failures import KINDS
 from sigmachat.api.deps import IdentityDep, ServicesDep, SessionDep
 from sigmachat.chat import conversations as convs
 from sigmachat.chat.conversations import MAX_TEXT
@@ -233,6 +234,13 @@ async def resume_stream(
 async def cancel_run(run_id: str, identity: IdentityDep, services: ServicesDep) -> dict[str, Any]:
     cancelled = await services.runs.cancel(identity.id, run_id)
     return {"run_id": run_id, "cancelled": cancelled, "status": "cancelled" if cancelled else "already_finished"}
+
+
+@router.get("/failures")
+async def failure_kinds(identity: IdentityDep) -> dict[str, Any]:
+    """How each run failure code reads to a client: the answer's status, the legacy error type,
+    whether a retry can help, the message (the one table both protocols and the web use)."""
+    return {"failures": [k.public() for k in KINDS.values()]}
 
 
 @router.get("/config")
