@@ -41,9 +41,17 @@ def fault_next_chatkit_turn(page, scenario: str) -> None:
     page.route("**/chatkit", handler)
 
 
+def record_history_requests(page) -> list[str]:
+    """Requests to the legacy history API (GET .../conversations/{id}/messages)."""
+    urls: list[str] = []
+    page.on("request", lambda req: urls.append(req.url) if "/api/v1/chat/conversations/" in req.url and req.url.endswith("/messages") else None)
+    return urls
+
+
 def test_chatkit_backend_streams_tools_and_history_like_the_legacy_path(page_for, chatkit_server):
     page = page_for(chatkit_server)
     types = record_chatkit_requests(page)
+    history_calls = record_history_requests(page)
     open_chat_as(page, HNW)
     assert page.locator("#app").get_attribute("data-backend") == "chatkit"
     assert "threads.list" in types
@@ -54,10 +62,14 @@ def test_chatkit_backend_streams_tools_and_history_like_the_legacy_path(page_for
     states = page.evaluate("window.__states")
     assert_streamed_progressively(states)
     assert any(s["status"] == "streaming" and s["tools"] for s in states), "no tool step while the answer ran"
+    # The ChatKit stream carries the offline flag and each tool's outcome as data: the badge
+    # shows while the answer is still being written, and no other request fills anything in.
+    assert any(s["status"] == "streaming" and s["offline"] for s in states), "no offline badge while streaming"
     assert "HOME_EQUITY" in answer.inner_text()
-    # Filled in from the shared history after the run: the offline badge, tool names, durations.
-    page.wait_for_selector(".msg-assistant:last-child .badge-offline")
-    assert answer.locator(".tool .tool-name").first.text_content()  # inside the collapsed steps
+    assert answer.locator(".badge-offline").is_visible()
+    assert answer.locator(".tool .tool-name").first.text_content()  # the tool's name, inside the collapsed steps
+    assert answer.locator(".tool.tool-ok").count() >= 1 and answer.locator(".tool.tool-error").count() == 0
+    assert history_calls == [], history_calls
     assert "threads.create" in types
     # The server titles the thread (thread.updated) and the list shows it.
     page.wait_for_selector(f".conv-current .conv-title:text-is('{LARGEST}')")

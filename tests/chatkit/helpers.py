@@ -68,6 +68,8 @@ def compact(frames: list[Frame]) -> list[str]:
             name += f":{e.item.type}"
         elif name == "thread.item.updated":
             name += f":{e.update.type}"
+        elif name == "client_effect":
+            name += f":{e.name}"
         if out and out[-1] == name and name.endswith("text_delta"):
             continue
         out.append(name)

@@ -36,8 +36,10 @@ async def test_threads_create_streams_the_turn_and_persists_one_history(rt, serv
         "thread.created",
         "thread.item.done:user_message",
         "stream_options",
+        "client_effect:sigmachat.run_started",
         "thread.item.added:workflow",
         "thread.item.updated:workflow.task.updated",
+        "client_effect:sigmachat.tool_finished",
         "thread.item.done:workflow",
         "thread.item.added:assistant_message",
         "thread.item.updated:assistant_message.content_part.text_delta",
@@ -58,7 +60,13 @@ async def test_threads_create_streams_the_turn_and_persists_one_history(rt, serv
     items = (await rt.server.store.load_thread_items(thread_id, None, 20, "asc", rt.ctx())).data
     assert [type(i) for i in items] == [UserMessageItem, WorkflowItem, AssistantMessageItem]
     # Reloading the thread gives the very items the stream sent (rendered from the run's rows).
-    assert items[2] == answer and items[1] == frames[5].event.item
+    workflow = next(f.event.item for f in frames if f.type == "thread.item.done" and f.event.item.type == "workflow")
+    assert items[2] == answer and items[1] == workflow
+    # What ChatKit items have no field for comes as data: the offline flag, each tool's outcome.
+    effects = {f.event.name: f.event.data for f in frames if f.type == "client_effect"}
+    assert effects["sigmachat.run_started"] == {"run_id": handle.run_id, "offline": False, "model": "fake-model", "engine": "agents"}
+    assert effects["sigmachat.tool_finished"]["ok"] is True
+    assert effects["sigmachat.tool_finished"]["title"] == workflow.workflow.tasks[0].title
     # The same rows serve the Responses path: GET .../messages and the next turn's history.
     async with services.db.session() as session:
         messages = await convs.list_messages(session, rt.alice, thread_id)
@@ -259,7 +267,11 @@ async def test_disconnect_with_continue_policy_finishes_and_stores_the_answer(se
 async def test_failed_run_streams_an_error_and_keeps_partial_text(services):
     rt = await build_runtime(services, ScriptedEngine(fail_code="network_error"))
     handle, frames = await run_create(rt)
-    assert compact(frames)[-3:] == ["thread.item.done:assistant_message", "error", "thread.updated"]
+    assert compact(frames)[-4:] == [
+        "thread.item.done:assistant_message", "client_effect:sigmachat.run_failed", "error", "thread.updated"
+    ]
+    failed = [f.event.data for f in frames if f.type == "client_effect" and f.event.name == "sigmachat.run_failed"][0]
+    assert failed["code"] == "network_error" and failed["status"] == "failed" and failed["error_type"] == "NETWORK_ERROR"
     error = [f.event for f in frames if f.type == "error"][0]
     assert error.allow_retry is True and error.message.startswith("The connection to the AI service dropped")
     await rt.manager.wait_finished(handle.run_id, 5)

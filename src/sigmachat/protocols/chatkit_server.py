@@ -34,6 +34,7 @@ from chatkit.types import (
     AssistantMessageContentPartTextDelta,
     AssistantMessageItem,
     ChatKitReq,
+    ClientEffectEvent,
     ErrorEvent,
     FeedbackKind,
     ItemsFeedbackReq,
@@ -64,7 +65,16 @@ from chatkit.types import (
 )
 from pydantic import TypeAdapter, ValidationError
 
-from sigmachat.agent.events import AgentEvent, Info, RunFailed, RunFinished, RunStarted, TextDelta, ToolFinished, ToolStarted
+from sigmachat.agent.events import (
+    AgentEvent,
+    Info,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    TextDelta,
+    ToolFinished,
+    ToolStarted,
+)
 from sigmachat.agent.failures import kind
 from sigmachat.chat.conversations import MAX_TEXT
 from sigmachat.errors import AppError, NotFound, ValidationFailed
@@ -78,7 +88,7 @@ from sigmachat.store.items import dump_item, synthesized_workflow_id, tool_task,
 
 log = get_logger("sigmachat.chatkit")
 
-CHATKIT_REQUEST: TypeAdapter[ChatKitReq] = TypeAdapter(ChatKitReq)
+CHATKIT_REQUEST = TypeAdapter[ChatKitReq](ChatKitReq)  # type: ignore[arg-type]  # a union, as in the SDK
 SUPPORTED = (
     ThreadsCreateReq,
     ThreadsAddUserMessageReq,
@@ -153,7 +163,11 @@ class ChatKitEventMapper:
     - tools: one workflow of custom tasks per stretch of tool calls ("Looking up positions",
       loading → complete with the tool's one-line summary), closed with the time the tools
       took when text starts or the run ends;
-    - retries: ``progress_update``; failure: ``error`` with a plain-language message.
+    - retries: ``progress_update``; failure: ``error`` with a plain-language message;
+    - what ChatKit's item types have no field for travels as data in ``client_effect`` events
+      (a ChatKit client ignores effects it does not handle): ``sigmachat.run_started`` (the
+      offline flag, model, engine), ``sigmachat.tool_finished`` (the tool, its title, ok, the
+      error code) and ``sigmachat.run_failed`` (the failure kind: code, status, retryable).
 
     Ids and times derive from the run's answer row (its id and ``created_at``), so the items
     equal the ones the store renders from that row later, and a replay of the event log
@@ -225,16 +239,33 @@ class ChatKitEventMapper:
         workflow, index = found
         task = tool_task(event.name, done=True, ok=event.ok, summary=event.summary)
         workflow.workflow.tasks[index] = task
+        error = event.envelope.get("error") if isinstance(event.envelope, dict) else None
+        effect = ClientEffectEvent(
+            name="sigmachat.tool_finished",
+            data={
+                "item_id": workflow.id,
+                "task_index": index,
+                "name": event.name,
+                "title": task.title,
+                "ok": event.ok,
+                "error_code": error.get("code") if isinstance(error, dict) else None,
+                "duration_ms": round(event.duration_ms, 1),
+            },
+        )
         if workflow is not self.workflow:
-            return []
+            return [effect]
         self.workflow_ms.append(event.duration_ms)
-        return [ThreadItemUpdatedEvent(item_id=workflow.id, update=WorkflowTaskUpdated(task_index=index, task=task))]
+        return [
+            ThreadItemUpdatedEvent(item_id=workflow.id, update=WorkflowTaskUpdated(task_index=index, task=task)),
+            effect,
+        ]
 
     def feed(self, event: AgentEvent) -> list[ThreadStreamEvent]:
         out: list[ThreadStreamEvent] = []
         match event:
             case RunStarted():
-                pass
+                data = {"run_id": self.run_id, "offline": event.offline, "model": event.model, "engine": event.engine}
+                out.append(ClientEffectEvent(name="sigmachat.run_started", data=data))
             case TextDelta():
                 if self.assistant is None:
                     out += self._close_workflow()
@@ -258,7 +289,10 @@ class ChatKitEventMapper:
             case RunFailed():
                 out += self._close_workflow()
                 out += self._close_assistant()
-                message = event.message if event.code == "response_incomplete" else kind(event.code).message
+                failure = kind(event.code)
+                message = event.message if event.code == "response_incomplete" else failure.message
+                data = {**failure.public(), "code": event.code, "retryable": event.retryable, "run_id": self.run_id}
+                out.append(ClientEffectEvent(name="sigmachat.run_failed", data=data))
                 out.append(ErrorEvent(code="custom", message=message, allow_retry=event.retryable))
             case _:
                 assert_never(event)
@@ -358,7 +392,9 @@ class SigmaChatKitServer(ChatKitServer[ChatContext]):
         """Apply the disconnect policy. The run manager stores the answer either way."""
         if self.settings.chatkit_disconnect != "cancel":
             return
-        task = asyncio.get_running_loop().create_task(self.runs.cancel(user_id, run_id), name=f"chatkit-cancel:{run_id}")
+        task = asyncio.get_running_loop().create_task(
+            self.runs.cancel(user_id, run_id), name=f"chatkit-cancel:{run_id}"
+        )
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
@@ -380,7 +416,8 @@ class SigmaChatKitServer(ChatKitServer[ChatContext]):
             thread_id=meta.conversation_id,
             run_id=run_id,
             assistant_item_id=meta.assistant_message_id,
-            answer_created_at=meta.answer_created_at,
+            # Logged by an older version (no time): ids still match, times are only close.
+            answer_created_at=meta.answer_created_at or dt.datetime.now(dt.UTC),
         )
 
         async def frames() -> AsyncIterator[tuple[str | None, str]]:
@@ -501,7 +538,8 @@ class SigmaChatKitServer(ChatKitServer[ChatContext]):
 
         producer = asyncio.get_running_loop().create_task(produce(), name=f"chatkit-stream:{admission.run_id}")
         try:
-            await asyncio.wait({producer, admission.outcome}, return_when=asyncio.FIRST_COMPLETED)
+            pending: set[asyncio.Future[object]] = {producer, admission.outcome}  # type: ignore[arg-type]
+            await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
             # The client left before the stream began: stop the stream like any disconnect.
             await _stop(producer)

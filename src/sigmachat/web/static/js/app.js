@@ -1,8 +1,9 @@
 // The chat page: wires the store, the backend for this user (legacy SSE or ChatKit), the turn
 // controller and the renderers to the DOM of index.html.
 
-import { ApiError, api, onAuthLost } from "./api.js";
+import { ApiError, api, onAuthLost, request } from "./api.js";
 import { createChatKitBackend } from "./chatkit.js";
+import { loadCatalog } from "./events.js";
 import { h, uuid } from "./dom.js";
 import { createLegacyBackend } from "./legacy.js";
 import { conversationTitle, patchMessage, renderConversationList, renderThread } from "./render.js";
@@ -445,7 +446,7 @@ window.addEventListener("hashchange", () => {
 async function start() {
   let me, config, portfolios;
   try {
-    [me, config, portfolios] = await Promise.all([api.me(), api.chatConfig(""), api.portfolios()]);
+    [me, config, portfolios] = await Promise.all([api.me(), api.chatConfig(""), api.portfolios(), loadCatalog(request)]);
   } catch (e) {
     if (e instanceof ApiError && e.status === 401) return;
     els.messages.replaceChildren(h("div", { class: "msg-error", role: "alert" }, "Couldn't reach the server. Reload the page to try again."));
@@ -472,7 +473,7 @@ function useBackend(config) {
   state.offlineHint = !!(config && (config.offline || config.offline_model));
   if (backend && state.backend === kind) return;
   state.backend = kind;
-  backend = kind === "chatkit" ? createChatKitBackend({ offlineHint: state.offlineHint }) : createLegacyBackend();
+  backend = kind === "chatkit" ? createChatKitBackend() : createLegacyBackend();
   els.backendTag.textContent = kind === "chatkit" ? "ChatKit" : "Responses";
   els.backendTag.title = `Chat protocol for this session${config && config.reason ? ` (${config.reason})` : ""}`;
   els.backendTag.hidden = false;

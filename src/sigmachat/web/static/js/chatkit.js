@@ -3,19 +3,21 @@
 // key online), so this module speaks the same JSON requests and stream events and translates
 // them into the common event model of events.js.
 //
-// What ChatKit's wire format has no field for (the offline-model flag, tool names and exact
-// step durations, the failure code) is read after the run from the shared history
+// What ChatKit's item types have no field for arrives as data in `client_effect` events of
+// the stream: `sigmachat.run_started` (offline flag, model), `sigmachat.tool_finished` (the
+// tool, its title, whether it worked) and `sigmachat.run_failed` (code, status, error type).
+// Nothing is guessed from the words on screen, and a live answer needs no other request.
+// Loading an older thread still fills in those details from the shared history rows
 // (GET /api/v1/chat/conversations/{id}/messages): ChatKit threads and conversations are the
-// same records, with the same ids. Resume and cancel use the run API, which serves runs of
-// both protocols (the stream carries `id: <run_id>:<seq>` and an X-Run-Id header).
+// same records. Resume and cancel use the run API, which serves runs of both protocols (the
+// stream carries `id: <run_id>:<seq>` and an X-Run-Id header).
 
 import { errorFrom, rawFetch, request } from "./api.js";
-import { errorTypeFor, toolTitle } from "./events.js";
-import { createLegacyBackend, messageFromApi } from "./legacy.js";
+import { errorTypeFor, statusForFailure, toolTitle } from "./events.js";
+import { createLegacyBackend } from "./legacy.js";
 import { readEvents } from "./sse.js";
 
 const ENDPOINT = "/chatkit";
-const FAILED_SUMMARIES = new Set(["Could not be computed", "Stopped"]);
 
 async function post(body, { signal, headers = {} } = {}) {
   const resp = await rawFetch(ENDPOINT, {
@@ -54,10 +56,11 @@ function itemText(item) {
 }
 
 function taskToTool(task, callId, startedAt = null) {
+  // A loaded thread's task: whether it worked comes from the history rows (mergeHistory).
   const done = task.status_indicator === "complete";
   return {
     callId, name: null, title: task.title || toolTitle(null), args: {},
-    state: done ? (FAILED_SUMMARIES.has(task.content) ? "error" : "ok") : "running",
+    state: done ? "ok" : "running",
     durationMs: null, summary: done ? task.content || "" : "", truncated: false, startedAt,
   };
 }
@@ -126,26 +129,30 @@ function enrich(m, row) {
 }
 
 /** Translates one run's ChatKit stream events into common events. */
-export function createTranslator({ runId = null, threadId = null, offlineHint = false } = {}) {
-  const st = { runId, threadId, text: "", assistantSeen: false, tools: new Map(), createdSent: false };
+export function createTranslator({ runId = null, threadId = null } = {}) {
+  const st = { runId, threadId, text: "", assistantSeen: false, tools: new Map(), summaries: new Map(), createdSent: false, failure: null };
 
   function toolStart(callId, task) {
     if (st.tools.has(callId)) return [];
-    st.tools.set(callId, { started: performance.now(), ended: false });
-    const out = [{ kind: "tool_start", callId, name: null, title: task.title || toolTitle(null), args: {} }];
-    if (task.status_indicator === "complete") out.push(...toolEnd(callId, task));
-    return out;
+    st.tools.set(callId, { started: performance.now(), ended: false, title: task.title || toolTitle(null) });
+    return [{ kind: "tool_start", callId, name: null, title: task.title || toolTitle(null), args: {} }];
   }
 
-  function toolEnd(callId, task) {
+  function toolFinished(d) {
+    // The task's outcome, as data (the task update before it only changed what it shows).
+    const callId = `${d.item_id}#${d.task_index}`;
     const t = st.tools.get(callId);
-    if (!t || t.ended || task.status_indicator !== "complete") return [];
-    t.ended = true;
+    if (t && t.ended) return [];
+    if (t) t.ended = true;
+    const summary = st.summaries.get(callId) || "";
     return [{
-      kind: "tool_end", callId, name: null, title: task.title || toolTitle(null),
-      ok: !FAILED_SUMMARIES.has(task.content), summary: task.content || "",
-      durationMs: performance.now() - t.started, truncated: false,
+      kind: "tool_end", callId, name: d.name || null, title: d.title || (t && t.title) || toolTitle(d.name),
+      ok: d.ok !== false, summary, durationMs: typeof d.duration_ms === "number" ? d.duration_ms : null, truncated: false,
     }];
+  }
+
+  function taskShown(callId, task) {
+    if (task.status_indicator === "complete" && task.content) st.summaries.set(callId, task.content);
   }
 
   function assistantText(full) {
@@ -170,18 +177,30 @@ export function createTranslator({ runId = null, threadId = null, offlineHint = 
       if (!st.assistantSeen) {
         st.assistantSeen = true;
         out.push({ kind: "assistant", id: it.id });
-        if (offlineHint) out.push({ kind: "start", offline: true, model: null });
       }
       return out.concat(assistantText(itemText(it)));
     }
     if (it.type === "workflow") {
+      // A task still without an outcome when its workflow closes was stopped: it stays
+      // "running" until the run's end settles it (error → failed, done → ok).
       const out = [];
       (it.workflow.tasks || []).forEach((task, i) => {
         const callId = `${it.id}#${i}`;
-        out.push(...toolStart(callId, task), ...toolEnd(callId, task));
+        taskShown(callId, task);
+        out.push(...toolStart(callId, task));
       });
       return out;
     }
+    return [];
+  }
+
+  function effect(ev) {
+    const d = ev.data || {};
+    if (ev.name === "sigmachat.run_started") {
+      return [{ kind: "start", offline: !!d.offline, model: d.model || null, engine: d.engine || null }];
+    }
+    if (ev.name === "sigmachat.tool_finished") return toolFinished(d);
+    if (ev.name === "sigmachat.run_failed") st.failure = d; // read by the error event that follows
     return [];
   }
 
@@ -208,19 +227,27 @@ export function createTranslator({ runId = null, threadId = null, offlineHint = 
             return assistantText(st.text.length ? st.text : (u.content && u.content.text) || "");
           }
           if (u.type === "workflow.task.added") return toolStart(`${ev.item_id}#${u.task_index}`, u.task);
-          if (u.type === "workflow.task.updated") return toolEnd(`${ev.item_id}#${u.task_index}`, u.task);
+          if (u.type === "workflow.task.updated") {
+            taskShown(`${ev.item_id}#${u.task_index}`, u.task);
+            return [];
+          }
           return [];
         }
+        case "client_effect":
+          return effect(ev);
         case "progress_update":
           return [{ kind: "info", text: ev.text }];
         case "notice":
           return [{ kind: "info", text: ev.message }];
-        case "error":
+        case "error": {
+          const f = st.failure || {};
           return [{
-            kind: "error", message: ev.message || null, code: null,
-            errorType: ev.allow_retry ? "SERVER_ERROR" : "FATAL_ERROR", retryable: !!ev.allow_retry,
-            retryAfterMs: null, partialText: st.text,
+            kind: "error", message: ev.message || f.message || null, code: f.code || null,
+            status: f.status || (f.code ? statusForFailure(f.code) : "failed"),
+            errorType: f.error_type || (f.code ? errorTypeFor(f.code) : ev.allow_retry ? "SERVER_ERROR" : "FATAL_ERROR"),
+            retryable: !!ev.allow_retry, retryAfterMs: null, partialText: st.text,
           }];
+        }
         default:
           return [];
       }
@@ -228,13 +255,13 @@ export function createTranslator({ runId = null, threadId = null, offlineHint = 
   };
 }
 
-export function createChatKitBackend({ offlineHint = false } = {}) {
+export function createChatKitBackend() {
   const legacy = createLegacyBackend();
 
   async function stream(body, { onEvent, signal, headers, threadId }) {
     const resp = await post(body, { signal, headers });
     const runId = resp.headers.get("X-Run-Id") || null;
-    const tr = createTranslator({ runId, threadId, offlineHint });
+    const tr = createTranslator({ runId, threadId });
     const result = { runId, lastSeq: 0, terminal: false, conversationId: threadId };
     if (!(resp.headers.get("Content-Type") || "").includes("text/event-stream")) {
       result.terminal = true;
@@ -330,27 +357,5 @@ export function createChatKitBackend({ offlineHint = false } = {}) {
 
     resume: (args) => legacy.resume(args),
     cancel: (runId) => legacy.cancel(runId),
-
-    /** After a run: read the saved row for what the ChatKit events did not carry. */
-    async finalize(turn) {
-      const id = turn.conversationId || turn.key;
-      for (let attempt = 0; attempt < 5; attempt++) {
-        const body = await request("GET", `/api/v1/chat/conversations/${encodeURIComponent(id)}/messages`);
-        const row = body.messages.find((m) => m.role === "assistant" && ((turn.asst.id && m.id === turn.asst.id) || (turn.runId && m.run_id === turn.runId)));
-        if (row && row.status !== "streaming") {
-          const saved = messageFromApi(row);
-          const m = turn.asst;
-          m.id = saved.id;
-          m.offline = saved.offline;
-          m.model = saved.model;
-          m.runId = saved.runId;
-          if (saved.tools.length) m.tools = saved.tools;
-          if (saved.status !== m.status && m.status !== "cancelled") m.status = saved.status;
-          if (saved.error && m.error) m.error = { ...m.error, code: saved.error.code, errorType: errorTypeFor(saved.error.code) };
-          return;
-        }
-        await new Promise((r) => setTimeout(r, 150 * (attempt + 1)));
-      }
-    },
   };
 }

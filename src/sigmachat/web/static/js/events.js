@@ -20,47 +20,27 @@
 // status: complete | streaming | failed | cancelled | incomplete | interrupted
 // Tool: {callId, name, title, args, state: "running"|"ok"|"error", durationMs, summary, truncated}
 
-// Titles for tool steps, the same words the ChatKit path puts on its workflow tasks.
-const TOOL_TITLES = {
-  list_user_portfolios: "Finding your portfolios",
-  get_portfolio_complete: "Loading the portfolio",
-  get_portfolio_overview: "Loading the portfolio overview",
-  get_positions: "Looking up positions",
-  get_positions_details: "Looking up positions",
-  get_holdings: "Looking up holdings",
-  get_largest_positions: "Ranking positions by size",
-  get_top_positions: "Ranking positions by size",
-  get_exposures: "Measuring exposures",
-  get_portfolio_exposures: "Measuring exposures",
-  get_sector_exposure: "Breaking down sectors",
-  get_sector_exposures: "Breaking down sectors",
-  get_risk_metrics: "Computing risk metrics",
-  get_portfolio_risk: "Computing risk metrics",
-  get_volatility: "Measuring volatility",
-  get_factor_exposures: "Estimating factor exposures",
-  get_factor_betas: "Estimating factor exposures",
-  run_stress_test: "Running stress scenarios",
-  get_stress_test: "Running stress scenarios",
-  get_stress_tests: "Running stress scenarios",
-  get_concentration: "Checking concentration",
-  get_concentration_metrics: "Checking concentration",
-  get_correlations: "Computing correlations",
-  get_top_movers: "Finding the biggest movers",
-  get_movers: "Finding the biggest movers",
-  get_prices_historical: "Fetching price history",
-  get_price_history: "Fetching price history",
-  get_quotes: "Fetching quotes",
-  get_current_quotes: "Fetching quotes",
-  get_quote: "Fetching a quote",
-  get_company_profile: "Reading the company profile",
-  get_performance: "Measuring performance",
-  get_portfolio_performance: "Measuring performance",
-  get_portfolio_data_quality: "Checking data quality",
-};
+// What the server defines once and serves: each tool's title (GET /api/v1/tools) and, per
+// failure code, the answer's status and error type (GET /api/v1/chat/failures). Loaded at
+// start; until then (or if that fails) tools read "Looking up …" and failures "failed".
+const catalog = { titles: new Map(), failures: new Map() };
+
+export async function loadCatalog(request) {
+  const [tools, failures] = await Promise.allSettled([
+    request("GET", "/api/v1/tools"),
+    request("GET", "/api/v1/chat/failures"),
+  ]);
+  if (tools.status === "fulfilled" && tools.value) {
+    for (const t of tools.value.tools || []) if (t.title) catalog.titles.set(t.name, t.title);
+  }
+  if (failures.status === "fulfilled" && failures.value) {
+    for (const f of failures.value.failures || []) catalog.failures.set(f.code, f);
+  }
+}
 
 export function toolTitle(name) {
   if (!name) return "Running an analysis step";
-  if (TOOL_TITLES[name]) return TOOL_TITLES[name];
+  if (catalog.titles.has(name)) return catalog.titles.get(name);
   const words = name.replace(/^get_/, "").replace(/_/g, " ").trim();
   return words ? `Looking up ${words}` : "Running an analysis step";
 }
@@ -78,30 +58,19 @@ export function errorText(err) {
   return (err && err.message) || ERROR_TEXT[err && err.errorType] || "Something went wrong.";
 }
 
-// Status of an assistant message after a failure, from the failure code.
+// Status of an assistant message after a failure, from the failure code (the server's table).
 export function statusForFailure(code) {
-  if (code === "cancelled") return "cancelled";
-  if (code === "response_incomplete") return "incomplete";
-  if (code === "interrupted") return "interrupted";
-  return "failed";
+  const kind = catalog.failures.get(code);
+  return (kind && kind.status) || "failed";
 }
 
-const ERROR_TYPE_BY_CODE = {
-  rate_limited: "RATE_LIMITED",
-  network_error: "NETWORK_ERROR",
-  timeout: "NETWORK_ERROR",
-  stream_incomplete: "NETWORK_ERROR",
-  auth_expired: "AUTH_EXPIRED",
-  not_authenticated: "AUTH_EXPIRED",
-  response_incomplete: "FATAL_ERROR",
-  max_tool_iterations: "FATAL_ERROR",
-  upstream_auth: "FATAL_ERROR",
-  bad_request: "FATAL_ERROR",
-  cancelled: "FATAL_ERROR",
-};
+// Request errors that mean the session is gone (not run failures: those are in the table).
+const AUTH_CODES = new Set(["auth_expired", "not_authenticated"]);
 
 export function errorTypeFor(code) {
-  return ERROR_TYPE_BY_CODE[code] || "SERVER_ERROR";
+  if (AUTH_CODES.has(code)) return "AUTH_EXPIRED";
+  const kind = catalog.failures.get(code);
+  return (kind && kind.error_type) || "SERVER_ERROR";
 }
 
 export function newAssistant(fields = {}) {

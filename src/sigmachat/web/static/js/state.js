@@ -147,7 +147,7 @@ export function applyEvent(msg, ev) {
       return true;
     case "error": {
       if (ev.partialText && ev.partialText.length > msg.content.length) msg.content = ev.partialText;
-      msg.status = statusForFailure(ev.code);
+      msg.status = ev.status || statusForFailure(ev.code);
       msg.notice = null;
       finishTools(msg, "error");
       msg.error = msg.status === "cancelled" ? null : {
