@@ -19,18 +19,49 @@ if TYPE_CHECKING:
 
 
 @dataclass
+class ChatRuntime:
+    """The chat runtime: one model client, tool registry, run manager and ChatKit server per process."""
+
+    model: ModelClient
+    registry: ToolRegistry
+    runs: RunManager
+    chatkit: SigmaChatKitServer  # the ChatKit protocol server (POST /chatkit)
+
+
+@dataclass
 class Services:
     settings: Settings
     db: Database
     tokens: TokenService
-    # Chat runtime, built by start_chat_runtime() (the CLI's data commands do not need it).
-    model: ModelClient | None = None
-    registry: ToolRegistry | None = None
-    runs: RunManager | None = None
-    chatkit: SigmaChatKitServer | None = None  # the ChatKit protocol server (POST /chatkit)
+    # Built by start_chat_runtime() (the CLI's data commands do not need it). Read it through
+    # the properties below: they are never None, and say so plainly if the runtime is not up.
+    runtime: ChatRuntime | None = None
     rollout: RolloutService | None = None  # which chat path serves a user (built in build())
     telemetry: Telemetry | None = None  # runs rows, /metrics, spans, shadow runs (built in build())
     redis: Any = None  # redis.asyncio.Redis when SIGMACHAT_REDIS_URL is set (shared run state)
+
+    def _chat(self) -> ChatRuntime:
+        if self.runtime is None:
+            from sigmachat.errors import ServiceUnavailable
+
+            raise ServiceUnavailable("The chat service is not running.")
+        return self.runtime
+
+    @property
+    def model(self) -> ModelClient:
+        return self._chat().model
+
+    @property
+    def registry(self) -> ToolRegistry:
+        return self._chat().registry
+
+    @property
+    def runs(self) -> RunManager:
+        return self._chat().runs
+
+    @property
+    def chatkit(self) -> SigmaChatKitServer:
+        return self._chat().chatkit
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -54,17 +85,18 @@ class Services:
         from sigmachat.store import SqlChatKitStore
         from sigmachat.tools.registry import build_registry
 
-        self.model = build_model_client(self.settings, http_client=http_client)
-        self.registry = build_registry(self.settings)
+        model = build_model_client(self.settings, http_client=http_client)
+        registry = build_registry(self.settings)
         engines: dict[str, Any] = {
-            "responses": ResponsesEngine(self.model, self.registry, self.settings, self.db.session),
-            "agents": AgentsEngine(self.model, self.registry, self.settings, self.db.session),
+            "responses": ResponsesEngine(model, registry, self.settings, self.db.session),
+            "agents": AgentsEngine(model, registry, self.settings, self.db.session),
         }
         event_log, coordinator = self._run_state(InMemoryEventLog)
-        self.runs = RunManager(self.db, self.settings, engines, event_log, UsageGuard(self.settings), coordinator)
-        self.chatkit = SigmaChatKitServer(SqlChatKitStore(self.db), self.runs, self.settings)
+        runs = RunManager(self.db, self.settings, engines, event_log, UsageGuard(self.settings), coordinator)
+        chatkit = SigmaChatKitServer(SqlChatKitStore(self.db), runs, self.settings)
+        self.runtime = ChatRuntime(model=model, registry=registry, runs=runs, chatkit=chatkit)
         if self.telemetry is not None:
-            self.telemetry.attach(self.runs)
+            self.telemetry.attach(runs)
 
     def _run_state(self, in_memory_log: Any) -> tuple[Any, Any]:
         """The run event log and coordinator: Redis-backed with a Redis URL, else in process."""
@@ -87,14 +119,14 @@ class Services:
         )
 
     async def aclose(self) -> None:
-        if self.runs is not None:
-            await self.runs.shutdown(self.settings.shutdown_grace_s)
-        if self.chatkit is not None:
-            await self.chatkit.drain()  # ChatKit items of runs whose client left
+        runtime = self.runtime
+        if runtime is not None:
+            await runtime.runs.shutdown(self.settings.shutdown_grace_s)
+            await runtime.chatkit.drain()  # cancels of runs whose ChatKit client left
         if self.telemetry is not None:
             await self.telemetry.aclose()  # shadow runs still need the model client
-        if self.model is not None:
-            await self.model.aclose()
+        if runtime is not None:
+            await runtime.model.aclose()
         if self.rollout is not None:
             self.rollout.close()
         if self.redis is not None:

@@ -16,7 +16,6 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from sigmachat.api.deps import IdentityDep, ServicesDep
-from sigmachat.errors import ServiceUnavailable
 from sigmachat.portfolio.service import owned_portfolio_id
 from sigmachat.protocols.chatkit_server import ChatContext, StreamHandle
 from sigmachat.protocols.sse import parse_last_event_id, stream_headers
@@ -41,9 +40,7 @@ async def chatkit(
     x_sim_scenario: Annotated[str | None, Header(max_length=100)] = None,
     accept_language: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Response:
-    server = services.chatkit
-    if server is None:
-        raise ServiceUnavailable("The chat service is not running.")
+    server = services.chatkit  # 503 if the chat runtime is not running
     context = ChatContext(
         user_id=identity.id,
         portfolio_id=await owned_portfolio_id(services.db, identity.id, x_portfolio_id) if x_portfolio_id else None,
@@ -82,9 +79,7 @@ async def resume_chatkit_stream(
     thread instead). The legacy ``GET /api/v1/chat/runs/{run_id}/stream`` serves the same run
     in legacy frames. A run whose event log expired is a 404: load the thread.
     """
-    server = services.chatkit
-    if server is None:
-        raise ServiceUnavailable("The chat service is not running.")
+    server = services.chatkit  # 503 if the chat runtime is not running
     after_seq = parse_last_event_id(last_event_id, run_id)
     frames = await server.resume(identity.id, run_id, after_seq if after_seq is not None else after or 0)
     return _stream(services, run_id, frames)
