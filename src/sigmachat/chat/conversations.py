@@ -8,12 +8,12 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import and_, delete, or_, select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from sigmachat.agent.events import ToolCallRecord
+from sigmachat.agent.events import HistoryTurn, ToolCallRecord
 from sigmachat.db.models import Conversation, Message, Portfolio, as_utc, utcnow
-from sigmachat.engines.base import HistoryTurn
+from sigmachat.db.paging import keyset_page
 from sigmachat.errors import NotFound, ValidationFailed
 from sigmachat.portfolio.service import get_owned_portfolio
 
@@ -68,12 +68,8 @@ async def list_conversations(
 ) -> tuple[list[Conversation], str | None]:
     """Newest first, keyset-paged on (created_at, id). Returns the page and the next cursor."""
     stmt = select(Conversation).where(Conversation.user_id == user_id)
-    if before:
-        ts, cid = decode_cursor(before)
-        stmt = stmt.where(
-            or_(Conversation.created_at < ts, and_(Conversation.created_at == ts, Conversation.id < cid))
-        )
-    stmt = stmt.order_by(Conversation.created_at.desc(), Conversation.id.desc()).limit(limit + 1)
+    cursor = decode_cursor(before) if before else None
+    stmt = keyset_page(stmt, Conversation.created_at, Conversation.id, cursor, desc=True).limit(limit + 1)
     rows = list((await session.execute(stmt)).scalars())
     page = rows[:limit]
     nxt = encode_cursor(as_utc(page[-1].created_at), page[-1].id) if len(rows) > limit and page else None

@@ -18,17 +18,18 @@ from typing import Any, Protocol
 from chatkit.store import NotFoundError, Store
 from chatkit.types import Attachment, Page, ThreadItem, ThreadMetadata
 from pydantic import TypeAdapter
-from sqlalchemy import and_, delete, or_, select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sigmachat.chat.conversations import default_portfolio_id
 from sigmachat.db.models import Attachment as AttachmentRow
 from sigmachat.db.models import Conversation, Message, as_utc, utcnow
+from sigmachat.db.paging import keyset_page
 from sigmachat.db.session import Database
 from sigmachat.store import items as conv
 
-ATTACHMENT_ADAPTER: TypeAdapter[Attachment] = TypeAdapter(Attachment)
+ATTACHMENT_ADAPTER = TypeAdapter[Attachment](Attachment)  # type: ignore[arg-type]  # a union, as in the SDK
 
 # (created_at, row id, sub): a legacy assistant row renders as its tool workflow (sub 0)
 # followed by the message itself (sub 1); every other row renders as one item (sub 1).
@@ -127,7 +128,9 @@ class SqlChatKitStore(Store[Any]):
             if row is None:
                 portfolio_id = getattr(context, "portfolio_id", None) or await default_portfolio_id(session, user_id)
                 session.add(
-                    Conversation(id=thread.id, user_id=user_id, portfolio_id=portfolio_id, updated_at=utcnow(), **values)
+                    Conversation(
+                        id=thread.id, user_id=user_id, portfolio_id=portfolio_id, updated_at=utcnow(), **values
+                    )
                 )
             else:
                 changed = {
@@ -147,25 +150,16 @@ class SqlChatKitStore(Store[Any]):
         desc = order == "desc"
         async with self.db.session() as session:
             stmt = select(Conversation).where(Conversation.user_id == user_id)
+            start: tuple[dt.datetime, str] | None = None
             if after:
-                cursor = (
-                    await session.execute(
-                        select(Conversation.created_at, Conversation.id).where(
-                            Conversation.id == after, Conversation.user_id == user_id
-                        )
-                    )
-                ).one_or_none()
-                if cursor is None:
+                stmt_after = select(Conversation.created_at, Conversation.id).where(
+                    Conversation.id == after, Conversation.user_id == user_id
+                )
+                found = (await session.execute(stmt_after)).one_or_none()
+                if found is None:
                     raise NotFoundError(f"Thread {after} not found")
-                c, cid = cursor
-                if desc:
-                    stmt = stmt.where(or_(Conversation.created_at < c, and_(Conversation.created_at == c, Conversation.id < cid)))
-                else:
-                    stmt = stmt.where(or_(Conversation.created_at > c, and_(Conversation.created_at == c, Conversation.id > cid)))
-            if desc:
-                stmt = stmt.order_by(Conversation.created_at.desc(), Conversation.id.desc())
-            else:
-                stmt = stmt.order_by(Conversation.created_at.asc(), Conversation.id.asc())
+                start = (found[0], found[1])
+            stmt = keyset_page(stmt, Conversation.created_at, Conversation.id, start, desc=desc)
             rows = list((await session.execute(stmt.limit(limit + 1))).scalars())
         page = rows[:limit]
         has_more = len(rows) > limit
@@ -245,18 +239,7 @@ class SqlChatKitStore(Store[Any]):
             out: list[tuple[Key, ThreadItem]] = []
             while len(out) <= limit:
                 stmt = select(Message).where(Message.conversation_id == thread_id, Message.user_id == user_id)
-                if bound is not None:
-                    c, rid = bound
-                    if desc:
-                        id_cond = Message.id <= rid if inclusive else Message.id < rid
-                        stmt = stmt.where(or_(Message.created_at < c, and_(Message.created_at == c, id_cond)))
-                    else:
-                        id_cond = Message.id >= rid if inclusive else Message.id > rid
-                        stmt = stmt.where(or_(Message.created_at > c, and_(Message.created_at == c, id_cond)))
-                if desc:
-                    stmt = stmt.order_by(Message.created_at.desc(), Message.id.desc())
-                else:
-                    stmt = stmt.order_by(Message.created_at.asc(), Message.id.asc())
+                stmt = keyset_page(stmt, Message.created_at, Message.id, bound, desc=desc, inclusive=inclusive)
                 rows = list((await session.execute(stmt.limit(batch))).scalars())
                 for row in rows:
                     expanded = self._expand(row, thread_id)
@@ -386,7 +369,9 @@ class SqlChatKitStore(Store[Any]):
                 raise NotFoundError(f"Attachment {attachment.id} not found")
             payload = attachment.model_dump(mode="json")
             if row is None:
-                session.add(AttachmentRow(id=attachment.id, user_id=user_id, thread_id=attachment.thread_id, payload=payload))
+                session.add(
+                    AttachmentRow(id=attachment.id, user_id=user_id, thread_id=attachment.thread_id, payload=payload)
+                )
             else:
                 row.payload = payload
                 row.thread_id = attachment.thread_id
@@ -412,4 +397,3 @@ class SqlChatKitStore(Store[Any]):
             row = await self._attachment(session, attachment_id, _user(context))
             await session.delete(row)
             await session.commit()
-
