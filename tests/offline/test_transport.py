@@ -9,6 +9,7 @@ import httpx2
 import openai
 import pytest
 
+from sigmachat.engines.model_client import build_model_client
 from sigmachat.offline.server import OfflineModelServer, Pacing
 from sigmachat.offline.transport import OFFLINE_BASE_URL, OfflineTransport, offline_http_client
 from tests.conftest import make_settings
@@ -146,7 +147,7 @@ async def test_fault_scenarios_only_with_fault_injection_enabled(tmp_path) -> No
     assert response.status == "completed"
 
     demo = make_settings(tmp_path, offline_ttfb_ms=0, offline_tokens_per_s=0, allow_fault_injection=True)
-    client = openai.AsyncOpenAI(api_key="offline", base_url=OFFLINE_BASE_URL, http_client=offline_http_client(demo), max_retries=0)
+    client = build_model_client(demo).client  # the app's offline client: the simulator's scenarios plugged in
     with pytest.raises(openai.RateLimitError):
         await client.responses.create(model="m", input="hello", extra_headers={"X-Sim-Scenario": "rate_limit"})
 

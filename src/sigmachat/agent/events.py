@@ -8,6 +8,7 @@ carries the run id, a gap-free per-run sequence number (1, 2, 3, ...) and a time
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
@@ -43,6 +44,15 @@ class ToolCallRecord(BaseModel):
     duration_ms: float = 0.0
     truncated: bool = False
     output: str = ""  # the (truncated) JSON text the model saw; replayed as history next turn
+
+
+@dataclass(slots=True)
+class HistoryTurn:
+    """One earlier message of the conversation, as the model sees it next turn (engines replay it)."""
+
+    role: Literal["user", "assistant"]
+    text: str
+    tool_calls: list[ToolCallRecord] = field(default_factory=list)
 
 
 class _Event(BaseModel):

@@ -7,23 +7,14 @@ import json
 import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
-from sigmachat.agent.events import AgentEvent, ToolCallRecord
+from sigmachat.agent.events import AgentEvent, HistoryTurn, ToolCallRecord
 from sigmachat.engines.model_client import ModelClient
 from sigmachat.logging import get_logger
 from sigmachat.settings import Settings
 
 log = get_logger("sigmachat.engines")
-
-
-@dataclass(slots=True)
-class HistoryTurn:
-    """One earlier message of the conversation, replayed to the model in full-input mode."""
-
-    role: Literal["user", "assistant"]
-    text: str
-    tool_calls: list[ToolCallRecord] = field(default_factory=list)
 
 
 @dataclass(slots=True)

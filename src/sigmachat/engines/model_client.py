@@ -88,10 +88,15 @@ def build_model_client(settings: Settings, *, http_client: httpx2.AsyncClient | 
     if not key and not base_url and http_client is None:
         from sigmachat.offline.transport import offline_http_client
 
+        faults = None
+        if settings.allow_fault_injection:  # the simulator's scenarios, for fault demos without a server
+            from sigmachat.sim.scenarios import ScenarioInjector
+
+            faults = ScenarioInjector(slow_tokens_per_s=5.0)
         client = AsyncOpenAI(
             api_key="offline",
             base_url=OFFLINE_BASE_URL,
-            http_client=offline_http_client(settings),
+            http_client=offline_http_client(settings, faults=faults),
             max_retries=0,  # the engine retries itself, visibly (info events)
             timeout=_timeout(settings),
         )

@@ -18,7 +18,14 @@ from typing import Any
 
 import httpx2
 
-from sigmachat.offline.server import ConnectionDropped, OfflineModelServer, Pacing, ServerRequest, default_created_at
+from sigmachat.offline.server import (
+    ConnectionDropped,
+    FaultInjector,
+    OfflineModelServer,
+    Pacing,
+    ServerRequest,
+    default_created_at,
+)
 from sigmachat.settings import Settings
 
 OFFLINE_BASE_URL = "http://offline.sigmachat.local/v1"
@@ -82,17 +89,15 @@ def offline_server(settings: Settings, *, faults: Any = None, pacing: Pacing | N
     )
 
 
-def offline_http_client(settings: Settings, **client_kwargs: Any) -> httpx2.AsyncClient:
+def offline_http_client(
+    settings: Settings, *, faults: FaultInjector | None = None, **client_kwargs: Any
+) -> httpx2.AsyncClient:
     """An ``httpx2.AsyncClient`` whose requests the offline model answers in-process.
 
-    With ``allow_fault_injection`` on, requests may pick a simulator fault scenario
-    (``X-Sim-Scenario`` header or ``model@scenario``), so fault demos work without a server.
+    ``faults`` (the simulator's scenarios, chosen by the caller) lets requests pick a fault
+    scenario (``X-Sim-Scenario`` header or ``model@scenario``), so fault demos work without a
+    server. The offline model knows nothing of the simulator itself.
     """
-    faults = None
-    if settings.allow_fault_injection:
-        from sigmachat.sim.scenarios import ScenarioInjector
-
-        faults = ScenarioInjector(slow_tokens_per_s=5.0)
     transport = OfflineTransport(offline_server(settings, faults=faults))
     client_kwargs.setdefault("base_url", OFFLINE_BASE_URL)
     return httpx2.AsyncClient(transport=transport, **client_kwargs)

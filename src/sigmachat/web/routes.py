@@ -10,14 +10,15 @@ to decide which shell to send: a visitor without a valid session gets the sign-i
 from __future__ import annotations
 
 from pathlib import Path
+
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.staticfiles import StaticFiles
 
-from sigmachat.api.deps import get_services
 from sigmachat.auth.tokens import InvalidToken
 from sigmachat.db.models import User
+from sigmachat.services import Services
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -57,7 +58,7 @@ _static = StaticFiles(directory=STATIC_DIR, check_dir=False)
 
 async def _session(request: Request) -> tuple[str, User | None]:
     """(``"valid"`` | ``"expired"`` | ``"none"``, the user) for the request's session cookie."""
-    services = get_services(request)
+    services: Services = request.app.state.services  # the app's container (no import of the API layer)
     token = request.cookies.get(services.settings.cookie_name)
     if not token:
         return "none", None
@@ -96,7 +97,7 @@ async def admin_page(request: Request) -> Response:
     """The operator page (rollout, audit, live counters, report). The role is checked here only
     to send a non-admin a readable refusal; the admin APIs enforce it for every call."""
     state, user = await _session(request)
-    if state != "valid":
+    if state != "valid" or user is None:
         return _to_login(state)
     if user.role != "admin":
         return _page("forbidden.html", status_code=403)
