@@ -37,6 +37,12 @@ test: install-test
 	# exit code 5 means "no tests selected" (e.g. a -k filter): not a failure of the suite.
 	$(BIN)/python -m pytest $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
+# The gate: formatting, lint rules and types (configured in pyproject.toml).
+lint: install-test
+	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests
+	$(BIN)/mypy src
+
 # Benchmarks: the simulator and the app as separate processes, all paths side by side
 # (docs/benchmarks.md). Full: under 5 minutes on 2 cores; quick: under 1 minute.
 bench: install

@@ -69,7 +69,7 @@ def count_writes(db) -> Iterator[Writes]:
     """Record writes made through ``db`` (a sigmachat Database) while the block runs."""
     writes = Writes()
 
-    def before(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001 - SQLAlchemy's signature
+    def before(conn, cursor, statement, parameters, context, executemany):  # SQLAlchemy's listener signature
         match = WRITE.match(statement)
         if match:
             verb = match.group(1).split()[0].upper()

@@ -49,7 +49,9 @@ async def test_legacy_run_rows_have_one_writer_each(client, app):
     conv = (await client.post("/api/v1/chat/conversations", json={}, headers=headers)).json()
     with count_writes(app.state.services.db) as writes:
         resp = await client.post(
-            "/api/v1/chat/send", json={"conversation_id": conv["id"], "text": "What is my largest position?"}, headers=headers
+            "/api/v1/chat/send",
+            json={"conversation_id": conv["id"], "text": "What is my largest position?"},
+            headers=headers,
         )
         assert resp.status_code == 200
         await app.state.services.runs.wait_finished(resp.headers["x-run-id"], 10)
