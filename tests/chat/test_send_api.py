@@ -99,3 +99,21 @@ async def test_foreign_portfolio_in_conversation_create_is_404(client):
     headers = await login(client, HNW)
     resp = await client.post("/api/v1/chat/conversations", json={"portfolio_id": hedge_pf}, headers=headers)
     assert resp.status_code == 404
+
+
+async def test_failure_kinds_are_served_from_the_one_table(client):
+    from sigmachat.agent.failures import KINDS
+
+    assert (await client.get("/api/v1/chat/failures")).status_code == 401
+    headers = await login(client, HNW)
+    body = (await client.get("/api/v1/chat/failures", headers=headers)).json()
+    served = {f["code"]: f for f in body["failures"]}
+    assert set(served) == set(KINDS)
+    assert served["cancelled"]["status"] == "cancelled" and served["response_incomplete"]["status"] == "incomplete"
+    assert served["network_error"] == {
+        "code": "network_error",
+        "retryable": True,
+        "error_type": "NETWORK_ERROR",
+        "message": KINDS["network_error"].message,
+        "status": "failed",
+    }
