@@ -31,6 +31,7 @@ from sigmachat.agent.failures import kind
 from sigmachat.agent.instructions import instructions_for
 from sigmachat.engines.base import HistoryTurn, ModelEngine, RunRequest, aclose_quietly, parse_tool_arguments, tool_outcome
 from sigmachat.engines.responses_stream import FunctionCall, ResponsesStreamReader, TextChunk, TurnEnd
+from sigmachat.engines.upstream_events import stream_response_events
 from sigmachat.logging import get_logger
 from sigmachat.tools.registry import ToolContext
 
@@ -90,14 +91,6 @@ def classify_exception(exc: BaseException) -> UpstreamFailure:
     if isinstance(exc, ValueError):  # json.JSONDecodeError and pydantic errors are ValueErrors
         return UpstreamFailure("malformed_event", "upstream sent an event that is not valid JSON")
     return UpstreamFailure("internal_error", f"{type(exc).__name__}")
-
-
-def _event_dict(event: Any) -> dict[str, Any]:
-    if isinstance(event, dict):
-        return event
-    if hasattr(event, "to_dict"):
-        return event.to_dict()
-    return dict(getattr(event, "__dict__", {}))
 
 
 def history_items(history: list[HistoryTurn], limit: int) -> list[dict[str, Any]]:
@@ -182,7 +175,6 @@ class ResponsesEngine(ModelEngine):
                         "model": used_model,
                         "instructions": instructions,
                         "tools": tools,
-                        "stream": True,
                         "parallel_tool_calls": True,
                     }
                     if previous_response_id and self._use_previous_response_id:
@@ -194,9 +186,10 @@ class ResponsesEngine(ModelEngine):
                         kwargs["store"] = bool(self._use_previous_response_id)
                     if headers:
                         kwargs["extra_headers"] = headers
-                    stream = await self.mc.client.responses.create(**kwargs)
+                    # Plain dicts keyed on type, not the SDK's validated models (the hot path).
+                    stream = stream_response_events(self.mc.client, **kwargs)
                     async for raw in stream:
-                        for out in reader.feed(_event_dict(raw)):
+                        for out in reader.feed(raw):
                             if isinstance(out, TextChunk):
                                 produced = True
                                 if ttfb_ms is None:
