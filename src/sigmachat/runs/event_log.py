@@ -72,7 +72,10 @@ class InMemoryEventLog:
         async with log.changed:
             if len(log.events) <= after_seq and log.finished_at is None:
                 try:
-                    await asyncio.wait_for(log.changed.wait(), timeout)
+                    # asyncio.timeout, not wait_for: wait_for wraps the wait in a new task,
+                    # and a live subscriber waits once per token.
+                    async with asyncio.timeout(timeout):
+                        await log.changed.wait()
                 except TimeoutError:
                     pass
         return log.events[max(after_seq, 0) :]
