@@ -74,3 +74,35 @@ async def test_a_dropped_connection_mid_body_is_a_network_error() -> None:
             got.append(event)
     assert got == [{"type": "response.created", "response": {}}]
     assert classify_exception(info.value).code == "network_error"
+
+
+async def test_the_request_body_is_the_one_the_sdk_would_send() -> None:
+    import json
+
+    from sigmachat.engines.upstream_events import stream_response_events
+
+    sent: list[tuple[dict, dict]] = []
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        sent.append((json.loads(request.content), dict(request.headers)))
+        body = b'data: {"type":"response.completed","response":{"id":"r","output":[]}}\n\n'
+        return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=body, request=request)
+
+    client = openai.AsyncOpenAI(api_key="sk-test", base_url="http://up/v1", http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(handler)))
+    kwargs = {
+        "model": "gpt-4.1-mini",
+        "instructions": "Be brief. «ünïcode»",
+        "input": [{"role": "user", "content": "hi"}, {"type": "function_call_output", "call_id": "c1", "output": "{}"}],
+        "tools": [{"type": "function", "name": "f", "description": "", "parameters": {"type": "object", "properties": {}}, "strict": False}],
+        "parallel_tool_calls": True,
+        "store": False,
+        "extra_headers": {"X-Sim-Scenario": "none"},
+    }
+    stream = await client.responses.create(stream=True, **kwargs)
+    async for _ in stream:
+        pass
+    events = [e async for e in stream_response_events(client, **kwargs)]
+    assert events == [{"type": "response.completed", "response": {"id": "r", "output": []}}]
+    (sdk_body, sdk_headers), (our_body, our_headers) = sent
+    assert our_body == sdk_body
+    assert our_headers["x-sim-scenario"] == sdk_headers["x-sim-scenario"] == "none"

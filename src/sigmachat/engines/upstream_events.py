@@ -25,6 +25,7 @@ import anyio
 import httpx2
 import openai
 import orjson
+import pydantic
 
 # What openai.AsyncStream maps to APITimeoutError / APIConnectionError while reading a body.
 _TIMEOUTS = (httpx2.TimeoutException,)
@@ -115,12 +116,38 @@ async def decode_events(response: httpx2.Response) -> AsyncIterator[dict[str, An
         raise openai.APIConnectionError(request=request) from err
 
 
+# Arguments of ``responses.create`` that are request options, not body fields.
+_OPTIONS = frozenset({"extra_headers", "extra_query", "extra_body", "timeout"})
+
+
+def _as_extra_body(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The create() arguments with the body fields moved into ``extra_body``.
+
+    The SDK walks every body field (instructions, the whole history, every tool's JSON
+    schema) through its type-directed ``transform`` before sending, once per model call; our
+    bodies are plain JSON already (top-level pydantic values are dumped here the way the
+    transform would), so ``extra_body``, which the SDK sends as is, skips that walk. Omitted
+    arguments (``omit`` / ``NOT_GIVEN``) are dropped, as the transform drops them.
+    """
+    out: dict[str, Any] = {k: v for k, v in kwargs.items() if k in _OPTIONS}
+    body: dict[str, Any] = {}
+    for key, value in kwargs.items():
+        if key in _OPTIONS or isinstance(value, openai.Omit | openai.NotGiven):
+            continue
+        if isinstance(value, pydantic.BaseModel):
+            value = value.model_dump(mode="json", exclude_unset=True, by_alias=True)
+        body[key] = value
+    extra = out.get("extra_body")
+    out["extra_body"] = {**body, **extra} if isinstance(extra, dict) else body
+    return out
+
+
 async def stream_response_events(client: openai.AsyncOpenAI, **kwargs: Any) -> AsyncIterator[dict[str, Any]]:
     """``client.responses.create(stream=True, **kwargs)``, yielding plain event dicts.
 
     Closing this generator (``aclose``) closes the HTTP response.
     """
     kwargs["stream"] = True
-    async with client.responses.with_streaming_response.create(**kwargs) as response:
+    async with client.responses.with_streaming_response.create(**_as_extra_body(kwargs)) as response:
         async for event in decode_events(response.http_response):
             yield event
