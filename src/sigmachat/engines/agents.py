@@ -105,24 +105,29 @@ _EVENT_CLASSES = _event_classes()
 # that costs ten times more. Delta events hold only scalars, so nothing needs recursion.
 _model_construct = pydantic.BaseModel.model_construct.__func__  # type: ignore[attr-defined]
 _FIELDS = {t: dict.fromkeys(cls.model_fields) for t, cls in _EVENT_CLASSES.items()}
+# Events the Agents runner reads beyond their type: the final (or failed) response and each
+# finished output item (it collects those). Everything else it only passes along.
+_DEEP = frozenset(
+    {"response.completed", "response.failed", "response.incomplete", "response.output_item.done", "error"}
+)
 
 
 def stream_event(data: dict[str, Any]) -> Any:
     """One upstream event dict as the SDK's typed event, built by the class its ``type`` names.
 
-    Delta events (one per token) are built without validation, missing fields as ``None``
-    (compatible servers omit ``sequence_number`` / ``output_index``). The rare structural and
-    terminal events go through the SDK's own lenient constructor for that one class, so their
-    nested items and ``Response`` are models as the runner expects. Unknown types get the
-    SDK's union constructor, as before.
+    Most events (the deltas: one per token) are built without validation, missing fields as
+    ``None`` (compatible servers omit ``sequence_number`` / ``output_index``), nested objects
+    left as dicts: the runner reads only their ``type``. The events whose nested ``Response``
+    or item the runner reads (``_DEEP``) go through the SDK's own lenient constructor for that
+    one class. Unknown types get the SDK's union constructor, as before.
     """
     etype = data.get("type")
     cls = _EVENT_CLASSES.get(etype) if isinstance(etype, str) else None
     if cls is None:
         return construct_type(type_=ResponseStreamEvent, value=data)
-    if etype.endswith(".delta"):
-        return _model_construct(cls, **{**_FIELDS[etype], **data})
-    return construct_type(type_=cls, value=data)
+    if etype in _DEEP:
+        return construct_type(type_=cls, value=data)
+    return _model_construct(cls, **{**_FIELDS[etype], **data})
 
 
 class DictStreamResponsesModel(OpenAIResponsesModel):
@@ -141,6 +146,11 @@ class DictStreamResponsesModel(OpenAIResponsesModel):
             return await super()._fetch_response(*args, **kwargs)
         create_kwargs = self._build_response_create_kwargs(*args, **kwargs)
         return _typed_events(stream_response_events(self._get_client(), **create_kwargs))
+
+
+def _type_of(item: Any) -> str | None:
+    """The ``type`` of an output item, built as a model or left as a dict (see stream_event)."""
+    return item.get("type") if isinstance(item, dict) else getattr(item, "type", None)
 
 
 async def _typed_events(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[Any]:
@@ -189,7 +199,7 @@ class _GuardedModel(Model):
                                 state.ttfb_ms = (time.perf_counter() - state.started) * 1000
                             state.text += delta
                             state.emit(TextDelta, delta=delta)
-                    elif ctype == "response.output_item.added" and getattr(getattr(chunk, "item", None), "type", None) == "function_call":
+                    elif ctype == "response.output_item.added" and _type_of(getattr(chunk, "item", None)) == "function_call":
                         produced = True
                     elif ctype == "response.completed":
                         terminal = "completed"

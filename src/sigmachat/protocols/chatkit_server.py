@@ -329,7 +329,7 @@ class SigmaChatKitServer(ChatKitServer[ChatContext]):
         context.started.set()
         mapper = await self._mapper(thread.id, started.run_id, started.assistant_message_id, started.user_message_id)
         try:
-            async for event in self.runs.subscribe(started.run_id):
+            async for event in self.runs.subscribe(started.run_id, coalesce=self.settings.stream_coalesce_deltas):
                 frames = mapper.feed(event)
                 for i, frame in enumerate(frames):
                     # Only the last frame of an agent event carries its id: a client that saw

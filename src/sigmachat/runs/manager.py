@@ -72,6 +72,29 @@ class _ActiveRun:
     finished: asyncio.Event = field(default_factory=asyncio.Event)
 
 
+def coalesce_deltas(events: list[Any]) -> list[Any]:
+    """Each stretch of consecutive text deltas as one delta carrying the last one's seq and ts."""
+    out: list[Any] = []
+    stretch: list[TextDelta] = []
+
+    def close() -> None:
+        if len(stretch) == 1:
+            out.append(stretch[0])
+        elif stretch:
+            last = stretch[-1]
+            out.append(last.model_copy(update={"delta": "".join(d.delta for d in stretch)}))
+        stretch.clear()
+
+    for event in events:
+        if isinstance(event, TextDelta):
+            stretch.append(event)
+            continue
+        close()
+        out.append(event)
+    close()
+    return out
+
+
 class RunManager:
     def __init__(
         self,
@@ -459,11 +482,19 @@ class RunManager:
             return None
         return info
 
-    async def subscribe(self, run_id: str, after_seq: int = 0, poll_s: float = 1.0) -> AsyncIterator[Any]:
-        """Replay events after ``after_seq`` then follow live until the terminal event."""
+    async def subscribe(self, run_id: str, after_seq: int = 0, poll_s: float = 1.0, *, coalesce: bool = False) -> AsyncIterator[Any]:
+        """Replay events after ``after_seq`` then follow live until the terminal event.
+
+        ``coalesce``: consecutive text deltas already waiting when the subscriber asks for more
+        (it reads slower than the model writes) come as one ``TextDelta`` with the seq and
+        timestamp of the last: the text is the same, the seq still only increases, and a
+        resume from that seq continues exactly after them.
+        """
         seq = after_seq
         while True:
             events = await self.log.wait(run_id, seq, timeout=poll_s)
+            if coalesce and len(events) > 1:
+                events = coalesce_deltas([e for e in events if e.seq > seq])
             before = seq
             for event in events:
                 if event.seq <= seq:

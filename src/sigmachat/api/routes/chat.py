@@ -136,7 +136,7 @@ def _follow(services, run_id: str, after_seq: int, portfolio_id: str | None, see
         try:
             if first is not None:
                 yield first
-            async for event in manager.subscribe(run_id, after_seq):
+            async for event in manager.subscribe(run_id, after_seq, coalesce=services.settings.stream_coalesce_deltas):
                 seen[0] = event.seq
                 yield legacy_sse.encode(event, portfolio_id=portfolio_id)
                 if event.type in ("run_finished", "run_failed"):
