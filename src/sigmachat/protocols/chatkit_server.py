@@ -380,7 +380,7 @@ class SigmaChatKitServer(ChatKitServer[ChatContext]):
             assistant_item_id=started.assistant_message_id,
             answer_created_at=started.answer_created_at,
         )
-        async for event in self.runs.subscribe(started.run_id):
+        async for event in self.runs.subscribe(started.run_id, coalesce=self.settings.stream_coalesce_deltas):
             for frame in mapper.feed(event):
                 yield frame
         if thread.title is None and started.title:

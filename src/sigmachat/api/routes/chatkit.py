@@ -13,12 +13,11 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response
-from sse_starlette import EventSourceResponse, ServerSentEvent
-
 from sigmachat.api.deps import IdentityDep, ServicesDep
 from sigmachat.portfolio.service import owned_portfolio_id
 from sigmachat.protocols.chatkit_server import ChatContext, StreamHandle
 from sigmachat.protocols.sse import parse_last_event_id, stream_headers
+from sigmachat.protocols.sse_response import SSEResponse, sse_frame
 from sigmachat.services import Services
 
 router = APIRouter(tags=["chatkit"])
@@ -53,12 +52,12 @@ async def chatkit(
     return _stream(services, result.run_id, result.frames)
 
 
-def _stream(services: Services, run_id: str, frames: AsyncIterator[tuple[str | None, str]]) -> EventSourceResponse:
-    async def events() -> AsyncIterator[ServerSentEvent]:
+def _stream(services: Services, run_id: str, frames: AsyncIterator[tuple[str | None, str]]) -> SSEResponse:
+    async def events() -> AsyncIterator[bytes]:
         async for tag, data in frames:
-            yield ServerSentEvent(data=data, id=tag)
+            yield sse_frame(data, id=tag)
 
-    return EventSourceResponse(
+    return SSEResponse(
         events(),
         ping=services.settings.sse_heartbeat_s,  # comment lines: ignored by SSE parsers, keep proxies open
         headers=stream_headers(run_id),
