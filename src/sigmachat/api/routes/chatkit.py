@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response
+
 from sigmachat.api.deps import IdentityDep, ServicesDep
 from sigmachat.portfolio.service import owned_portfolio_id
 from sigmachat.protocols.chatkit_server import ChatContext, StreamHandle
