@@ -64,7 +64,9 @@ async def test_threads_create_streams_the_turn_and_persists_one_history(rt, serv
     assert items[2] == answer and items[1] == workflow
     # What ChatKit items have no field for comes as data: the offline flag, each tool's outcome.
     effects = {f.event.name: f.event.data for f in frames if f.type == "client_effect"}
-    assert effects["sigmachat.run_started"] == {"run_id": handle.run_id, "offline": False, "model": "fake-model", "engine": "agents"}
+    assert effects["sigmachat.run_started"] == {
+        "run_id": handle.run_id, "assistant_message_id": answer.id, "offline": False, "model": "fake-model", "engine": "agents"
+    }
     assert effects["sigmachat.tool_finished"]["ok"] is True
     assert effects["sigmachat.tool_finished"]["title"] == workflow.workflow.tasks[0].title
     # The same rows serve the Responses path: GET .../messages and the next turn's history.

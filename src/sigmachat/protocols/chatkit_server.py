@@ -166,7 +166,7 @@ class ChatKitEventMapper:
     - retries: ``progress_update``; failure: ``error`` with a plain-language message;
     - what ChatKit's item types have no field for travels as data in ``client_effect`` events
       (a ChatKit client ignores effects it does not handle): ``sigmachat.run_started`` (the
-      offline flag, model, engine), ``sigmachat.tool_finished`` (the tool, its title, ok, the
+      answer's id, the offline flag, model, engine), ``sigmachat.tool_finished`` (the tool, its title, ok, the
       error code) and ``sigmachat.run_failed`` (the failure kind: code, status, retryable).
 
     Ids and times derive from the run's answer row (its id and ``created_at``), so the items
@@ -264,7 +264,13 @@ class ChatKitEventMapper:
         out: list[ThreadStreamEvent] = []
         match event:
             case RunStarted():
-                data = {"run_id": self.run_id, "offline": event.offline, "model": event.model, "engine": event.engine}
+                data = {
+                    "run_id": self.run_id,
+                    "assistant_message_id": self.assistant_item_id,  # the answer's id, even if it never says a word
+                    "offline": event.offline,
+                    "model": event.model,
+                    "engine": event.engine,
+                }
                 out.append(ClientEffectEvent(name="sigmachat.run_started", data=data))
             case TextDelta():
                 if self.assistant is None:

@@ -197,7 +197,13 @@ export function createTranslator({ runId = null, threadId = null } = {}) {
   function effect(ev) {
     const d = ev.data || {};
     if (ev.name === "sigmachat.run_started") {
-      return [{ kind: "start", offline: !!d.offline, model: d.model || null, engine: d.engine || null }];
+      const out = [];
+      if (d.assistant_message_id && !st.assistantSeen) {
+        // The answer's id before any text: a failed answer can still be retried in place.
+        st.assistantSeen = true;
+        out.push({ kind: "assistant", id: d.assistant_message_id });
+      }
+      return out.concat([{ kind: "start", offline: !!d.offline, model: d.model || null, engine: d.engine || null }]);
     }
     if (ev.name === "sigmachat.tool_finished") return toolFinished(d);
     if (ev.name === "sigmachat.run_failed") st.failure = d; // read by the error event that follows

@@ -126,6 +126,8 @@ export function applyEvent(msg, ev) {
         tool = { callId: ev.callId, name: ev.name, title: ev.title, args: {}, startedAt: null };
         msg.tools.push(tool);
       }
+      if (ev.name) tool.name = ev.name; // a ChatKit task learns its tool's name when it ends
+      if (ev.title) tool.title = ev.title;
       tool.state = ev.ok === false ? "error" : "ok";
       tool.summary = ev.summary || tool.summary || "";
       tool.truncated = !!ev.truncated;
