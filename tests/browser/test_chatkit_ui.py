@@ -8,7 +8,7 @@ import pytest
 
 from tests.browser.conftest import open_chat_as
 from tests.browser.test_chat import LARGEST, RECORD_STATES, assert_streamed_progressively, ask, last_answer, wait_answer
-from tests.conftest import FAMILY, HEDGE, HNW
+from tests.conftest import FAMILY, HEDGE, HNW, INDIVIDUAL
 
 pytestmark = pytest.mark.browser
 
@@ -160,7 +160,8 @@ def test_switching_backend_between_turns_continues_the_same_conversation(page_fo
 def test_chatkit_rename_and_delete(page_for, chatkit_server):
     page = page_for(chatkit_server)
     types = record_chatkit_requests(page)
-    open_chat_as(page, HEDGE)
+    # A user no other test on this server asks LARGEST as: the title must name one thread.
+    open_chat_as(page, INDIVIDUAL)
     ask(page, LARGEST)
     wait_answer(page)
     title = last_answer(page)  # noqa: F841 - the answer is on screen; now manage the thread
