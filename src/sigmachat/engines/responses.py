@@ -42,7 +42,13 @@ from sigmachat.engines.base import (
     tool_outcome,
 )
 from sigmachat.engines.chat_completions import ChatCompletionsStreamReader, chat_request
-from sigmachat.engines.responses_stream import FunctionCall, ResponsesStreamReader, TextChunk, TurnEnd, error_fields
+from sigmachat.engines.responses_stream import (
+    FunctionCall,
+    ResponsesStreamReader,
+    TextChunk,
+    TurnEnd,
+    error_fields,
+)
 from sigmachat.logging import get_logger
 from sigmachat.tools.registry import ToolContext
 
@@ -244,17 +250,17 @@ class ResponsesEngine(ModelEngine):
                     reader: ResponsesStreamReader | ChatCompletionsStreamReader
                     if api == "chat_completions":
                         reader = ChatCompletionsStreamReader()
-                        stream = await self.mc.client.chat.completions.create(
-                            **chat_request(
-                                model=used_model, instructions=instructions, items=items, tools=tools,
-                                max_output_tokens=limit, is_openai=self.mc.is_openai, extra_headers=headers,
-                            )  # fmt: skip
-                        )
+                        chat_kwargs = chat_request(
+                            model=used_model, instructions=instructions, items=items, tools=tools,
+                            max_output_tokens=limit, is_openai=self.mc.is_openai, extra_headers=headers,
+                        )  # fmt: skip
+                        stream = await self.mc.client.chat.completions.create(**chat_kwargs)
                     else:
                         reader = ResponsesStreamReader()
-                        stream = await self.mc.client.responses.create(**self._responses_kwargs(
+                        responses_kwargs = self._responses_kwargs(
                             used_model, instructions, tools, items, previous_response_id, pending_outputs, headers,
-                        ))  # fmt: skip
+                        )  # fmt: skip
+                        stream = await self.mc.client.responses.create(**responses_kwargs)
                     async for raw in stream:
                         for out in reader.feed(_event_dict(raw)):
                             if isinstance(out, TextChunk):
