@@ -49,6 +49,7 @@ from sigmachat.engines.responses_stream import (
     TurnEnd,
     error_fields,
 )
+from sigmachat.engines.upstream_events import stream_response_events
 from sigmachat.logging import get_logger
 from sigmachat.tools.registry import ToolContext
 
@@ -149,6 +150,8 @@ def bounded_failure(limit: int) -> UpstreamFailure:
 
 
 def _event_dict(event: Any) -> dict[str, Any]:
+    """An upstream event as a dict: Responses events already are (upstream_events); Chat
+    Completions chunks still come from the SDK as models."""
     if isinstance(event, dict):
         return event
     if hasattr(event, "to_dict"):
@@ -260,7 +263,8 @@ class ResponsesEngine(ModelEngine):
                         responses_kwargs = self._responses_kwargs(
                             used_model, instructions, tools, items, previous_response_id, pending_outputs, headers,
                         )  # fmt: skip
-                        stream = await self.mc.client.responses.create(**responses_kwargs)
+                        # Plain dicts keyed on type, not the SDK's validated models (the hot path).
+                        stream = stream_response_events(self.mc.client, **responses_kwargs)
                     async for raw in stream:
                         for out in reader.feed(_event_dict(raw)):
                             if isinstance(out, TextChunk):
