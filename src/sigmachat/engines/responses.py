@@ -49,7 +49,7 @@ from sigmachat.engines.responses_stream import (
     TurnEnd,
     error_fields,
 )
-from sigmachat.engines.upstream_events import stream_response_events
+from sigmachat.engines.upstream_events import stream_chat_events, stream_response_events
 from sigmachat.logging import get_logger
 from sigmachat.tools.registry import ToolContext
 
@@ -147,16 +147,6 @@ def bounded_failure(limit: int) -> UpstreamFailure:
     return UpstreamFailure(
         "response_incomplete", incomplete_message("max_output_tokens", limit), incomplete_reason="max_output_tokens"
     )
-
-
-def _event_dict(event: Any) -> dict[str, Any]:
-    """An upstream event as a dict: Responses events already are (upstream_events); Chat
-    Completions chunks still come from the SDK as models."""
-    if isinstance(event, dict):
-        return event
-    if hasattr(event, "to_dict"):
-        return event.to_dict()
-    return dict(getattr(event, "__dict__", {}))
 
 
 def history_items(history: list[HistoryTurn], limit: int) -> list[dict[str, Any]]:
@@ -257,7 +247,7 @@ class ResponsesEngine(ModelEngine):
                             model=used_model, instructions=instructions, items=items, tools=tools,
                             max_output_tokens=limit, is_openai=self.mc.is_openai, extra_headers=headers,
                         )  # fmt: skip
-                        stream = await self.mc.client.chat.completions.create(**chat_kwargs)
+                        stream = stream_chat_events(self.mc.client, **chat_kwargs)
                     else:
                         reader = ResponsesStreamReader()
                         responses_kwargs = self._responses_kwargs(
@@ -266,7 +256,7 @@ class ResponsesEngine(ModelEngine):
                         # Plain dicts keyed on type, not the SDK's validated models (the hot path).
                         stream = stream_response_events(self.mc.client, **responses_kwargs)
                     async for raw in stream:
-                        for out in reader.feed(_event_dict(raw)):
+                        for out in reader.feed(raw):
                             if isinstance(out, TextChunk):
                                 if not budget.admit(out.delta):
                                     cut = True
