@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sse_starlette import EventSourceResponse
 
 from sigmachat.api.deps import IdentityDep, ServicesDep, SessionDep
@@ -62,6 +62,13 @@ class SendRequest(BaseModel):
     text: str = Field(min_length=1, max_length=MAX_TEXT)
     ui_context: UiContext | None = None
     client_message_id: str | None = Field(default=None, min_length=1, max_length=100)
+
+    @field_validator("text")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("The message is empty: write a question.")
+        return value
 
 
 def _conv_out(conv: Conversation, manager: RunManager | None = None) -> ConversationOut:
