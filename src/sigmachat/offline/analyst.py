@@ -203,7 +203,7 @@ class OfflineAnalyst:
             return Turn(
                 text=compose_answer(
                     question, conv.results, intents=routing.intents, symbols=routing.symbols, rank=routing.rank,
-                    top_n=routing.top_n, sectors=routing.sectors,
+                    top_n=routing.top_n, sectors=routing.sectors, short=routing.short,
                 )
             )  # fmt: skip
         if routing.kind == "greeting":

@@ -61,13 +61,14 @@ class Focus:
     rank: int | None = None  # "the second largest": 2
     top_n: int | None = None  # "my top 3 holdings": 3
     sectors: tuple[str, ...] = ()  # GICS sectors the question names
+    short: bool = False  # the conversation is about the short side
 
     def has(self, *intents: str) -> bool:
         return any(i in self.intents for i in intents)
 
     @property
     def wants_short(self) -> bool:
-        return bool(re.search(r"\bshorts?\b|\bshorted\b|\bshort (side|book|positions?)\b", self.question.lower()))
+        return self.short or bool(re.search(r"\bshorts?\b|\bshorted\b|\bshort (side|book|positions?)\b", self.question.lower()))
 
 
 # --------------------------------------------------------------------------- formatting
@@ -320,7 +321,8 @@ def compose_portfolio_complete(result: ToolResult, focus: Focus) -> str:
         else:
             row = pool[focus.rank - 1]
             w = _holding_weight(row, nav)
-            sentence = f"Your {ordinal(focus.rank)}-largest position{where} is {_labelled(row)} at {money(_mv(row))}"
+            kind = "short position" if focus.wants_short and _mv(row) < 0 else "position"
+            sentence = f"Your {ordinal(focus.rank)}-largest {kind}{where} is {_labelled(row)} at {money(_mv(row))}"
             sentence += f", {pct(abs(w) if _mv(row) < 0 else w)} of NAV." if w is not None else "."
             above = pool[focus.rank - 2]
             sentence += f" It comes after **{_symbol(above)}** ({money(_mv(above))})"
@@ -1270,12 +1272,13 @@ def compose_answer(
     rank: int | None = None,
     top_n: int | None = None,
     sectors: Iterable[str] = (),
+    short: bool = False,
 ) -> str:
     """The markdown answer for a question, from the tool results of the latest turn: the answer
     in the first sentence (the first section has no heading), then the support, then any
     caveats the data warrant."""
     focus = Focus(question=question, intents=tuple(intents), symbols=tuple(symbols), tools=tuple(r.name for r in results),
-                  rank=rank, top_n=top_n, sectors=tuple(sectors))
+                  rank=rank, top_n=top_n, sectors=tuple(sectors), short=short)
     if not results:
         return "I have no tool results to answer from. Please ask again.\n\n" + footer(results)
     sections = []

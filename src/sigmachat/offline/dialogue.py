@@ -77,6 +77,7 @@ def _inherit(ctx: QuestionContext, prior: QuestionContext) -> None:
     ctx.move_pct = ctx.move_pct if ctx.move_pct is not None else prior.move_pct
     ctx.sectors = ctx.sectors or list(prior.sectors)
     ctx.other_portfolio = ctx.other_portfolio or prior.other_portfolio
+    ctx.short = ctx.short or prior.short
 
 
 def resolve(question: str, earlier: list[Frame], prior_answer: str = "") -> Frame:
@@ -158,5 +159,5 @@ def route_conversation(past: list[PastTurn], question: str) -> Routing:
         return Routing((), (), tuple(ctx.symbols), kind=frame.kind)
     return Routing(
         tuple(frame.names), build_calls(frame.names, ctx), tuple(ctx.symbols), kind="tools", rank=ctx.rank,
-        top_n=ctx.top_n, sectors=tuple(ctx.sectors), other_portfolio=ctx.other_portfolio,
+        top_n=ctx.top_n, sectors=tuple(ctx.sectors), other_portfolio=ctx.other_portfolio, short=ctx.short,
     )  # fmt: skip

@@ -137,6 +137,7 @@ class QuestionContext:
     move_pct: float | None = None  # "a 30% drop": -30.0
     sectors: list[str] = field(default_factory=list)  # GICS sectors the question names
     other_portfolio: bool = False  # "and in the other portfolio?"
+    short: bool = False  # about the short side ("my largest short")
 
     def pid(self) -> dict[str, Any]:
         return {"portfolio_id": self.portfolio_id}
@@ -190,13 +191,14 @@ def _factors(ctx: QuestionContext) -> list[ToolCallPlan]:
 
 
 _MARKET_MOVE_RE = re.compile(
-    r"\b(drops?|falls?|declines?|tanks?|crash(?:es)?|sells? off|down|rall(?:y|ies)|rises?|jumps?|up|gains?)\s+(?:by\s+|of\s+)?"
+    r"\b(drop(?:s|ped)?|falls?|fell|declin(?:es?|ed)|tank(?:s|ed)?|crash(?:es|ed)?|sells? off|sold off|down|rall(?:y|ies|ied)|"
+    r"rises?|rose|jump(?:s|ed)?|up|gain(?:s|ed)?)\s+(?:by\s+|of\s+)?"
     r"(\d{1,2}(?:\.\d+)?)\s*(?:%|percent)"
     r"|(-|\+|minus |plus )(\d{1,2}(?:\.\d+)?)\s*(?:%|percent)"
     r"|\b(\d{1,2}(?:\.\d+)?)\s*(?:%|percent)\s+(?:(?:market|stock|equity|s&p|broad)\s+)?(drop|fall|decline|crash|sell-?off|"
     r"correction|downturn|rally|rise|gain|jump|move down|move up)"
 )
-_DOWN_WORDS = ("drop", "fall", "decline", "tank", "crash", "sell", "down", "correction", "move down")
+_DOWN_WORDS = ("drop", "fall", "fell", "declin", "tank", "crash", "sell", "sold", "down", "correction", "move down")
 
 
 def extract_market_move_pct(text: str) -> float | None:
@@ -383,6 +385,7 @@ class Routing:
     top_n: int | None = None
     sectors: tuple[str, ...] = ()
     other_portfolio: bool = False
+    short: bool = False
 
 
 _ORDINALS = {"second": 2, "2nd": 2, "third": 3, "3rd": 3, "fourth": 4, "4th": 4, "fifth": 5, "5th": 5}
@@ -445,6 +448,7 @@ def classify(text: str, *, symbols: list[str] | None = None) -> tuple[list[str],
     ctx.move_pct = extract_market_move_pct(lowered)
     ctx.sectors = extract_sectors(lowered)
     ctx.other_portfolio = bool(OTHER_PORTFOLIO_RE.search(lowered))
+    ctx.short = bool(re.search(r"\bshorts?\b|\bshorted\b", lowered))
     forced: list[str] = []
     scrubbed = lowered
     for pattern, intent in _SCOPED_PHRASES:
