@@ -169,18 +169,27 @@ async def run_eval(
 
         facts = FactSource(registry, ctx_for)
         portfolio_id = await facts.portfolio_id(case.portfolio, None)
-        results = [TurnResult(case.id, i, case.email, t.ask, case.tags) for i, t in enumerate(case.turns)]
+        conversations = {}
         for engine in engines:
             async with services.db.session() as session:
-                conv = await create_conversation(session, user_id, portfolio_id, title=f"eval {case.id}")
-            for turn, result in zip(case.turns, results, strict=True):
-                answer = await _ask(services, user_id, conv.id, turn.ask, engine)
-                try:
-                    expectations = [e for spec in turn.expect for e in await facts.expectations(spec, conv.portfolio_id)]
-                except FactError as exc:
-                    answer.missing.append(f"fact not computable: {exc}")
-                    expectations = []
-                score(answer, expectations, turn.tools)
+                conversations[engine] = await create_conversation(session, user_id, portfolio_id, title=f"eval {case.id}")
+        # Facts first: they also warm the tool caches, so neither engine pays for the first computation.
+        bound = conversations[engines[0]].portfolio_id
+        expected: list[list[Expectation] | str] = []
+        for turn in case.turns:
+            try:
+                expected.append([e for spec in turn.expect for e in await facts.expectations(spec, bound)])
+            except FactError as exc:
+                expected.append(f"fact not computable: {exc}")
+        results = [TurnResult(case.id, i, case.email, t.ask, case.tags) for i, t in enumerate(case.turns)]
+        # Alternate which engine goes first, so neither always meets the colder process.
+        order = engines if len(report.results) % 2 == 0 else tuple(reversed(engines))
+        for engine in order:
+            for turn, result, facts_or_error in zip(case.turns, results, expected, strict=True):
+                answer = await _ask(services, user_id, conversations[engine].id, turn.ask, engine)
+                if isinstance(facts_or_error, str):
+                    answer.missing.append(facts_or_error)
+                score(answer, facts_or_error if isinstance(facts_or_error, list) else [], turn.tools)
                 result.engines[engine] = answer
         for result in results:
             report.results.append(result)
