@@ -33,6 +33,7 @@ const els = {
   banner: $("banner"),
   composer: $("composer"),
   input: $("composer-input"),
+  count: $("composer-count"),
   send: $("send-btn"),
   stop: $("stop-btn"),
   announcer: $("announcer"),
@@ -147,7 +148,16 @@ function renderComposer() {
   els.stop.hidden = !turn;
   els.stop.disabled = !!(turn && turn.stopRequested);
   els.stop.setAttribute("aria-label", turn && turn.stopRequested ? "Stopping…" : "Stop generating");
-  els.send.disabled = !els.input.value.trim() || !state.user;
+  const length = els.input.value.length;
+  const over = length > state.maxMessageChars;
+  // The limit shows before it is reached, and a longer text is refused here with its length,
+  // never cut: the user decides what to drop.
+  els.count.hidden = length < state.maxMessageChars * 0.8;
+  els.count.classList.toggle("is-over", over);
+  els.count.textContent = over
+    ? `${length.toLocaleString()} of ${state.maxMessageChars.toLocaleString()} characters: shorten your message to send it.`
+    : `${length.toLocaleString()} / ${state.maxMessageChars.toLocaleString()} characters`;
+  els.send.disabled = !els.input.value.trim() || over || !state.user;
   els.composer.classList.toggle("is-streaming", !!turn);
   renderList();
 }
@@ -360,7 +370,16 @@ function renderPortfolios() {
 }
 
 els.portfolio.addEventListener("change", () => {
-  selectPortfolio(els.portfolio.value);
+  const id = els.portfolio.value;
+  const conv = store.currentConversation();
+  selectPortfolio(id);
+  // A conversation belongs to one portfolio (the server refuses a send naming another): a
+  // different portfolio gets a conversation of its own, so header, selector and the stored
+  // conversation always agree.
+  if (conv && conv.portfolioId !== id) {
+    newDraft();
+    return;
+  }
   const thread = currentThread();
   if (thread && !thread.messages.length) renderMessages();
 });
@@ -380,7 +399,7 @@ function autosize() {
 function submit() {
   const text = els.input.value.trim();
   const thread = currentThread();
-  if (!text || !thread || thread.turn) return;
+  if (!text || !thread || thread.turn || text.length > state.maxMessageChars) return;
   els.input.value = "";
   autosize();
   renderComposer();
@@ -452,6 +471,7 @@ async function start() {
     return;
   }
   state.user = me;
+  if (config && Number.isInteger(config.max_message_chars)) state.maxMessageChars = config.max_message_chars;
   useBackend(config);
   turns = createTurns({ store, getBackend: () => backend, onAuthLost: () => goToLogin("expired"), announce });
   els.userName.textContent = me.full_name || me.email;
