@@ -74,8 +74,7 @@ class SqlChatKitStore(Store[Any]):
             "id": row.id,
             "title": row.title,
             "created_at": extra.get("created_at") or as_utc(row.created_at),
-            # The conversation's portfolio, so a ChatKit client knows which one a thread belongs to.
-            "metadata": {**dict(row.metadata_ or {}), **({"portfolio_id": row.portfolio_id} if row.portfolio_id else {})},
+            "metadata": dict(row.metadata_ or {}),
         }
         if row.status:
             data["status"] = row.status

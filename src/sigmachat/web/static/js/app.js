@@ -251,6 +251,7 @@ async function openConversation(id) {
   setHash(id);
   const conv = store.currentConversation();
   if (conv && conv.portfolioId && state.portfolios.some((p) => p.id === conv.portfolioId)) selectPortfolio(conv.portfolioId, { save: false });
+  else syncPortfolio(id);
   renderTitle();
   renderList();
   renderComposer();
@@ -342,6 +343,17 @@ function money(v) {
   const abs = Math.abs(v);
   const fmt = abs >= 1e9 ? `${(v / 1e9).toFixed(2)}B` : abs >= 1e6 ? `${(v / 1e6).toFixed(1)}M` : abs >= 1e3 ? `${(v / 1e3).toFixed(0)}K` : v.toFixed(0);
   return `$${fmt}`;
+}
+
+/** A conversation whose portfolio the list did not say (ChatKit threads): ask, then follow it. */
+async function syncPortfolio(id) {
+  try {
+    const c = await api.conversation(id);
+    if (!c || !c.portfolio_id || state.currentKey !== id) return;
+    const known = store.currentConversation();
+    store.upsertConversation({ ...(known || { id, title: c.title, createdAt: c.created_at, updatedAt: c.updated_at }), portfolioId: c.portfolio_id });
+    if (state.portfolios.some((p) => p.id === c.portfolio_id)) selectPortfolio(c.portfolio_id, { save: false });
+  } catch { /* the list and the next send still work; the server keeps the conversation's portfolio */ }
 }
 
 function selectPortfolio(id, { save = true } = {}) {

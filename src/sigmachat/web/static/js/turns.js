@@ -97,7 +97,8 @@ export function createTurns({ store, getBackend, onAuthLost, announce, requestHe
     };
     // A conversation's portfolio is fixed: an existing one keeps its own, a new one takes the selector's.
     const bound = state.conversations.find((c) => c.id === turn.conversationId);
-    turn.portfolioId = (bound && bound.portfolioId) || state.portfolioId;
+    // (An existing conversation whose portfolio is unknown here sends none: the server uses its own.)
+    turn.portfolioId = bound && bound.portfolioId ? bound.portfolioId : turn.conversationId ? null : state.portfolioId;
     const backend = turn.backend;
     setTurn(key, turn);
     const onEvent = (ev) => handle(turn, ev);
