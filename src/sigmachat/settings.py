@@ -76,6 +76,19 @@ class Settings(BaseSettings):
     retry_max_delay_ms: int = Field(default=8000, ge=0)
     responses_previous_response_id: bool = False  # only honoured when the upstream is OpenAI
     history_max_messages: int = Field(default=40, ge=2)
+    # The bound of one model call's answer: sent upstream (max_output_tokens / max_tokens) and
+    # enforced here too, for servers that ignore it (see engines/base.py OutputBudget).
+    max_output_tokens: int = Field(default=2048, ge=16, le=128_000)
+    # Which API the upstream speaks. auto: probe once (POST /responses with an empty body:
+    # 404/405/501 means Chat Completions), then remember. The offline model is Responses-only.
+    upstream_api: str = Field(default="auto", pattern="^(responses|chat_completions|auto)$")
+
+    # --- several instances (README "Running several instances") ---
+    # With a Redis URL the run event log, run leases, cancels and per-user limits are shared by
+    # every instance; without it everything stays in process (one instance only).
+    redis_url: str | None = None  # e.g. redis://127.0.0.1:6379/0
+    redis_prefix: str = "sigmachat:"  # key prefix, so several deployments can share one Redis
+    run_lease_ttl_s: float = Field(default=9.0, ge=1.0, le=60.0)  # an owner silent this long is dead
 
     # --- runs and streaming ---
     cancel_grace_s: float = Field(default=5.0, gt=0)  # how long cancel waits for tools in flight
@@ -109,7 +122,9 @@ class Settings(BaseSettings):
 
     # --- abuse controls ---
     send_rate_limit: str = "20/minute"  # `limits` notation; empty disables
-    rate_limit_storage: str = "async+memory://"  # any `limits` async storage URI, e.g. async+redis://host:6379
+    # any `limits` async storage URI, e.g. async+redis://host:6379; with REDIS_URL set and this
+    # left at the in-process default, the limits are kept in that Redis.
+    rate_limit_storage: str = "async+memory://"
     # Failed sign-ins allowed per account (email, existing or not) and per client address.
     login_rate_limit_account: str = "5/minute"
     login_rate_limit_client: str = "20/minute"

@@ -1,8 +1,8 @@
 """Sign-in throttling: failed attempts are limited per account and per client address.
 
 Uses the ``limits`` library (moving window) on the same storage as the send rate
-(``RATE_LIMIT_STORAGE``: in process by default, ``async+redis://`` to share across
-instances). Only failures count, so a user who signs in correctly is never slowed down;
+(:func:`sigmachat.runs.limits.rate_limit_storage`: in process by default, the shared Redis
+with ``REDIS_URL`` or any ``RATE_LIMIT_STORAGE``), so the limits hold across instances. Only failures count, so a user who signs in correctly is never slowed down;
 once either window is full every attempt is refused with 429 and ``Retry-After``, right or
 wrong password alike. The account key is the normalised email whether or not such an
 account exists, and the refusal is the same sentence, so throttling reveals nothing about
@@ -16,10 +16,10 @@ import time
 
 from limits import RateLimitItem, parse
 from limits.aio.strategies import MovingWindowRateLimiter
-from limits.storage import storage_from_string
 
 from sigmachat.auth.service import normalise_email
 from sigmachat.errors import RateLimited
+from sigmachat.runs.limits import rate_limit_storage
 from sigmachat.settings import Settings
 
 
@@ -32,7 +32,7 @@ class LoginThrottle:
     def __init__(self, settings: Settings) -> None:
         self._account = parse(settings.login_rate_limit_account) if settings.login_rate_limit_account else None
         self._client = parse(settings.login_rate_limit_client) if settings.login_rate_limit_client else None
-        self._limiter = MovingWindowRateLimiter(storage_from_string(settings.rate_limit_storage))
+        self._limiter = MovingWindowRateLimiter(rate_limit_storage(settings))
 
     def _windows(self, email: str, client: str) -> list[tuple[RateLimitItem, str, str]]:
         out = []

@@ -485,9 +485,9 @@ class SigmaChatKitServer(ChatKitServer[ChatContext]):
         if isinstance(request, ThreadsAddUserMessageReq | ThreadsRetryAfterItemReq):
             async with self.store.db.session() as session:  # one portfolio per conversation: 409 before writes
                 await check_portfolio(session, context.user_id, thread.id, context.portfolio_id)
-            if active := self.runs.active_run_for(thread.id):
+            if active := await self.runs.active_run_for(thread.id):
                 raise Conflict("An answer is already being written in this conversation.", details={"active_run_id": active})
-        if isinstance(request, ThreadsDeleteReq) and (active := self.runs.active_run_for(thread.id)):
+        if isinstance(request, ThreadsDeleteReq) and (active := await self.runs.active_run_for(thread.id)):
             await self.runs.cancel(context.user_id, active)
 
     async def handle(self, body: bytes, context: ChatContext) -> bytes | StreamHandle:
