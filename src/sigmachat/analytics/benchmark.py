@@ -40,10 +40,19 @@ class FundWeights:
 
 @lru_cache(maxsize=1)
 def load_fund_weights() -> FundWeights:
-    raw = json.loads(resources.files("sigmachat.data").joinpath("fund_sector_weights.json").read_text("utf-8"))
-    funds = {sym: {k: float(v) / 100.0 for k, v in f["weights"].items()} for sym, f in raw["funds"].items()}
+    raw = json.loads(
+        resources.files("sigmachat.data")
+        .joinpath("fund_sector_weights.json")
+        .read_text("utf-8")
+    )
+    funds = {
+        sym: {k: float(v) / 100.0 for k, v in f["weights"].items()}
+        for sym, f in raw["funds"].items()
+    }
     names = {sym: str(f.get("name", sym)) for sym, f in raw["funds"].items()}
-    return FundWeights(str(raw["as_of"]), str(raw["source"]), str(raw["benchmark"]), funds, names)
+    return FundWeights(
+        str(raw["as_of"]), str(raw["source"]), str(raw["benchmark"]), funds, names
+    )
 
 
 @dataclass(slots=True)
@@ -59,7 +68,12 @@ class LookThrough:
         return sum(self.sector_value.values())
 
 
-def look_through(book: pd.DataFrame, master: SecurityMaster, nav: float, weights: FundWeights | None = None) -> LookThrough:
+def look_through(
+    book: pd.DataFrame,
+    master: SecurityMaster,
+    nav: float,
+    weights: FundWeights | None = None,
+) -> LookThrough:
     """Each holding's net market value spread over GICS sectors (funds through their weights)."""
     weights = weights or load_fund_weights()
     sector_etfs = {etf: sector for sector, etf in master.sector_etfs.items()}
@@ -68,7 +82,11 @@ def look_through(book: pd.DataFrame, master: SecurityMaster, nav: float, weights
         value = float(row["market_value"])
         sym = str(symbol)
         sec = master.get(sym)
-        asset_type = sec.asset_type if sec else ("option" if bool(row.get("is_option")) else "unknown")
+        asset_type = (
+            sec.asset_type
+            if sec
+            else ("option" if bool(row.get("is_option")) else "unknown")
+        )
         sector = str(row.get("sector") or "Unknown")
         fund = weights.funds.get(sym)
         if fund is None and sym in sector_etfs:
@@ -76,22 +94,39 @@ def look_through(book: pd.DataFrame, master: SecurityMaster, nav: float, weights
         if fund is not None:
             for s, w in fund.items():
                 out.sector_value[s] += value * w
-            out.looked_through.append({"symbol": sym, "name": weights.names.get(sym, sec.name if sec else sym), "market_value": value})
-        elif sector in GICS_SECTORS and asset_type in ("stock", "option", "etf", "unknown"):
+            out.looked_through.append(
+                {
+                    "symbol": sym,
+                    "name": weights.names.get(sym, sec.name if sec else sym),
+                    "market_value": value,
+                }
+            )
+        elif sector in GICS_SECTORS and asset_type in (
+            "stock",
+            "option",
+            "etf",
+            "unknown",
+        ):
             out.sector_value[sector] += value
             out.direct_value[sector] += value
         else:
             reason = {
-                "bond_fund": "fixed income", "private": "private holding", "mutual_fund": "fund without sector weights",
+                "bond_fund": "fixed income",
+                "private": "private holding",
+                "mutual_fund": "fund without sector weights",
                 "etf": "fund without sector weights",
             }.get(asset_type, "not an equity")
             if sector in ("Commodities", "Cash"):
                 reason = sector.lower()
-            out.not_compared.append({"symbol": sym, "reason": reason, "market_value": value})
+            out.not_compared.append(
+                {"symbol": sym, "reason": reason, "market_value": value}
+            )
     return out
 
 
-def compare_to_benchmark(lt: LookThrough, weights: FundWeights | None = None) -> list[dict[str, Any]]:
+def compare_to_benchmark(
+    lt: LookThrough, weights: FundWeights | None = None
+) -> list[dict[str, Any]]:
     """Per GICS sector: the portfolio's share of its equities and of NAV against the benchmark's weight."""
     weights = weights or load_fund_weights()
     bench = weights.funds[weights.benchmark]

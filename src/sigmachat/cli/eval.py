@@ -16,23 +16,54 @@ err = Console(stderr=True)
 
 
 def eval_command(
-    engines: str = typer.Option("responses,agents", "--engines", help="Comma-separated: responses, agents."),
-    only: str = typer.Option("", "--only", help="Comma-separated case ids (default: every case)."),
-    tag: str = typer.Option("", "--tag", help="Only cases with this tag (follow-up, benchmark, out-of-scope, ...)."),
-    html: Path = typer.Option(None, "--html", help="Write an HTML report here."),
-    json_out: Path = typer.Option(None, "--json", help="Write the results as JSON here."),
-    fail_under: float = typer.Option(0.0, "--fail-under", help="Exit 1 if an engine passes less than this percentage."),
-    database_url: str = typer.Option(
-        "", "--database-url", help="Use this database (it must hold the demo users); default: a fresh seeded SQLite."
+    engines: str = typer.Option(
+        "responses,agents", "--engines", help="Comma-separated: responses, agents."
     ),
-    keep_pacing: bool = typer.Option(False, "--keep-pacing", help="Keep the offline model's simulated latency."),
+    only: str = typer.Option(
+        "", "--only", help="Comma-separated case ids (default: every case)."
+    ),
+    tag: str = typer.Option(
+        "",
+        "--tag",
+        help="Only cases with this tag (follow-up, benchmark, out-of-scope, ...).",
+    ),
+    html: Path = typer.Option(None, "--html", help="Write an HTML report here."),
+    json_out: Path = typer.Option(
+        None, "--json", help="Write the results as JSON here."
+    ),
+    fail_under: float = typer.Option(
+        0.0,
+        "--fail-under",
+        help="Exit 1 if an engine passes less than this percentage.",
+    ),
+    database_url: str = typer.Option(
+        "",
+        "--database-url",
+        help="Use this database (it must hold the demo users); default: a fresh seeded SQLite.",
+    ),
+    keep_pacing: bool = typer.Option(
+        False, "--keep-pacing", help="Keep the offline model's simulated latency."
+    ),
 ) -> None:
     """Ask the evaluation set on each engine and score the answers against facts computed from the tools.
 
     The model is the configured one: the offline analyst by default, the simulator or any
     OpenAI-compatible server with SIGMACHAT_OPENAI_BASE_URL, OpenAI with OPENAI_API_KEY.
     """
-    raise typer.Exit(asyncio.run(_run(engines, only, tag, html, json_out, fail_under, database_url, keep_pacing)))
+    raise typer.Exit(
+        asyncio.run(
+            _run(
+                engines,
+                only,
+                tag,
+                html,
+                json_out,
+                fail_under,
+                database_url,
+                keep_pacing,
+            )
+        )
+    )
 
 
 async def _run(engines: str, only: str, tag: str, html: Path | None, json_out: Path | None, fail_under: float,
@@ -60,11 +91,19 @@ async def _run(engines: str, only: str, tag: str, html: Path | None, json_out: P
         return 2
     with tempfile.TemporaryDirectory(prefix="sigmachat-eval-") as tmp:
         # The eval is many sends by four users in a row: no per-user rate limits or budgets.
-        overrides: dict[str, object] = {"send_rate_limit": "", "daily_token_budget": 0, "max_concurrent_runs_per_user": 0,
-                                        "shadow_sample_rate": 0.0}
+        overrides: dict[str, object] = {
+            "send_rate_limit": "",
+            "daily_token_budget": 0,
+            "max_concurrent_runs_per_user": 0,
+            "shadow_sample_rate": 0.0,
+        }
         if not database_url:
-            overrides |= {"database_url": f"sqlite+aiosqlite:///{Path(tmp) / 'eval.db'}", "var_dir": Path(tmp),
-                          "auto_migrate": True, "auto_seed": True}
+            overrides |= {
+                "database_url": f"sqlite+aiosqlite:///{Path(tmp) / 'eval.db'}",
+                "var_dir": Path(tmp),
+                "auto_migrate": True,
+                "auto_seed": True,
+            }
         else:
             overrides["database_url"] = database_url
         if not keep_pacing:
@@ -74,8 +113,15 @@ async def _run(engines: str, only: str, tag: str, html: Path | None, json_out: P
         services = Services.build(settings)
         try:
             await prepare_database(services)
-            err.print(f"[dim]{len(cases)} conversations, {sum(len(c.turns) for c in cases)} questions, engines {', '.join(chosen)}[/]")
-            report = await run_eval(services, cases, engines=chosen, progress=lambda r: err.print(f"[dim]· {r.key}[/]"))
+            err.print(
+                f"[dim]{len(cases)} conversations, {sum(len(c.turns) for c in cases)} questions, engines {', '.join(chosen)}[/]"
+            )
+            report = await run_eval(
+                services,
+                cases,
+                engines=chosen,
+                progress=lambda r: err.print(f"[dim]· {r.key}[/]"),
+            )
         finally:
             await services.aclose()
     print_report(report, console)

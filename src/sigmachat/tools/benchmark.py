@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sigmachat.analytics.benchmark import compare_to_benchmark, load_fund_weights, look_through
+from sigmachat.analytics.benchmark import (
+    compare_to_benchmark,
+    load_fund_weights,
+    look_through,
+)
 from sigmachat.tools.formatting import ratio, short_pct, usd
 from sigmachat.tools.portfolio_data import PortfolioData
 from sigmachat.tools.runtime import ToolRuntime
@@ -45,8 +49,12 @@ def _comparison(p: PortfolioData) -> dict[str, Any]:
             }
             for r in rows
         ],
-        "looked_through": [{**f, "market_value": usd(f["market_value"])} for f in lt.looked_through],
-        "not_compared": [{**f, "market_value": usd(f["market_value"])} for f in lt.not_compared],
+        "looked_through": [
+            {**f, "market_value": usd(f["market_value"])} for f in lt.looked_through
+        ],
+        "not_compared": [
+            {**f, "market_value": usd(f["market_value"])} for f in lt.not_compared
+        ],
         "basis": "portfolio_weight = sector's net market value / the portfolio's equity holdings (stocks, options at market "
         "value, and equity funds looked through by their approximate sector weights); portfolio_weight_of_nav divides by NAV "
         "instead; active_weight = portfolio_weight - benchmark_weight. Bonds, cash, commodities and private holdings are "
@@ -60,7 +68,9 @@ async def get_benchmark_comparison(args: BenchmarkArgs, rt: ToolRuntime) -> Tool
 
 
 def _summarize(data: dict) -> str:
-    top = max(data["sectors"], key=lambda r: abs(r["active_weight"] or 0.0), default=None)
+    top = max(
+        data["sectors"], key=lambda r: abs(r["active_weight"] or 0.0), default=None
+    )
     if top is None or top["active_weight"] is None:
         return "no equity holdings to compare"
     return f"largest active weight {top['sector']} {short_pct(top['active_weight'], signed=True)} vs S&P 500"
