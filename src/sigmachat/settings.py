@@ -95,6 +95,9 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(default=20.0, ge=0)
     run_log_ttl_s: float = Field(default=600.0, gt=0)  # finished runs stay resumable this long
     sse_heartbeat_s: float = Field(default=15.0, gt=0)
+    # A client reading slower than the model writes gets the text deltas waiting for it as one
+    # frame (id and seq of the last one) instead of one frame each. Off: one frame per delta.
+    stream_coalesce_deltas: bool = False
     legacy_disconnect: str = Field(default="continue", pattern="^(continue|cancel)$")
     chatkit_disconnect: str = Field(default="cancel", pattern="^(continue|cancel)$")
 

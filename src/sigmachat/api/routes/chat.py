@@ -8,13 +8,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sse_starlette import EventSourceResponse
 
 from sigmachat.api.deps import IdentityDep, ServicesDep, SessionDep
 from sigmachat.chat import conversations as convs
 from sigmachat.db.models import Conversation, Message, as_utc
 from sigmachat.errors import NotFound
 from sigmachat.protocols import legacy_sse
+from sigmachat.protocols.sse_response import SSEResponse
 from sigmachat.runs.manager import RunManager
 from sqlalchemy import select
 
@@ -128,8 +128,8 @@ async def list_messages(conversation_id: str, identity: IdentityDep, session: Se
     return {"conversation_id": conversation_id, "messages": [convs.message_to_dict(m) for m in messages if m.role]}
 
 
-def _sse_response(services, run_id: str, events, *, heartbeat_seq: list[int]) -> EventSourceResponse:
-    return EventSourceResponse(
+def _sse_response(services, run_id: str, events, *, heartbeat_seq: list[int]) -> SSEResponse:
+    return SSEResponse(
         events,
         ping=services.settings.sse_heartbeat_s,
         ping_message_factory=lambda: legacy_sse.heartbeat(run_id, heartbeat_seq[0]),
@@ -146,7 +146,7 @@ def _follow(services, run_id: str, after_seq: int, portfolio_id: str | None, see
         try:
             if first is not None:
                 yield first
-            async for event in manager.subscribe(run_id, after_seq):
+            async for event in manager.subscribe(run_id, after_seq, coalesce=services.settings.stream_coalesce_deltas):
                 seen[0] = event.seq
                 yield legacy_sse.encode(event, portfolio_id=portfolio_id)
                 if event.type in ("run_finished", "run_failed"):
@@ -168,7 +168,7 @@ async def send(
     identity: IdentityDep,
     services: ServicesDep,
     x_sim_scenario: Annotated[str | None, Header(max_length=100)] = None,
-) -> EventSourceResponse:
+) -> SSEResponse:
     """Start a run and stream it. Unknown or foreign conversations are 404 before any stream starts."""
     ui = body.ui_context
     scenario = x_sim_scenario if services.settings.allow_fault_injection else None
