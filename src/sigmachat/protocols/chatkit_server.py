@@ -76,6 +76,7 @@ from sigmachat.agent.events import (
     ToolStarted,
 )
 from sigmachat.agent.failures import kind
+from sigmachat.chat.binding import check_portfolio
 from sigmachat.chat.conversations import MAX_TEXT
 from sigmachat.errors import AppError, NotFound, ValidationFailed
 from sigmachat.logging import get_logger
@@ -500,6 +501,10 @@ class SigmaChatKitServer(ChatKitServer[ChatContext]):
                     await self.store.load_item(thread.id, item_id, context)
                 except NotFoundError:
                     raise NotFound("Item not found.") from None
+        if isinstance(request, ThreadsAddUserMessageReq | ThreadsRetryAfterItemReq):
+            # One portfolio per conversation: 409 portfolio_mismatch before anything is written.
+            async with self.store.db.session() as session:
+                await check_portfolio(session, context.user_id, thread.id, context.portfolio_id)
         if isinstance(request, ThreadsDeleteReq) and (active := await self.runs.active_run_for(thread.id)):
             await self.runs.cancel(context.user_id, active)
 

@@ -37,6 +37,7 @@ from sigmachat.agent.events import (
     is_terminal,
 )
 from sigmachat.agent.failures import kind
+from sigmachat.chat.binding import bind_portfolio
 from sigmachat.chat.conversations import get_conversation, history_from_messages, list_messages, title_from_text
 from sigmachat.db.models import Conversation, Message, as_utc, prefixed_id, utcnow
 from sigmachat.db.session import Database
@@ -346,11 +347,14 @@ class RunManager:
 
     # ---- start -----------------------------------------------------------------------------
 
-    async def admit(self, *, user_id: str, conversation_id: str, engine: str, new: bool = False) -> AdmittedRun:
+    async def admit(
+        self, *, user_id: str, conversation_id: str, engine: str, new: bool = False, portfolio_id: str | None = None
+    ) -> AdmittedRun:
         """Let a run in, or refuse it, before anything is written (both protocols call this).
 
         Refusals: shutting down or no such engine (503), an unknown or foreign conversation
-        (404), a conversation with an answer in progress (409), send rate, concurrent runs or
+        (404), a send naming another portfolio than the conversation's (409
+        ``portfolio_mismatch``), a conversation with an answer in progress (409), send rate, concurrent runs or
         the daily budget (429), the database or the shared run state unreachable (503). The
         claim is taken on the coordinator: from now on the conversation is busy on every
         instance. ``new``: the conversation does not exist yet (its id is reserved here).
@@ -363,7 +367,7 @@ class RunManager:
             raise ServiceUnavailable(f"The {engine} engine is not available.")
         async with self._lock:
             try:
-                return await self._admit_locked(user_id, conversation_id, engine, new)
+                return await self._admit_locked(user_id, conversation_id, engine, new, portfolio_id)
             except (OperationalError, DBAPIError) as exc:
                 log.error("run_admit_db_error", error=type(exc).__name__)
                 raise ServiceUnavailable(DB_DOWN) from exc
@@ -376,10 +380,14 @@ class RunManager:
                     headers={"Retry-After": "5"},
                 ) from exc
 
-    async def _admit_locked(self, user_id: str, conversation_id: str, engine: str, new: bool) -> AdmittedRun:
+    async def _admit_locked(
+        self, user_id: str, conversation_id: str, engine: str, new: bool, portfolio_id: str | None
+    ) -> AdmittedRun:
         async with self.db.session() as session:
             if not new:
-                conversation_id = (await get_conversation(session, user_id, conversation_id)).id
+                conv = await get_conversation(session, user_id, conversation_id)
+                bind_portfolio(conv, portfolio_id)  # one portfolio per conversation (not committed here)
+                conversation_id = conv.id
             if self.guard is not None:
                 self.guard.check_concurrency(await self.coordinator.active_count_for_user(user_id))
                 await self.guard.check_budget(session, user_id)
@@ -455,7 +463,9 @@ class RunManager:
                     raise ServiceUnavailable(DB_DOWN) from exc
                 if existing is not None:
                     return existing
-            admission = await self.admit(user_id=user_id, conversation_id=conversation_id, engine=engine)
+            admission = await self.admit(
+                user_id=user_id, conversation_id=conversation_id, engine=engine, portfolio_id=portfolio_id
+            )
         try:
             async with self._lock:
                 async with self.db.session() as session:
@@ -512,7 +522,7 @@ class RunManager:
         stored = next((m for m in messages if user_message_id and m.id == user_message_id and m.role == "user"), None)
         history = history_from_messages([m for m in messages if m is not stored])
         now = utcnow()
-        pf = portfolio_id or conv.portfolio_id
+        pf = bind_portfolio(conv, portfolio_id)  # binds a conversation that had no portfolio yet
         if stored is not None:
             user_msg = stored
             user_msg.run_id = run_id
