@@ -33,7 +33,7 @@ QUESTIONS = (
     # The offline analyst answers this one without tools (intents.py: the "help" kind).
     Question("text", "What can you do?", "Text only"),
     # Two intents (profile, quotes) → exactly two tool calls in one model turn.
-    Question("tools", "What does NVDA do and what is its price?", "Two tool calls"),
+    Question("tools", "What does NVDA do and what is its price?", "Three tool calls (profile, quote, what the user holds)"),
 )
 FULL_LEVELS = (1, 10, 50, 200)
 QUICK_LEVELS = (1, 10)

@@ -64,6 +64,7 @@ from sqlalchemy import select
 
 from sigmachat.agent.events import Info, RunFailed, RunFinished, TextDelta, ToolFinished, ToolStarted, is_terminal
 from sigmachat.agent.failures import kind
+from sigmachat.chat.binding import check_portfolio
 from sigmachat.chat.conversations import title_from_text
 from sigmachat.db.models import Message, as_utc
 from sigmachat.errors import AppError, Conflict, NotFound, ValidationFailed
@@ -482,6 +483,8 @@ class SigmaChatKitServer(ChatKitServer[ChatContext]):
                 except NotFoundError:
                     raise NotFound("Item not found.") from None
         if isinstance(request, ThreadsAddUserMessageReq | ThreadsRetryAfterItemReq):
+            async with self.store.db.session() as session:  # one portfolio per conversation: 409 before writes
+                await check_portfolio(session, context.user_id, thread.id, context.portfolio_id)
             if active := await self.runs.active_run_for(thread.id):
                 raise Conflict("An answer is already being written in this conversation.", details={"active_run_id": active})
         if isinstance(request, ThreadsDeleteReq) and (active := await self.runs.active_run_for(thread.id)):

@@ -35,6 +35,7 @@ from sigmachat.agent.events import (
     is_terminal,
 )
 from sigmachat.agent.failures import kind
+from sigmachat.chat.binding import bind_portfolio
 from sigmachat.chat.conversations import get_conversation, history_from_messages, list_messages, title_from_text
 from sigmachat.db.models import Conversation, Message, as_utc, prefixed_id, utcnow
 from sigmachat.db.session import Database
@@ -332,6 +333,7 @@ class RunManager:
     ) -> StartedRun:  # fmt: skip
         async with self.db.session() as session:
             conv = await get_conversation(session, user_id, conversation_id)
+            bind_portfolio(conv, portfolio_id)  # one portfolio per conversation: 409 before anything is written
             if client_message_id:
                 existing = await self._find_idempotent(session, conv.id, client_message_id)
                 if existing is not None:

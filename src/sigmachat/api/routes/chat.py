@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from sigmachat.api.deps import IdentityDep, ServicesDep, SessionDep
 from sigmachat.chat import conversations as convs
@@ -62,6 +62,13 @@ class SendRequest(BaseModel):
     text: str = Field(min_length=1, max_length=MAX_TEXT)
     ui_context: UiContext | None = None
     client_message_id: str | None = Field(default=None, min_length=1, max_length=100)
+
+    @field_validator("text")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("The message is empty: write a question.")
+        return value
 
 
 def _conv_out(conv: Conversation, active_run_id: str | None = None) -> ConversationOut:
@@ -247,4 +254,4 @@ async def chat_config(
     """Which backend the UI should speak for this user's next turn: the ``chat_backend`` rollout
     flag, evaluated now ({backend, reason (the rule that matched), flag_version})."""
     decision = await services.rollout.backend_for_user(session, identity.user, portfolio_id=portfolio_id)
-    return decision.public()
+    return {**decision.public(), "max_message_chars": MAX_TEXT}  # the composer shows this limit
