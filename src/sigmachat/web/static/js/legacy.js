@@ -16,6 +16,7 @@ export function conversationFromApi(c) {
     createdAt: c.created_at,
     updatedAt: c.updated_at || c.created_at,
     activeRunId: c.active_run_id || null,
+    mode: c.mode || "green",
   };
 }
 
@@ -136,8 +137,11 @@ export function createLegacyBackend() {
     async listConversations({ limit = 20, before = null } = {}) {
       const q = new URLSearchParams({ limit: String(limit) });
       if (before) q.set("before", before);
-      const page = await request("GET", `${BASE}/conversations?${q}`);
-      return { items: page.conversations.map(conversationFromApi), nextCursor: page.next_cursor || null };
+      // The original API's bare list; our keyset cursor for the next page comes in a header.
+      const resp = await rawFetch(`${BASE}/conversations?${q}`, { headers: { Accept: "application/json" } });
+      if (!resp.ok) throw await errorFrom(resp);
+      const items = await resp.json();
+      return { items: items.map(conversationFromApi), nextCursor: resp.headers.get("X-Next-Cursor") || null };
     },
 
     async createConversation({ portfolioId }) {
