@@ -209,7 +209,7 @@ def test_scenario_grammar() -> None:
         Scenario.parse("rate_limit;color=blue")
     assert set(SCENARIOS) == {
         "rate_limit", "server_error", "overloaded", "reset_before_first_byte", "drop_mid_stream", "no_terminal_event",
-        "malformed_event", "response_failed", "response_incomplete", "slow_tokens", "tool_error",
+        "malformed_event", "response_failed", "response_incomplete", "slow_tokens", "tool_error", "echo_context",
     }
 
 

@@ -24,6 +24,9 @@ response_incomplete          some text, then ``response.incomplete`` (``max_outp
 slow_tokens                  a normal answer at a much slower token rate (default 5/s)
 tool_error                   the model calls ``get_prices_historical`` with an out-of-range
                              ``lookback_days``; the next turn acknowledges the tool's error
+echo_context                 not a fault: the answer reports the conversation mode and the
+                             saved memories found in the request's instructions, so tests
+                             can see what context an engine really sent upstream
 ===========================  ==============================================================
 
 The mid-stream faults (drop_mid_stream, no_terminal_event, malformed_event,
@@ -41,7 +44,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sigmachat.agent.instructions import parse_memories_note
 from sigmachat.offline.analyst import fit_arguments, offered_tools, parse_conversation
+from sigmachat.offline.personal import mode_of
 from sigmachat.offline.protocol import ResponseBuilder, ToolCallPlan, Turn, Usage, error_body, split_tokens, input_token_estimate
 from sigmachat.offline.server import DROP, FaultChoice, Frame, Pacing, ServerResponse
 
@@ -57,6 +62,7 @@ SCENARIOS = (
     "response_incomplete",
     "slow_tokens",
     "tool_error",
+    "echo_context",
 )
 HEADER = "x-sim-scenario"
 MALFORMED_LINE = b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","delta":<not json>\n\n'
@@ -158,6 +164,14 @@ def _error(status: int, message: str, etype: str, code: str | None, headers: dic
     return ServerResponse(status, {"content-type": "application/json", **(headers or {})}, body)
 
 
+def _echo_context(request: dict[str, Any]) -> Turn:
+    """What the request's instructions told the model about the user, read back as a model would."""
+    instructions = str(request.get("instructions") or "")
+    memories = parse_memories_note(instructions)
+    listed = "; ".join(memories) if memories else "none"
+    return Turn(text=f"Mode: {mode_of(instructions)}. Memories: {listed}.")
+
+
 class ActiveScenario:
     """One request's scenario: the hooks the offline model server calls."""
 
@@ -191,6 +205,8 @@ class ActiveScenario:
     # --- what the model says ---
 
     def adjust_turn(self, request: dict[str, Any], turn: Turn) -> Turn:
+        if self.name == "echo_context":
+            return _echo_context(request)
         if self.name != "tool_error" or parse_conversation(request).has_tool_results:
             return turn
         tools = offered_tools(request)
