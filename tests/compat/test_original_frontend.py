@@ -93,3 +93,83 @@ async def test_send_accepts_the_full_ui_context(client):
     }  # fmt: skip
     got = await ui.send(conv["id"], "What is my largest position?", ui_context=context)
     assert got.error is None and got.final_text and got.tool_calls and got.unknown == []
+
+
+async def test_memory_service_calls_and_shapes(client):
+    headers = await login(client, HNW)
+    ui = OriginalFrontend(client, headers)
+    pid = (await _portfolio_ids(client, headers))[0]
+    created = await ui.create_memory(content="I prefer tables over prose.")
+    assert created.status_code == 201 and MEMORY_FIELDS <= set(created.json())
+    assert created.json()["scope"] == "user" and created.json()["tags"] == {}
+    scoped = await ui.create_memory(content="This is my retirement account.", scope="portfolio", portfolio_id=pid, tags={"k": "v"})
+    assert scoped.status_code == 201 and scoped.json()["tags"] == {"k": "v"}
+
+    listed = (await ui.list_memories()).json()
+    assert set(listed) == {"memories", "total", "limit"} and listed["total"] == 2 and listed["limit"] == 50
+    assert [m["content"] for m in listed["memories"]] == ["This is my retirement account.", "I prefer tables over prose."]
+    assert all(MEMORY_FIELDS <= set(m) for m in listed["memories"])
+    assert [m["scope"] for m in (await ui.list_memories(scope="portfolio", portfolio_id=pid)).json()["memories"]] == ["portfolio"]
+    assert (await ui.memory_count()).json() == {"count": 2, "max_allowed": 50}
+
+    assert (await ui.delete_memory(created.json()["id"])).status_code == 204
+    assert (await ui.delete_memory(created.json()["id"])).status_code == 404
+    assert (await ui.delete_all_memories()).json() == {"deleted": 1}
+    assert (await ui.memory_count()).json()["count"] == 0
+
+
+async def test_bad_memories_are_refused_and_change_nothing(client):
+    headers = await login(client, HNW)
+    ui = OriginalFrontend(client, headers)
+    assert (await ui.create_memory(content="x" * 501)).status_code == 422
+    assert (await ui.create_memory(content="   ")).status_code == 422
+    assert (await ui.create_memory(content="ok", scope="team")).status_code == 422
+    assert (await ui.create_memory(content="ok", scope="portfolio")).status_code == 422
+    foreign_pid = (await _portfolio_ids(client, await login(client, HEDGE)))[0]
+    assert (await ui.create_memory(content="ok", scope="portfolio", portfolio_id=foreign_pid)).status_code == 404
+    assert (await ui.memory_count()).json()["count"] == 0
+
+    for i in range(50):
+        assert (await ui.create_memory(content=f"fact number {i}")).status_code == 201
+    full = await ui.create_memory(content="one too many")
+    assert full.status_code == 409 and "Delete some" in full.json()["error"]["message"]
+    assert (await ui.memory_count()).json()["count"] == 50
+    # Another user's memory id is unknown to this user, and their list is untouched.
+    other = OriginalFrontend(client, await login(client, HEDGE))
+    mid = (await ui.list_memories(limit=1)).json()["memories"][0]["id"]
+    assert (await other.delete_memory(mid)).status_code == 404
+    assert (await other.delete_all_memories()).json() == {"deleted": 0}
+    assert (await ui.memory_count()).json()["count"] == 50
+
+
+async def test_one_conversation_walked_through_as_the_original_frontend_does(client):
+    headers = await login(client, HNW)
+    ui = OriginalFrontend(client, headers)
+    pids = await _portfolio_ids(client, headers)
+    conv = (await ui.create_conversation(mode="green", portfolio_id=pids[0], page_hint="ai-chat", route="/ai-chat")).json()
+
+    first = await ui.send(conv["id"], "What is my largest position and my sector exposure?", ui_context={"page_hint": "ai-chat"})
+    assert first.error is None and first.unknown == [] and first.unparsed == []
+    assert len(first.tool_calls) >= 2 and first.tool_calls == first.tool_results
+    assert first.final_text == first.text and first.assistant_message_id
+
+    rated = await ui.submit_feedback(first.assistant_message_id, rating="up", comment="clear")
+    assert rated.status_code == 200 and rated.json()["rating"] == "up"
+
+    assert (await ui.update_mode(conv["id"], "blue")).json()["new_mode"] == "blue"
+    terse = await ui.send(conv["id"], "What is my largest position and my sector exposure?")
+    # The quant mode keeps the figures and drops most of the prose.
+    assert terse.error is None and len(terse.final_text) < len(first.final_text)
+
+    assert (await ui.create_memory(content="I hold my positions for years.")).status_code == 201
+    recalled = await ui.send(conv["id"], "What do you remember about me?")
+    assert "I hold my positions for years." in recalled.final_text
+    assert (await ui.memory_count()).json()["count"] == 1
+
+    listed = (await ui.list_conversations()).json()
+    assert listed[0]["id"] == conv["id"] and listed[0]["mode"] == "blue"
+    assert (await ui.get_feedback(first.assistant_message_id)).json()["comment"] == "clear"
+    assert (await ui.delete_conversation(conv["id"])).status_code == 204
+    assert (await ui.list_conversations()).json() == []
+    # Its messages went with it: their feedback is now unknown.
+    assert (await ui.get_feedback(first.assistant_message_id)).status_code == 404
