@@ -45,6 +45,7 @@ export function messageFromApi(m) {
       ? { message: err.message, code: err.code || null, errorType: errorTypeFor(err.code), retryable: !!err.retryable, retryAfterMs: null }
       : null,
     createdAt: m.created_at,
+    feedback: m.feedback_detail ? m.feedback_detail.rating : m.feedback === "positive" ? "up" : m.feedback === "negative" ? "down" : null,
   };
 }
 
@@ -144,8 +145,8 @@ export function createLegacyBackend() {
       return { items: items.map(conversationFromApi), nextCursor: resp.headers.get("X-Next-Cursor") || null };
     },
 
-    async createConversation({ portfolioId }) {
-      return conversationFromApi(await request("POST", `${BASE}/conversations`, { json: { portfolio_id: portfolioId || null } }));
+    async createConversation({ portfolioId, mode = "green" }) {
+      return conversationFromApi(await request("POST", `${BASE}/conversations`, { json: { portfolio_id: portfolioId || null, mode } }));
     },
 
     async loadMessages(conversationId) {
@@ -175,9 +176,9 @@ export function createLegacyBackend() {
      * "conversation" event). HTTP failures throw ApiError; a failure to connect throws
      * NetworkError; a stream that drops resolves with terminal=false.
      */
-    async send({ conversationId, text, portfolioId, clientMessageId, onEvent, signal, headers = {} }) {
+    async send({ conversationId, text, portfolioId, mode, clientMessageId, onEvent, signal, headers = {} }) {
       if (!conversationId) {
-        const conv = await this.createConversation({ portfolioId });
+        const conv = await this.createConversation({ portfolioId, mode });
         onEvent({ kind: "conversation", conversation: conv });
         conversationId = conv.id;
       }

@@ -18,6 +18,7 @@ export function createStore() {
     portfolioId: null,
     conversations: [],
     nextCursor: null,
+    draftMode: "green", // the analyst mode picked before a conversation exists
     conversationsLoaded: false,
     currentKey: null, // a conversation id, or "draft:<uuid>" before the first message
     threads: new Map(), // key → {messages, loaded, loading, turn}
