@@ -66,8 +66,12 @@ def test_style_and_feedback_on_the_chatkit_path(page_for, chatkit_server):
     ask(page, LARGEST)
     answer = wait_answer(page)
     # The thread gets the picked style once it exists (from its next turn on this path).
-    page.wait_for_function("() => document.getElementById('announcer').textContent.includes('Style changed')")
+    for _ in range(50):
+        if _current_conversation(page)["mode"] == "indigo":
+            break
+        page.wait_for_timeout(200)
     assert _current_conversation(page)["mode"] == "indigo"
+    assert page.get_by_label("Analyst style").input_value() == "indigo"
     message_id = answer.get_attribute("data-id")
     answer.get_by_role("button", name="Poor answer").click()
     page.wait_for_function("() => document.getElementById('announcer').textContent.includes('Thanks')")
