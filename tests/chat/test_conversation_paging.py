@@ -73,7 +73,8 @@ async def test_api_paging_and_isolation(client, services):
     assert [c["id"] for c in resp.json()] == ["thr_0004", "thr_0003"] and cursor
     second = await client.get("/api/v1/chat/conversations", params={"limit": 2, "before": cursor}, headers=headers)
     assert [c["id"] for c in second.json()] == ["thr_0002", "thr_0001"] and second.headers["X-Next-Cursor"]
-    third = await client.get("/api/v1/chat/conversations", params={"limit": 2, "before": second.headers["X-Next-Cursor"]}, headers=headers)
+    params = {"limit": 2, "before": second.headers["X-Next-Cursor"]}
+    third = await client.get("/api/v1/chat/conversations", params=params, headers=headers)
     assert [c["id"] for c in third.json()] == ["thr_0000"] and "X-Next-Cursor" not in third.headers
     # The original API's offset paging walks the same order.
     by_offset = await client.get("/api/v1/chat/conversations", params={"limit": 2, "offset": 2}, headers=headers)

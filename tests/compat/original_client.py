@@ -154,7 +154,9 @@ class OriginalFrontend:
 
     # -- memoryApi -------------------------------------------------------------------------------
 
-    async def list_memories(self, scope: str | None = None, portfolio_id: str | None = None, limit: int = 50) -> httpx.Response:
+    async def list_memories(
+        self, scope: str | None = None, portfolio_id: str | None = None, limit: int = 50
+    ) -> httpx.Response:
         params: dict[str, Any] = {}
         if scope:
             params["scope"] = scope

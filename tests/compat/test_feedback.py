@@ -79,7 +79,9 @@ async def test_chatkit_feedback_is_the_same_record_and_the_report_counts_it_per_
     resp = await client.post("/chatkit", content=create("What is my sector exposure?"), headers=headers)
     frames = parse_sse(resp.text)
     thread_id = next(f.event.thread.id for f in frames if f.type == "thread.created")
-    answer_id = next(f.event.item.id for f in frames if f.type == "thread.item.done" and f.event.item.type == "assistant_message")
+    answer_id = next(
+        f.event.item.id for f in frames if f.type == "thread.item.done" and f.event.item.type == "assistant_message"
+    )
     body = req("items.feedback", thread_id=thread_id, item_ids=[answer_id], kind="positive")
     assert (await client.post("/chatkit", content=body, headers=headers)).json() == {}
     # Read through the original API: the ChatKit thumbs-up is an "up".

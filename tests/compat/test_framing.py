@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from tests.compat.original_client import OriginalFrontend, StreamResult, handle, read_frames
+from tests.compat.original_client import (
+    OriginalFrontend,
+    StreamResult,
+    handle,
+    read_frames,
+)
 from tests.conftest import HNW, login
 
 
@@ -47,6 +52,8 @@ async def test_the_streaming_client_gets_the_same_answer_as_the_saved_message(cl
     conv = (await ui.create_conversation(mode="green")).json()
     got = await ui.send(conv["id"], "What is my sector exposure?")
     assert got.final_text and got.final_text == got.text
-    messages = (await client.get(f"/api/v1/chat/conversations/{conv['id']}/messages", headers=headers)).json()["messages"]
+    messages = (await client.get(f"/api/v1/chat/conversations/{conv['id']}/messages", headers=headers)).json()[
+        "messages"
+    ]
     saved = next(m for m in messages if m["id"] == got.assistant_message_id)
     assert saved["content"] == got.final_text and saved["role"] == "assistant"

@@ -18,7 +18,9 @@ async def _chatkit_answer(client, headers, body: bytes, **extra_headers) -> tupl
     frames = parse_sse(resp.text)
     done = [f.event.item for f in frames if f.type == "thread.item.done" and f.event.item.type == "assistant_message"]
     assert done, [f.type for f in frames]
-    thread_id = next(f.event.thread.id for f in frames if f.type == "thread.created") if b"threads.create" in body else ""
+    thread_id = (
+        next(f.event.thread.id for f in frames if f.type == "thread.created") if b"threads.create" in body else ""
+    )
     return thread_id, done[-1].content[0].text
 
 

@@ -102,14 +102,21 @@ async def test_memory_service_calls_and_shapes(client):
     created = await ui.create_memory(content="I prefer tables over prose.")
     assert created.status_code == 201 and MEMORY_FIELDS <= set(created.json())
     assert created.json()["scope"] == "user" and created.json()["tags"] == {}
-    scoped = await ui.create_memory(content="This is my retirement account.", scope="portfolio", portfolio_id=pid, tags={"k": "v"})
+    scoped = await ui.create_memory(
+        content="This is my retirement account.", scope="portfolio", portfolio_id=pid, tags={"k": "v"}
+    )
     assert scoped.status_code == 201 and scoped.json()["tags"] == {"k": "v"}
 
     listed = (await ui.list_memories()).json()
     assert set(listed) == {"memories", "total", "limit"} and listed["total"] == 2 and listed["limit"] == 50
-    assert [m["content"] for m in listed["memories"]] == ["This is my retirement account.", "I prefer tables over prose."]
+    assert [m["content"] for m in listed["memories"]] == [
+        "This is my retirement account.",
+        "I prefer tables over prose.",
+    ]
     assert all(MEMORY_FIELDS <= set(m) for m in listed["memories"])
-    assert [m["scope"] for m in (await ui.list_memories(scope="portfolio", portfolio_id=pid)).json()["memories"]] == ["portfolio"]
+    assert [m["scope"] for m in (await ui.list_memories(scope="portfolio", portfolio_id=pid)).json()["memories"]] == [
+        "portfolio"
+    ]
     assert (await ui.memory_count()).json() == {"count": 2, "max_allowed": 50}
 
     assert (await ui.delete_memory(created.json()["id"])).status_code == 204
@@ -146,9 +153,13 @@ async def test_one_conversation_walked_through_as_the_original_frontend_does(cli
     headers = await login(client, HNW)
     ui = OriginalFrontend(client, headers)
     pids = await _portfolio_ids(client, headers)
-    conv = (await ui.create_conversation(mode="green", portfolio_id=pids[0], page_hint="ai-chat", route="/ai-chat")).json()
+    conv = (
+        await ui.create_conversation(mode="green", portfolio_id=pids[0], page_hint="ai-chat", route="/ai-chat")
+    ).json()
 
-    first = await ui.send(conv["id"], "What is my largest position and my sector exposure?", ui_context={"page_hint": "ai-chat"})
+    first = await ui.send(
+        conv["id"], "What is my largest position and my sector exposure?", ui_context={"page_hint": "ai-chat"}
+    )
     assert first.error is None and first.unknown == [] and first.unparsed == []
     assert len(first.tool_calls) >= 2 and first.tool_calls == first.tool_results
     assert first.final_text == first.text and first.assistant_message_id

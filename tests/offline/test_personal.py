@@ -70,7 +70,10 @@ def test_memories_are_quoted_data_and_read_back_exactly():
 
 
 def test_the_context_holds_a_bounded_number_of_memories_newest_first():
-    from sigmachat.agent.instructions import MEMORY_CONTEXT_MAX_CHARS, MEMORY_CONTEXT_MAX_ITEMS
+    from sigmachat.agent.instructions import (
+        MEMORY_CONTEXT_MAX_CHARS,
+        MEMORY_CONTEXT_MAX_ITEMS,
+    )
 
     many = [f"memory {i:02d} " + "x" * 90 for i in range(50)]
     kept = parse_memories_note(instructions_for(as_of=dt.date(2025, 7, 11), portfolio_id=None, memories=many))

@@ -60,7 +60,12 @@ async def seeded(settings):
         session.add_all(seeded_rows())
         for i, (run_id, fb) in enumerate((("r1", "positive"), ("r2", "positive"), ("r3", "negative"), ("c1", "positive"), ("r5", None))):
             edited = "A shorter answer." if run_id == "r3" else None  # a thumbs-down with the user's rewrite
-            session.add(Message(id=f"m{i}", conversation_id="thr_fb", user_id=user.id, role="assistant", run_id=run_id, feedback=fb, feedback_edited_text=edited, created_at=T))
+            session.add(
+                Message(
+                    id=f"m{i}", conversation_id="thr_fb", user_id=user.id, role="assistant", run_id=run_id,
+                    feedback=fb, feedback_edited_text=edited, created_at=T,
+                )  # fmt: skip
+            )
         await session.commit()
     yield svc
     await svc.aclose()

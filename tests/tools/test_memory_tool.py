@@ -24,7 +24,9 @@ async def test_remember_reports_limits_as_tool_errors(services, registry):
     hedge = await caller(services, HEDGE)
     ctx = context(services, hedge)
     too_long = await registry.call("remember", {"fact": "x" * (memories.MAX_MEMORY_CHARS + 1)}, ctx)
-    assert too_long.envelope["error"]["type"] == "validation_error" and "at most" in too_long.envelope["error"]["message"]
+    assert (
+        too_long.envelope["error"]["type"] == "validation_error" and "at most" in too_long.envelope["error"]["message"]
+    )
     async with services.db.session() as session:
         for i in range(memories.MAX_MEMORIES):
             await memories.save_memory(session, hedge.user_id, f"fact {i}")

@@ -131,7 +131,10 @@ class ResponsesEngine(ModelEngine):
             settings=self.settings,
         )
         instructions = instructions_for(
-            as_of=self.settings.as_of_date, portfolio_id=request.portfolio_id, mode=request.mode, memories=request.memories
+            as_of=self.settings.as_of_date,
+            portfolio_id=request.portfolio_id,
+            mode=request.mode,
+            memories=request.memories,
         )
         items = history_items(request.history, self.settings.history_max_messages)
         items.append({"role": "user", "content": request.user_text})

@@ -7,7 +7,10 @@ decides one turn:
 - a new question -> ``function_call`` items chosen by intent (:mod:`sigmachat.offline.intents`);
 - tool outputs after the latest question -> a markdown answer composed from them
   (:mod:`sigmachat.offline.answers`);
-- a greeting or "what can you do" -> a short answer without tools.
+- a greeting or "what can you do" -> a short answer without tools;
+- "remember that ..." -> the ``remember`` tool; "what do you remember about me?" -> the saved
+  memories in the instructions (:mod:`sigmachat.offline.personal`, which also shapes answers
+  to the conversation's mode).
 
 It is the product's no-key mode: every number in its answers comes from a tool result.
 """
@@ -22,7 +25,14 @@ from typing import Any
 from sigmachat.agent.instructions import parse_memories_note
 from sigmachat.offline.answers import ToolResult, compose_answer, greeting_answer, help_answer, no_tools_answer
 from sigmachat.offline.intents import Routing, route
-from sigmachat.offline.personal import asks_recall, mode_of, recall_answer, remember_fact, remembered_answer, shape_for_mode
+from sigmachat.offline.personal import (
+    asks_recall,
+    mode_of,
+    recall_answer,
+    remember_fact,
+    remembered_answer,
+    shape_for_mode,
+)
 from sigmachat.offline.protocol import ToolCallPlan, Turn
 
 # Tools that need a portfolio; without a selected portfolio the analyst lists portfolios first.

@@ -22,7 +22,10 @@ class RememberArgs(ToolArgs):
     # No maxLength in the schema (strict mode does not accept it everywhere): the service checks it.
     fact: str = Field(
         ...,
-        description=f"The fact or preference to remember, as one short sentence (at most {memories.MAX_MEMORY_CHARS} characters).",
+        description=(
+            "The fact or preference to remember, as one short sentence "
+            f"(at most {memories.MAX_MEMORY_CHARS} characters)."
+        ),
     )
 
 
@@ -39,7 +42,9 @@ async def _remember(args: RememberArgs, rt: ToolRuntime) -> ToolOutput:
         if exc.status_code == 409:
             raise MemoryFull(exc.message) from exc
         raise ToolValidationError(exc.message) from exc
-    return ToolOutput(data={"memory_id": memory.id, "saved": memory.content, "count": total, "max_allowed": memories.MAX_MEMORIES})
+    return ToolOutput(
+        data={"memory_id": memory.id, "saved": memory.content, "count": total, "max_allowed": memories.MAX_MEMORIES}
+    )
 
 
 def _summary(data: Any) -> str:
@@ -49,7 +54,7 @@ def _summary(data: Any) -> str:
 TOOLS = [
     Tool(
         "remember",
-        "Save a fact or preference the user asked you to remember (\"remember that ...\"). "
+        'Save a fact or preference the user asked you to remember ("remember that ..."). '
         "Saved memories are shown to you in later conversations. Only call it when the user asks.",
         RememberArgs,
         _remember,

@@ -149,7 +149,9 @@ async def get_conversation(conversation_id: str, identity: IdentityDep, session:
 
 
 @router.api_route("/conversations/{conversation_id}/mode", methods=["PUT", "PATCH"], response_model=ModeChanged)
-async def change_mode(conversation_id: str, body: ChangeMode, identity: IdentityDep, session: SessionDep) -> ModeChanged:
+async def change_mode(
+    conversation_id: str, body: ChangeMode, identity: IdentityDep, session: SessionDep
+) -> ModeChanged:
     """PUT as the original backend defines it; PATCH as the original chat service calls it."""
     previous, conv = await convs.change_mode(session, identity.id, conversation_id, body.mode)
     return ModeChanged(
