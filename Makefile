@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: install install-test install-browser run test migrate seed clean lint bench bench-quick soak
+.PHONY: install install-test install-browser install-services run test migrate seed clean lint bench bench-quick soak
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,13 @@ soak: install
 # Needs root, as in CI; without it the browser tests skip on a dev machine (never in CI).
 install-browser:
 	@[ -x /usr/bin/chromium ] || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
+
+# PostgreSQL, Redis and nginx for the cluster and PostgreSQL tests: the suite starts them itself
+# (temporary directories, free loopback ports). Needs root, as in CI; without them those tests
+# skip on a developer machine (never in CI).
+install-services:
+	@([ -x /usr/bin/redis-server ] && [ -x /usr/sbin/nginx ] && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1) || \
+	  (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql redis-server nginx-light)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -98,3 +98,6 @@ async def login(client: httpx.AsyncClient, email: str = HNW, password: str = DEM
 @pytest.fixture
 async def hnw_headers(client) -> dict[str, str]:
     return await login(client, HNW)
+
+
+from tests.services import postgres_server, redis_server  # noqa: E402,F401  (session fixtures for every test)

@@ -30,6 +30,7 @@ class Services:
     chatkit: SigmaChatKitServer | None = None  # the ChatKit protocol server (POST /chatkit)
     rollout: RolloutService | None = None  # which chat path serves a user (built in build())
     telemetry: Telemetry | None = None  # runs rows, /metrics, spans, shadow runs (built in build())
+    redis: Any = None  # redis.asyncio.Redis when SIGMACHAT_REDIS_URL is set (shared run state)
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -59,12 +60,31 @@ class Services:
             "responses": ResponsesEngine(self.model, self.registry, self.settings, self.db.session),
             "agents": AgentsEngine(self.model, self.registry, self.settings, self.db.session),
         }
-        self.runs = RunManager(
-            self.db, self.settings, engines, InMemoryEventLog(self.settings.run_log_ttl_s), UsageGuard(self.settings)
-        )
+        event_log, coordinator = self._run_state(InMemoryEventLog)
+        self.runs = RunManager(self.db, self.settings, engines, event_log, UsageGuard(self.settings), coordinator)
         self.chatkit = SigmaChatKitServer(SqlChatKitStore(self.db), self.runs, self.settings)
         if self.telemetry is not None:
             self.telemetry.attach(self.runs)
+
+    def _run_state(self, in_memory_log: Any) -> tuple[Any, Any]:
+        """The run event log and coordinator: Redis-backed with a Redis URL, else in process."""
+        from sigmachat.runs.coordination import LocalCoordinator, RedisCoordinator
+        from sigmachat.runs.redis_log import RedisEventLog
+
+        if not self.settings.redis_url:
+            return in_memory_log(self.settings.run_log_ttl_s), LocalCoordinator()
+        from redis.asyncio import Redis
+
+        # Timeouts keep a request from hanging when Redis is gone: it fails fast with a 503.
+        # Every follower blocks in XREAD on a connection of its own, hence the large pool.
+        self.redis = Redis.from_url(
+            self.settings.redis_url, socket_connect_timeout=2, health_check_interval=15, max_connections=2000
+        )
+        prefix = self.settings.redis_prefix
+        return (
+            RedisEventLog(self.redis, ttl_s=self.settings.run_log_ttl_s, prefix=prefix),
+            RedisCoordinator(self.redis, lease_ttl_s=self.settings.run_lease_ttl_s, prefix=prefix),
+        )
 
     async def aclose(self) -> None:
         if self.runs is not None:
@@ -77,4 +97,6 @@ class Services:
             await self.model.aclose()
         if self.rollout is not None:
             self.rollout.close()
+        if self.redis is not None:
+            await self.redis.aclose()
         await self.db.dispose()

@@ -77,6 +77,13 @@ class Settings(BaseSettings):
     responses_previous_response_id: bool = False  # only honoured when the upstream is OpenAI
     history_max_messages: int = Field(default=40, ge=2)
 
+    # --- several instances (README "Running several instances") ---
+    # With a Redis URL the run event log, run leases, cancels and per-user limits are shared by
+    # every instance; without it everything stays in process (one instance only).
+    redis_url: str | None = None  # e.g. redis://127.0.0.1:6379/0
+    redis_prefix: str = "sigmachat:"  # key prefix, so several deployments can share one Redis
+    run_lease_ttl_s: float = Field(default=9.0, ge=1.0, le=60.0)  # an owner silent this long is dead
+
     # --- runs and streaming ---
     cancel_grace_s: float = Field(default=5.0, gt=0)  # how long cancel waits for tools in flight
     shutdown_grace_s: float = Field(default=20.0, ge=0)
@@ -109,7 +116,9 @@ class Settings(BaseSettings):
 
     # --- abuse controls ---
     send_rate_limit: str = "20/minute"  # `limits` notation; empty disables
-    rate_limit_storage: str = "async+memory://"  # any `limits` async storage URI, e.g. async+redis://host:6379
+    # any `limits` async storage URI, e.g. async+redis://host:6379; with REDIS_URL set and this
+    # left at the in-process default, the limits are kept in that Redis.
+    rate_limit_storage: str = "async+memory://"
     max_concurrent_runs_per_user: int = Field(default=3, ge=0)  # 0 = unlimited
     daily_token_budget: int = Field(default=2_000_000, ge=0)  # input+output tokens per user per UTC day; 0 = unlimited
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)

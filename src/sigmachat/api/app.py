@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import signal
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -22,8 +24,49 @@ from sigmachat.web.routes import router as web_router
 log = get_logger("sigmachat.app")
 
 
-def create_app(settings: Settings | None = None, *, model_http_client: Any = None) -> FastAPI:
-    """Build the app. ``model_http_client`` swaps the model transport (tests, simulator)."""
+def drain_on_sigterm(services: Services) -> None:
+    """Make SIGTERM a graceful drain, then hand over to the server's own shutdown.
+
+    uvicorn's handler stops listening at once and then waits for open streams. We first stop
+    admitting runs (sends answer 503, ``/readyz`` 503 so the balancer moves on) while still
+    serving, let running answers finish within ``SHUTDOWN_GRACE_S`` and close the rest as
+    ``interrupted`` (their followers elsewhere end cleanly), and only then pass the signal on.
+    Installed from the lifespan, i.e. inside uvicorn's own signal capture, in every worker.
+    """
+    loop = asyncio.get_running_loop()
+    previous = signal.getsignal(signal.SIGTERM)
+    state: dict[str, Any] = {}
+
+    def pass_on(frame: Any = None) -> None:
+        if callable(previous):
+            previous(signal.SIGTERM, frame)
+
+    async def drain() -> None:
+        services.runs.begin_drain()
+        log.info("drain_started", active_runs=services.runs.active_count(), grace_s=services.settings.shutdown_grace_s)
+        try:
+            await services.runs.shutdown(services.settings.shutdown_grace_s)
+        finally:
+            log.info("drain_finished")
+            pass_on()
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        if "task" in state:  # a second SIGTERM: stop waiting
+            pass_on(frame)
+            return
+        state["task"] = loop.create_task(drain(), name="drain")
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+
+def create_served_app() -> FastAPI:
+    """The app as ``sigmachat serve`` runs it (uvicorn factory, also in each worker process)."""
+    return create_app(get_settings(), handle_sigterm=True)
+
+
+def create_app(settings: Settings | None = None, *, model_http_client: Any = None, handle_sigterm: bool = False) -> FastAPI:
+    """Build the app. ``model_http_client`` swaps the model transport (tests, simulator);
+    ``handle_sigterm`` turns SIGTERM into a graceful drain (``sigmachat serve``)."""
     settings = settings or get_settings()
     configure_logging(settings.log_level, json=settings.log_json)
 
@@ -35,9 +78,17 @@ def create_app(settings: Settings | None = None, *, model_http_client: Any = Non
         services.start_chat_runtime(http_client=model_http_client)
         interrupted = await services.runs.recover_interrupted()
         services.runs.start_sweeper()
+        if handle_sigterm:
+            drain_on_sigterm(services)
         if interrupted:
             log.warning("runs_interrupted_by_restart", count=interrupted)
-        log.info("startup", database=settings.database_url.split("://", 1)[0], as_of=str(settings.as_of_date))
+        log.info(
+            "startup",
+            database=settings.database_url.split("://", 1)[0],
+            as_of=str(settings.as_of_date),
+            run_state="redis" if settings.redis_url else "in-process",
+            instance=services.runs.coordinator.instance_id,
+        )
         try:
             yield
         finally:

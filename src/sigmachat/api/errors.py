@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -80,6 +81,17 @@ def install_error_handlers(app: FastAPI) -> None:
 
     app.add_exception_handler(DBAPIError, _database)
     app.add_exception_handler(PoolTimeout, _database)  # no free pooled connection in time
+
+    async def _run_state(request: Request, exc: Exception) -> JSONResponse:
+        # Redis (shared run state) is down: a retryable 503; nothing half-written (runs are
+        # admitted in Redis before any database write).
+        log.error("run_state_error", path=request.url.path, error=type(exc).__name__)
+        body = {"error": {"code": "service_unavailable", "message": "Live answers are unavailable right now; try again shortly."}}
+        if rid := _request_id(request):
+            body["error"]["request_id"] = rid
+        return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
+
+    app.add_exception_handler(RedisError, _run_state)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -26,17 +26,49 @@ err = Console(stderr=True)
 def serve(
     host: str = typer.Option(None, help="Bind address (default from SIGMACHAT_HOST)."),
     port: int = typer.Option(None, help="Port (default from SIGMACHAT_PORT)."),
+    workers: int = typer.Option(1, min=1, max=64, help="Worker processes sharing the port (more than 1 needs SIGMACHAT_REDIS_URL)."),
 ) -> None:
-    """Serve the app (applies migrations and seeds demo data on first run)."""
-    import uvicorn
+    """Serve the app (applies migrations and seeds demo data on first run).
 
-    from sigmachat.api.app import create_app
+    SIGTERM drains: no new runs, /readyz 503, running answers finish within SHUTDOWN_GRACE_S."""
+    import os
+
+    import uvicorn
 
     settings = get_settings()
     host = host or settings.host
     port = port or settings.port
-    console.print(f"[bold]SigmaSight Chat[/] on http://{host}:{port}  (database: {settings.database_url})")
-    uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)
+    if workers > 1 and not settings.redis_url:
+        # Workers are separate processes: without shared run state a resume or cancel landing
+        # on another worker than the run's would fail, and the one-run-per-conversation rule
+        # would not hold. Refuse instead of serving something subtly wrong.
+        err.print(
+            f"[red]--workers {workers} needs SIGMACHAT_REDIS_URL[/]: worker processes share runs, leases and "
+            "limits through Redis. Set it (e.g. redis://127.0.0.1:6379/0) or run one worker."
+        )
+        raise typer.Exit(2)
+    console.print(
+        f"[bold]SigmaSight Chat[/] on http://{host}:{port}  (database: {settings.database_url.split('://', 1)[0]}, "
+        f"workers: {workers}, run state: {'redis' if settings.redis_url else 'in-process'})"
+    )
+    options = dict(host=host, port=port, log_config=None, access_log=False, factory=True,
+                   timeout_graceful_shutdown=5)  # after the drain: streams of other instances' runs reconnect elsewhere
+    if workers > 1:
+        # Migrate and seed once here, not racing in every worker.
+        from sigmachat.bootstrap import prepare_database
+        from sigmachat.services import Services
+
+        async def _prepare() -> None:
+            services = Services.build(settings)
+            try:
+                await prepare_database(services)
+            finally:
+                await services.aclose()
+
+        asyncio.run(_prepare())
+        os.environ["SIGMACHAT_AUTO_MIGRATE"] = "false"
+        os.environ["SIGMACHAT_AUTO_SEED"] = "false"
+    uvicorn.run("sigmachat.api.app:create_served_app", workers=workers, **options)
 
 
 @app.command()

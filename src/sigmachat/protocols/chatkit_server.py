@@ -482,9 +482,9 @@ class SigmaChatKitServer(ChatKitServer[ChatContext]):
                 except NotFoundError:
                     raise NotFound("Item not found.") from None
         if isinstance(request, ThreadsAddUserMessageReq | ThreadsRetryAfterItemReq):
-            if active := self.runs.active_run_for(thread.id):
+            if active := await self.runs.active_run_for(thread.id):
                 raise Conflict("An answer is already being written in this conversation.", details={"active_run_id": active})
-        if isinstance(request, ThreadsDeleteReq) and (active := self.runs.active_run_for(thread.id)):
+        if isinstance(request, ThreadsDeleteReq) and (active := await self.runs.active_run_for(thread.id)):
             await self.runs.cancel(context.user_id, active)
 
     async def handle(self, body: bytes, context: ChatContext) -> bytes | StreamHandle:

@@ -2,7 +2,9 @@
 
 Rate limiting uses the ``limits`` library (moving window); its storage is in-process by
 default and any ``limits`` storage URI (e.g. ``async+redis://``) by configuration, so the
-limit holds across instances.
+limit holds across instances. With ``SIGMACHAT_REDIS_URL`` the storage is that Redis. The
+concurrent-run cap is counted by the run coordinator (shared through Redis as well) and the
+daily token budget is summed from the database every instance shares.
 """
 
 from __future__ import annotations
@@ -21,11 +23,25 @@ from sigmachat.errors import RateLimited
 from sigmachat.settings import Settings
 
 
+def rate_limit_storage(settings: Settings):
+    """The ``limits`` storage: explicit URI, else the shared Redis, else in process.
+
+    Redis schemes use ``limits``' redis-py bridge (``implementation="redispy"``): its default,
+    coredis, is another client we would have to install for this alone.
+    """
+    uri = settings.rate_limit_storage
+    if uri == "async+memory://" and settings.redis_url:
+        uri = "async+" + settings.redis_url
+    if uri.startswith(("async+redis", "async+rediss")):
+        return storage_from_string(uri, implementation="redispy", key_prefix=f"{settings.redis_prefix}limits")
+    return storage_from_string(uri)
+
+
 class UsageGuard:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._send_limit = parse(settings.send_rate_limit) if settings.send_rate_limit else None
-        self._limiter = MovingWindowRateLimiter(storage_from_string(settings.rate_limit_storage))
+        self._limiter = MovingWindowRateLimiter(rate_limit_storage(settings))
 
     async def check_send(self, user_id: str) -> None:
         if self._send_limit is None:

@@ -102,7 +102,7 @@ class SendRequest(BaseModel):
     client_message_id: str | None = Field(default=None, min_length=1, max_length=100)
 
 
-def _conv_out(conv: Conversation, manager: RunManager | None = None) -> ConversationOut:
+def _conv_out(conv: Conversation, active_run_id: str | None = None) -> ConversationOut:
     return ConversationOut(
         id=conv.id,
         mode=conv.mode,
@@ -110,7 +110,7 @@ def _conv_out(conv: Conversation, manager: RunManager | None = None) -> Conversa
         portfolio_id=conv.portfolio_id,
         created_at=as_utc(conv.created_at).isoformat(),
         updated_at=as_utc(conv.updated_at).isoformat(),
-        active_run_id=manager.active_run_for(conv.id) if manager else None,
+        active_run_id=active_run_id,
         meta_data={**(conv.metadata_ or {}), "portfolio_id": conv.portfolio_id},
     )
 
@@ -140,12 +140,15 @@ async def list_conversations(
     page, nxt = await convs.list_conversations(session, identity.id, limit=limit, before=before, offset=offset)
     if nxt:
         response.headers[NEXT_CURSOR_HEADER] = nxt
-    return [_conv_out(c, services.runs) for c in page]
+    # The active run may be on any instance: the run manager asks the shared run state.
+    actives = [await services.runs.active_run_for(c.id) for c in page]
+    return [_conv_out(c, a) for c, a in zip(page, actives, strict=True)]
 
 
 @router.get("/conversations/{conversation_id}", response_model=ConversationOut)
 async def get_conversation(conversation_id: str, identity: IdentityDep, session: SessionDep, services: ServicesDep) -> ConversationOut:
-    return _conv_out(await convs.get_conversation(session, identity.id, conversation_id), services.runs)
+    conv = await convs.get_conversation(session, identity.id, conversation_id)
+    return _conv_out(conv, await services.runs.active_run_for(conv.id))
 
 
 @router.api_route("/conversations/{conversation_id}/mode", methods=["PUT", "PATCH"], response_model=ModeChanged)
@@ -167,7 +170,7 @@ async def rename_conversation(conversation_id: str, body: RenameConversation, id
 @router.delete("/conversations/{conversation_id}", status_code=204)
 async def delete_conversation(conversation_id: str, identity: IdentityDep, session: SessionDep, services: ServicesDep) -> Response:
     await convs.get_conversation(session, identity.id, conversation_id)
-    if run_id := services.runs.active_run_for(conversation_id):
+    if run_id := await services.runs.active_run_for(conversation_id):
         await services.runs.cancel(identity.id, run_id)
     await convs.delete_conversation(session, identity.id, conversation_id)
     return Response(status_code=204)

@@ -1,4 +1,5 @@
-"""/healthz (process up) and /readyz (database reachable, migrations current)."""
+"""/healthz (process up) and /readyz (database reachable, migrations current, Redis reachable
+when configured, not draining)."""
 
 from __future__ import annotations
 
@@ -37,4 +38,14 @@ async def readyz(services: ServicesDep) -> JSONResponse:
         log.warning("readiness_failed", error=type(exc).__name__)
         ready = False
         checks.setdefault("database", "unreachable")
+    if services.redis is not None:
+        try:
+            await services.redis.ping()
+            checks["redis"] = "ok"
+        except Exception as exc:
+            log.warning("readiness_redis_failed", error=type(exc).__name__)
+            ready, checks["redis"] = False, "unreachable"
+    if services.runs is not None and services.runs.draining:
+        # SIGTERM received: the balancer should send new work elsewhere while runs finish.
+        ready, checks["runs"] = False, "draining"
     return JSONResponse({"status": "ready" if ready else "not_ready", "checks": checks}, status_code=200 if ready else 503)

@@ -1,0 +1,266 @@
+"""What instances must agree on while a run lives: who runs it, and which runs are busy.
+
+The run manager asks its coordinator to *admit* a run (one active run per conversation, the
+per-user cap on concurrent runs), to keep the run's *lease* alive while it runs, to *release*
+it at the end, to pass a *cancel* to whichever instance runs it, and which runs have an owner
+that stopped renewing (*dead runs*, to be closed by a living instance).
+
+``LocalCoordinator`` is the embedded single-process default (today's behaviour);
+``RedisCoordinator`` shares all of it through Redis so that any instance can serve any request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+from typing import Protocol
+
+from redis.asyncio import Redis
+
+from sigmachat.logging import get_logger
+
+log = get_logger("sigmachat.runs.coordination")
+
+
+def new_instance_id() -> str:
+    """Unique per process start: host, pid and a random tail (a restarted pid is a new owner)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+@dataclass(frozen=True)
+class RunClaim:
+    run_id: str
+    user_id: str
+    conversation_id: str
+    assistant_message_id: str
+    instance_id: str
+
+
+@dataclass(frozen=True)
+class Admission:
+    ok: bool
+    active_run_id: str | None = None  # the run already writing in the conversation
+    user_active: int = 0  # the user's concurrent runs, when the cap refused
+
+
+class RunCoordinator(Protocol):
+    instance_id: str
+    shared: bool  # True when several instances see the same state
+
+    async def active_run_for(self, conversation_id: str) -> str | None: ...
+    async def active_count_for_user(self, user_id: str) -> int: ...
+    async def admit(self, claim: RunClaim, user_cap: int) -> Admission: ...
+    async def release(self, claim: RunClaim) -> None: ...
+    async def renew(self, run_ids: list[str]) -> list[str]: ...
+    async def dead_runs(self) -> list[RunClaim]: ...
+    async def live_runs(self, run_ids: list[str]) -> set[str]: ...
+    async def claim_takeover(self, run_id: str) -> bool: ...
+    async def publish_cancel(self, run_id: str) -> None: ...
+    def start(self, on_cancel: Callable[[str], Awaitable[None]]) -> None: ...
+    async def aclose(self) -> None: ...
+
+
+class LocalCoordinator:
+    """One process: the facts live in this process's memory."""
+
+    shared = False
+
+    def __init__(self) -> None:
+        self.instance_id = new_instance_id()
+        self._claims: dict[str, RunClaim] = {}
+        self._by_conversation: dict[str, str] = {}
+
+    async def active_run_for(self, conversation_id: str) -> str | None:
+        return self._by_conversation.get(conversation_id)
+
+    async def active_count_for_user(self, user_id: str) -> int:
+        return sum(1 for c in self._claims.values() if c.user_id == user_id)
+
+    async def admit(self, claim: RunClaim, user_cap: int) -> Admission:
+        if active := self._by_conversation.get(claim.conversation_id):
+            return Admission(False, active_run_id=active)
+        count = await self.active_count_for_user(claim.user_id)
+        if user_cap and count >= user_cap:
+            return Admission(False, user_active=count)
+        self._claims[claim.run_id] = claim
+        self._by_conversation[claim.conversation_id] = claim.run_id
+        return Admission(True)
+
+    async def release(self, claim: RunClaim) -> None:
+        self._claims.pop(claim.run_id, None)
+        if self._by_conversation.get(claim.conversation_id) == claim.run_id:
+            del self._by_conversation[claim.conversation_id]
+
+    async def renew(self, run_ids: list[str]) -> list[str]:
+        return []
+
+    async def dead_runs(self) -> list[RunClaim]:
+        return []  # one process: its runs die with it, and start-up recovery closes them
+
+    async def live_runs(self, run_ids: list[str]) -> set[str]:
+        return set()  # at start-up nothing of an earlier process is alive
+
+    async def claim_takeover(self, run_id: str) -> bool:
+        return True
+
+    async def publish_cancel(self, run_id: str) -> None:
+        return None
+
+    def start(self, on_cancel: Callable[[str], Awaitable[None]]) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+
+# KEYS: conversation lock, user's run set, active hash, lease. ARGV: run_id, claim, cap, lease ms, instance.
+_ADMIT = """
+local current = redis.call('GET', KEYS[1])
+if current then return {'conflict', current} end
+local count = redis.call('SCARD', KEYS[2])
+if tonumber(ARGV[3]) > 0 and count >= tonumber(ARGV[3]) then return {'cap', tostring(count)} end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('SADD', KEYS[2], ARGV[1])
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
+redis.call('SET', KEYS[4], ARGV[5], 'PX', ARGV[4])
+return {'ok', ARGV[1]}
+"""
+
+# KEYS: conversation lock, user's run set, active hash, lease. ARGV: run_id.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+redis.call('SREM', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
+redis.call('DEL', KEYS[4])
+return 1
+"""
+
+# KEYS: lease. ARGV: instance, ms. Renew only a lease we still hold (it may have been taken over).
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+
+
+class RedisCoordinator:
+    """Admission, leases and cancel signals shared by every instance through Redis.
+
+    Keys (``<prefix>``): ``conv:<id>:run`` the conversation's active run; ``user:<id>:runs``
+    the user's active runs; ``runs:active`` every active run's claim; ``run:<id>:lease`` the
+    owner instance, with a TTL renewed while the run lives. A lease that expired means the owner
+    is gone; a living instance takes the run over (``claim_takeover``) and closes it.
+    Admission and release are single Lua scripts, so two instances cannot both admit a run
+    into one conversation.
+    """
+
+    shared = True
+
+    def __init__(self, redis: Redis, *, lease_ttl_s: float, prefix: str = "sigmachat:") -> None:
+        self.redis = redis
+        self.instance_id = new_instance_id()
+        self.lease_ms = max(1000, int(lease_ttl_s * 1000))
+        self.prefix = prefix
+        self.channel = f"{prefix}cancel"
+        self._admit = redis.register_script(_ADMIT)
+        self._release = redis.register_script(_RELEASE)
+        self._renew = redis.register_script(_RENEW)
+        self._listener: asyncio.Task | None = None
+
+    def _conv(self, conversation_id: str) -> str:
+        return f"{self.prefix}conv:{conversation_id}:run"
+
+    def _user(self, user_id: str) -> str:
+        return f"{self.prefix}user:{user_id}:runs"
+
+    def _lease(self, run_id: str) -> str:
+        return f"{self.prefix}run:{run_id}:lease"
+
+    @property
+    def _active(self) -> str:
+        return f"{self.prefix}runs:active"
+
+    async def active_run_for(self, conversation_id: str) -> str | None:
+        value = await self.redis.get(self._conv(conversation_id))
+        return value.decode() if value else None
+
+    async def active_count_for_user(self, user_id: str) -> int:
+        return int(await self.redis.scard(self._user(user_id)))
+
+    async def admit(self, claim: RunClaim, user_cap: int) -> Admission:
+        keys = [self._conv(claim.conversation_id), self._user(claim.user_id), self._active, self._lease(claim.run_id)]
+        args = [claim.run_id, json.dumps(asdict(claim)), user_cap, self.lease_ms, self.instance_id]
+        verdict, value = (v.decode() if isinstance(v, bytes) else v for v in await self._admit(keys=keys, args=args))
+        if verdict == "conflict":
+            return Admission(False, active_run_id=value)
+        if verdict == "cap":
+            return Admission(False, user_active=int(value))
+        return Admission(True)
+
+    async def release(self, claim: RunClaim) -> None:
+        keys = [self._conv(claim.conversation_id), self._user(claim.user_id), self._active, self._lease(claim.run_id)]
+        await self._release(keys=keys, args=[claim.run_id])
+
+    async def renew(self, run_ids: list[str]) -> list[str]:
+        """Renew our leases; returns the runs whose lease we no longer hold."""
+        if not run_ids:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for run_id in run_ids:
+                await self._renew(keys=[self._lease(run_id)], args=[self.instance_id, self.lease_ms], client=pipe)
+            results = await pipe.execute()
+        return [run_id for run_id, ok in zip(run_ids, results, strict=True) if not ok]
+
+    async def dead_runs(self) -> list[RunClaim]:
+        claims = [RunClaim(**json.loads(raw)) for raw in (await self.redis.hgetall(self._active)).values()]
+        if not claims:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for claim in claims:
+                pipe.exists(self._lease(claim.run_id))
+            alive = await pipe.execute()
+        return [c for c, a in zip(claims, alive, strict=True) if not a]
+
+    async def live_runs(self, run_ids: list[str]) -> set[str]:
+        if not run_ids:
+            return set()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for run_id in run_ids:
+                pipe.exists(self._lease(run_id))
+            alive = await pipe.execute()
+        return {r for r, a in zip(run_ids, alive, strict=True) if a}
+
+    async def claim_takeover(self, run_id: str) -> bool:
+        """Only one living instance closes a dead run: the one that sets the lease first."""
+        return bool(await self.redis.set(self._lease(run_id), f"takeover:{self.instance_id}", nx=True, px=60_000))
+
+    async def publish_cancel(self, run_id: str) -> None:
+        await self.redis.publish(self.channel, run_id)
+
+    def start(self, on_cancel: Callable[[str], Awaitable[None]]) -> None:
+        """Listen for cancel requests that landed on other instances."""
+
+        async def listen() -> None:
+            while True:
+                try:
+                    async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+                        await pubsub.subscribe(self.channel)
+                        async for message in pubsub.listen():
+                            if message.get("type") == "message":
+                                await on_cancel(message["data"].decode())
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # Redis went away: retry; cancels are lost meanwhile
+                    log.warning("cancel_listener_error", error=type(exc).__name__)
+                    await asyncio.sleep(1.0)
+
+        self._listener = asyncio.get_running_loop().create_task(listen(), name="run-cancel-listener")
+
+    async def aclose(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            await asyncio.gather(self._listener, return_exceptions=True)

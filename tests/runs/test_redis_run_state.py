@@ -1,0 +1,268 @@
+"""Run state on a real Redis: the Streams event log, shared admission, leases, cancels, limits.
+
+Two ``RunManager`` objects on one database and one Redis stand for two instances.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+from sqlalchemy import func, select
+
+from sigmachat.agent.events import EventFactory, RunFailed, RunStarted, TextDelta
+from sigmachat.chat.conversations import create_conversation, list_messages
+from sigmachat.db.models import Message, User
+from sigmachat.errors import Conflict, RateLimited
+from sigmachat.runs.coordination import RedisCoordinator, RunClaim
+from sigmachat.runs.limits import UsageGuard
+from sigmachat.runs.manager import RunManager
+from sigmachat.runs.redis_log import RedisEventLog, RunLogClosed
+from tests.conftest import BASE_URL, HNW, login, make_settings
+from tests.runs.fakes import ScriptedEngine
+
+
+@pytest.fixture
+async def redis(redis_server):
+    client = Redis.from_url(redis_server.url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"t{uuid.uuid4().hex[:8]}:"  # one namespace per test instead of FLUSHALL
+
+
+def _instance(services, redis, prefix, engine, *, guard=None, lease_s: float = 9.0) -> RunManager:
+    return RunManager(
+        services.db,
+        services.settings,
+        {"responses": engine},
+        RedisEventLog(redis, ttl_s=60, prefix=prefix),
+        guard,
+        RedisCoordinator(redis, lease_ttl_s=lease_s, prefix=prefix),
+    )
+
+
+async def _user(services, email=HNW) -> User:
+    async with services.db.session() as s:
+        return (await s.execute(select(User).where(User.email == email))).scalar_one()
+
+
+async def _conv(services, user):
+    async with services.db.session() as s:
+        return await create_conversation(s, user.id)
+
+
+# ---- the event log ---------------------------------------------------------------------------
+
+
+async def test_redis_log_keeps_the_seq_contract_and_refuses_gaps_and_late_events(redis, prefix):
+    log = RedisEventLog(redis, ttl_s=30, prefix=prefix)
+    ev = EventFactory("run_1")
+    await log.create("run_1", owner_id="user_1", meta={"protocol": "legacy_sse"})
+    first, second = ev.make(RunStarted, conversation_id="c", model="m", engine="responses"), ev.make(TextDelta, delta="Hi")
+    await log.append("run_1", first)
+    with pytest.raises(ValueError, match="seq 3 appended after 1"):
+        await log.append("run_1", ev.make(TextDelta, delta="skipped"))  # seq 3 before seq 2
+    await log.append("run_1", second)
+    assert [e.seq for e in await log.read("run_1")] == [1, 2]
+    assert await log.read("run_1", after_seq=1) == [second]
+    assert await log.wait("run_1", 1, timeout=0.1) == [second]
+    assert await log.wait("run_1", 2, timeout=0.05) == []  # nothing new: waited, returned empty
+
+    async def later() -> None:
+        await asyncio.sleep(0.05)
+        await log.append("run_1", EventFactory("run_1", start_after=2).make(TextDelta, delta=" there"))
+
+    task = asyncio.create_task(later())
+    woke = await log.wait("run_1", 2, timeout=5)  # blocked in XREAD, woken by the append
+    await task
+    assert [e.delta for e in woke] == [" there"]
+
+    await log.mark_finished("run_1")
+    info = await log.info("run_1")
+    assert info is not None and info.finished and info.last_seq == 3 and info.owner_id == "user_1"
+    assert info.meta == {"protocol": "legacy_sse"}
+    with pytest.raises(RunLogClosed):  # e.g. a dead owner waking up after its run was taken over
+        await log.append("run_1", EventFactory("run_1", start_after=3).make(TextDelta, delta="late"))
+    for key in (f"{prefix}run:run_1:log", f"{prefix}run:run_1:meta"):
+        assert 0 < await redis.ttl(key) <= 30  # expires after the run, not kept forever
+
+
+# ---- two instances ---------------------------------------------------------------------------
+
+
+async def test_a_run_on_one_instance_is_followed_resumed_and_cancelled_from_another(services, redis, prefix):
+    gate = asyncio.Event()
+    a = _instance(services, redis, prefix, ScriptedEngine(gate=gate))
+    b = _instance(services, redis, prefix, ScriptedEngine())
+    a.start_sweeper()
+    b.start_sweeper()
+    try:
+        user = await _user(services)
+        conv = await _conv(services, user)
+        run = await a.start(user_id=user.id, conversation_id=conv.id, text="Largest?", engine="responses", protocol="test")
+        assert await b.active_run_for(conv.id) == run.run_id
+        with pytest.raises(Conflict):  # one run per conversation, whichever instance is asked
+            await b.start(user_id=user.id, conversation_id=conv.id, text="again", engine="responses", protocol="test")
+        await asyncio.sleep(0.2)  # the gate holds the run after its first text delta
+        assert await b.cancel(user.id, run.run_id) is True  # reaches A through pub/sub
+        events = [e async for e in b.subscribe(run.run_id, after_seq=2)]
+        assert events[-1].type == "run_failed" and events[-1].code == "cancelled"
+        assert [e.seq for e in events] == list(range(3, events[-1].seq + 1))
+        async with services.db.session() as s:
+            assistant = (await list_messages(s, user.id, conv.id))[1]
+        assert assistant.status == "cancelled" and assistant.content == "Your largest "
+        assert await b.active_run_for(conv.id) is None
+    finally:
+        await a.shutdown(1)
+        await b.shutdown(1)
+
+
+async def test_the_concurrent_run_cap_counts_a_user_s_runs_on_every_instance(services, redis, prefix):
+    settings = services.settings.model_copy(update={"max_concurrent_runs_per_user": 1, "send_rate_limit": ""})
+    gate = asyncio.Event()
+    a = _instance(services, redis, prefix, ScriptedEngine(gate=gate), guard=UsageGuard(settings))
+    b = _instance(services, redis, prefix, ScriptedEngine(), guard=UsageGuard(settings))
+    a.settings = b.settings = settings
+    try:
+        user = await _user(services)
+        c1, c2 = await _conv(services, user), await _conv(services, user)
+        await a.start(user_id=user.id, conversation_id=c1.id, text="one", engine="responses", protocol="test")
+        with pytest.raises(RateLimited):
+            await b.start(user_id=user.id, conversation_id=c2.id, text="two", engine="responses", protocol="test")
+        async with services.db.session() as s:
+            assert not await list_messages(s, user.id, c2.id)  # refused before anything was written
+    finally:
+        gate.set()
+        await a.shutdown(5)
+        await b.shutdown(5)
+
+
+async def test_a_dead_owner_s_run_is_closed_by_a_survivor_with_its_partial_answer(services, redis, prefix):
+    """The owner stops renewing (we cancel its upkeep and never let the engine finish)."""
+    gate = asyncio.Event()
+    a = _instance(services, redis, prefix, ScriptedEngine(gate=gate), lease_s=1.0)
+    b = _instance(services, redis, prefix, ScriptedEngine(), lease_s=1.0)
+    b.start_sweeper()
+    try:
+        user = await _user(services)
+        conv = await _conv(services, user)
+        run = await a.start(user_id=user.id, conversation_id=conv.id, text="Largest?", engine="responses", protocol="test")
+        await asyncio.sleep(0.1)
+        # A "dies": its task is frozen at the gate and it renews nothing (no sweeper started).
+        events = [e async for e in b.subscribe(run.run_id, after_seq=0)]  # ends when B closes the run
+        assert events[-1].type == "run_failed" and events[-1].code == "interrupted"
+        assert events[-1].partial_text == "Your largest "
+        async with services.db.session() as s:
+            assistant = (await list_messages(s, user.id, conv.id))[1]
+        assert assistant.status == "interrupted" and assistant.content == "Your largest "
+        assert await b.active_run_for(conv.id) is None
+        again = await b.start(user_id=user.id, conversation_id=conv.id, text="retry", engine="responses", protocol="test")
+        await b.wait_finished(again.run_id, 5)
+    finally:
+        a._active.clear()  # the "dead" instance never writes again; drop its frozen task
+        await b.shutdown(1)
+
+
+async def test_start_up_recovery_leaves_runs_with_a_live_lease_alone(services, redis, prefix):
+    """Regression: recovery used to mark every 'streaming' row interrupted, live instances' runs included."""
+    manager = _instance(services, redis, prefix, ScriptedEngine())
+    user = await _user(services)
+    live_conv, dead_conv = await _conv(services, user), await _conv(services, user)
+    live = RunClaim("run_live", user.id, live_conv.id, "msg_live", "other-instance")
+    assert (await RedisCoordinator(redis, lease_ttl_s=30, prefix=prefix).admit(live, 0)).ok
+    async with services.db.session() as s:
+        for conv_id, run_id, msg_id in ((live_conv.id, "run_live", "msg_live"), (dead_conv.id, "run_dead", "msg_dead")):
+            s.add(Message(id=msg_id, conversation_id=conv_id, user_id=user.id, role="assistant",
+                          item_type="assistant_message", status="streaming", run_id=run_id))  # fmt: skip
+        await s.commit()
+    assert await manager.recover_interrupted() == 1
+    async with services.db.session() as s:
+        status = dict((await s.execute(select(Message.run_id, Message.status).where(Message.user_id == user.id))).all())
+    assert status["run_live"] == "streaming" and status["run_dead"] == "interrupted"
+
+
+# ---- the app with Redis ----------------------------------------------------------------------
+
+
+async def test_rate_limits_on_redis_are_shared_and_the_redis_storage_starts(tmp_path, template_db, redis_server, prefix):
+    """Regression: SIGMACHAT_RATE_LIMIT_STORAGE=async+redis:// crashed the app at start-up (coredis missing)."""
+    import shutil
+
+    from asgi_lifespan import LifespanManager
+
+    from sigmachat.api.app import create_app
+
+    shutil.copy(template_db, tmp_path / "sigmachat.db")
+    settings = make_settings(tmp_path, redis_url=redis_server.url, redis_prefix=prefix, send_rate_limit="2/minute",
+                             rate_limit_storage="async+" + redis_server.url)  # fmt: skip
+    apps = [create_app(settings), create_app(settings)]
+    async with LifespanManager(apps[0]), LifespanManager(apps[1]):
+        clients = [httpx.AsyncClient(transport=httpx.ASGITransport(app=a), base_url=BASE_URL) for a in apps]
+        try:
+            headers = await login(clients[0])
+            codes = []
+            for i in range(3):
+                client = clients[i % 2]  # alternate instances, as a balancer would
+                conv = (await client.post("/api/v1/chat/conversations", json={}, headers=headers)).json()["id"]
+                resp = await client.post("/api/v1/chat/send", json={"conversation_id": conv, "text": "hi"}, headers=headers)
+                codes.append(resp.status_code)
+            assert codes == [200, 200, 429]
+        finally:
+            for c in clients:
+                await c.aclose()
+
+
+async def test_redis_down_means_a_clear_503_on_new_runs_and_nothing_written(tmp_path, template_db, prefix):
+    import shutil
+
+    from asgi_lifespan import LifespanManager
+
+    from sigmachat.api.app import create_app
+    from sigmachat.bench.cluster import start_redis
+
+    shutil.copy(template_db, tmp_path / "sigmachat.db")
+    redis_proc = start_redis(tmp_path)
+    settings = make_settings(tmp_path, redis_url=redis_proc.url, redis_prefix=prefix)
+    app = create_app(settings)
+    try:
+        async with LifespanManager(app):
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE_URL) as client:
+                headers = await login(client)
+                conv = (await client.post("/api/v1/chat/conversations", json={}, headers=headers)).json()["id"]
+                redis_proc.stop()  # Redis goes away
+                resp = await client.post("/api/v1/chat/send", json={"conversation_id": conv, "text": "hi"}, headers=headers)
+                assert resp.status_code == 503
+                body = resp.json()["error"]
+                assert body["code"] == "service_unavailable" and "unavailable" in body["message"]
+                assert "Traceback" not in resp.text and "redis" not in resp.text.lower()
+                ready = await client.get("/readyz")
+                assert ready.status_code == 503 and ready.json()["checks"]["redis"] == "unreachable"
+                msgs = await client.get(f"/api/v1/chat/conversations/{conv}/messages", headers=headers)
+                assert msgs.status_code == 200 and msgs.json()["messages"] == []  # nothing half-written
+                async with app.state.services.db.session() as s:
+                    assert (await s.execute(select(func.count()).select_from(Message).where(Message.status == "streaming"))).scalar_one() == 0
+    finally:
+        redis_proc.stop()
+
+
+def test_serve_refuses_several_workers_without_redis(monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from sigmachat.cli.main import app
+    from sigmachat.settings import get_settings
+
+    monkeypatch.delenv("SIGMACHAT_REDIS_URL", raising=False)
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["serve", "--workers", "2"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 2
+    assert "needs SIGMACHAT_REDIS_URL" in result.output
