@@ -76,6 +76,12 @@ class Settings(BaseSettings):
     retry_max_delay_ms: int = Field(default=8000, ge=0)
     responses_previous_response_id: bool = False  # only honoured when the upstream is OpenAI
     history_max_messages: int = Field(default=40, ge=2)
+    # The bound of one model call's answer: sent upstream (max_output_tokens / max_tokens) and
+    # enforced here too, for servers that ignore it (see engines/base.py OutputBudget).
+    max_output_tokens: int = Field(default=2048, ge=16, le=128_000)
+    # Which API the upstream speaks. auto: probe once (POST /responses with an empty body:
+    # 404/405/501 means Chat Completions), then remember. The offline model is Responses-only.
+    upstream_api: str = Field(default="auto", pattern="^(responses|chat_completions|auto)$")
 
     # --- several instances (README "Running several instances") ---
     # With a Redis URL the run event log, run leases, cancels and per-user limits are shared by

@@ -114,6 +114,9 @@ def payload(event: Any, *, portfolio_id: str | None = None) -> dict[str, Any]:
             "retryable": event.retryable,
             "retry_after_ms": event.retry_after_ms,
             "partial_text": event.partial_text,
+            # Added for cut answers (code response_incomplete): why it was cut, e.g.
+            # max_output_tokens. The upstream's own error code and message never go out.
+            "incomplete_reason": event.incomplete_reason,
         }
     raise TypeError(f"not an agent event: {type(event).__name__}")
 

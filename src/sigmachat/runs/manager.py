@@ -579,6 +579,8 @@ class RunManager:
                     "message": terminal.message if terminal is not None else kind(code).message,
                     "retryable": terminal.retryable if terminal is not None else True,
                 }
+                if getattr(terminal, "incomplete_reason", None):
+                    msg.error["incomplete_reason"] = terminal.incomplete_reason
             records = list(getattr(terminal, "tool_calls", None) or [])
             if not records and tool_events:
                 records = [

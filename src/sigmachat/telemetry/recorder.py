@@ -43,6 +43,10 @@ def status_of(terminal: Any) -> tuple[str, str | None]:
     return STATUS_BY_CODE.get(code, "failed"), code
 
 
+def _clip(value: str | None, size: int) -> str | None:
+    return value[:size] if value else None
+
+
 def _ts(ms: int | None) -> dt.datetime | None:
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC) if ms is not None else None
 
@@ -132,6 +136,9 @@ class RunSummary:
     offline: bool
     status: str
     error_code: str | None
+    upstream_error_code: str | None
+    upstream_error_message: str | None
+    incomplete_reason: str | None
     attempts: int
     retries: int
     fallback_used: bool
@@ -193,6 +200,9 @@ def summarize(trace: RunTrace, terminal: RunFinished | RunFailed) -> RunSummary:
         offline=bool(started and started.offline),
         status=status,
         error_code=code,
+        upstream_error_code=_clip(getattr(terminal, "upstream_code", None), 80),
+        upstream_error_message=_clip(getattr(terminal, "upstream_message", None), 500),
+        incomplete_reason=_clip(getattr(terminal, "incomplete_reason", None), 40),
         attempts=terminal.attempts,
         retries=terminal.retries,
         fallback_used=terminal.fallback_used or any(isinstance(e, Info) and e.kind == "model_switch" for e in trace.items),
