@@ -95,6 +95,9 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(default=20.0, ge=0)
     run_log_ttl_s: float = Field(default=600.0, gt=0)  # finished runs stay resumable this long
     sse_heartbeat_s: float = Field(default=15.0, gt=0)
+    # A client reading slower than the model writes gets the text deltas waiting for it as one
+    # frame (id and seq of the last one) instead of one frame each. Off: one frame per delta.
+    stream_coalesce_deltas: bool = False
     legacy_disconnect: str = Field(default="continue", pattern="^(continue|cancel)$")
     chatkit_disconnect: str = Field(default="cancel", pattern="^(continue|cancel)$")
 
@@ -125,6 +128,9 @@ class Settings(BaseSettings):
     # any `limits` async storage URI, e.g. async+redis://host:6379; with REDIS_URL set and this
     # left at the in-process default, the limits are kept in that Redis.
     rate_limit_storage: str = "async+memory://"
+    # Failed sign-ins allowed per account (email, existing or not) and per client address.
+    login_rate_limit_account: str = "5/minute"
+    login_rate_limit_client: str = "20/minute"
     max_concurrent_runs_per_user: int = Field(default=3, ge=0)  # 0 = unlimited
     daily_token_budget: int = Field(default=2_000_000, ge=0)  # input+output tokens per user per UTC day; 0 = unlimited
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)

@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+import typing
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import pydantic
 from agents import (
     Agent,
     FunctionTool,
@@ -36,6 +38,8 @@ from agents import (
     set_tracing_disabled,
 )
 from agents.models.interface import Model
+from openai._models import construct_type
+from openai.types.responses import ResponseStreamEvent
 from agents.run_config import ToolErrorFormatterArgs
 
 from sigmachat.agent.events import (
@@ -70,6 +74,7 @@ from sigmachat.engines.responses import (
     classify_exception,
     history_items,
 )
+from sigmachat.engines.upstream_events import stream_response_events
 from sigmachat.logging import get_logger
 from sigmachat.settings import Settings
 from sigmachat.tools.registry import ToolContext
@@ -103,6 +108,77 @@ class _RunState:
 
     def emit(self, cls: type, **fields: Any) -> None:
         self.queue.put_nowait(("event", cls, fields))
+
+
+def _event_classes() -> dict[str, type]:
+    """Each Responses stream-event class by the ``type`` literal it carries."""
+    union = typing.get_args(ResponseStreamEvent)[0]  # Annotated[Union[...], PropertyInfo]
+    out: dict[str, type] = {}
+    for cls in typing.get_args(union):
+        for literal in typing.get_args(cls.model_fields["type"].annotation):
+            out[literal] = cls
+    return out
+
+
+_EVENT_CLASSES = _event_classes()
+# pydantic's own model_construct: the openai SDK overrides it with a recursive constructor
+# that costs ten times more. Delta events hold only scalars, so nothing needs recursion.
+_model_construct = pydantic.BaseModel.model_construct.__func__  # type: ignore[attr-defined]
+_FIELDS = {t: dict.fromkeys(cls.model_fields) for t, cls in _EVENT_CLASSES.items()}
+# Events the Agents runner reads beyond their type: the final (or failed) response and each
+# finished output item (it collects those). Everything else it only passes along.
+_DEEP = frozenset(
+    {"response.completed", "response.failed", "response.incomplete", "response.output_item.done", "error"}
+)
+
+
+def stream_event(data: dict[str, Any]) -> Any:
+    """One upstream event dict as the SDK's typed event, built by the class its ``type`` names.
+
+    Most events (the deltas: one per token) are built without validation, missing fields as
+    ``None`` (compatible servers omit ``sequence_number`` / ``output_index``), nested objects
+    left as dicts: the runner reads only their ``type``. The events whose nested ``Response``
+    or item the runner reads (``_DEEP``) go through the SDK's own lenient constructor for that
+    one class. Unknown types get the SDK's union constructor, as before.
+    """
+    etype = data.get("type")
+    cls = _EVENT_CLASSES.get(etype) if isinstance(etype, str) else None
+    if cls is None:
+        return construct_type(type_=ResponseStreamEvent, value=data)
+    if etype in _DEEP:
+        return construct_type(type_=cls, value=data)
+    return _model_construct(cls, **{**_FIELDS[etype], **data})
+
+
+class DictStreamResponsesModel(OpenAIResponsesModel):
+    """``OpenAIResponsesModel`` whose streamed events are decoded by ``type`` (see
+    ``stream_event``) instead of being validated against the whole stream-event union.
+
+    Only the streaming fetch changes: the request is built by the SDK (the same kwargs) and
+    sent through the same ``AsyncOpenAI`` client by ``stream_response_events``; the SDK's
+    ``stream_response`` (spans, terminal-failure errors, closing) runs unchanged on top.
+    ``_fetch_response`` is the SDK's internal seam for this (openai-agents is pinned <0.30;
+    tests/engines/test_agents_model.py covers it).
+    """
+
+    async def _fetch_response(self, *args: Any, **kwargs: Any) -> Any:
+        if not kwargs.get("stream"):
+            return await super()._fetch_response(*args, **kwargs)
+        create_kwargs = self._build_response_create_kwargs(*args, **kwargs)
+        return _typed_events(stream_response_events(self._get_client(), **create_kwargs))
+
+
+def _type_of(item: Any) -> str | None:
+    """The ``type`` of an output item, built as a model or left as a dict (see stream_event)."""
+    return item.get("type") if isinstance(item, dict) else getattr(item, "type", None)
+
+
+async def _typed_events(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[Any]:
+    try:
+        async for data in events:
+            yield stream_event(data)
+    finally:
+        await aclose_quietly(events)
 
 
 class _TappedChatModel(OpenAIChatCompletionsModel):
@@ -162,7 +238,7 @@ class _GuardedModel(Model):
     def _sdk_model(self, model: str) -> Model:
         if self.state.api == "chat_completions":
             return _TappedChatModel(model=model, openai_client=self.engine.mc.client)
-        return OpenAIResponsesModel(model=model, openai_client=self.engine.mc.client)
+        return DictStreamResponsesModel(model=model, openai_client=self.engine.mc.client)
 
     async def get_response(self, *args: Any, **kwargs: Any) -> Any:  # pragma: no cover - we always stream
         raise NotImplementedError("AgentsEngine always streams")
@@ -198,7 +274,7 @@ class _GuardedModel(Model):
                                 state.emit(TextDelta, delta=delta)
                             if budget.exhausted:
                                 terminal = "bounded"
-                    elif ctype == "response.output_item.added" and getattr(getattr(chunk, "item", None), "type", None) == "function_call":
+                    elif ctype == "response.output_item.added" and _type_of(getattr(chunk, "item", None)) == "function_call":
                         produced = True
                     elif ctype == "response.output_item.done":
                         self._remember_call(getattr(chunk, "item", None), budget)
@@ -229,6 +305,11 @@ class _GuardedModel(Model):
                         upstream = _error_event_fields(chunk)
                     if terminal in ("failed", "incomplete", "error", "bounded"):
                         break  # classified below; the SDK never sees the failed turn
+                    if ctype is not None and ctype.endswith(".delta"):
+                        # Emitted above where it matters; the runner builds its items from
+                        # the output items and the final response, so a delta would only
+                        # cost each SDK layer CPU per token for nobody.
+                        continue
                     if not produced and terminal is None:
                         held.append(chunk)
                         continue

@@ -43,6 +43,7 @@ from sigmachat.engines.base import (
 )
 from sigmachat.engines.chat_completions import ChatCompletionsStreamReader, chat_request
 from sigmachat.engines.responses_stream import FunctionCall, ResponsesStreamReader, TextChunk, TurnEnd, error_fields
+from sigmachat.engines.upstream_events import stream_response_events
 from sigmachat.logging import get_logger
 from sigmachat.tools.registry import ToolContext
 
@@ -143,6 +144,8 @@ def bounded_failure(limit: int) -> UpstreamFailure:
 
 
 def _event_dict(event: Any) -> dict[str, Any]:
+    """An upstream event as a dict: Responses events already are (upstream_events); Chat
+    Completions chunks still come from the SDK as models."""
     if isinstance(event, dict):
         return event
     if hasattr(event, "to_dict"):
@@ -257,7 +260,8 @@ class ResponsesEngine(ModelEngine):
                         )
                     else:
                         reader = ResponsesStreamReader()
-                        stream = await self.mc.client.responses.create(**self._responses_kwargs(
+                        # Plain dicts keyed on type, not the SDK's validated models (the hot path).
+                        stream = stream_response_events(self.mc.client, **self._responses_kwargs(
                             used_model, instructions, tools, items, previous_response_id, pending_outputs, headers,
                         ))  # fmt: skip
                     async for raw in stream:

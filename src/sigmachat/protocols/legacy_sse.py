@@ -12,13 +12,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
 from sse_starlette import ServerSentEvent
 
 from sigmachat.agent.events import Info, RunFailed, RunFinished, RunStarted, TextDelta, ToolFinished, ToolStarted, now_ms
 from sigmachat.agent.failures import kind
-
-# Line separator of every legacy frame, pings included (the response is built with it too).
-SEP = "\n"
+from sigmachat.protocols.sse_response import sse_frame
 
 EVENT_NAMES = {
     "run_started": "start",
@@ -29,6 +28,10 @@ EVENT_NAMES = {
     "run_finished": "done",
     "run_failed": "error",
 }
+
+
+# Line separator of every legacy frame, pings included (the response is built with it too).
+SEP = "\n"
 
 
 def _dumps(obj: Any) -> str:
@@ -121,12 +124,14 @@ def payload(event: Any, *, portfolio_id: str | None = None) -> dict[str, Any]:
     raise TypeError(f"not an agent event: {type(event).__name__}")
 
 
-def encode(event: Any, *, portfolio_id: str | None = None) -> ServerSentEvent:
-    envelope = {
-        "type": EVENT_NAMES[event.type],
-        "run_id": event.run_id,
-        "seq": event.seq,
-        "data": payload(event, portfolio_id=portfolio_id),
-        "timestamp": event.ts,
-    }
-    return ServerSentEvent(data=_dumps(envelope), event=envelope["type"], id=sse_id(event.run_id, event.seq), sep=SEP)
+def encode(event: Any, *, portfolio_id: str | None = None) -> bytes:
+    """The frame of one agent event, ready to write (EventSourceResponse passes bytes through)."""
+    run_id, seq = event.run_id, event.seq
+    if isinstance(event, TextDelta):
+        # The per-token frame: only strings and ints, where orjson writes exactly what
+        # json.dumps(ensure_ascii=False) writes, several times faster.
+        envelope = {"type": "token", "run_id": run_id, "seq": seq, "data": {"delta": event.delta}, "timestamp": event.ts}
+        return sse_frame(orjson.dumps(envelope).decode(), event="token", id=f"{run_id}:{seq}", sep=SEP)
+    name = EVENT_NAMES[event.type]
+    envelope = {"type": name, "run_id": run_id, "seq": seq, "data": payload(event, portfolio_id=portfolio_id), "timestamp": event.ts}
+    return sse_frame(_dumps(envelope), event=name, id=sse_id(run_id, seq), sep=SEP)
