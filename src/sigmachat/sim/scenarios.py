@@ -56,7 +56,15 @@ from typing import Any
 from sigmachat.agent.instructions import parse_memories_note
 from sigmachat.offline.analyst import fit_arguments, offered_tools, parse_conversation
 from sigmachat.offline.personal import mode_of
-from sigmachat.offline.protocol import ResponseBuilder, ToolCallPlan, Turn, Usage, error_body, split_tokens, input_token_estimate
+from sigmachat.offline.protocol import (
+    ResponseBuilder,
+    ToolCallPlan,
+    Turn,
+    Usage,
+    error_body,
+    input_token_estimate,
+    split_tokens,
+)
 from sigmachat.offline.server import DROP, FaultChoice, Frame, Pacing, ServerResponse
 
 SCENARIOS = (
@@ -234,9 +242,10 @@ class ActiveScenario:
     def adjust_turn(self, request: dict[str, Any], turn: Turn) -> Turn:
         if self.name == "ramble":
             return _rambling(turn)
-        if self.name == "unknown_tool_loop" or (self.name == "unknown_tool" and not parse_conversation(request).has_tool_results):
+        first_turn = not parse_conversation(request).has_tool_results
+        if self.name == "unknown_tool_loop" or (self.name == "unknown_tool" and first_turn):
             return Turn(calls=(ToolCallPlan(UNKNOWN_TOOL, {"question": "where will the market close next year?"}),))
-        if self.name == "invalid_json_arguments" and not parse_conversation(request).has_tool_results:
+        if self.name == "invalid_json_arguments" and first_turn:
             return Turn(calls=(ToolCallPlan("get_prices_historical", raw_arguments=INVALID_JSON_ARGUMENTS),))
         if self.name == "echo_context":
             return _echo_context(request)
