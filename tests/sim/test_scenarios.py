@@ -210,7 +210,7 @@ def test_scenario_grammar() -> None:
     assert set(SCENARIOS) == {
         "rate_limit", "server_error", "overloaded", "reset_before_first_byte", "drop_mid_stream", "no_terminal_event",
         "malformed_event", "response_failed", "response_incomplete", "slow_tokens", "tool_error",
-        "unknown_tool", "invalid_json_arguments", "unknown_tool_loop", "ramble",
+        "unknown_tool", "invalid_json_arguments", "unknown_tool_loop", "ramble", "echo_context",
     }
 
 

@@ -489,7 +489,12 @@ class AgentsEngine(ModelEngine):
         )
         agent = Agent(
             name=AGENT_NAME,
-            instructions=instructions_for(as_of=self.settings.as_of_date, portfolio_id=request.portfolio_id),
+            instructions=instructions_for(
+                as_of=self.settings.as_of_date,
+                portfolio_id=request.portfolio_id,
+                mode=request.mode,
+                memories=request.memories,
+            ),
             tools=list(self.tools),
             model=_GuardedModel(self, state),
             model_settings=self._model_settings(request, api),

@@ -179,7 +179,12 @@ class ResponsesEngine(ModelEngine):
             session_factory=self.session_factory,
             settings=self.settings,
         )
-        instructions = instructions_for(as_of=self.settings.as_of_date, portfolio_id=request.portfolio_id)
+        instructions = instructions_for(
+            as_of=self.settings.as_of_date,
+            portfolio_id=request.portfolio_id,
+            mode=request.mode,
+            memories=request.memories,
+        )
         items = history_items(request.history, self.settings.history_max_messages)
         items.append({"role": "user", "content": request.user_text})
         tools = self.registry.openai_tools()

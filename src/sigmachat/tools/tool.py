@@ -64,6 +64,7 @@ class Tool:
     summarize: Summarizer
     limits: Mapping[str, Any] = field(default_factory=dict)  # reported in meta.limits
     title: str = ""  # the step's title for people (ChatKit tasks, the web UI): the one definition
+    read_only: bool = True  # False for tools that write (remember): benchmarks and shadows skip them
 
     @property
     def portfolio_scoped(self) -> bool:
