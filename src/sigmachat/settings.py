@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     cancel_grace_s: float = Field(default=5.0, gt=0)  # how long cancel waits for tools in flight
     shutdown_grace_s: float = Field(default=20.0, ge=0)
     run_log_ttl_s: float = Field(default=600.0, gt=0)  # finished runs stay resumable this long
+    # The answer being written is saved to its 'streaming' message this often, so a client that
+    # reloads mid-run (items.list, the messages API) sees the partial text. 0 = only at the end.
+    run_progress_save_s: float = Field(default=1.0, ge=0)
     sse_heartbeat_s: float = Field(default=15.0, gt=0)
     legacy_disconnect: str = Field(default="continue", pattern="^(continue|cancel)$")
     chatkit_disconnect: str = Field(default="cancel", pattern="^(continue|cancel)$")

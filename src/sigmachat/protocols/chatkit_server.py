@@ -105,6 +105,10 @@ class ChatContext:
     portfolio_id: str | None = None  # validated X-Portfolio-Id header
     locale: str | None = None
     sim_scenario: str | None = None
+    # What a closed connection does to the run: ChatKit clients stop by closing ("cancel", the
+    # default); our web UI stops through the run API and declares "continue" (X-Disconnect).
+    # None: the server's SIGMACHAT_CHATKIT_DISCONNECT.
+    disconnect: str | None = None
     # Filled in while streaming.
     run_id: str | None = None
     started: asyncio.Event = field(default_factory=asyncio.Event)
@@ -269,7 +273,10 @@ class SigmaChatKitServer(ChatKitServer[ChatContext]):
 
     def get_stream_options(self, thread: ThreadMetadata, context: ChatContext) -> StreamOptions:
         # The stop button cancels the run only under the cancel policy; otherwise it would lie.
-        return StreamOptions(allow_cancel=self.settings.chatkit_disconnect == "cancel")
+        return StreamOptions(allow_cancel=self._disconnect_policy(context) == "cancel")
+
+    def _disconnect_policy(self, context: ChatContext) -> str:
+        return context.disconnect or self.settings.chatkit_disconnect
 
     async def handle_stream_cancelled(self, thread: ThreadMetadata, pending_items: list[ThreadItem], context: ChatContext) -> None:
         # The SDK would store half-streamed items here; our run manager persists the run and
@@ -365,7 +372,7 @@ class SigmaChatKitServer(ChatKitServer[ChatContext]):
 
     async def _finish_in_background(self, context: ChatContext, thread_id: str, run_id: str) -> None:
         try:
-            if self.settings.chatkit_disconnect == "cancel":
+            if self._disconnect_policy(context) == "cancel":
                 await self.runs.cancel(context.user_id, run_id)
             info = await self.runs.log.info(run_id)
             meta = info.meta if info else {}

@@ -79,6 +79,8 @@ class _ActiveRun:
     tools: list[ToolFinished] = field(default_factory=list)
     cancel_code: str | None = None
     finished: asyncio.Event = field(default_factory=asyncio.Event)
+    saved_at: float = 0.0  # loop time of the last progress save
+    saving: asyncio.Task | None = None  # the progress save in flight (at most one)
 
 
 class RunManager:
@@ -469,6 +471,7 @@ class RunManager:
         run.last_seq = event.seq
         if isinstance(event, TextDelta):
             run.text += event.delta
+            self._maybe_save_progress(run)
         elif isinstance(event, ToolFinished):
             run.tools.append(event)
         elif isinstance(event, RunStarted):
@@ -480,6 +483,34 @@ class RunManager:
                     listener(run, event)
                 except Exception:  # telemetry must never break a run
                     log.exception("run_listener_failed", run_id=run.run_id)
+
+    def _maybe_save_progress(self, run: _ActiveRun) -> None:
+        """Save the partial answer about once per ``run_progress_save_s``, off the token path.
+
+        A background task, one at a time per run: a token never waits for the database, and a
+        slow database skips saves instead of queueing them."""
+        every = self.settings.run_progress_save_s
+        if not every or run.saving is not None:
+            return
+        now = asyncio.get_running_loop().time()
+        if now - run.saved_at < every:
+            return
+        run.saved_at = now
+        run.saving = asyncio.get_running_loop().create_task(self._save_progress(run, run.text))
+
+    async def _save_progress(self, run: _ActiveRun, text: str) -> None:
+        try:
+            async with self.db.session() as session:
+                await session.execute(
+                    update(Message)
+                    .where(Message.id == run.assistant_message_id, Message.status == "streaming")
+                    .values(content=text)
+                )
+                await session.commit()
+        except Exception as exc:  # the final persist writes the whole answer anyway
+            log.warning("run_progress_save_failed", run_id=run.run_id, error=type(exc).__name__)
+        finally:
+            run.saving = None
 
     async def _drive(self, run: _ActiveRun, request: RunRequest) -> None:
         # This task's own context: every log line of the run (engine, tools, telemetry) has its id.
@@ -506,6 +537,8 @@ class RunManager:
                 # Even a run that died before its engine said anything starts with run_started.
                 await self._emit(run, EventFactory(run.run_id).make(RunStarted, conversation_id=run.conversation_id, model="", engine=run.engine))
                 terminal = terminal.model_copy(update={"seq": 2})
+            if run.saving is not None:  # no progress save may land after the final one
+                await asyncio.gather(run.saving, return_exceptions=True)
             # Persist before announcing the end: whoever sees "done" can load the saved answer.
             await self._persist_with_retry(run, terminal)
             # The answer is saved; a failing log (Redis gone, or the run taken over while we

@@ -37,6 +37,9 @@ async def chatkit(
     x_portfolio_id: Annotated[str | None, Header(max_length=64)] = None,
     x_sim_scenario: Annotated[str | None, Header(max_length=100)] = None,
     accept_language: Annotated[str | None, Header(max_length=200)] = None,
+    # Ours, not ChatKit's: a client that stops runs with POST /api/v1/chat/runs/{id}/cancel says
+    # "continue", and a closed connection (a reload) then leaves its answer running.
+    x_disconnect: Annotated[str | None, Header(pattern="^(continue|cancel)$")] = None,
 ) -> Response:
     server = services.chatkit
     if server is None:
@@ -53,6 +56,7 @@ async def chatkit(
         portfolio_id=portfolio_id,
         locale=_locale(accept_language),
         sim_scenario=x_sim_scenario if services.settings.allow_fault_injection else None,
+        disconnect=x_disconnect,
     )
     result = await server.handle(await request.body(), context)
     if not isinstance(result, StreamHandle):
