@@ -1,13 +1,13 @@
 """The API tests again, on PostgreSQL (see conftest.py): auth, portfolios, chat send/resume/cancel,
 isolation between users, ChatKit over HTTP."""
 
-from tests.api.test_portfolios_api import *  # noqa: F401,F403
-from tests.api.test_smoke import *  # noqa: F401,F403
-from tests.auth.test_auth_api import *  # noqa: F401,F403
-from tests.chat.test_isolation import *  # noqa: F401,F403
-from tests.chat.test_send_api import *  # noqa: F401,F403
-from tests.chatkit.test_http import *  # noqa: F401,F403
+import pytest
 
-import pytest  # noqa: E402
+from tests.api.test_portfolios_api import *
+from tests.api.test_smoke import *
+from tests.auth.test_auth_api import *
+from tests.chat.test_isolation import *
+from tests.chat.test_send_api import *
+from tests.chatkit.test_http import *
 
 pytestmark = pytest.mark.postgres

@@ -13,7 +13,7 @@ import pytest
 from redis.asyncio import Redis
 from sqlalchemy import func, select
 
-from sigmachat.agent.events import EventFactory, RunFailed, RunStarted, TextDelta
+from sigmachat.agent.events import EventFactory, RunStarted, TextDelta
 from sigmachat.chat.conversations import create_conversation, list_messages
 from sigmachat.db.models import Message, User
 from sigmachat.errors import Conflict, RateLimited
