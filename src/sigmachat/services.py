@@ -31,6 +31,7 @@ class Services:
     rollout: RolloutService | None = None  # which chat path serves a user (built in build())
     telemetry: Telemetry | None = None  # runs rows, /metrics, spans, shadow runs (built in build())
     redis: Any = None  # redis.asyncio.Redis when SIGMACHAT_REDIS_URL is set (shared run state)
+    closing: bool = False  # a drained instance handing over to the server's shutdown
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -83,7 +84,9 @@ class Services:
         prefix = self.settings.redis_prefix
         return (
             RedisEventLog(self.redis, ttl_s=self.settings.run_log_ttl_s, prefix=prefix),
-            RedisCoordinator(self.redis, lease_ttl_s=self.settings.run_lease_ttl_s, prefix=prefix),
+            RedisCoordinator(
+                self.redis, lease_ttl_s=self.settings.run_lease_ttl_s, prefix=prefix, url=self.settings.redis_url
+            ),
         )
 
     async def aclose(self) -> None:

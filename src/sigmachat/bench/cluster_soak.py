@@ -6,8 +6,8 @@ whenever a stream breaks (its instance drained or died) they resume it through n
 ``Last-Event-ID``, and a send that got no answer is retried with the same
 ``client_message_id``. During the soak:
 
-1. at 25 % of the time, instance A gets SIGTERM (graceful drain) and is started again;
-2. at 55 %, instance B gets SIGKILL and is started again.
+1. at 20 % of the time, instance B gets SIGKILL and is started again;
+2. at 50 % (once B is back), instance A gets SIGTERM (graceful drain) and is started again.
 
 Afterwards, from PostgreSQL and Redis: every answer either completed intact (the text the
 client received, across resumes, equals the stored answer) or, for runs of the killed
@@ -84,7 +84,7 @@ class ClusterClient:
         return {"Authorization": f"Bearer {self.tokens[user]}"}
 
     async def _pause(self) -> None:
-        await asyncio.sleep(self.rng.uniform(0.1, 0.6))
+        await asyncio.sleep(self.rng.uniform(0.2, 1.0))
 
     async def legacy(self, t: Turn) -> None:
         for _ in range(10):
@@ -104,7 +104,7 @@ class ClusterClient:
             t.outcome = "client_error:conversation"
             return
         last_id, seen = "", 0
-        for _ in range(30):
+        for _ in range(60):
             try:
                 if t.run_id is None:
                     ctx = self.http.stream(
@@ -180,23 +180,27 @@ class ClusterClient:
                     t.outcome = f"rejected:http_{resp.status_code}"
                     return
                 t.run_id = resp.headers.get("x-run-id")
+                cut = False
                 async for sse in httpx2.EventSource(resp):
                     last_id = sse.id or last_id
                     if sse.data and self._chatkit(t, json.loads(sse.data)):
                         return
                     seen += 1
-                    if t.planned_cut is not None and seen >= t.planned_cut:
+                    if t.planned_cut is not None and seen >= t.planned_cut and t.outcome == "pending":
+                        cut = True
                         break
-                else:
-                    t.drops += 1
+                if not cut and t.outcome == "complete":
+                    return  # the stream ended after the answer's item.done and no error
+                t.drops += 0 if cut else 1
         except httpx2.TransportError:
             t.drops += 1
             if t.run_id is None:
                 t.outcome = "client_error:chatkit_send_failed"
                 return
-        for _ in range(30):
+        for _ in range(60):
             await self._pause()
             t.resumes += 1
+            t.outcome = "pending"
             try:
                 hdrs = {**self._auth(t.user), "Last-Event-ID": last_id}
                 async with self.http.stream("GET", f"{self.base}/chatkit/runs/{t.run_id}/stream", headers=hdrs) as resp:
@@ -210,6 +214,8 @@ class ClusterClient:
                         last_id = sse.id or last_id
                         if sse.data and self._chatkit(t, json.loads(sse.data)):
                             return
+                    if t.outcome == "complete":
+                        return
                     t.drops += 1
             except httpx2.TransportError:
                 t.drops += 1
@@ -223,9 +229,9 @@ class ClusterClient:
         elif etype == "thread.item.updated" and (event.get("update") or {}).get("type", "").endswith("text_delta"):
             t.received += event["update"].get("delta", "")
         elif etype == "thread.item.done" and (event.get("item") or {}).get("type") == "assistant_message":
+            # Complete only if no error follows (a failed run also closes its item first).
             t.final_text = "".join(p.get("text", "") for p in event["item"].get("content") or [])
             t.outcome = "complete"
-            return True
         elif etype == "error":
             t.outcome = "error:chatkit"
             return True
@@ -235,7 +241,7 @@ class ClusterClient:
 async def _loops(url: str, users: list[str], password: str, opts: ClusterSoakOptions, chaos: Any) -> list[Turn]:
     rng = random.Random(opts.seed)
     turns: list[Turn] = []
-    http = make_http_client(read_timeout_s=60)
+    http = make_http_client(read_timeout_s=120)
     try:
         tokens = {}
         for email in users:
@@ -313,36 +319,49 @@ def run_cluster_soak(opts: ClusterSoakOptions, console: Any) -> dict[str, Any]:
             )  # fmt: skip
             group.append(sim)
             procs.wait_ready(sim, "/v1/models", timeout_s=60)
-            with cluster(workdir, openai_base_url=f"{sim.url}/v1", extra_env={"SIGMACHAT_LOG_LEVEL": "INFO"}) as c:
+            # Drain grace above the longest answer under this load, so a drained instance finishes
+            # every answer it is writing (what a rolling restart should be configured for).
+            extra = {"SIGMACHAT_LOG_LEVEL": "INFO", "SIGMACHAT_SHUTDOWN_GRACE_S": "90"}
+            with cluster(workdir, openai_base_url=f"{sim.url}/v1", extra_env=extra) as c:
                 a, b = c.instances
                 console.print(f"Cluster up in {time.perf_counter() - t0:.0f} s: PostgreSQL, Redis, nginx {c.url}, "
                               f"instances {a.url} {b.url}; {opts.streams} client loops for {opts.seconds:g} s…")  # fmt: skip
                 t_start = time.monotonic()
                 streaming_after_kill: list[int] = []
+                killed_runs: set[str] = set()
 
                 def chaos() -> None:
-                    time.sleep(opts.seconds * 0.25)
+                    # The kill first: runs of the killed instance must be closed by the survivor
+                    # while the loops still run; then, with both up again, a rolling restart.
+                    time.sleep(opts.seconds * 0.2)
+                    events["sigkill_b"] = time.monotonic() - t_start
+                    assert b.proc is not None
+                    tag = f":{b.proc.pid}:"  # instance ids are host:pid:random
+                    with redis.Redis.from_url(c.redis.url) as r:
+                        b.kill()
+                        claims = [json.loads(v) for v in r.hgetall("sigmachat:runs:active").values()]
+                    killed_runs.update(cl["run_id"] for cl in claims if tag in cl["instance_id"])
+                    console.print(f"  t={events['sigkill_b']:.0f}s SIGKILL → instance b ({len(killed_runs)} runs in flight); "
+                                  "starting it again")  # fmt: skip
+                    b.start(wait=False)
+                    time.sleep(STREAMING_CHECK_AFTER_KILL_S)
+                    ids = ",".join(f"'{r}'" for r in killed_runs) or "''"
+                    rows = asyncio.run(_query(
+                        c.database_url,
+                        f"SELECT count(*) FROM messages WHERE role='assistant' AND status='streaming' AND run_id IN ({ids})",
+                    ))  # fmt: skip
+                    streaming_after_kill.append(int(rows[0][0]))
+                    assert b.proc is not None
+                    procs.wait_ready(b.proc, "/readyz", timeout_s=120)
+                    events["b_ready"] = time.monotonic() - t_start
+                    time.sleep(max(0.0, opts.seconds * 0.5 - (time.monotonic() - t_start)))
                     events["sigterm_a"] = time.monotonic() - t_start
                     console.print(f"  t={events['sigterm_a']:.0f}s SIGTERM → instance a (drain)")
-                    code = a.terminate(timeout_s=60)
+                    code = a.terminate(timeout_s=150)
                     events["a_exited"] = time.monotonic() - t_start
                     console.print(f"  t={events['a_exited']:.0f}s instance a exited ({code}); starting it again")
                     a.start()
                     events["a_ready"] = time.monotonic() - t_start
-                    time.sleep(max(0.0, opts.seconds * 0.55 - (time.monotonic() - t_start)))
-                    events["sigkill_b"] = time.monotonic() - t_start
-                    killed_at = dt.datetime.now(dt.UTC)
-                    console.print(f"  t={events['sigkill_b']:.0f}s SIGKILL → instance b; starting it again")
-                    b.kill()
-                    b.start()
-                    events["b_ready"] = time.monotonic() - t_start
-                    time.sleep(max(0.0, events["sigkill_b"] + STREAMING_CHECK_AFTER_KILL_S - (time.monotonic() - t_start)))
-                    rows = asyncio.run(_query(
-                        c.database_url,
-                        "SELECT count(*) FROM messages WHERE role='assistant' AND status='streaming' "
-                        f"AND created_at <= '{killed_at.isoformat()}'",
-                    ))  # fmt: skip
-                    streaming_after_kill.append(int(rows[0][0]))
 
                 turns = asyncio.run(_loops(c.url, demo["users"], demo["password"], opts, chaos))
                 # Idle: every run ended (wait for the survivors to close the last ones).
@@ -360,7 +379,7 @@ def run_cluster_soak(opts: ClusterSoakOptions, console: Any) -> dict[str, Any]:
                     locked = sum(1 for _ in r.scan_iter("sigmachat:conv:*:run"))
                     active_claims = r.hlen("sigmachat:runs:active")
                 taken_over = _taken_over(workdir)
-        result = _account(turns, rows, locked, active_claims, streaming_after_kill, taken_over, events, opts)
+        result = _account(turns, rows, locked, active_claims, streaming_after_kill, taken_over, killed_runs, events, opts)
         result["soak_seconds"] = round(time.perf_counter() - t0, 1)
         result["started_at"] = started_at.isoformat(timespec="seconds")
         if opts.keep_workdir:
@@ -378,10 +397,14 @@ def run_cluster_soak(opts: ClusterSoakOptions, console: Any) -> dict[str, Any]:
 
 
 def _account(turns: list[Turn], rows: list[Any], locked: int, active_claims: int, streaming_after_kill: list[int],
-             taken_over: set[str], events: dict[str, float], opts: ClusterSoakOptions) -> dict[str, Any]:  # fmt: skip
+             taken_over: set[str], killed_runs: set[str], events: dict[str, float],
+             opts: ClusterSoakOptions) -> dict[str, Any]:  # fmt: skip
     assistants = {r.run_id: r for r in rows if r.role == "assistant" and r.run_id}
     users = [r for r in rows if r.role == "user"]
-    lost = [u for u in users if not u.run_id or u.run_id not in assistants]
+    lost = [u for u in users if u.run_id and u.run_id not in assistants]
+    # ChatKit stores the user's item before the run is admitted (the SDK's order): a request
+    # cut by the kill right then leaves a question with no run, which its client saw fail.
+    unstarted = [u for u in users if not u.run_id]
     dup = Counter(u.client_message_id for u in users if u.client_message_id)
     duplicated = sum(n - 1 for n in dup.values() if n > 1)
     intact = interrupted_saved = 0
@@ -402,8 +425,9 @@ def _account(turns: list[Turn], rows: list[Any], locked: int, active_claims: int
         elif row.status == "interrupted":
             ok = t.outcome.startswith("error") and row.content == t.received
             interrupted_saved += ok
-            if t.run_id not in taken_over:
-                problems.append({"run_id": t.run_id, "problem": "interrupted but not by a takeover (drain past grace?)"})
+            if t.run_id not in killed_runs:
+                problems.append({"run_id": t.run_id, "problem": "interrupted, but not a run of the killed instance",
+                                 "taken_over": t.run_id in taken_over})  # fmt: skip
             elif not ok:
                 problems.append({"run_id": t.run_id, "problem": "interrupted, saved text differs from what the client got",
                                  "client": t.outcome, "path": t.path})  # fmt: skip
@@ -426,7 +450,9 @@ def _account(turns: list[Turn], rows: list[Any], locked: int, active_claims: int
         "interrupted_with_partial_saved": interrupted_saved,
         "taken_over_by_survivors": len(taken_over),
         "db_statuses": dict(Counter(r.status for r in assistants.values())),
+        "runs_of_killed_instance": len(killed_runs),
         "lost": len(lost),
+        "chatkit_questions_without_a_run": len(unstarted),
         "streaming_20s_after_kill": streaming_after_kill[0] if streaming_after_kill else None,
         "streaming_at_end": sum(1 for r in assistants.values() if r.status == "streaming"),
         "conversations_locked": locked,
@@ -448,13 +474,13 @@ def summary_table(result: dict[str, Any]) -> Any:
 
     o = result["options"]
     t = Table(title=f"Cluster soak: {o['streams']} concurrent loops for {o['seconds']:g} s through nginx "
-                    f"(SIGTERM a at {result['events_s'].get('sigterm_a')} s, SIGKILL b at {result['events_s'].get('sigkill_b')} s)",
+                    f"(SIGKILL b at {result['events_s'].get('sigkill_b')} s, SIGTERM a at {result['events_s'].get('sigterm_a')} s)",
               title_justify="left")  # fmt: skip
     t.add_column("figure")
     t.add_column("value", justify="right")
-    for k in ("turns", "runs_started", "by_path", "complete_intact", "interrupted_with_partial_saved",
+    for k in ("turns", "runs_started", "by_path", "complete_intact", "runs_of_killed_instance", "interrupted_with_partial_saved",
               "taken_over_by_survivors", "db_statuses", "streams_broken_under_clients", "resumes_through_nginx",
-              "sends_retried", "lost", "streaming_20s_after_kill", "streaming_at_end", "conversations_locked",
+              "sends_retried", "lost", "chatkit_questions_without_a_run", "streaming_20s_after_kill", "streaming_at_end", "conversations_locked",
               "active_claims_left", "duplicated_runs_from_retried_sends", "client_failures", "problem_count",
               "client_outcomes", "events_s"):  # fmt: skip
         t.add_row(k.replace("_", " "), str(result.get(k)))

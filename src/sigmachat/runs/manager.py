@@ -187,24 +187,40 @@ class RunManager:
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(sweep(), name="run-log-sweeper"))
         if self.coordinator.shared:
+            self._loop = loop
             self._tasks.append(loop.create_task(self._lease_loop(), name="run-leases"))
             self.coordinator.start(self._cancel_here)
+            self.coordinator.keep_leases(self._runs_here, self._leases_lost)
+
+    def _runs_here(self) -> list[str]:
+        """This process's run ids, safe to call from the lease keeper's thread."""
+        for _ in range(5):
+            try:
+                return list(self._active)
+            except RuntimeError:  # the dict changed size under us: try again
+                continue
+        return []
+
+    def _leases_lost(self, run_ids: list[str]) -> None:
+        """From the lease keeper's thread: another instance closed these runs (we looked dead)."""
+
+        def stop() -> None:
+            for run_id in run_ids:
+                log.warning("run_lease_lost", run_id=run_id)
+                run = self._active.get(run_id)
+                if run is not None and run.task is not None:
+                    run.cancel_code = "interrupted"
+                    run.task.cancel()
+
+        self._loop.call_soon_threadsafe(stop)
 
     async def _lease_loop(self) -> None:
-        # A third of the lease: two renewals can fail before the lease lapses. Dead owners are
-        # found within lease + one period (9 s + 3 s by default, under the 15 s promise).
+        # Dead owners are found within lease + one period (9 s + 3 s by default, under the 15 s
+        # promise). Renewing our own leases is the lease keeper's job (a thread: see keep_leases).
         period = self.settings.run_lease_ttl_s / 3
         while True:
             await asyncio.sleep(period)
             try:
-                lost = await self.coordinator.renew(list(self._active))
-                for run_id in lost:
-                    # Another instance closed this run (we looked dead): stop writing into it.
-                    log.warning("run_lease_lost", run_id=run_id)
-                    run = self._active.get(run_id)
-                    if run is not None and run.task is not None:
-                        run.cancel_code = "interrupted"
-                        run.task.cancel()
                 for claim in await self.coordinator.dead_runs():
                     if claim.run_id not in self._active:
                         await self.take_over(claim)
@@ -288,6 +304,8 @@ class RunManager:
         if engine not in self.engines:
             raise ServiceUnavailable(f"The {engine} engine is not available.")
         async with self._lock:
+            if not self._accepting:  # a drain began while this start waited for the lock
+                raise ServiceUnavailable("The server is shutting down; try again in a moment.", headers={"Retry-After": "5"})
             try:
                 return await self._start_locked(
                     user_id, conversation_id, text, engine, protocol, client_message_id,
