@@ -33,6 +33,9 @@ def make_settings(tmp: Path, **overrides) -> Settings:
         openai_base_url=None,
         offline_ttfb_ms=0,  # no pacing: tests assert order, never timing
         offline_tokens_per_s=0,
+        # Scripted upstreams answer requests in order: no probe request before them. Tests of
+        # the other modes (chat_completions, auto) say so.
+        upstream_api="responses",
     )
     values.update(overrides)
     return Settings(_env_file=None, **values)

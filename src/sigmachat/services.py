@@ -10,6 +10,7 @@ from sigmachat.db.session import Database
 from sigmachat.settings import Settings
 
 if TYPE_CHECKING:
+    from sigmachat.auth.throttle import LoginThrottle
     from sigmachat.engines.model_client import ModelClient
     from sigmachat.protocols.chatkit_server import SigmaChatKitServer
     from sigmachat.rollout import RolloutService
@@ -30,17 +31,20 @@ class Services:
     chatkit: SigmaChatKitServer | None = None  # the ChatKit protocol server (POST /chatkit)
     rollout: RolloutService | None = None  # which chat path serves a user (built in build())
     telemetry: Telemetry | None = None  # runs rows, /metrics, spans, shadow runs (built in build())
+    login_throttle: LoginThrottle | None = None  # failed sign-ins per account and client (built in build())
     redis: Any = None  # redis.asyncio.Redis when SIGMACHAT_REDIS_URL is set (shared run state)
     closing: bool = False  # a drained instance handing over to the server's shutdown
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
+        from sigmachat.auth.throttle import LoginThrottle
         from sigmachat.rollout import RolloutService
         from sigmachat.telemetry import Telemetry
 
         services = cls(settings=settings, db=Database(settings), tokens=TokenService(settings))
         services.telemetry = Telemetry(settings, services.db)
         services.rollout = RolloutService(settings, services.db, observer=services.telemetry.metrics.flag_evaluated)
+        services.login_throttle = LoginThrottle(settings)
         return services
 
     def start_chat_runtime(self, *, http_client: Any = None) -> None:

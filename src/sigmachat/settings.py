@@ -76,6 +76,12 @@ class Settings(BaseSettings):
     retry_max_delay_ms: int = Field(default=8000, ge=0)
     responses_previous_response_id: bool = False  # only honoured when the upstream is OpenAI
     history_max_messages: int = Field(default=40, ge=2)
+    # The bound of one model call's answer: sent upstream (max_output_tokens / max_tokens) and
+    # enforced here too, for servers that ignore it (see engines/base.py OutputBudget).
+    max_output_tokens: int = Field(default=2048, ge=16, le=128_000)
+    # Which API the upstream speaks. auto: probe once (POST /responses with an empty body:
+    # 404/405/501 means Chat Completions), then remember. The offline model is Responses-only.
+    upstream_api: str = Field(default="auto", pattern="^(responses|chat_completions|auto)$")
 
     # --- several instances (README "Running several instances") ---
     # With a Redis URL the run event log, run leases, cancels and per-user limits are shared by
@@ -92,6 +98,9 @@ class Settings(BaseSettings):
     # reloads mid-run (items.list, the messages API) sees the partial text. 0 = only at the end.
     run_progress_save_s: float = Field(default=1.0, ge=0)
     sse_heartbeat_s: float = Field(default=15.0, gt=0)
+    # A client reading slower than the model writes gets the text deltas waiting for it as one
+    # frame (id and seq of the last one) instead of one frame each. Off: one frame per delta.
+    stream_coalesce_deltas: bool = False
     legacy_disconnect: str = Field(default="continue", pattern="^(continue|cancel)$")
     chatkit_disconnect: str = Field(default="cancel", pattern="^(continue|cancel)$")
 
@@ -122,6 +131,9 @@ class Settings(BaseSettings):
     # any `limits` async storage URI, e.g. async+redis://host:6379; with REDIS_URL set and this
     # left at the in-process default, the limits are kept in that Redis.
     rate_limit_storage: str = "async+memory://"
+    # Failed sign-ins allowed per account (email, existing or not) and per client address.
+    login_rate_limit_account: str = "5/minute"
+    login_rate_limit_client: str = "20/minute"
     max_concurrent_runs_per_user: int = Field(default=3, ge=0)  # 0 = unlimited
     daily_token_budget: int = Field(default=2_000_000, ge=0)  # input+output tokens per user per UTC day; 0 = unlimited
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)

@@ -136,3 +136,43 @@ async def test_logout_clears_cookie(client):
     assert resp.status_code == 204
     assert "auth_token=" in resp.headers["set-cookie"] and "Max-Age=0" in resp.headers["set-cookie"]
     assert (await client.get("/api/v1/auth/me")).status_code == 401
+
+
+async def _login_status(client, email: str, password: str):
+    return await client.post("/api/v1/auth/login", json={"email": email, "password": password})
+
+
+async def test_failed_sign_ins_are_throttled_per_account_with_retry_after(client):
+    statuses = [(await _login_status(client, HNW, "wrong-password")).status_code for _ in range(5)]
+    assert statuses == [401] * 5
+    resp = await _login_status(client, HNW, "wrong-password")
+    assert resp.status_code == 429 and int(resp.headers["retry-after"]) >= 1
+    assert resp.json()["error"]["code"] == "rate_limited"
+    # While throttled even the right password is refused (the guess is not checked at all).
+    assert (await _login_status(client, HNW, DEMO_PASSWORD)).status_code == 429
+    # Another account from the same client is not locked by the first one's failures.
+    from tests.conftest import INDIVIDUAL
+
+    assert (await _login_status(client, INDIVIDUAL, DEMO_PASSWORD)).status_code == 200
+
+
+async def test_throttling_looks_the_same_for_unknown_and_existing_accounts(client):
+    for email in (HNW, "nobody-here@example.com"):
+        for _ in range(5):
+            assert (await _login_status(client, email, "wrong-password")).status_code == 401
+    known = await _login_status(client, HNW, "wrong-password")
+    unknown = await _login_status(client, "nobody-here@example.com", "wrong-password")
+    assert known.status_code == unknown.status_code == 429
+    assert known.json()["error"]["message"].split(" in ")[0] == unknown.json()["error"]["message"].split(" in ")[0]
+    assert set(known.json()["error"]) == set(unknown.json()["error"])
+
+
+async def test_failed_sign_ins_are_throttled_per_client_address(client):
+    # 20 failures from one address across many accounts: the 21st attempt is refused,
+    # whichever account it names (credential stuffing from one client).
+    for i in range(20):
+        assert (await _login_status(client, f"user{i}@example.com", "wrong-password")).status_code == 401
+    resp = await _login_status(client, "someone-else@example.com", "wrong-password")
+    assert resp.status_code == 429 and resp.headers["retry-after"]
+    # A correct password from that address waits too.
+    assert (await _login_status(client, HNW, DEMO_PASSWORD)).status_code == 429

@@ -58,7 +58,7 @@ async def test_one_stream_per_path_is_measured_and_intact(settings, clients):
         await gen.close()
     for cell in cells:
         assert (cell.streams, cell.ok, cell.errors, cell.intact) == (1, 1, 0, 1), cell
-        assert cell.tool_calls_median == 2.0  # the question needs exactly two tools
+        assert cell.tool_calls_median == 3.0  # profile, quote, and what the user holds in it
         assert cell.ttfb_ms["n"] == 1 and cell.events > 0
         assert cell.app_cpu_s is None  # nothing sampled without a pid
     # Progress: the warm-up and each measured stream were reported to the parent.

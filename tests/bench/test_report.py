@@ -117,3 +117,23 @@ def test_chart_is_valid_svg_with_gaps():
     assert nice_ticks(0) == [0.0, 1.0]
     assert nice_ticks(430) == [0.0, 100.0, 200.0, 300.0, 400.0, 500.0]
     assert nice_ticks(228, vmin=-72) == [-100.0, 0.0, 100.0, 200.0, 300.0]
+
+
+def test_cpu_per_token_against_the_raw_reader_with_streams_per_core_and_warnings():
+    from sigmachat.bench.report import add_cpu, cpu_headline, cpu_rows
+
+    raw = {**_cell("raw", "text", 10, 300, 2000), "tokens": 4000, "loadgen_cpu_s": 0.4, "sim_cpu_s": 1.9, "app_cpu_s": 0.0}
+    app = {**_cell("responses", "text", 10, 330, 2100), "tokens": 4000, "app_cpu_s": 1.0, "loadgen_cpu_s": 0.5, "sim_cpu_s": 0.5}
+    idle = {**_cell("chatkit", "text", 10, 330, 2100), "tokens": 0, "app_cpu_s": 0.2}
+    cells = add_cpu([raw, app, idle], tokens_per_s=80.0)
+    cpu = app["cpu"]
+    assert cpu["app_us_per_token"] == 250.0 and cpu["raw_us_per_token"] == 100.0 and cpu["ratio"] == 2.5
+    assert cpu["streams_per_core"] == 50.0  # 1 / (250 µs × 80 tokens/s)
+    assert cpu["app_core_share"] == 0.5 and cpu["warnings"] == []
+    assert raw["cpu"]["warnings"] == ["simulator CPU-bound (95% of a core)"]
+    assert idle["cpu"]["app_us_per_token"] is None and idle["cpu"]["ratio"] is None  # no tokens: no figure
+    report = {"cells": cells, "questions": [{"key": "text"}], "plan": {"paths": ["raw", "responses", "chatkit"]}}
+    row = cpu_rows(report, "text")[0]
+    assert row[:8] == ["10", "responses", "4,000", "1.00", "250", "100", "×2.5", "50.0"]
+    assert "raw cell: simulator CPU-bound" in row[9]
+    assert cpu_headline(report).startswith("responses, text: 250 µs CPU per token, ×2.5 the raw reader's")

@@ -181,6 +181,19 @@ def test_upstream_fault_shows_a_retryable_error_and_retry_succeeds(page_for, liv
     assert answer.locator(".msg-error").count() == 0
 
 
+def test_an_answer_cut_at_the_output_bound_says_so_and_why(page_for, live_server):
+    page = page_for(live_server)
+    open_chat_as(page, HEDGE)
+    add_scenario_header(page, "**/api/v1/chat/send", "ramble")  # ignores the bound; the server cuts it
+    ask(page, LARGEST)
+    cut = wait_answer(page, "incomplete")
+    assert cut.locator(".badge-failed").inner_text().strip() == "Incomplete"
+    note = cut.locator(".msg-error").inner_text()
+    limit = live_server.settings.max_output_tokens
+    assert "Answer cut short" in note and f"limit of {limit} tokens" in note
+    assert cut.locator(".md").inner_text().strip()  # what was written before the cut stays
+
+
 def test_network_drop_before_the_answer_starts_is_retried_automatically(page_for, live_server):
     page = page_for(live_server)
     open_chat_as(page, FAMILY)

@@ -104,6 +104,19 @@ def test_chatkit_stop_and_retry(page_for, chatkit_server):
     assert page.locator(".msg-user").count() == 2
 
 
+def test_chatkit_answer_cut_at_the_output_bound_says_so_and_why(page_for, chatkit_server):
+    page = page_for(chatkit_server)
+    open_chat_as(page, HEDGE)
+    fault_next_chatkit_turn(page, "ramble")  # ignores the bound; the server cuts it
+    ask(page, LARGEST)
+    cut = wait_answer(page, "incomplete", timeout=90_000)  # ~2,000 streamed deltas before the cut
+    limit = chatkit_server.settings.max_output_tokens
+    page.wait_for_function("() => [...document.querySelectorAll('.msg-error')].some(e => e.innerText.includes('Answer cut short'))")
+    note = cut.locator(".msg-error").inner_text()
+    assert f"limit of {limit} tokens" in note
+    assert cut.locator(".md").inner_text().strip()  # what was written before the cut stays
+
+
 def test_switching_backend_between_turns_continues_the_same_conversation(page_for, live_server):
     """The flag is evaluated per turn: a user moved to ChatKit mid-conversation keeps one history."""
     page = page_for(live_server)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import httpx
@@ -13,13 +14,13 @@ from sigmachat.agent.failures import kind
 from sigmachat.api.app import create_app
 from sigmachat.db.models import Message, User
 from sigmachat.engines.agents import AgentsEngine
-from sigmachat.engines.base import RunRequest
+from sigmachat.engines.base import OutputBudget, RunRequest
 from sigmachat.engines.model_client import build_model_client
 from sigmachat.engines.responses import ResponsesEngine
 from sigmachat.services import Services
 from sigmachat.sim.app import sim_http_client
 from sigmachat.tools.registry import build_registry
-from tests.chat.test_faults import OUTCOMES, QUESTION
+from tests.chat.test_faults import MAX_OUTPUT_TOKENS, OUTCOMES, QUESTION, UPSTREAM_APIS
 from tests.chatkit.helpers import compact, create, parse_sse, req
 from tests.conftest import BASE_URL, HNW, login, make_settings
 
@@ -36,6 +37,7 @@ def sim_settings(tmp_path, **extra):
         fallback_model=None,
         sse_heartbeat_s=0.02,
         send_rate_limit="",
+        max_output_tokens=MAX_OUTPUT_TOKENS,
         **extra,
     )
 
@@ -44,10 +46,10 @@ def fresh_sim():
     return sim_http_client(ttfb_ms=0, tokens_per_s=0, slow_tokens_per_s=200, retry_after_s=0.05)
 
 
-@pytest.fixture
-async def sim_client(tmp_path, template_db):
+@pytest.fixture(params=UPSTREAM_APIS)
+async def sim_client(request, tmp_path, template_db):
     shutil.copy(template_db, tmp_path / "sigmachat.db")
-    app = create_app(sim_settings(tmp_path), model_http_client=fresh_sim())
+    app = create_app(sim_settings(tmp_path, upstream_api=request.param), model_http_client=fresh_sim())
     async with LifespanManager(app), httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE_URL) as c:
         c.app = app
         yield c
@@ -83,6 +85,15 @@ async def test_fault_scenario_on_the_chatkit_path(sim_client, scenario):
     assert rows[0].content == QUESTION and rows[1].status == status and rows[1].engine == "agents"
     if terminal == "error":
         assert rows[1].error["code"] == code
+    if scenario == "ramble":
+        assert f"limit of {MAX_OUTPUT_TOKENS} tokens" in error[0].message
+        assert rows[1].error["incomplete_reason"] == "max_output_tokens"
+        deltas = [
+            f.event.update.delta for f in frames
+            if f.type == "thread.item.updated" and f.event.update.type == "assistant_message.content_part.text_delta"
+        ]  # fmt: skip
+        assert "".join(deltas) == rows[1].content
+        assert MAX_OUTPUT_TOKENS - 10 <= sum(OutputBudget.cost(d) for d in deltas) <= MAX_OUTPUT_TOKENS
     # Whatever the fault, the thread reloads as what the user saw.
     items = (await sim_client.post("/chatkit", content=req("items.list", thread_id=thread_id, order="asc"), headers=headers)).json()["data"]
     assert items[0]["type"] == "user_message"
@@ -93,10 +104,10 @@ async def test_fault_scenario_on_the_chatkit_path(sim_client, scenario):
     assert services.runs.active_count() == 0
 
 
-@pytest.fixture
-async def sim_services(tmp_path, template_db):
+@pytest.fixture(params=UPSTREAM_APIS)
+async def sim_services(request, tmp_path, template_db):
     shutil.copy(template_db, tmp_path / "sigmachat.db")
-    services = Services.build(sim_settings(tmp_path))
+    services = Services.build(sim_settings(tmp_path, upstream_api=request.param))
     async with services.db.session() as s:
         user_id = (await s.execute(select(User.id).where(User.email == HNW))).scalar_one()
     yield services, user_id
@@ -134,6 +145,10 @@ async def test_both_engines_report_the_same_outcome_for_the_same_fault(sim_servi
     assert agents == responses
     assert a_infos == r_infos and a_tools == r_tools and a_oks == r_oks
     assert a_last.retries == r_last.retries and a_last.attempts == r_last.attempts
+    # A misbehaving model reads the same recoverable tool error from either engine.
+    assert [_tool_error(t) for t in a_last.tool_calls] == [_tool_error(t) for t in r_last.tool_calls]
+    if scenario in ("unknown_tool", "invalid_json_arguments", "unknown_tool_loop"):
+        assert r_last.tool_calls and all(_tool_error(t)[1]["type"] == "validation_error" for t in r_last.tool_calls)
     if a_last.type == "run_finished":
         assert a_last.final_text == r_last.final_text
         assert a_last.usage.output_tokens == r_last.usage.output_tokens > 0
@@ -141,6 +156,11 @@ async def test_both_engines_report_the_same_outcome_for_the_same_fault(sim_servi
         assert [t.name for t in a_last.tool_calls] and all(t.output for t in a_last.tool_calls)
     else:
         assert a_last.message == r_last.message
+
+
+def _tool_error(record):
+    envelope = json.loads(record.output)
+    return record.name, envelope.get("error")
 
 
 async def test_heartbeat_comments_keep_a_slow_chatkit_stream_alive(sim_client):

@@ -52,7 +52,8 @@ def test_partial_failure_keeps_the_good_section() -> None:
     good = result("get_sector_exposure", {"sectors": [{"sector": "Energy", "weight": 0.12, "market_value": 120000}]}, price_source="demo")
     bad = result("get_volatility_analysis", error={"type": "execution_error", "message": "boom", "retryable": False})
     text = compose_answer("sectors and risk", [good, bad])
-    assert "**Sectors**" in text and "Energy" in text and "12.0%" in text
+    # The answer comes first (no heading); the supporting sections follow under theirs.
+    assert text.startswith("Your largest sector is **Energy** at 12.0% of NAV") and "**Sectors**" not in text
     assert "**Risk and volatility**" in text and "I could not compute the volatility analysis: boom." in text
     assert "No figures could be computed" not in text
     assert "prices are demo data" in text

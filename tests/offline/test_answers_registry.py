@@ -92,7 +92,7 @@ QUESTIONS = [
     ("Price history over the last 3 months", "get_prices_historical", ["over the last 63 trading days", "best **"]),
     ("How did the factor ETFs do this month?", "get_factor_etf_prices", ["Market (SPY)", "Momentum (MTUM)"]),
     ("Which portfolios do I have?", "list_user_portfolios", ["You have 1 portfolio", "Demo High Net Worth"]),
-    ("How is my portfolio doing?", "get_analytics_overview", ["**Exposure**", "**Holdings**", "Biggest gain"]),
+    ("How is my portfolio doing?", "get_analytics_overview", ["NAV of **", "**Holdings**", "Biggest gain"]),
 ]
 
 

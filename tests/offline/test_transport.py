@@ -117,7 +117,8 @@ async def test_bad_requests_get_openai_format_errors(content: bytes, status: int
 
 async def test_unknown_path_and_wrong_method() -> None:
     async with httpx2.AsyncClient(transport=OfflineTransport(model_name=MODEL), base_url=OFFLINE_BASE_URL) as http:
-        assert (await http.get("/chat/completions")).status_code == 404
+        assert (await http.get("/embeddings")).status_code == 404
+        assert (await http.get("/chat/completions")).status_code == 405
         assert (await http.get("/responses")).status_code == 405
         assert (await http.get("/models/nope")).status_code == 404
 

@@ -13,7 +13,7 @@ text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=20
 
 
 def _wire(events) -> str:
-    return "".join(legacy_sse.encode(e).encode().decode() for e in events)
+    return "".join(legacy_sse.encode(e).decode() for e in events)
 
 
 @settings(max_examples=300, deadline=None)
@@ -47,3 +47,30 @@ def test_last_event_id_parsing_only_accepts_this_runs_ids(run_suffix, seq):
     assert legacy_sse.parse_last_event_id(f"{run_id}:{seq}", run_id) == seq
     assert legacy_sse.parse_last_event_id(f"run_other{run_suffix}x:{seq}", run_id) is None
     assert legacy_sse.parse_last_event_id(None, run_id) is None
+
+
+def _sse_starlette_bytes(event) -> bytes:
+    """The frame as sse-starlette's ServerSentEvent writes it (the contract the fast encoder keeps)."""
+    import json
+
+    from sse_starlette import ServerSentEvent
+
+    envelope = {
+        "type": legacy_sse.EVENT_NAMES[event.type],
+        "run_id": event.run_id,
+        "seq": event.seq,
+        "data": legacy_sse.payload(event),
+        "timestamp": event.ts,
+    }
+    data = json.dumps(envelope, separators=(",", ":"), ensure_ascii=False, default=str)
+    return ServerSentEvent(data=data, event=envelope["type"], id=f"{event.run_id}:{event.seq}", sep=legacy_sse.SEP).encode()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(text, min_size=1, max_size=10), text)
+def test_frames_are_byte_identical_to_sse_starlettes(deltas, message):
+    ev = EventFactory("run_b")
+    events = [ev.make(TextDelta, delta=d) for d in deltas]
+    events.append(ev.make(RunFailed, code="network_error", message=message, retryable=True, partial_text="".join(deltas)))
+    for event in events:
+        assert legacy_sse.encode(event) == _sse_starlette_bytes(event)

@@ -19,7 +19,7 @@ async def _ids(app, email: str) -> tuple[str, str, str]:
 async def test_config_answers_backend_reason_and_version(client, hnw_headers):
     resp = await client.get("/api/v1/chat/config", headers=hnw_headers)
     assert resp.status_code == 200
-    assert resp.json() == {"backend": "responses", "reason": "default", "flag_version": 0}
+    assert resp.json() == {"backend": "responses", "reason": "default", "flag_version": 0, "max_message_chars": 4000}
 
 
 async def test_non_admins_get_403_on_every_admin_route(client, hnw_headers):
@@ -44,11 +44,11 @@ async def test_admin_changes_the_rollout_and_users_follow(app, client):
     assert state["allow_users"] == [HNW] and state["version"] == 1 and state["updated_by"] == f"user:{ADMIN}"
     assert state["percent"] == 0 and state["kill_switch"] is False  # a partial update keeps the rest
 
-    assert (await client.get("/api/v1/chat/config", headers=user)).json() == {"backend": "chatkit", "reason": "allow_user", "flag_version": 1}
+    assert (await client.get("/api/v1/chat/config", headers=user)).json() == {"backend": "chatkit", "reason": "allow_user", "flag_version": 1, "max_message_chars": 4000}
 
     resp = await client.put("/api/v1/admin/rollout", headers=admin, json={"kill_switch": True})
     assert resp.json()["kill_switch"] is True and resp.json()["allow_users"] == [HNW]
-    assert (await client.get("/api/v1/chat/config", headers=user)).json() == {"backend": "responses", "reason": "kill_switch", "flag_version": 2}
+    assert (await client.get("/api/v1/chat/config", headers=user)).json() == {"backend": "responses", "reason": "kill_switch", "flag_version": 2, "max_message_chars": 4000}
 
     audit = (await client.get("/api/v1/admin/rollout/audit", headers=admin)).json()["entries"]
     assert [(e["version"], e["actor"], e["new"]) for e in audit] == [
@@ -85,7 +85,7 @@ async def test_percentage_rollout_through_the_api_matches_the_bucket(app, client
     assert (await client.get("/api/v1/chat/config", headers=user)).json()["backend"] == "responses"
     version = (await client.put("/api/v1/admin/rollout", headers=admin, json={"percent": b})).json()["version"]
     # (b - 1 may be 0, the initial value: then the first PUT changed nothing and made no version)
-    assert (await client.get("/api/v1/chat/config", headers=user)).json() == {"backend": "chatkit", "reason": "percentage", "flag_version": version}
+    assert (await client.get("/api/v1/chat/config", headers=user)).json() == {"backend": "chatkit", "reason": "percentage", "flag_version": version, "max_message_chars": 4000}
 
 
 async def test_invalid_updates_are_422_and_change_nothing(client):

@@ -167,3 +167,23 @@ async def test_engine_crash_becomes_internal_error_event_not_an_exception(servic
     events = await _collect(manager, run.run_id)
     assert [e.type for e in events] == ["run_started", "run_failed"]
     assert events[-1].code == "internal_error" and [e.seq for e in events] == [1, 2]
+
+
+async def test_a_slow_subscriber_can_get_waiting_deltas_coalesced_without_changing_text_or_seq(services):
+    chunks = ("Your ", "largest ", "position ", "is ", "**HOME_EQUITY**.")
+    manager, user, conv = await _setup(services, ScriptedEngine(chunks))
+    run = await manager.start(user_id=user.id, conversation_id=conv.id, text="hi", engine="responses", protocol="test")
+    await manager.wait_finished(run.run_id, 5)  # a subscriber that arrives late: everything is waiting
+    every = await _collect(manager, run.run_id)
+    merged = [e async for e in manager.subscribe(run.run_id, coalesce=True)]
+    deltas = [e for e in merged if e.type == "text_delta"]
+    assert len(deltas) == 1 and deltas[0].delta == "".join(chunks)
+    last_delta = [e for e in every if e.type == "text_delta"][-1]
+    assert deltas[0].seq == last_delta.seq  # the frame carries its last event's id
+    seqs = [e.seq for e in merged]
+    assert seqs == sorted(seqs) and merged[-1].seq == every[-1].seq
+    assert [e.type for e in merged] == ["run_started", "tool_started", "tool_finished", "text_delta", "run_finished"]
+    # Resuming after the coalesced frame continues exactly after the deltas it covered.
+    assert [e.type for e in await _collect(manager, run.run_id, after=deltas[0].seq)] == ["run_finished"]
+    # Off (the default): one event per delta, as before.
+    assert [e.delta for e in every if e.type == "text_delta"] == list(chunks)

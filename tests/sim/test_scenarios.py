@@ -210,6 +210,7 @@ def test_scenario_grammar() -> None:
     assert set(SCENARIOS) == {
         "rate_limit", "server_error", "overloaded", "reset_before_first_byte", "drop_mid_stream", "no_terminal_event",
         "malformed_event", "response_failed", "response_incomplete", "slow_tokens", "tool_error",
+        "unknown_tool", "invalid_json_arguments", "unknown_tool_loop", "ramble",
     }
 
 
@@ -253,3 +254,22 @@ async def test_non_streaming_answers_wait_for_the_whole_generation() -> None:
     sleeps.clear()
     slow = await client.responses.create(model=MODEL, input="hello", extra_headers={"X-Sim-Scenario": "slow_tokens"})
     assert sleeps == [pytest.approx(0.1 + slow.usage.output_tokens / 1)]
+
+
+async def test_chat_completions_stream_like_openai_with_usage_and_done() -> None:
+    """The same model over /v1/chat/completions: content deltas, a finish_reason, a usage chunk
+    (asked for with stream_options), and the stream ends with [DONE]."""
+    from sigmachat.sim.app import sim_transport
+
+    async with httpx2.AsyncClient(transport=sim_transport(ttfb_ms=0, tokens_per_s=0), base_url="http://sim.local/v1") as http:
+        body = {"model": "m", "messages": [{"role": "user", "content": "hello"}], "stream": True,
+                "stream_options": {"include_usage": True}}  # fmt: skip
+        resp = await http.post("/chat/completions", json=body)
+        lines = [ln[len("data: "):] for ln in resp.text.split("\n") if ln.startswith("data: ")]
+    assert lines[-1] == "[DONE]"
+    chunks = [json.loads(ln) for ln in lines[:-1]]
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+    text = "".join(ch["delta"].get("content") or "" for c in chunks for ch in c["choices"])
+    assert text.strip()
+    assert [ch["finish_reason"] for c in chunks for ch in c["choices"] if ch["finish_reason"]] == ["stop"]
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] > 0

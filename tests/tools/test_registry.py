@@ -151,6 +151,7 @@ PORTFOLIO_TOOLS = [
     "get_portfolio_complete", "get_positions_details", "get_portfolio_data_quality", "get_prices_historical",
     "get_analytics_overview", "get_factor_exposures", "get_sector_exposure", "get_correlation_matrix",
     "get_stress_test_results", "get_concentration_metrics", "get_volatility_analysis", "get_daily_movers",
+    "get_benchmark_comparison",
 ]  # fmt: skip
 
 

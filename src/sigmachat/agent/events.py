@@ -122,6 +122,12 @@ class RunFailed(_Event):
     attempts: int = 1
     retries: int = 0
     fallback_used: bool = False
+    # Why the answer was cut (code response_incomplete): max_output_tokens, content_filter, ...
+    incomplete_reason: str | None = None
+    # The upstream's own error code and message, for logs and the runs table. Telemetry only:
+    # the protocol encoders never put these on the wire (they may name internals or hosts).
+    upstream_code: str | None = None
+    upstream_message: str | None = None
 
 
 AgentEvent = Annotated[

@@ -41,3 +41,20 @@ KINDS: dict[str, FailureKind] = {
 
 def kind(code: str) -> FailureKind:
     return KINDS.get(code, KINDS["internal_error"])
+
+
+# Why an answer was cut (the Responses API's ``incomplete_details.reason``; Chat Completions'
+# ``finish_reason`` mapped onto it), in words a user understands.
+INCOMPLETE_REASONS: dict[str, str] = {
+    "max_output_tokens": "it reached the answer length limit",
+    "content_filter": "the AI service's content filter stopped it",
+}
+
+
+def incomplete_message(reason: str | None, limit: int | None = None) -> str:
+    """The user-facing message of a cut answer: that it was cut, and why."""
+    code = reason or "unknown reason"
+    why = INCOMPLETE_REASONS.get(code)
+    if code == "max_output_tokens" and limit:
+        why = f"it reached the answer length limit of {limit} tokens"
+    return f"{kind('response_incomplete').message} ({code})" + (f": {why}." if why else ".")

@@ -31,9 +31,11 @@ from sigmachat.bench.clients import (
     make_http_client,
 )
 from sigmachat.bench.integrity import OK, Verdict, check_stream
+from sigmachat.bench.raw_reader import raw_stream
 from sigmachat.bench.stats import Summary
 
-PATHS = ("direct", "responses", "chatkit")
+PATHS = ("direct", "raw", "responses", "chatkit")
+APP_PATHS = ("responses", "chatkit")
 STAGGER_S = 0.005  # worker w starts w * 5 ms late: 200 streams ramp up over one second
 WARMUP_CONCURRENCY = 8  # warming caches is not a load test
 NO_EXPECTED = "no_expected_text"
@@ -66,6 +68,7 @@ class LoadPlan:
     streams: dict[int, int]  # streams per cell at each level
     stream_deadline_s: float = 120.0
     deterministic: bool = True  # the upstream answers a request the same way every time
+    sim_pid: int | None = None  # the simulator's process: is it CPU-bound during a cell?
 
 
 @dataclass(slots=True)
@@ -88,6 +91,9 @@ class CellResult:
     tool_calls_median: float | None
     app_cpu_s: float | None
     app_peak_rss_mb: float | None
+    tokens: int = 0  # text deltas received in the cell (all streams)
+    loadgen_cpu_s: float | None = None  # this process (on the raw path: the raw reader's own CPU)
+    sim_cpu_s: float | None = None
     integrity_examples: list[dict[str, Any]] = field(default_factory=list)  # the first few damaged streams
 
 
@@ -109,6 +115,27 @@ class LoadResult:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+class CpuMeter:
+    """CPU seconds (user + system) a process used between ``start`` and ``stop``."""
+
+    def __init__(self, pid: int | None) -> None:
+        import psutil
+
+        self._proc = psutil.Process(pid) if pid else None
+        self._cpu0 = 0.0
+
+    def _cpu(self) -> float:
+        t = self._proc.cpu_times()
+        return t.user + t.system
+
+    def start(self) -> None:
+        if self._proc is not None:
+            self._cpu0 = self._cpu()
+
+    def stop(self) -> float | None:
+        return None if self._proc is None else self._cpu() - self._cpu0
 
 
 class AppSampler:
@@ -162,6 +189,8 @@ def summarize_cell(
     rss_mb: float | None,
     *,
     require_expected: bool = True,
+    loadgen_cpu_s: float | None = None,
+    sim_cpu_s: float | None = None,
 ) -> CellResult:
     """Aggregate one cell's streams. Timing figures use completed streams only.
 
@@ -200,6 +229,9 @@ def summarize_cell(
         tool_calls_median=float(tools[len(tools) // 2]) if tools else None,
         app_cpu_s=None if cpu_s is None else round(cpu_s, 3),
         app_peak_rss_mb=None if rss_mb is None else round(rss_mb, 1),
+        tokens=sum(len(r.deltas) for r in results),
+        loadgen_cpu_s=None if loadgen_cpu_s is None else round(loadgen_cpu_s, 3),
+        sim_cpu_s=None if sim_cpu_s is None else round(sim_cpu_s, 3),
         integrity_examples=examples,
     )
 
@@ -279,6 +311,9 @@ class LoadGenerator:
         deadline = self.plan.stream_deadline_s
         if path == "direct":
             return await direct_stream(oa, user.direct, question.text, self.tool_output, user=user.email, deadline_s=deadline)
+        if path == "raw":
+            base = self.plan.upstream_base_url or ""
+            return await raw_stream(base, self.plan.upstream_api_key, user.direct, question.text, self.tool_output, user=user.email, deadline_s=deadline)
         if path == "responses":
             return await legacy_stream(http, self.plan.app_url, user.token, conv_id or "", question.text, user=user.email, deadline_s=deadline)
         if path == "chatkit":
@@ -327,7 +362,7 @@ class LoadGenerator:
                 self.expected[(u.email, q.key)] = r.text
             else:
                 info["direct_failed"] += 1
-        app_paths = [p for p in self.plan.paths if p != "direct"]
+        app_paths = [p for p in self.plan.paths if p in APP_PATHS]
         firsts = [(self.users[0], q) for q in self.plan.questions]
         jobs = []
         for path in app_paths:
@@ -368,15 +403,23 @@ class LoadGenerator:
                 self.report(("advance", 1, label))
 
         sampler = AppSampler(self.plan.app_pid)
+        sim = CpuMeter(self.plan.sim_pid)
         sampler.start()
+        sim.start()
+        # This process's CPU: on the raw path the reader's own cost per token; on every path,
+        # with the simulator's, whether the cell measured the app or a saturated load source.
+        loadgen_cpu0 = time.process_time()
         started = time.perf_counter()
         await asyncio.gather(*(worker(w) for w in range(min(level, n))))
         wall = time.perf_counter() - started
+        loadgen_cpu = time.process_time() - loadgen_cpu0
+        sim_cpu = sim.stop()
         cpu_s, rss_mb = await sampler.stop()
         done = [r for r in results if r is not None]
         return summarize_cell(
-            path, question.key, level, done, self._expected_for(question), wall, cpu_s, rss_mb, require_expected=self.plan.deterministic
-        )
+            path, question.key, level, done, self._expected_for(question), wall, cpu_s, rss_mb,
+            require_expected=self.plan.deterministic, loadgen_cpu_s=loadgen_cpu, sim_cpu_s=sim_cpu,
+        )  # fmt: skip
 
     async def run(self) -> LoadResult:
         import openai
@@ -418,7 +461,7 @@ class LoadGenerator:
 def total_steps(plan: LoadPlan) -> int:
     """Progress units: warm-up answers plus every measured stream."""
     pairs = len(plan.users) * len(plan.questions)
-    warm = pairs + len(plan.questions) * len([p for p in plan.paths if p != "direct"])  # direct always warms up
+    warm = pairs + len(plan.questions) * len([p for p in plan.paths if p in APP_PATHS])  # direct always warms up
     return warm + sum(plan.streams[level] for level in plan.levels) * len(plan.questions) * len(plan.paths)
 
 

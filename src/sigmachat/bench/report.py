@@ -18,6 +18,7 @@ from sigmachat.bench.stats import overhead
 
 PATH_LABELS = {
     "direct": "direct (openai SDK → upstream)",
+    "raw": "raw (asyncio + json.loads → upstream: the CPU floor)",
     "responses": "responses (POST /api/v1/chat/send)",
     "chatkit": "chatkit (POST /chatkit)",
 }
@@ -48,6 +49,44 @@ def add_overheads(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "total_p50_ms": _round(total_ms),
             "total_p50_ratio": _round(total_ratio, 3),
         }
+    return cells
+
+
+APP_PATHS = ("responses", "chatkit")
+CPU_BOUND = 0.9  # of one core: a single-threaded event loop at this share is saturated
+
+
+def _per_token_us(cpu_s: float | None, tokens: int | None) -> float | None:
+    return None if cpu_s is None or not tokens else cpu_s / tokens * 1e6
+
+
+def add_cpu(cells: list[dict[str, Any]], tokens_per_s: float | None) -> list[dict[str, Any]]:
+    """Give every cell a ``cpu`` dict: CPU microseconds per streamed token (the app's on the app
+    paths; the raw reader's own on the raw path), the app's ratio to the raw reader of the same
+    (question, level), streams per core at the upstream's pace, and CPU-bound warnings."""
+    raw = {(c["question"], c["level"]): c for c in cells if c["path"] == "raw"}
+    for cell in cells:
+        cpu: dict[str, Any] = {"warnings": []}
+        wall = cell.get("wall_s") or 0
+        raw_cell = raw.get((cell["question"], cell["level"]))
+        raw_us = _per_token_us(raw_cell.get("loadgen_cpu_s"), raw_cell.get("tokens")) if raw_cell else None
+        if cell["path"] in APP_PATHS:
+            app_us = _per_token_us(cell.get("app_cpu_s"), cell.get("tokens"))
+            cpu["app_us_per_token"] = _round(app_us)
+            cpu["raw_us_per_token"] = _round(raw_us)
+            cpu["ratio"] = _round(app_us / raw_us, 2) if app_us and raw_us else None
+            if app_us and tokens_per_s:
+                cpu["streams_per_core"] = _round(1 / (app_us / 1e6 * tokens_per_s))
+            if wall and cell.get("app_cpu_s") is not None:
+                cpu["app_core_share"] = round(cell["app_cpu_s"] / wall, 2)
+        elif cell["path"] == "raw":
+            cpu["raw_us_per_token"] = _round(_per_token_us(cell.get("loadgen_cpu_s"), cell.get("tokens")))
+        if wall:
+            for who, key in (("simulator", "sim_cpu_s"), ("load generator", "loadgen_cpu_s")):
+                share = (cell.get(key) or 0) / wall
+                if share >= CPU_BOUND:
+                    cpu["warnings"].append(f"{who} CPU-bound ({share:.0%} of a core)")
+        cell["cpu"] = cpu
     return cells
 
 
@@ -136,6 +175,50 @@ def result_rows(report: dict[str, Any], question: str, *, compact: bool = False)
     return rows
 
 
+CPU_HEADERS = [
+    "conc.", "path", "tokens", "app CPU s", "app µs/token", "raw reader µs/token", "ratio", "streams per core",
+    "app % of a core", "warnings",
+]  # fmt: skip
+
+
+def cpu_rows(report: dict[str, Any], question: str) -> list[list[str]]:
+    """One row per (level, app path): CPU per streamed token against the raw reader's."""
+    rows = []
+    for c in _cells(report, question):
+        if c["path"] not in APP_PATHS:
+            continue
+        cpu = c.get("cpu") or {}
+        raw_cell = next((r for r in _cells(report, question) if r["path"] == "raw" and r["level"] == c["level"]), None)
+        warnings = list(cpu.get("warnings") or []) + [f"raw cell: {w}" for w in ((raw_cell or {}).get("cpu") or {}).get("warnings", [])]
+        share = cpu.get("app_core_share")
+        rows.append(
+            [
+                str(c["level"]), c["path"], f"{c.get('tokens', 0):,}", num(c.get("app_cpu_s"), 2),
+                num(cpu.get("app_us_per_token"), 0), num(cpu.get("raw_us_per_token"), 0),
+                "–" if cpu.get("ratio") is None else f"×{cpu['ratio']:.1f}", num(cpu.get("streams_per_core"), 1),
+                "–" if share is None else f"{share:.0%}", "; ".join(warnings) or "–",
+            ]
+        )  # fmt: skip
+    return rows
+
+
+def cpu_headline(report: dict[str, Any]) -> str:
+    """Per app path: CPU µs per token and ratio to the raw reader, at the level with most tokens."""
+    bits = []
+    for path in APP_PATHS:
+        for q in report.get("questions", []):
+            cells = [c for c in report.get("cells", []) if c["path"] == path and c["question"] == q["key"] and (c.get("cpu") or {}).get("ratio")]
+            if not cells:
+                continue
+            c = max(cells, key=lambda c: c.get("tokens", 0))
+            cpu = c["cpu"]
+            bits.append(
+                f"{path}, {q['key']}: {cpu['app_us_per_token']:,.0f} µs CPU per token, ×{cpu['ratio']:.1f} the raw reader's "
+                f"({cpu['raw_us_per_token']:,.0f} µs) at {c['level']} streams, {num(cpu.get('streams_per_core'), 1)} streams per core"
+            )
+    return "; ".join(bits) + "." if bits else ""
+
+
 RESULT_HEADERS = [
     "conc.", "path", "streams", "TTFB p50 ms", "p95", "p99", "done p50 ms", "tok/s p50", "events/s",
     "TTFB vs direct", "done vs direct", "errors", "intact", "app CPU s", "app RSS MB",
@@ -167,6 +250,13 @@ def terminal_tables(report: dict[str, Any]) -> list[Any]:
             last_level = row[0]
             table.add_row(*row)
         tables.append(table)
+        if cpu := cpu_rows(report, q["key"]):
+            t = Table(title=f"{q['label']}: CPU per streamed token (app vs the raw reader)", title_justify="left")
+            for h in CPU_HEADERS:
+                t.add_column(h, justify="left" if h in ("path", "warnings") else "right")
+            for row in cpu:
+                t.add_row(*row)
+            tables.append(t)
     tools = report.get("tools") or {}
     if tools.get("timings"):
         t = Table(title=f"Tools on {tools['portfolio_name']} ({tools['lots']} lots), {tools['runs']} warm runs each", title_justify="left")
@@ -224,6 +314,7 @@ def html(report: dict[str, Any]) -> str:
         "td:nth-child(2),th:nth-child(2){text-align:left}.charts{display:flex;flex-wrap:wrap;gap:16px}</style></head><body>",
         f"<h1>SigmaSight Chat benchmark ({escape(report.get('mode', ''))})</h1>",
         f"<p>{escape(headline(report))}</p>",
+        f"<p>{escape(cpu_headline(report))}</p>",
         "<div class='charts'>",
         *charts(report),
         "</div>",
@@ -235,6 +326,10 @@ def html(report: dict[str, Any]) -> str:
         for row in result_rows(report, q["key"]):
             parts.append("<tr>" + "".join(f"<td>{escape(v)}</td>" for v in row) + "</tr>")
         parts.append("</table>")
+        if cpu := cpu_rows(report, q["key"]):
+            parts.append("<h3>CPU per streamed token</h3><table><tr>" + "".join(f"<th>{escape(h)}</th>" for h in CPU_HEADERS) + "</tr>")
+            parts += ["<tr>" + "".join(f"<td>{escape(v)}</td>" for v in row) + "</tr>" for row in cpu]
+            parts.append("</table>")
     parts.append("<h2>Raw report</h2><pre>" + escape(json.dumps(report, indent=2)) + "</pre></body></html>")
     return "\n".join(parts)
 
@@ -255,7 +350,7 @@ def headline(report: dict[str, Any]) -> str:
     if not levels:
         return ""
     bits = []
-    for path in [p for p in report.get("plan", {}).get("paths", []) if p != "direct"]:
+    for path in [p for p in report.get("plan", {}).get("paths", []) if p in APP_PATHS]:
         for q in report.get("questions", []):
             cells = {c["level"]: c for c in report.get("cells", []) if c["path"] == path and c["question"] == q["key"]}
             lo, hi = cells.get(levels[0]), cells.get(levels[-1])
@@ -286,6 +381,9 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"{v['streams']} measured streams, {v['errors']} errors, {v['not_intact']} not intact. {headline(report)}",
         "",
+        f"CPU: {cpu_headline(report) or 'not measured.'}",
+        "",
+        *([f"**What the machine was doing:** {report['note']}", ""] if report.get("note") else []),
         "## What is measured",
         "",
         "Three ways to get the same answer streamed, side by side in one run:",
@@ -300,6 +398,11 @@ def markdown(report: dict[str, Any]) -> str:
         "  conversation, created before the clock starts (as the UI does in its own request).",
         "- **chatkit**: `POST /chatkit` with `threads.create` (the ChatKit path; the Agents SDK engine). Creating the",
         "  thread is part of that request, so it is inside the measured time.",
+        "- **raw**: the CPU floor. A minimal reader of the same upstream stream, in the load generator's process: a",
+        "  hand-written HTTP/1.1 request on an asyncio socket, the chunked body split into lines, `json.loads` on each",
+        "  `data:` line, tool turns answered from the same cached outputs as direct. Its own CPU time",
+        "  (`time.process_time` of the load generator while only it runs) per streamed token is what any reader of this",
+        "  stream must spend; the app's CPU per token is compared with it.",
         "",
         "Per path, question and concurrency level (all times client-observed, from the request being sent):",
         "",
@@ -316,6 +419,14 @@ def markdown(report: dict[str, Any]) -> str:
         "  delivered its own final answer intact but that answer is not the expected one (a tool failed under load).",
         "- **app CPU s / RSS MB**: CPU seconds (user + system) the app process used during the cell and its peak resident",
         "  memory (psutil on the app's pid, sampled at 20 Hz). The direct rows show the idle app.",
+        "- **CPU per streamed token** (one table per question): the app's CPU seconds in the cell divided by the text",
+        "  deltas its streams delivered, in µs; the raw reader's own figure at the same level and question; their ratio;",
+        "  **streams per core** = 1 / (CPU per token × the upstream's tokens/s): how many answers one core could stream at",
+        "  the simulator's pace. The app's figure includes everything a stream costs (the HTTP request, authentication,",
+        "  database writes at start and end, telemetry, the tools on the tool question) spread over its tokens.",
+        "  **app % of a core**: the app's CPU seconds over the cell's wall time (near 100%: the app was saturated and its",
+        "  TTFB figures measure queueing). A **warning** names the simulator or the load generator when either used 90% or",
+        "  more of a core during the cell: then the cell measured the box, not only the app.",
         "",
         "## Method",
         "",
@@ -347,6 +458,7 @@ def markdown(report: dict[str, Any]) -> str:
                 ["Python", m["python"]],
                 ["platform", m["platform"]],
                 ["load average at start (1, 5, 15 min)", ", ".join(f"{x:.2f}" for x in m.get("load_avg_start", []))],
+                ["load average at end (1, 5, 15 min)", ", ".join(f"{x:.2f}" for x in m.get("load_avg_end", [])) or "–"],
             ],
             right=set(),
         ),
@@ -363,6 +475,13 @@ def markdown(report: dict[str, Any]) -> str:
             _md_table(RESULT_HEADERS, result_rows(report, q["key"]), right=set(range(len(RESULT_HEADERS))) - {1, 11, 12}),
             "",
         ]
+        if cpu := cpu_rows(report, q["key"]):
+            out += [
+                "CPU per streamed token:",
+                "",
+                _md_table(CPU_HEADERS, cpu, right=set(range(len(CPU_HEADERS))) - {1, 9}),
+                "",
+            ]
     out += _problems_section(report)
     tools = report.get("tools") or {}
     out += ["## Tool microbenchmarks", ""]

@@ -27,13 +27,13 @@ from typing import Any
 
 from sigmachat.bench import procs
 from sigmachat.bench.loadgen import PATHS, STAGGER_S, LoadPlan, Question, total_steps, worker_main
-from sigmachat.bench.report import add_overheads, verdict, write_outputs
+from sigmachat.bench.report import add_cpu, add_overheads, verdict, write_outputs
 
 QUESTIONS = (
     # The offline analyst answers this one without tools (intents.py: the "help" kind).
     Question("text", "What can you do?", "Text only"),
     # Two intents (profile, quotes) → exactly two tool calls in one model turn.
-    Question("tools", "What does NVDA do and what is its price?", "Two tool calls"),
+    Question("tools", "What does NVDA do and what is its price?", "Three tool calls (profile, quote, what the user holds)"),
 )
 FULL_LEVELS = (1, 10, 50, 200)
 QUICK_LEVELS = (1, 10)
@@ -62,6 +62,7 @@ class BenchOptions:
     keep_workdir: bool = False
     stream_deadline_s: float = 120.0
     extra_env: dict[str, str] = field(default_factory=dict)
+    note: str | None = None  # what else the machine was doing, printed with the results
 
     @property
     def mode(self) -> str:
@@ -147,6 +148,9 @@ def run_bench(opts: BenchOptions, console: Any) -> dict[str, Any]:
     unknown = set(opts.paths) - set(PATHS)
     if unknown:
         raise BenchError(f"unknown path(s) {', '.join(sorted(unknown))}; choose from {', '.join(PATHS)}")
+    paths = list(opts.paths)
+    if upstream["kind"] != "sim" and "raw" in paths:
+        paths.remove("raw")  # the raw reader speaks plain HTTP/1.1 to the simulator only
     workdir = Path(tempfile.mkdtemp(prefix="sigmachat-bench-"))
     phases: dict[str, Any] = {}
     demo = _demo_users()
@@ -161,11 +165,12 @@ def run_bench(opts: BenchOptions, console: Any) -> dict[str, Any]:
         "plan": {
             "levels": levels,
             "streams": {str(k): v for k, v in streams.items()},
-            "paths": list(opts.paths),
+            "paths": paths,
             "stagger_ms": STAGGER_S * 1000,
             "users": demo["users"],
         },
         "questions": [{"key": q.key, "text": q.text, "label": q.label} for q in QUESTIONS],
+        "note": opts.note,
     }
     try:
         with procs.process_group() as group:
@@ -200,11 +205,12 @@ def run_bench(opts: BenchOptions, console: Any) -> dict[str, Any]:
                 users=demo["users"],
                 password=demo["password"],
                 questions=list(QUESTIONS),
-                paths=list(opts.paths),
+                paths=paths,
                 levels=levels,
                 streams=streams,
                 stream_deadline_s=opts.stream_deadline_s,
                 deterministic=upstream["kind"] == "sim",
+                sim_pid=stack.sim.pid if stack.sim else None,
             )
             t = time.perf_counter()
             with Progress(
@@ -224,7 +230,7 @@ def run_bench(opts: BenchOptions, console: Any) -> dict[str, Any]:
                 result = _drive_worker(plan, advance, LOAD_TIMEOUT_S[opts.mode])
             phases["load_s"] = round(time.perf_counter() - t, 2)
             report["warmup"] = result["warmup"]
-            report["cells"] = add_overheads(result["cells"])
+            report["cells"] = add_cpu(add_overheads(result["cells"]), upstream.get("tokens_per_s"))
             for q in report["questions"]:
                 q.update({f"expected_{k}": v for k, v in (result["expected"].get(q["key"]) or {}).items()})
         # ---- microbenchmarks, servers stopped ---------------------------------------------------
@@ -236,6 +242,8 @@ def run_bench(opts: BenchOptions, console: Any) -> dict[str, Any]:
         if not opts.keep_workdir:
             shutil.rmtree(workdir, ignore_errors=True)
     report["bench_seconds"] = round(time.perf_counter() - t0, 1)
+    if hasattr(os, "getloadavg"):
+        report["machine"]["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
     phases["setup_s"] = round(phases.get("seed_s", 0) + phases.get("startup_s", 0), 2)
     report["phases"] = phases
     report["finished_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")

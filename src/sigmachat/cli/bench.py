@@ -20,7 +20,7 @@ def bench(
     upstream: str = typer.Option("sim", "--upstream", help="sim (the simulator, default) or openai (needs OPENAI_API_KEY)."),
     levels: str = typer.Option(None, "--levels", help="Concurrency levels, comma-separated (default 1,10,50,200; quick 1,10)."),
     streams: int = typer.Option(None, "--streams", min=1, help="Streams per cell at every level (default: tuned per level)."),
-    paths: str = typer.Option("direct,responses,chatkit", "--paths", help="Paths to measure, comma-separated."),
+    paths: str = typer.Option("direct,raw,responses,chatkit", "--paths", help="Paths to measure, comma-separated (raw: the CPU floor reader)."),
     ttfb_ms: float = typer.Option(None, "--ttfb-ms", help="Simulator time to first byte (default SIGMACHAT_SIM_TTFB_MS, 300)."),
     tokens_per_s: float = typer.Option(None, "--tokens-per-s", help="Simulator tokens/s (default SIGMACHAT_SIM_TOKENS_PER_S, 80)."),
     out_dir: Path = typer.Option(Path("bench/results"), "--out", help="Where the JSON and HTML go."),
@@ -29,6 +29,7 @@ def bench(
     keep_workdir: bool = typer.Option(False, "--keep-workdir", help="Keep the temporary database and server logs."),
     no_seed_cache: bool = typer.Option(False, "--no-seed-cache", help="Seed a fresh database instead of copying the cached template."),
     from_json: Path = typer.Option(None, "--from-json", exists=True, dir_okay=False, help="Measure nothing: render the tables, HTML and docs of a saved report."),
+    note: str = typer.Option(None, "--note", help="What else the machine was doing (printed with the results)."),
 ) -> None:
     """Benchmark the chat paths against the simulator (or OpenAI): direct, responses, chatkit.
 
@@ -43,6 +44,8 @@ def bench(
         import json
 
         report = json.loads(from_json.read_text(encoding="utf-8"))
+        if note:
+            report["note"] = note
         for table in terminal_tables(report):
             console.print(table)
         wrote = write_outputs(report, out_dir, docs_path if docs is not False else None)
@@ -70,6 +73,7 @@ def bench(
         docs_path=docs_path if write_docs else None,
         seed_cache=not no_seed_cache,
         keep_workdir=keep_workdir,
+        note=note,
     )
     try:
         report = run_bench(opts, console)

@@ -155,6 +155,10 @@ from sigmachat.cli.ask import ask  # noqa: E402  (kept beside its siblings' regi
 from sigmachat.cli.tools import tools_app  # noqa: E402
 
 app.command("ask")(ask)
+
+from sigmachat.cli.eval import eval_command  # noqa: E402
+
+app.command("eval")(eval_command)
 app.add_typer(tools_app, name="tools")
 
 from sigmachat.cli.sim import register as register_sim  # noqa: E402

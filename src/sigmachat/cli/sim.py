@@ -18,13 +18,15 @@ def sim(
     slow_tokens_per_s: float = typer.Option(5.0, "--slow-tokens-per-s", help="Token rate of the slow_tokens scenario."),
     retry_after_s: float = typer.Option(1.0, "--retry-after-s", help="Retry-After of the rate_limit scenario, in seconds."),
     log_level: str = typer.Option("warning", help="uvicorn log level."),
+    chat_only: bool = typer.Option(False, "--chat-only", help="Serve Chat Completions only (no /v1/responses), like many self-hosted servers."),
 ) -> None:
-    """Serve an OpenAI-compatible Responses API backed by the offline analyst, with fault scenarios.
+    """Serve an OpenAI-compatible Responses and Chat Completions API backed by the offline
+    analyst, with fault scenarios.
 
     Pick a scenario per request with the header `X-Sim-Scenario: NAME[;times=N]` or the model
     name `MODEL@NAME`. Scenarios: rate_limit, server_error, overloaded, reset_before_first_byte,
     drop_mid_stream, no_terminal_event, malformed_event, response_failed, response_incomplete,
-    slow_tokens, tool_error.
+    slow_tokens, tool_error, unknown_tool, invalid_json_arguments, unknown_tool_loop, ramble.
     """
     from sigmachat.sim.app import create_sim_app
     from sigmachat.sim.scenarios import SCENARIOS
@@ -38,6 +40,7 @@ def sim(
         tokens_per_s=tokens_per_s,
         slow_tokens_per_s=slow_tokens_per_s,
         retry_after_s=retry_after_s,
+        apis=("chat_completions",) if chat_only else None,
     )
     params = app.server
     console.print(

@@ -273,6 +273,10 @@ class RunRecord(Base):
     offline: Mapped[bool] = mapped_column(default=False)
     status: Mapped[str] = mapped_column(String(16))  # completed | failed | cancelled | incomplete | interrupted
     error_code: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    # The upstream's own words for a failure (telemetry only: never shown to users).
+    upstream_error_code: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    upstream_error_message: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    incomplete_reason: Mapped[str | None] = mapped_column(String(40), nullable=True)  # why an answer was cut
     attempts: Mapped[int] = mapped_column(Integer, default=1)
     retries: Mapped[int] = mapped_column(Integer, default=0)
     fallback_used: Mapped[bool] = mapped_column(default=False)

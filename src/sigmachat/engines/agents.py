@@ -1,8 +1,10 @@
 """AgentsEngine: the analyst on the OpenAI Agents SDK (``Runner.run_streamed``).
 
 The same instructions, the same registry tools (wrapped as ``FunctionTool``s: the model sees
-``ToolResult.model_text``, our events keep the envelope) and the same ``AsyncOpenAI`` client
-(through ``OpenAIResponsesModel``), so the offline model and the simulator answer it unchanged.
+``ToolResult.model_text``, our events keep the envelope; a tool the agent lacks is answered by
+the registry too, through the SDK's tool-not-found hook) and the same ``AsyncOpenAI`` client
+(through ``OpenAIResponsesModel``, or ``OpenAIChatCompletionsModel`` for a Chat Completions
+upstream), so the offline model and the simulator answer it unchanged.
 It produces the same agent events as the Responses engine, with the same failure codes for
 the same upstream faults: the SDK model is wrapped by ``_GuardedModel``, which retries before
 first output exactly like the Responses engine and classifies failures with its
@@ -17,21 +19,28 @@ from __future__ import annotations
 
 import asyncio
 import time
+import typing
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import pydantic
 from agents import (
     Agent,
     FunctionTool,
     MaxTurnsExceeded,
+    ModelBehaviorError,
     ModelSettings,
+    OpenAIChatCompletionsModel,
     OpenAIResponsesModel,
     RunConfig,
     Runner,
     set_tracing_disabled,
 )
 from agents.models.interface import Model
+from openai._models import construct_type
+from openai.types.responses import ResponseStreamEvent
+from agents.run_config import ToolErrorFormatterArgs
 
 from sigmachat.agent.events import (
     EventFactory,
@@ -45,16 +54,27 @@ from sigmachat.agent.events import (
     ToolStarted,
     Usage,
 )
-from sigmachat.agent.failures import kind
+from sigmachat.agent.failures import incomplete_message, kind
 from sigmachat.agent.instructions import instructions_for
-from sigmachat.engines.base import ModelEngine, RunRequest, aclose_quietly, parse_tool_arguments, tool_outcome
+from sigmachat.engines.base import (
+    ModelEngine,
+    OutputBudget,
+    RunRequest,
+    aclose_quietly,
+    parse_tool_arguments,
+    tool_outcome,
+)
+from sigmachat.engines.chat_completions import INCOMPLETE_FINISH_REASONS, max_tokens_param
 from sigmachat.engines.model_client import ModelClient
 from sigmachat.engines.responses import (
     RETRYABLE_BEFORE_OUTPUT,
+    STATELESS_INCLUDE,
     UpstreamFailure,
+    bounded_failure,
     classify_exception,
     history_items,
 )
+from sigmachat.engines.upstream_events import stream_response_events
 from sigmachat.logging import get_logger
 from sigmachat.settings import Settings
 from sigmachat.tools.registry import ToolContext
@@ -80,13 +100,131 @@ class _RunState:
     switched: bool = False
     reported_model: str | None = None
     response_id: str | None = None
+    api: str = "responses"  # the upstream API of this run (ModelClient.api)
+    # Arguments of the function calls the model made, by call_id: an unknown tool's call
+    # reaches the registry through the SDK's tool-not-found hook, which is not given them.
+    call_arguments: dict[str, str] = field(default_factory=dict)
+    guard_tokens: int = 0  # output estimated by the output bound when it cut a call
 
     def emit(self, cls: type, **fields: Any) -> None:
         self.queue.put_nowait(("event", cls, fields))
 
 
+def _event_classes() -> dict[str, type]:
+    """Each Responses stream-event class by the ``type`` literal it carries."""
+    union = typing.get_args(ResponseStreamEvent)[0]  # Annotated[Union[...], PropertyInfo]
+    out: dict[str, type] = {}
+    for cls in typing.get_args(union):
+        for literal in typing.get_args(cls.model_fields["type"].annotation):
+            out[literal] = cls
+    return out
+
+
+_EVENT_CLASSES = _event_classes()
+# pydantic's own model_construct: the openai SDK overrides it with a recursive constructor
+# that costs ten times more. Delta events hold only scalars, so nothing needs recursion.
+_model_construct = pydantic.BaseModel.model_construct.__func__  # type: ignore[attr-defined]
+_FIELDS = {t: dict.fromkeys(cls.model_fields) for t, cls in _EVENT_CLASSES.items()}
+# Events the Agents runner reads beyond their type: the final (or failed) response and each
+# finished output item (it collects those). Everything else it only passes along.
+_DEEP = frozenset(
+    {"response.completed", "response.failed", "response.incomplete", "response.output_item.done", "error"}
+)
+
+
+def stream_event(data: dict[str, Any]) -> Any:
+    """One upstream event dict as the SDK's typed event, built by the class its ``type`` names.
+
+    Most events (the deltas: one per token) are built without validation, missing fields as
+    ``None`` (compatible servers omit ``sequence_number`` / ``output_index``), nested objects
+    left as dicts: the runner reads only their ``type``. The events whose nested ``Response``
+    or item the runner reads (``_DEEP``) go through the SDK's own lenient constructor for that
+    one class. Unknown types get the SDK's union constructor, as before.
+    """
+    etype = data.get("type")
+    cls = _EVENT_CLASSES.get(etype) if isinstance(etype, str) else None
+    if cls is None:
+        return construct_type(type_=ResponseStreamEvent, value=data)
+    if etype in _DEEP:
+        return construct_type(type_=cls, value=data)
+    return _model_construct(cls, **{**_FIELDS[etype], **data})
+
+
+class DictStreamResponsesModel(OpenAIResponsesModel):
+    """``OpenAIResponsesModel`` whose streamed events are decoded by ``type`` (see
+    ``stream_event``) instead of being validated against the whole stream-event union.
+
+    Only the streaming fetch changes: the request is built by the SDK (the same kwargs) and
+    sent through the same ``AsyncOpenAI`` client by ``stream_response_events``; the SDK's
+    ``stream_response`` (spans, terminal-failure errors, closing) runs unchanged on top.
+    ``_fetch_response`` is the SDK's internal seam for this (openai-agents is pinned <0.30;
+    tests/engines/test_agents_model.py covers it).
+    """
+
+    async def _fetch_response(self, *args: Any, **kwargs: Any) -> Any:
+        if not kwargs.get("stream"):
+            return await super()._fetch_response(*args, **kwargs)
+        create_kwargs = self._build_response_create_kwargs(*args, **kwargs)
+        return _typed_events(stream_response_events(self._get_client(), **create_kwargs))
+
+
+def _type_of(item: Any) -> str | None:
+    """The ``type`` of an output item, built as a model or left as a dict (see stream_event)."""
+    return item.get("type") if isinstance(item, dict) else getattr(item, "type", None)
+
+
+async def _typed_events(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[Any]:
+    try:
+        async for data in events:
+            yield stream_event(data)
+    finally:
+        await aclose_quietly(events)
+
+
+class _TappedChatModel(OpenAIChatCompletionsModel):
+    """``OpenAIChatCompletionsModel`` that lets us see the raw chunks its stream handler
+    consumes: the handler reports ``response.completed`` whatever the ``finish_reason``, so
+    a cut answer (``length``) or a stream that never finished would otherwise pass as done."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.tap: _ChunkTap | None = None
+
+    async def _fetch_response(self, *args: Any, **kwargs: Any) -> Any:
+        result = await super()._fetch_response(*args, **kwargs)
+        if isinstance(result, tuple):
+            response, stream = result
+            self.tap = _ChunkTap(stream)
+            return response, self.tap
+        return result
+
+
+class _ChunkTap:
+    """Passes a chat chunk stream through unchanged, remembering its finish_reason."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.finish_reason: str | None = None
+        self.response = getattr(stream, "response", None)  # the SDK reads the request id from it
+
+    def __aiter__(self) -> _ChunkTap:
+        return self
+
+    async def __anext__(self) -> Any:
+        chunk = await self.stream.__anext__()
+        for choice in getattr(chunk, "choices", None) or []:
+            if getattr(choice, "index", 0) == 0 and getattr(choice, "finish_reason", None):
+                self.finish_reason = choice.finish_reason
+        return chunk
+
+    async def aclose(self) -> None:
+        await aclose_quietly(self.stream)
+
+
 class _GuardedModel(Model):
-    """``OpenAIResponsesModel`` with the Responses engine's retry, fallback and failure rules.
+    """The SDK model of the run's upstream API (``OpenAIResponsesModel`` or the Chat
+    Completions model) with the Responses engine's retry, fallback, output bound and failure
+    rules.
 
     Events of a model call are held back until it produces output (a text delta or a function
     call), so a call that fails before that can be retried without the runner seeing it.
@@ -95,7 +233,12 @@ class _GuardedModel(Model):
     def __init__(self, engine: AgentsEngine, state: _RunState) -> None:
         self.engine = engine
         self.state = state
-        self.inner = OpenAIResponsesModel(model=state.model, openai_client=engine.mc.client)
+        self.inner = self._sdk_model(state.model)
+
+    def _sdk_model(self, model: str) -> Model:
+        if self.state.api == "chat_completions":
+            return _TappedChatModel(model=model, openai_client=self.engine.mc.client)
+        return DictStreamResponsesModel(model=model, openai_client=self.engine.mc.client)
 
     async def get_response(self, *args: Any, **kwargs: Any) -> Any:  # pragma: no cover - we always stream
         raise NotImplementedError("AgentsEngine always streams")
@@ -103,6 +246,7 @@ class _GuardedModel(Model):
     async def stream_response(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
         state = self.state
         settings = self.engine.settings
+        limit = settings.max_output_tokens
         attempt = 0
         while True:
             attempt += 1
@@ -111,36 +255,61 @@ class _GuardedModel(Model):
             held: list[Any] = []
             terminal: str | None = None
             detail: str | None = None
+            upstream: tuple[str | None, str | None] = (None, None)
+            budget = OutputBudget(limit)
             inner = self.inner.stream_response(*args, **kwargs)
             try:
                 async for chunk in inner:
                     ctype = getattr(chunk, "type", None)
                     if ctype == "response.output_text.delta":
-                        produced = True
                         delta = getattr(chunk, "delta", "") or ""
-                        if delta:
-                            if state.ttfb_ms is None:
-                                state.ttfb_ms = (time.perf_counter() - state.started) * 1000
-                            state.text += delta
-                            state.emit(TextDelta, delta=delta)
-                    elif ctype == "response.output_item.added" and getattr(getattr(chunk, "item", None), "type", None) == "function_call":
+                        if delta and not budget.admit(delta):
+                            terminal = "bounded"
+                        else:
+                            produced = True
+                            if delta:
+                                if state.ttfb_ms is None:
+                                    state.ttfb_ms = (time.perf_counter() - state.started) * 1000
+                                state.text += delta
+                                state.emit(TextDelta, delta=delta)
+                            if budget.exhausted:
+                                terminal = "bounded"
+                    elif ctype == "response.output_item.added" and _type_of(getattr(chunk, "item", None)) == "function_call":
                         produced = True
+                    elif ctype == "response.output_item.done":
+                        self._remember_call(getattr(chunk, "item", None), budget)
                     elif ctype == "response.completed":
                         terminal = "completed"
                         response = getattr(chunk, "response", None)
+                        for item in getattr(response, "output", None) or []:
+                            self._remember_call(item, None)
                         state.reported_model = getattr(response, "model", None) or state.reported_model
                         state.response_id = getattr(response, "id", None) or state.response_id
+                        tap = getattr(self.inner, "tap", None)
+                        if tap is not None:
+                            if tap.finish_reason is None:
+                                terminal = None  # a chat stream that never said it finished
+                                break
+                            if tap.finish_reason in INCOMPLETE_FINISH_REASONS:
+                                terminal, detail = "incomplete", INCOMPLETE_FINISH_REASONS[tap.finish_reason]
                     elif ctype == "response.failed":
                         terminal = "failed"
+                        error = getattr(getattr(chunk, "response", None), "error", None)
+                        upstream = (getattr(error, "code", None), getattr(error, "message", None))
                     elif ctype == "response.incomplete":
                         terminal = "incomplete"
                         details = getattr(getattr(chunk, "response", None), "incomplete_details", None)
                         detail = getattr(details, "reason", None)
                     elif ctype in ("error", "response.error"):
                         terminal = "error"
-                        detail = getattr(chunk, "message", None)
-                    if terminal in ("failed", "incomplete", "error"):
+                        upstream = _error_event_fields(chunk)
+                    if terminal in ("failed", "incomplete", "error", "bounded"):
                         break  # classified below; the SDK never sees the failed turn
+                    if ctype is not None and ctype.endswith(".delta"):
+                        # Emitted above where it matters; the runner builds its items from
+                        # the output items and the final response, so a delta would only
+                        # cost each SDK layer CPU per token for nobody.
+                        continue
                     if not produced and terminal is None:
                         held.append(chunk)
                         continue
@@ -150,17 +319,25 @@ class _GuardedModel(Model):
                     yield chunk
                 if terminal is None:
                     raise UpstreamFailure("stream_incomplete", "the upstream stream ended without a terminal event")
-                if terminal == "failed":
-                    raise UpstreamFailure("response_failed", kind("response_failed").message)
+                if terminal == "bounded":
+                    state.guard_tokens += budget.used
+                    log.warning("output_bound_enforced", limit=limit, estimated_tokens=budget.used)
+                    raise bounded_failure(limit)
+                if terminal in ("failed", "error"):
+                    code, message = upstream
+                    raise UpstreamFailure(
+                        "response_failed", kind("response_failed").message,
+                        upstream_code=code, upstream_message=message,
+                    )  # fmt: skip
                 if terminal == "incomplete":
-                    raise UpstreamFailure("response_incomplete", f"The answer stopped early ({detail or 'unknown reason'}).")
-                if terminal == "error":
-                    raise UpstreamFailure("response_failed", f"upstream stream error: {detail}")
+                    raise UpstreamFailure(
+                        "response_incomplete", incomplete_message(detail, limit), incomplete_reason=detail or "unknown"
+                    )
                 return
             except (asyncio.CancelledError, GeneratorExit):
                 raise
             except Exception as exc:
-                failure = classify_exception(exc)
+                failure = _classify(exc, limit)
                 if failure.code == "internal_error":
                     log.exception("agents_model_unexpected_error")
                 if failure.code in RETRYABLE_BEFORE_OUTPUT and not produced and attempt < settings.retry_max_attempts:
@@ -172,7 +349,7 @@ class _GuardedModel(Model):
                         state.emit(Info, kind="model_switch", from_model=state.model, to_model=fallback, reason=failure.code)
                         state.model = fallback
                         state.switched = True
-                        self.inner = OpenAIResponsesModel(model=fallback, openai_client=self.engine.mc.client)
+                        self.inner = self._sdk_model(fallback)
                     await self.engine.sleep(delay / 1000)
                     continue
                 if failure is exc:
@@ -180,6 +357,42 @@ class _GuardedModel(Model):
                 raise failure from exc
             finally:
                 await aclose_quietly(inner)
+
+    def _remember_call(self, item: Any, budget: OutputBudget | None) -> None:
+        if getattr(item, "type", None) != "function_call":
+            return
+        call_id = getattr(item, "call_id", None)
+        arguments = getattr(item, "arguments", None) or ""
+        if call_id and call_id not in self.state.call_arguments:
+            self.state.call_arguments[call_id] = arguments
+            if budget is not None:
+                budget.admit(arguments)
+
+
+def _error_event_fields(chunk: Any) -> tuple[str | None, str | None]:
+    """(code, message) of an error event object, flat or nested (see responses_stream.error_fields)."""
+    nested = getattr(chunk, "error", None)
+    code = getattr(chunk, "code", None) or getattr(nested, "code", None)
+    message = getattr(chunk, "message", None) or getattr(nested, "message", None)
+    if isinstance(nested, dict):
+        code = code or nested.get("code")
+        message = message or nested.get("message")
+    return code, message
+
+
+def _classify(exc: BaseException, limit: int) -> UpstreamFailure:
+    """``classify_exception`` plus what only the SDK raises: a chat stream the SDK judged
+    malformed (no finish_reason, or cut before any output) is the same failure it is on the
+    Responses engine."""
+    if isinstance(exc, ModelBehaviorError):
+        text = str(exc)
+        if "finish_reason='length'" in text:
+            return UpstreamFailure(
+                "response_incomplete", incomplete_message("max_output_tokens", limit), incomplete_reason="max_output_tokens"
+            )
+        if "before receiving a finish_reason" in text:
+            return UpstreamFailure("stream_incomplete", "the upstream stream ended without a terminal event")
+    return classify_exception(exc)
 
 
 class AgentsEngine(ModelEngine):
@@ -217,14 +430,39 @@ class AgentsEngine(ModelEngine):
             strict_json_schema=bool(spec.get("strict", False)),
         )
 
+    async def _tool_error(self, args: ToolErrorFormatterArgs[Any]) -> str | None:
+        """The SDK's hook for a call to a tool the agent does not have: answer it as the
+        Responses engine does, through the registry (the same recoverable "unknown tool"
+        error text, the same tool events), instead of the SDK ending the run."""
+        if args.kind != "tool_not_found":
+            return None  # the SDK's own message for the other kinds
+        state: _RunState = args.run_context.context
+        arguments = state.call_arguments.get(args.call_id, "{}")
+        state.emit(ToolStarted, call_id=args.call_id, name=args.tool_name, arguments=parse_tool_arguments(arguments))
+        result = await self.registry.call(args.tool_name, arguments, state.tool_ctx)
+        record, finished = tool_outcome(args.call_id, args.tool_name, arguments, result)
+        state.records.append(record)
+        state.emit(ToolFinished, **finished)
+        return result.model_text
+
     # ---- run -------------------------------------------------------------------------------
 
-    def _model_settings(self, request: RunRequest) -> ModelSettings:
+    def _model_settings(self, request: RunRequest, api: str) -> ModelSettings:
+        limit = self.settings.max_output_tokens
         kwargs: dict[str, Any] = {"parallel_tool_calls": True}
         if request.sim_scenario:
             kwargs["extra_headers"] = {"X-Sim-Scenario": request.sim_scenario}
         if self.mc.is_openai and not self.mc.offline:
             kwargs["store"] = False  # stateless full-input mode, as on the Responses path
+        if api == "chat_completions":
+            kwargs["include_usage"] = True  # most servers send no usage on a stream otherwise
+            if max_tokens_param(self.mc.is_openai) == "max_tokens":
+                kwargs["max_tokens"] = limit
+            else:
+                kwargs["extra_args"] = {"max_completion_tokens": limit}
+        else:
+            kwargs["max_tokens"] = limit  # sent as max_output_tokens
+            kwargs["response_include"] = list(STATELESS_INCLUDE)
         return ModelSettings(**kwargs)
 
     async def stream(self, request: RunRequest) -> AsyncIterator[Any]:
@@ -234,6 +472,7 @@ class AgentsEngine(ModelEngine):
         yield ev.make(RunStarted, conversation_id=request.conversation_id, model=model, engine=self.name, offline=self.mc.offline)
 
         queue: asyncio.Queue = asyncio.Queue()
+        api = await self.mc.api()
         state = _RunState(
             queue=queue,
             tool_ctx=ToolContext(
@@ -244,13 +483,14 @@ class AgentsEngine(ModelEngine):
             ),
             started=started,
             model=model,
+            api=api,
         )
         agent = Agent(
             name=AGENT_NAME,
             instructions=instructions_for(as_of=self.settings.as_of_date, portfolio_id=request.portfolio_id),
             tools=list(self.tools),
             model=_GuardedModel(self, state),
-            model_settings=self._model_settings(request),
+            model_settings=self._model_settings(request, api),
         )
         items = history_items(request.history, self.settings.history_max_messages)
         items.append({"role": "user", "content": request.user_text})
@@ -263,6 +503,10 @@ class AgentsEngine(ModelEngine):
                 tracing_disabled=not self.settings.agents_tracing,
                 trace_include_sensitive_data=False,
                 workflow_name="sigmachat",
+                # A call to a tool the agent lacks goes back to the model as a tool error
+                # (our registry's, see _tool_error), as on the Responses engine.
+                tool_not_found_behavior="return_error_to_model",
+                tool_error_formatter=self._tool_error,
             ),
         )
         pump = asyncio.create_task(_pump(result, queue), name=f"agents:{request.run_id}")
@@ -271,7 +515,7 @@ class AgentsEngine(ModelEngine):
             u = result.context_wrapper.usage
             return Usage(
                 input_tokens=u.input_tokens or 0,
-                output_tokens=u.output_tokens or 0,
+                output_tokens=(u.output_tokens or 0) + state.guard_tokens,
                 cached_tokens=getattr(u.input_tokens_details, "cached_tokens", 0) or 0,
                 reasoning_tokens=getattr(u.output_tokens_details, "reasoning_tokens", 0) or 0,
             )
@@ -303,9 +547,14 @@ class AgentsEngine(ModelEngine):
                 if isinstance(exc, MaxTurnsExceeded):
                     failure = UpstreamFailure("max_tool_iterations", kind("max_tool_iterations").message)
                 else:
-                    failure = classify_exception(exc)
+                    failure = _classify(exc, self.settings.max_output_tokens)
                     if failure.code == "internal_error" and not isinstance(exc, UpstreamFailure):
                         log.error("agents_run_failed", run_id=request.run_id, error=type(exc).__name__)
+                if failure.upstream_code or failure.upstream_message:
+                    log.warning(
+                        "upstream_failure", run_id=request.run_id, code=failure.code,
+                        upstream_code=failure.upstream_code, upstream_message=failure.upstream_message,
+                    )  # fmt: skip
                 k = kind(failure.code)
                 yield ev.make(
                     RunFailed,
@@ -322,6 +571,9 @@ class AgentsEngine(ModelEngine):
                     attempts=max(state.attempts, 1),
                     retries=state.retries,
                     fallback_used=state.switched,
+                    incomplete_reason=failure.incomplete_reason,
+                    upstream_code=failure.upstream_code,
+                    upstream_message=failure.upstream_message,
                 )
                 return
         finally:

@@ -103,6 +103,41 @@ def tool_outcome(call_id: str, name: str, arguments: str, result: Any) -> tuple[
     return record, finished
 
 
+class OutputBudget:
+    """The server-side bound of one model call's output, for upstreams that ignore
+    ``max_output_tokens``.
+
+    Streams carry no token counts until their end, so output is estimated as it arrives: each
+    text delta counts one token per four characters and at least one (servers stream about a
+    token per delta, and OpenAI's rule of thumb is four characters a token); tool-call
+    arguments count the same way. A delta that would go over the bound is not shown: the
+    answer stops at the bound, never past it. An upstream that honours the bound itself ends
+    the turn with ``incomplete`` (max_output_tokens) before this estimate gets there, usually.
+    """
+
+    __slots__ = ("limit", "used")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    @staticmethod
+    def cost(text: str) -> int:
+        return max(1, len(text) // 4) if text else 0
+
+    def admit(self, text: str) -> bool:
+        """Count ``text`` if it fits the bound; False (and nothing counted) if it would not."""
+        cost = self.cost(text)
+        if self.used + cost > self.limit:
+            return False
+        self.used += cost
+        return True
+
+    @property
+    def exhausted(self) -> bool:
+        return self.used >= self.limit
+
+
 async def aclose_quietly(stream: Any) -> None:
     """Close an async stream (async generator or SDK stream); a failure to close a broken
     stream must never mask the outcome the caller is already reporting."""

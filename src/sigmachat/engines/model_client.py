@@ -9,12 +9,17 @@ Tests swap the transport through ``http_client``, never the code.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 
 import httpx2
+import openai
 from openai import AsyncOpenAI
 
+from sigmachat.logging import get_logger
 from sigmachat.settings import Settings
+
+log = get_logger("sigmachat.engines.model_client")
 
 OFFLINE_BASE_URL = "http://offline.sigmachat.local/v1"
 
@@ -26,9 +31,51 @@ class ModelClient:
     is_openai: bool  # the upstream is api.openai.com (enables previous_response_id, tracing)
     default_model: str
     fallback_model: str | None
+    upstream_api: str = "responses"  # responses | chat_completions | auto (settings.upstream_api)
+    _resolved_api: str | None = field(default=None, repr=False)
+    _probe_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
     async def aclose(self) -> None:
         await self.client.close()
+
+    async def api(self) -> str:
+        """The API both engines speak to this upstream: ``responses`` or ``chat_completions``.
+
+        ``auto`` probes once and remembers the answer for the client's life. A probe that
+        could not reach the server decides nothing: this call uses Responses (and fails the
+        way the run would have anyway), and the next call probes again.
+        """
+        if self.offline or self.upstream_api == "responses":
+            return "responses"
+        if self.upstream_api == "chat_completions":
+            return "chat_completions"
+        if self._resolved_api is None:
+            async with self._probe_lock:
+                if self._resolved_api is None:
+                    self._resolved_api = await probe_api(self.client)
+        return self._resolved_api or "responses"
+
+
+# A server without the Responses API answers these for POST /responses.
+NO_ENDPOINT_STATUSES = frozenset({404, 405, 501})
+
+
+async def probe_api(client: AsyncOpenAI) -> str | None:
+    """Which API the server serves, from one request that costs no tokens: ``POST /responses``
+    with an empty body. A server with the Responses API rejects the body (400 or 422); one
+    without it has no such route (404, 405 or 501). ``None`` when the server was unreachable.
+    """
+    try:
+        await client.with_options(max_retries=0).post("/responses", body={}, cast_to=httpx2.Response)
+    except openai.APIStatusError as exc:
+        api = "chat_completions" if exc.status_code in NO_ENDPOINT_STATUSES else "responses"
+        log.info("upstream_api_probed", api=api, status=exc.status_code)
+        return api
+    except openai.APIError as exc:
+        log.warning("upstream_api_probe_failed", error=type(exc).__name__)
+        return None
+    log.info("upstream_api_probed", api="responses", status=200)
+    return "responses"
 
 
 def _timeout(settings: Settings) -> httpx2.Timeout:
@@ -64,4 +111,5 @@ def build_model_client(settings: Settings, *, http_client: httpx2.AsyncClient | 
         is_openai=is_openai,
         default_model=settings.model,
         fallback_model=settings.fallback_model,
+        upstream_api=settings.upstream_api,
     )

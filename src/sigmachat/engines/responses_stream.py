@@ -40,6 +40,18 @@ class TurnEnd:
     incomplete_reason: str | None = None
 
 
+def error_fields(event: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The upstream's (code, message) of an error event or error object, in either shape:
+    flat ``{"type": "error", "code", "message"}`` (the Responses API's documented event) or
+    nested ``{"type": "error", "error": {"code", "message"}}`` (what some servers and
+    gateways send, and the shape of an error chunk on Chat Completions)."""
+    nested = event.get("error")
+    nested = nested if isinstance(nested, dict) else {}
+    code = event.get("code") or nested.get("code") or nested.get("type")
+    message = event.get("message") or nested.get("message")
+    return (str(code) if code else None), (str(message) if message else None)
+
+
 @dataclass
 class ResponsesStreamReader:
     """Feed event dicts in order; get back text chunks, finished function calls and the end."""
@@ -47,6 +59,9 @@ class ResponsesStreamReader:
     _calls: dict[str, dict[str, Any]] = field(default_factory=dict)  # item_id -> partial call
     _emitted_calls: set[str] = field(default_factory=set)  # call_ids already handed out
     _text_items_with_deltas: set[str] = field(default_factory=set)
+    # Reasoning items of this turn, as input items to send back with the tool outputs (a
+    # stateless reasoning model keeps its chain of thought only through them).
+    reasoning_items: list[dict[str, Any]] = field(default_factory=list)
     text: str = ""
     response_id: str | None = None
     model: str | None = None
@@ -95,6 +110,8 @@ class ResponsesStreamReader:
                 out.extend(self._finish_call(item))
             elif item.get("type") == "message":
                 out.extend(self._message_text_fallback(item))
+            elif item.get("type") == "reasoning":
+                self._keep_reasoning(item)
         elif etype in ("response.completed", "response.failed", "response.incomplete"):
             resp = event.get("response") or {}
             # Calls only present in the final output (no item events) still count.
@@ -103,19 +120,35 @@ class ResponsesStreamReader:
                     out.extend(self._finish_call(item))
                 elif item.get("type") == "message":
                     out.extend(self._message_text_fallback(item))
+                elif item.get("type") == "reasoning":
+                    self._keep_reasoning(item)
             out.append(self._turn_end(etype.split(".", 1)[1], resp))
         elif etype == "error":
+            code, message = error_fields(event)
             out.append(
                 TurnEnd(
                     status="failed",
                     usage=Usage(),
                     response_id=self.response_id,
                     model=self.model,
-                    error_code=str(event.get("code") or "error"),
-                    error_message=str(event.get("message") or "stream error"),
+                    error_code=code or "error",
+                    error_message=message or "stream error",
                 )
             )
         return out
+
+    def finish(self) -> list[TextChunk | FunctionCall | TurnEnd]:
+        """At the end of the body: nothing more (a Responses turn ends only on a terminal event)."""
+        return []
+
+    def _keep_reasoning(self, item: dict[str, Any]) -> None:
+        item_id = item.get("id")
+        if item_id and any(r.get("id") == item_id for r in self.reasoning_items):
+            return
+        # As an input item: what the API accepts back (no status), encrypted content if sent.
+        kept = {k: item[k] for k in ("type", "id", "summary", "encrypted_content", "content") if item.get(k) is not None}
+        kept.setdefault("summary", [])
+        self.reasoning_items.append(kept)
 
     def _finish_call(self, item: dict[str, Any]) -> list[FunctionCall]:
         item_id = item.get("id") or item.get("call_id") or ""

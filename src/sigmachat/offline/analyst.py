@@ -19,8 +19,17 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from sigmachat.offline.answers import ToolResult, compose_answer, greeting_answer, help_answer, no_tools_answer
-from sigmachat.offline.intents import Routing, route
+from sigmachat.offline.answers import (
+    ToolResult,
+    ambiguous_answer,
+    compose_answer,
+    greeting_answer,
+    help_answer,
+    no_tools_answer,
+    out_of_scope_answer,
+)
+from sigmachat.offline.dialogue import PastTurn, route_conversation
+from sigmachat.offline.intents import Routing
 from sigmachat.offline.protocol import ToolCallPlan, Turn
 
 # Tools that need a portfolio; without a selected portfolio the analyst lists portfolios first.
@@ -29,10 +38,12 @@ _PORTFOLIO_TOOLS = frozenset(
         "get_portfolio_complete", "get_positions_details", "get_portfolio_data_quality", "get_prices_historical",
         "get_analytics_overview", "get_factor_exposures", "get_sector_exposure", "get_correlation_matrix",
         "get_stress_test_results", "get_concentration_metrics", "get_volatility_analysis", "get_daily_movers",
+        "get_benchmark_comparison",
     }
 )
 # The engine's context note says this when the conversation has no portfolio (agent/instructions.py).
 _NO_PORTFOLIO_NOTE = re.compile(r"no portfolio is selected", re.IGNORECASE)
+_PORTFOLIO_NOTE = re.compile(r"portfolio id is ([\w-]+)")
 
 
 @dataclass(slots=True)
@@ -41,6 +52,7 @@ class Conversation:
 
     instructions: str = ""
     user_texts: list[str] = field(default_factory=list)  # every user message, oldest first
+    answers: list[str] = field(default_factory=list)  # the assistant's answer to each user message ("" if none)
     results: list[ToolResult] = field(default_factory=list)  # tool outputs after the latest user message
 
     @property
@@ -50,6 +62,18 @@ class Conversation:
     @property
     def has_tool_results(self) -> bool:
         return bool(self.results)
+
+    @property
+    def past(self) -> list[PastTurn]:
+        """The earlier questions with their answers."""
+        answers = self.answers + [""] * len(self.user_texts)
+        return [PastTurn(q, answers[i]) for i, q in enumerate(self.user_texts[:-1])]
+
+    @property
+    def portfolio_id(self) -> str | None:
+        """The conversation's portfolio, from the engine's context note."""
+        match = _PORTFOLIO_NOTE.search(self.instructions)
+        return match.group(1) if match else None
 
 
 def _content_text(content: Any) -> str:
@@ -89,9 +113,17 @@ def parse_conversation(request: dict[str, Any]) -> Conversation:
         itype = item.get("type")
         role = item.get("role")
         if itype in (None, "message") and role == "user":
+            while len(conv.answers) < len(conv.user_texts):
+                conv.answers.append("")  # an earlier question without an answer
             conv.user_texts.append(_content_text(item.get("content")))
             conv.results = []  # results belong to the question they answered
             calls = {}
+        elif itype in (None, "message") and role == "assistant" and conv.user_texts:
+            text = _content_text(item.get("content"))
+            if len(conv.answers) < len(conv.user_texts):
+                conv.answers.append(text)
+            else:
+                conv.answers[-1] += text
         elif itype == "function_call":
             call_id = str(item.get("call_id") or item.get("id") or "")
             calls[call_id] = item
@@ -162,20 +194,32 @@ class OfflineAnalyst:
         question = conv.question
         if question is None or not question.strip():
             return Turn(text="I did not receive a question. Ask me about your portfolio: holdings, exposure, risk, factors, stress tests and more.")
-        routing = route(question, previous_user_texts=conv.user_texts[:-1])
+        routing = route_conversation(conv.past, question)
         tools = offered_tools(request)
         if conv.has_tool_results:
             follow_up = self._after_portfolio_list(conv, routing, tools, question)
             if follow_up is not None:
                 return follow_up
-            return Turn(text=compose_answer(question, conv.results, intents=routing.intents, symbols=routing.symbols))
+            return Turn(
+                text=compose_answer(
+                    question, conv.results, intents=routing.intents, symbols=routing.symbols, rank=routing.rank,
+                    top_n=routing.top_n, sectors=routing.sectors, short=routing.short,
+                )
+            )  # fmt: skip
         if routing.kind == "greeting":
             return Turn(text=greeting_answer())
         if routing.kind == "help":
             return Turn(text=help_answer(question))
+        if routing.kind == "out_of_scope":
+            return Turn(text=out_of_scope_answer())
+        if routing.kind == "ambiguous":
+            return Turn(text=ambiguous_answer())
         calls = self._plan(routing.calls, tools)
         if not calls:
             return Turn(text=no_tools_answer([c.name for c in routing.calls]))
+        if routing.other_portfolio and "list_user_portfolios" in tools:
+            # "and in the other portfolio?": find the user's portfolios first.
+            return Turn(calls=(ToolCallPlan("list_user_portfolios", fit_arguments({}, tools["list_user_portfolios"])),))
         if _NO_PORTFOLIO_NOTE.search(conv.instructions) and "list_user_portfolios" in tools:
             if any(c.name in _PORTFOLIO_TOOLS and not c.arguments.get("portfolio_id") for c in calls):
                 # No portfolio in this conversation: find the user's portfolios first.
@@ -196,7 +240,8 @@ class OfflineAnalyst:
         wanted = [c for c in routing.calls if c.name != "list_user_portfolios"]
         if not wanted:
             return None
-        portfolio_id = choose_portfolio(conv.results[-1], question)
+        exclude = conv.portfolio_id if routing.other_portfolio else None
+        portfolio_id = choose_portfolio(conv.results[-1], question, exclude=exclude)
         if portfolio_id is None:
             return None  # compose explains there is no portfolio to analyse
         calls = [
@@ -221,10 +266,13 @@ def _name_words(name: str) -> set[str]:
     return {w for w in re.findall(r"[a-z]{3,}", name.lower()) if w not in _GENERIC_NAME_WORDS}
 
 
-def choose_portfolio(result: ToolResult, question: str) -> str | None:
+def choose_portfolio(result: ToolResult, question: str, *, exclude: str | None = None) -> str | None:
     """The portfolio a question means: the one whose distinguishing name words it uses most
-    ("the private one"), else the largest by NAV."""
+    ("the private one"), else the largest by NAV; never ``exclude`` ("the other portfolio")
+    when there is another."""
     rows = _portfolio_rows(result)
+    if exclude and any(str(r.get("id")) != exclude for r in rows):
+        rows = [r for r in rows if str(r.get("id")) != exclude]
     if not rows:
         return None
     asked = set(re.findall(r"[a-z]{3,}", question.lower()))

@@ -58,13 +58,17 @@ class Focus:
     intents: tuple[str, ...]
     symbols: tuple[str, ...]
     tools: tuple[str, ...] = ()  # every tool whose result is in this answer
+    rank: int | None = None  # "the second largest": 2
+    top_n: int | None = None  # "my top 3 holdings": 3
+    sectors: tuple[str, ...] = ()  # GICS sectors the question names
+    short: bool = False  # the conversation is about the short side
 
     def has(self, *intents: str) -> bool:
         return any(i in self.intents for i in intents)
 
     @property
     def wants_short(self) -> bool:
-        return bool(re.search(r"\bshorts?\b|\bshorted\b|\bshort (side|book|positions?)\b", self.question.lower()))
+        return self.short or bool(re.search(r"\bshorts?\b|\bshorted\b|\bshort (side|book|positions?)\b", self.question.lower()))
 
 
 # --------------------------------------------------------------------------- formatting
@@ -206,6 +210,7 @@ TOOL_LABELS = {
     "get_company_profile": "the company profile",
     "get_daily_movers": "today's movers",
     "get_market_overview": "the market overview",
+    "get_benchmark_comparison": "the S&P 500 comparison",
 }
 SECTION_TITLES = {
     "list_user_portfolios": "Portfolios",
@@ -225,6 +230,7 @@ SECTION_TITLES = {
     "get_company_profile": "Company profile",
     "get_daily_movers": "Today's movers",
     "get_market_overview": "Market",
+    "get_benchmark_comparison": "Against the S&P 500",
 }
 
 
@@ -294,7 +300,40 @@ def compose_portfolio_complete(result: ToolResult, focus: Focus) -> str:
     held = {_symbol(r).upper(): r for r in holdings}
     asked = [s for s in focus.symbols if s.upper() in held or focus.has("holdings")]
 
-    if focus.has("largest"):
+    if focus.symbols and not focus.has("largest"):
+        # A question about a ticker: what the user holds in it, first.
+        for sym in focus.symbols:
+            lines.append(_holding_sentence(sym, held.get(sym.upper()), nav, where))
+        if not focus.has("summary") and not re.search(r"\b(show|list|all)\b.{0,20}\b(holdings|positions)\b", focus.question.lower()):
+            return " ".join(lines)
+        asked = []
+    if focus.has("largest") and (focus.top_n or 0) > 1 and not focus.rank:
+        pool = [r for r in ordered if _mv(r) < 0] if focus.wants_short and any(_mv(r) < 0 for r in ordered) else ordered
+        top = pool[: focus.top_n]
+        total_w = sum(_holding_weight(r, nav) or 0.0 for r in top)
+        names = [f"**{_symbol(r)}** ({money(_mv(r))})" for r in top]
+        listed = ", ".join(names[:-1]) + f" and {names[-1]}" if len(names) > 1 else names[0]
+        lines.append(f"Your {len(top)} largest positions{where} are {listed}: together {pct(total_w)} of NAV.")
+    elif focus.has("largest") and focus.rank and focus.rank > 1:
+        pool = [r for r in ordered if _mv(r) < 0] if focus.wants_short and any(_mv(r) < 0 for r in ordered) else ordered
+        if focus.rank > len(pool):
+            lines.append(f"You hold only {len(pool)} position{'s' if len(pool) != 1 else ''}{where}, so there is no {ordinal(focus.rank)}-largest.")
+        else:
+            row = pool[focus.rank - 1]
+            w = _holding_weight(row, nav)
+            kind = "short position" if focus.wants_short and _mv(row) < 0 else "position"
+            sentence = f"Your {ordinal(focus.rank)}-largest {kind}{where} is {_labelled(row)} at {money(_mv(row))}"
+            sentence += f", {pct(abs(w) if _mv(row) < 0 else w)} of NAV." if w is not None else "."
+            above = pool[focus.rank - 2]
+            sentence += f" It comes after **{_symbol(above)}** ({money(_mv(above))})"
+            if focus.rank < len(pool):
+                nxt = pool[focus.rank]
+                sentence += f" and before **{_symbol(nxt)}** ({money(_mv(nxt))})"
+            lines.append(sentence + ".")
+            pnl = _pnl(row)
+            if pnl is not None:
+                lines.append(f"Its unrealised P&L is {signed_money(pnl)}.")
+    elif focus.has("largest"):
         pool = [r for r in ordered if _mv(r) < 0] if focus.wants_short else ordered
         if focus.wants_short and not pool:
             lines.append(f"You have no short positions{where}: every holding has a positive market value.")
@@ -372,7 +411,7 @@ def compose_portfolio_complete(result: ToolResult, focus: Focus) -> str:
     if isinstance(missing, list) and missing:
         lines.append(f"No price for {', '.join(map(str, missing[:8]))}: those holdings are valued at zero here.")
 
-    limit = 10 if focus.has("holdings") else 5
+    limit = 10 if focus.has("holdings") else max(5, focus.top_n or 0)
     shown = ordered
     if focus.wants_short and focus.has("largest") and any(_mv(r) < 0 for r in ordered):
         shown = [r for r in ordered if _mv(r) < 0]
@@ -384,7 +423,24 @@ def compose_portfolio_complete(result: ToolResult, focus: Focus) -> str:
     text = "\n\n".join(lines) + "\n\n" + table(["Symbol", "Name", "Market value", "% of NAV", "Unrealised P&L"], rows, ["l", "l", "r", "r", "r"])
     if count > len(rows):
         kind = "short positions" if shown is not ordered else "holdings"
-        text += f"\n\nTop {len(rows)} of {int(count)} {kind} by absolute market value."
+        text += f"\n\nTop {len(rows)} of {int(count)} {kind} by absolute market value; " + more(len(rows), int(count), kind)
+    return text
+
+
+def _holding_sentence(sym: str, row: dict[str, Any] | None, nav: float | None, where: str) -> str:
+    """'You hold 307.65 shares of **SPY** worth $194,199, 6.8% of NAV.'"""
+    if row is None:
+        return f"You do not hold **{sym}**{where}."
+    qty = _num(first(row, "quantity", "shares"))
+    w = _holding_weight(row, nav)
+    asset = str(first(row, "asset_class", default="")).upper()
+    unit = "contracts" if asset == "OPTIONS" or first(row, "strike") is not None else "units" if asset == "PRIVATE" else "shares"
+    side = " short" if _mv(row) < 0 else ""
+    amount = f"{_qty(abs(qty))}{side} {unit} of " if qty is not None else ""
+    text = f"You hold {amount}{_labelled(row)}{where} worth {money(_mv(row))}"
+    text += f", {pct(abs(w) if _mv(row) < 0 else w)} of NAV." if w is not None else "."
+    if _pnl(row) is not None:
+        text += f" Unrealised P&L is {signed_money(_pnl(row))}."
     return text
 
 
@@ -478,13 +534,27 @@ def compose_sector_exposure(result: ToolResult, focus: Focus) -> str:
     top = ordered[0]
     top_name = first(top, "sector", "_key", "name", default="?")
     lines = [f"Your largest sector is **{top_name}** at {pct(w(top))} of NAV ({money(first(top, 'market_value', 'value', 'exposure'))})."]
-    if len(ordered) > 1:
+    named = [r for name in focus.sectors for r in ordered if first(r, "sector") == name]
+    if focus.rank and focus.rank > 1:
+        if focus.rank <= len(ordered):
+            r = ordered[focus.rank - 1]
+            lines = [f"Your {ordinal(focus.rank)}-largest sector is **{first(r, 'sector', default='?')}** at {pct(w(r))} of NAV "
+                     f"({money(first(r, 'market_value'))}), after {first(ordered[focus.rank - 2], 'sector', default='?')}."]
+        else:
+            lines = [f"You have only {len(ordered)} sectors, so there is no {ordinal(focus.rank)}-largest."]
+    elif focus.sectors:
+        lines = [f"**{first(r, 'sector')}** is {pct(w(r))} of NAV ({money(first(r, 'market_value'))})." for r in named[:2]]
+        lines += [f"You have no {name} exposure." for name in focus.sectors[:2] if name not in {first(r, "sector") for r in named}]
+        lines.append(f"Your largest sector is {top_name} at {pct(w(top))}.")
+    elif len(ordered) > 1:
         second = ordered[1]
         lines[0] += f" Next is {first(second, 'sector', '_key', 'name', default='?')} at {pct(w(second))}."
     shorts = [r for r in ordered if (_num(first(r, "short")) or 0) < 0]
     if shorts:
         lines.append("Short exposure sits in " + ", ".join(f"{first(r, 'sector', default='?')} ({money(first(r, 'short'))})" for r in shorts[:4]) + ".")
-    asked = re.findall(r"\b(tech\w*|financ\w*|energy|health ?care|industrials?|utilities|materials|real estate|consumer \w+|communication \w+)\b", focus.question.lower())
+    asked = [] if focus.sectors else re.findall(
+        r"\b(tech\w*|financ\w*|energy|health ?care|industrials?|utilities|materials|real estate|consumer \w+|communication \w+)\b",
+        focus.question.lower())
     for word in asked[:2]:
         key = "information technology" if word.startswith("tech") else word
         match = next((r for r in ordered if key.split()[0][:6] in str(first(r, "sector", default="")).lower()), None)
@@ -504,6 +574,10 @@ def compose_sector_exposure(result: ToolResult, focus: Focus) -> str:
         rows.append(row)
     align = ["l", "r", "r"] + (["r"] if has_delta else []) + ["l"]
     text = " ".join(lines) + "\n\n" + table(headers, rows, align)
+    if len(ordered) > len(rows):
+        rest = ordered[len(rows):]
+        text += "\n\n" + more(len(rows), len(ordered), "sectors") + " The rest: " + ", ".join(
+            f"{first(r, 'sector', default='?')} {pct(w(r))}" for r in rest) + "."
     cash_share = _pct_field(data, "cash_of_nav")
     if cash_share is not None and abs(cash_share) >= 0.005:
         text += f"\n\nCash is {pct(cash_share)} of NAV."
@@ -546,10 +620,12 @@ def compose_volatility(result: ToolResult, focus: Focus) -> str:
             lines.append("Risk reducers (negative contribution, acting as hedges): " + ", ".join(f"{_symbol(r)} ({pct(share(r))})" for r in hedges[:3]) + ".")
         rows = [[_symbol(r), pct(_weight(r, "weight")), pct(_num(first(r, "volatility", "vol"))), pct(share(r))] for r in ordered[:8]]
         lines.append(table(["Symbol", "Weight", "Volatility", "Share of risk"], rows))
+        if len(ordered) > 8:
+            lines.append("Largest risk contributors shown; " + more(8, len(ordered), "holdings"))
     excluded = first(data, "excluded_holdings")
     if isinstance(excluded, list) and excluded:
         names = [str(first(x, "symbol", default=x)) if isinstance(x, dict) else str(x) for x in excluded]
-        lines.append(f"Left out for lack of price history: {', '.join(names[:8])}{' and more' if len(names) > 8 else ''}.")
+        lines.append(f"Left out for lack of price history: {', '.join(names[:8])}" + (f"; {more(8, len(names), 'holdings')}" if len(names) > 8 else "."))
     return "\n\n".join(lines) if lines else _generic(result, focus)
 
 
@@ -761,9 +837,19 @@ def compose_movers(result: ToolResult, focus: Focus) -> str:
     counts = (first(data, "gainers_count"), first(data, "losers_count"))
     if all(isinstance(c, int) for c in counts) and threshold is not None:
         lines.append(f"{counts[0]} holdings rose and {counts[1]} fell by {threshold:g}% or more.")
+    shown_g, shown_l = min(len(gainers), 5), min(len(losers), 5)
+    total_g = counts[0] if isinstance(counts[0], int) else len(gainers)
+    total_l = counts[1] if isinstance(counts[1], int) else len(losers)
+    hidden = []
+    if total_g > shown_g:
+        hidden.append(f"+{total_g - shown_g} more of the {total_g} that rose")
+    if total_l > shown_l:
+        hidden.append(f"+{total_l - shown_l} more of the {total_l} that fell")
     has_side = any(first(r, "side") == "short" for r in everyone)
     rows = [[_symbol(r), chg(r), signed_money(impact(r))] + ([first(r, "side", default="")] if has_side else []) for r in gainers[:5] + losers[:5]]
     text = " ".join(lines) + "\n\n" + table(["Symbol", "Day change", "P&L impact"] + (["Side"] if has_side else []), rows, ["l", "r", "r"] + (["l"] if has_side else []))
+    if hidden:
+        text += "\n\nThe table shows the five largest moves each way: " + "; ".join(hidden) + "."
     if has_side:
         text += "\n\nA short position loses money when its price rises."
     return text
@@ -954,6 +1040,14 @@ def compose_prices_historical(result: ToolResult, focus: Focus) -> str:
         return f"{factor} ({_symbol(r)})" if factor else _symbol(r)
 
     lines = [f"Price change {period}: best **{label(best)}** {pct(first(best, 'return'), signed=True)}, worst **{label(worst)}** {pct(first(worst, 'return'), signed=True)}."]
+    picked = [r for s in focus.symbols for r in ordered if _symbol(r).upper() == s.upper()]
+    if picked:
+        # A question about one holding ("how has it done?") leads with that holding.
+        lines = [f"**{_symbol(r)}** moved {pct(first(r, 'return'), signed=True)} {period}, from "
+                 f"{money(first(r, 'first_close'), cents=True)} to {money(first(r, 'last_close'), cents=True)}." for r in picked[:3]]
+        lines.append(f"Across your holdings the best was {label(best)} ({pct(first(best, 'return'), signed=True)}) and the worst "
+                     f"{label(worst)} ({pct(first(worst, 'return'), signed=True)}).")
+        lines = [" ".join(lines)]
     shown = ordered if len(ordered) <= 10 else ordered[:5] + ordered[-5:]
     rows = [[label(r), money(first(r, "first_close"), cents=True), money(first(r, "last_close"), cents=True), pct(first(r, "return"), signed=True), pct(first(r, "volatility"))] for r in shown]
     lines.append(table(["Symbol", "First close", "Last close", "Change", "Volatility"], rows))
@@ -1004,7 +1098,70 @@ def compose_positions(result: ToolResult, focus: Focus) -> str:
     return "\n\n".join(lines)
 
 
+def more(shown: int, total: int, noun: str) -> str:
+    """'+3 more (15 sectors in all)': a list that stops early says so."""
+    return f"+{total - shown} more ({total} {noun} in all)." if total > shown else ""
+
+
+_ORDINAL_WORDS = {2: "second", 3: "third", 4: "fourth", 5: "fifth"}
+
+
+def ordinal(n: int) -> str:
+    return _ORDINAL_WORDS.get(n, f"{n}th")
+
+
+def compose_benchmark(result: ToolResult, focus: Focus) -> str:
+    data = result.data if isinstance(result.data, dict) else {}
+    sectors = rows_of(data, "sectors")
+    bench = first(data, "benchmark") if isinstance(first(data, "benchmark"), dict) else {}
+    equity = _num(first(data, "equity_value"))
+    if not sectors or not equity:
+        return "You hold no equities (stocks or equity funds) to compare with the S&P 500."
+
+    def w(r: dict[str, Any], key: str) -> float:
+        return _weight(r, key) or 0.0
+
+    def verdict(r: dict[str, Any]) -> str:
+        gap = w(r, "active_weight") * 100
+        if abs(gap) < 0.5:
+            return "in line with the index"
+        return f"{abs(gap):.1f} points {'overweight' if gap > 0 else 'underweight'}"
+
+    asked = [r for name in focus.sectors for r in sectors if first(r, "sector") == name]
+    lines = []
+    for r in asked[:2] or []:
+        lines.append(
+            f"Your **{first(r, 'sector')}** exposure is {pct(w(r, 'portfolio_weight'))} of your equity holdings "
+            f"({pct(w(r, 'portfolio_weight_of_nav'))} of NAV, funds looked through) against {pct(w(r, 'benchmark_weight'))} "
+            f"for the S&P 500: {verdict(r)}."
+        )
+    if not asked:
+        big = max(sectors, key=lambda r: abs(w(r, "active_weight")))
+        lines.append(
+            f"Against the S&P 500 your largest difference is **{first(big, 'sector')}**: {pct(w(big, 'portfolio_weight'))} of "
+            f"your equity holdings against {pct(w(big, 'benchmark_weight'))} for the index, {verdict(big)}."
+        )
+    share = _weight(data, "equity_of_nav")
+    if share is not None:
+        lines.append(f"Equities (stocks and equity funds) are {pct(share)} of NAV; the rest is left out of the comparison.")
+    rows = [[first(r, "sector"), pct(w(r, "portfolio_weight")), pct(w(r, "benchmark_weight")),
+             pct(w(r, "active_weight"), signed=True), pct(w(r, "portfolio_weight_of_nav"))] for r in sectors]
+    text = " ".join(lines) + "\n\n" + table(["Sector", "Your equities", "S&P 500", "Difference", "% of NAV"], rows)
+    looked = [str(first(f, "symbol")) for f in rows_of(data, "looked_through")]
+    if looked:
+        text += f"\n\nLooked through: {', '.join(looked)}."
+    skipped = rows_of(data, "not_compared")
+    if skipped:
+        text += " Not compared: " + ", ".join(f"{first(f, 'symbol')} ({first(f, 'reason')})" for f in skipped[:6])
+        text += (f" {more(6, len(skipped), 'holdings')}" if len(skipped) > 6 else ".")
+    if bench:
+        text += (f"\n\nIndex and fund sector weights are approximate, as of {first(bench, 'weights_as_of')} "
+                 "(issuers' published fact sheets), not a live feed.")
+    return text
+
+
 COMPOSERS: dict[str, Composer] = {
+    "get_benchmark_comparison": compose_benchmark,
     "list_user_portfolios": compose_portfolios,
     "get_portfolio_complete": compose_portfolio_complete,
     "get_positions_details": compose_positions,
@@ -1106,9 +1263,22 @@ def footer(results: list[ToolResult]) -> str:
     return "_" + "; ".join(bits) + "._"
 
 
-def compose_answer(question: str, results: list[ToolResult], *, intents: Iterable[str] = (), symbols: Iterable[str] = ()) -> str:
-    """The markdown answer for a question, from the tool results of the latest turn."""
-    focus = Focus(question=question, intents=tuple(intents), symbols=tuple(symbols), tools=tuple(r.name for r in results))
+def compose_answer(
+    question: str,
+    results: list[ToolResult],
+    *,
+    intents: Iterable[str] = (),
+    symbols: Iterable[str] = (),
+    rank: int | None = None,
+    top_n: int | None = None,
+    sectors: Iterable[str] = (),
+    short: bool = False,
+) -> str:
+    """The markdown answer for a question, from the tool results of the latest turn: the answer
+    in the first sentence (the first section has no heading), then the support, then any
+    caveats the data warrant."""
+    focus = Focus(question=question, intents=tuple(intents), symbols=tuple(symbols), tools=tuple(r.name for r in results),
+                  rank=rank, top_n=top_n, sectors=tuple(sectors), short=short)
     if not results:
         return "I have no tool results to answer from. Please ask again.\n\n" + footer(results)
     sections = []
@@ -1118,21 +1288,50 @@ def compose_answer(question: str, results: list[ToolResult], *, intents: Iterabl
         lead = _portfolio_choice_note(results[0], results[1:])
         results = results[1:]
     multi = len({r.name for r in results}) > 1 or len(results) > 1
-    for result in results:
+    for i, result in enumerate(results):
         body = _section(result, focus)
-        if multi:
+        if multi and i > 0:
             title = SECTION_TITLES.get(result.name, result.name)
             if result.name == "get_company_profile" and result.arguments.get("symbol"):
                 title += f": {result.arguments['symbol']}"
             body = f"**{title}**\n\n{body}"
         sections.append(body)
     if lead:
-        sections.insert(0, lead)
+        sections.insert(1, lead)
+    notes = caveat_notes(results)
+    if notes:
+        sections.append(notes)
     if all(r.error is not None for r in results):
         sections.append("No figures could be computed for this question, so I am not giving any.")
     if re.search(r"\bshould i\b|\bbuy\b|\bsell\b|\brecommend", question.lower()):
         sections.append("I report what the data shows; I do not make buy or sell recommendations.")
     return "\n\n".join(sections) + "\n\n" + footer(results)
+
+
+def caveat_notes(results: list[ToolResult]) -> str:
+    """The tools' sanity caveats (``data.caveats``), each once."""
+    seen: dict[str, str] = {}
+    for r in results:
+        for c in (first(r.data, "caveats") or []) if isinstance(r.data, dict) else []:
+            if isinstance(c, dict) and isinstance(c.get("message"), str) and c.get("code") not in seen:
+                seen[str(c.get("code"))] = c["message"]
+    return "\n\n".join(f"**Caution:** {m}" for m in seen.values())
+
+
+def out_of_scope_answer() -> str:
+    return (
+        "That is outside what I can answer: I only answer questions about your portfolios, from SigmaSight's analytics. "
+        "Ask me about your holdings, exposure, sectors (also against the S&P 500), risk, factor betas, stress tests, "
+        f"concentration, today's movers, or a security you hold.\n\n_{OFFLINE_LABEL}._"
+    )
+
+
+def ambiguous_answer() -> str:
+    return (
+        "I am not sure what you are referring to. Name a holding (for example AAPL) or a topic (largest positions, "
+        "sectors, risk, a stress test such as *a 30% market drop*) and I will answer from your portfolio."
+        f"\n\n_{OFFLINE_LABEL}._"
+    )
 
 
 def _portfolio_choice_note(listing: ToolResult, rest: list[ToolResult]) -> str:

@@ -71,6 +71,17 @@ def extract_symbols(text: str) -> list[str]:
             continue
         if sym not in found:
             found.append(sym)
+    # Lower-case tickers ("what about aapl?"): a known symbol of three or more letters that is
+    # not an everyday word, or a shorter one right after a cue ("about hd").
+    for match in re.finditer(r"(?<![\w$])([a-z][a-z0-9]{1,5}(?:[.\-][a-z]{1,2})?)(?![\w])", text):
+        sym = match.group(1).upper()
+        if sym in found or master.securities.get(sym) is None or sym in _NOT_TICKERS:
+            continue
+        if match.group(1) in _LOWER_CASE_WORDS:
+            continue
+        if len(sym) < 3 and not _BEFORE_SINGLE.search(text[: match.start()]):
+            continue
+        found.append(sym)
     lowered = text.lower()
     for word, sym in _company_aliases().items():
         if re.search(rf"\b{word}(?:'s)?\b", lowered) and sym not in found:
@@ -78,6 +89,8 @@ def extract_symbols(text: str) -> list[str]:
     return found
 
 
+# Everyday words that are also demo tickers: never read as tickers when written in lower case.
+_LOWER_CASE_WORDS = frozenset({"cost", "shop", "sly", "nee", "dia", "qual", "f", "c", "v", "a", "hd", "pg", "ge"})
 _BEFORE_SINGLE = re.compile(r"\b(about|in|of|is|on|own|hold|sell|buy|trim|add|price|quote|and|ticker)\s+$", re.IGNORECASE)
 
 
@@ -119,6 +132,12 @@ class QuestionContext:
     original: str
     symbols: list[str] = field(default_factory=list)
     portfolio_id: str | None = None
+    rank: int | None = None  # "the second largest": 2
+    top_n: int | None = None  # "my top 3 holdings": 3
+    move_pct: float | None = None  # "a 30% drop": -30.0
+    sectors: list[str] = field(default_factory=list)  # GICS sectors the question names
+    other_portfolio: bool = False  # "and in the other portfolio?"
+    short: bool = False  # about the short side ("my largest short")
 
     def pid(self) -> dict[str, Any]:
         return {"portfolio_id": self.portfolio_id}
@@ -172,9 +191,14 @@ def _factors(ctx: QuestionContext) -> list[ToolCallPlan]:
 
 
 _MARKET_MOVE_RE = re.compile(
-    r"\b(drops?|falls?|declines?|tanks?|crash(?:es)?|sells? off|down|rall(?:y|ies)|rises?|jumps?|up)\s+(?:by\s+)?(\d{1,2}(?:\.\d+)?)\s*%"
-    r"|(-|\+|minus |plus )(\d{1,2}(?:\.\d+)?)\s*%"
+    r"\b(drop(?:s|ped)?|falls?|fell|declin(?:es?|ed)|tank(?:s|ed)?|crash(?:es|ed)?|sells? off|sold off|down|rall(?:y|ies|ied)|"
+    r"rises?|rose|jump(?:s|ed)?|up|gain(?:s|ed)?)\s+(?:by\s+|of\s+)?"
+    r"(\d{1,2}(?:\.\d+)?)\s*(?:%|percent)"
+    r"|(-|\+|minus |plus )(\d{1,2}(?:\.\d+)?)\s*(?:%|percent)"
+    r"|\b(\d{1,2}(?:\.\d+)?)\s*(?:%|percent)\s+(?:(?:market|stock|equity|s&p|broad)\s+)?(drop|fall|decline|crash|sell-?off|"
+    r"correction|downturn|rally|rise|gain|jump|move down|move up)"
 )
+_DOWN_WORDS = ("drop", "fall", "fell", "declin", "tank", "crash", "sell", "sold", "down", "correction", "move down")
 
 
 def extract_market_move_pct(text: str) -> float | None:
@@ -184,10 +208,13 @@ def extract_market_move_pct(text: str) -> float | None:
         return None
     if match.group(2):
         size = float(match.group(2))
-        down = match.group(1).startswith(("drop", "fall", "decline", "tank", "crash", "sell", "down"))
-    else:
+        down = match.group(1).startswith(_DOWN_WORDS)
+    elif match.group(4):
         size = float(match.group(4))
         down = match.group(3).strip() in ("-", "minus")
+    else:
+        size = float(match.group(5))
+        down = match.group(6).startswith(_DOWN_WORDS)
     if not 0 < size <= 50:
         return None
     return -size if down else size
@@ -195,7 +222,7 @@ def extract_market_move_pct(text: str) -> float | None:
 
 def _stress(ctx: QuestionContext) -> list[ToolCallPlan]:
     args: dict[str, Any] = {**ctx.pid(), "scenarios": None}
-    move = extract_market_move_pct(ctx.text)
+    move = ctx.move_pct if ctx.move_pct is not None else extract_market_move_pct(ctx.text)
     if move is not None:
         args["custom_market_move_pct"] = move
     return [ToolCallPlan("get_stress_test_results", args)]
@@ -260,7 +287,8 @@ INTENTS: tuple[Intent, ...] = (
         "stress",
         (r"\bstress", r"\bscenarios?\b", r"\bwhat if\b", r"\bcrash(es)?\b", r"\bsell-?offs?\b", r"\bdownturn\b", r"\brecession\b",
          r"\bshocks?\b", r"\bmarket (drops?|falls?|declines?|tanks?)\b", r"\brates? (rise|rises|hike|hikes|go up|up)\b",
-         r"\b(drops?|falls?) (by )?\d+ ?%", r"-\d+ ?%", r"\bbear market\b", r"\bhedged?\b"),
+         r"\b(drops?|falls?) (by )?\d+ ?%", r"-\d+ ?%", r"\bbear market\b", r"\bhedged?\b",
+         r"\d+ ?(%|percent) (market |stock |equity )?(drop|fall|decline|crash|sell-?off|correction|downturn|rally)"),
         _stress,
     ),
     Intent(
@@ -269,13 +297,19 @@ INTENTS: tuple[Intent, ...] = (
          r"\btop[- ]?(5|10|five|ten)\b", r"\bsingle[- ]name\b", r"\beggs in one basket\b"),
         _one("get_concentration_metrics"),
     ),
-    Intent("correlation", (r"\bcorrelat\w*", r"\bmove together\b", r"\bco-?move"), _one("get_correlation_matrix", top_n=10)),
+    Intent("correlation", (r"\bcorrelat\w*", r"\bmove together\b", r"\bco-?move"), lambda ctx: _one("get_correlation_matrix", top_n=ctx.top_n or 10)(ctx)),
     Intent(
         "movers",
         (r"\bmovers?\b", r"\bgainers?\b", r"\blosers?\b", r"\bmoved (today|the most|most)\b", r"\btoday'?s (move|moves|change|performance)\b",
          r"\b(up|down) today\b", r"\bbiggest (move|moves|change|changes)\b", r"\bdaily (change|move)s?\b", r"\bwhat moved\b",
          r"\bmoving today\b", r"\bchanged today\b"),
         _one("get_daily_movers", threshold_pct=0.5),
+    ),
+    Intent(
+        "benchmark",
+        (r"\b(vs\.?|versus|compared?|comparison|relative|against|than)\b.{0,25}\b(s&p|sp ?500|spx|spy|benchmark|index|market)\b",
+         r"\b(over|under)[- ]?weight(ed)?\b", r"\bbenchmark\b", r"\bactive weights?\b"),
+        _one("get_benchmark_comparison"),
     ),
     Intent(
         "market",
@@ -346,13 +380,75 @@ class Routing:
     intents: tuple[str, ...]
     calls: tuple[ToolCallPlan, ...]
     symbols: tuple[str, ...] = ()
-    kind: str = "tools"  # tools | greeting | help
+    kind: str = "tools"  # tools | greeting | help | out_of_scope | ambiguous
+    rank: int | None = None
+    top_n: int | None = None
+    sectors: tuple[str, ...] = ()
+    other_portfolio: bool = False
+    short: bool = False
 
 
-def classify(text: str) -> tuple[list[str], QuestionContext]:
-    """The intent names a question matches, in table order, and its context."""
+_ORDINALS = {"second": 2, "2nd": 2, "third": 3, "3rd": 3, "fourth": 4, "4th": 4, "fifth": 5, "5th": 5}
+_ORDINAL_RE = re.compile(r"\b(second|2nd|third|3rd|fourth|4th|fifth|5th)\b")
+_TOP_N_RE = re.compile(
+    r"\btop[- ]?(\d{1,2}|three|four|five|six|seven|eight|ten)\b|\b(\d{1,2}|three|four|five|six|seven|eight|ten) "
+    r"(largest|biggest|top)\b"
+)
+_COUNT_WORDS = {"three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "ten": 10}
+OTHER_PORTFOLIO_RE = re.compile(
+    r"\b(other|another|second|2nd) (portfolio|one|sleeve|book|account)\b|\bin the other\b|\bthe other\b\W*$"
+)
+# GICS sector names by the words people use for them.
+SECTOR_WORDS = (
+    (r"\b(information technology|tech|technology)\b", "Information Technology"),
+    (r"\bfinancials?\b|\bbanks?\b", "Financials"),
+    (r"\bconsumer discretionary\b|\bdiscretionary\b", "Consumer Discretionary"),
+    (r"\bconsumer staples\b|\bstaples\b", "Consumer Staples"),
+    (r"\bcommunication services?\b|\btelecom\w*\b|\bcommunications\b", "Communication Services"),
+    (r"\bhealth ?care\b", "Health Care"),
+    (r"\bindustrials?\b", "Industrials"),
+    (r"\benergy\b", "Energy"),
+    (r"\butilit(y|ies)\b", "Utilities"),
+    (r"\breal estate\b", "Real Estate"),
+    (r"\bmaterials\b", "Materials"),
+)
+
+
+def extract_rank(text: str) -> int | None:
+    """'the second largest' -> 2 (not 'my second portfolio')."""
+    if OTHER_PORTFOLIO_RE.search(text):
+        return None
+    match = _ORDINAL_RE.search(text.lower())
+    return _ORDINALS[match.group(1)] if match else None
+
+
+def extract_top_n(text: str) -> int | None:
+    """'top 3 holdings' / 'my five largest positions' -> 3 / 5 (1 to 20)."""
+    match = _TOP_N_RE.search(text.lower())
+    if not match:
+        return None
+    raw = match.group(1) or match.group(2)
+    n = _COUNT_WORDS.get(raw) or int(raw)
+    return n if 1 <= n <= 20 else None
+
+
+def extract_sectors(text: str) -> list[str]:
+    lowered = text.lower()
+    return [name for pattern, name in SECTOR_WORDS if re.search(pattern, lowered)]
+
+
+def classify(text: str, *, symbols: list[str] | None = None) -> tuple[list[str], QuestionContext]:
+    """The intent names a question matches, in table order, and its context. ``symbols``: the
+    tickers the question refers to when it names none itself ("how has it done?")."""
     lowered = " ".join(text.lower().split())
-    ctx = QuestionContext(text=lowered, original=text, symbols=extract_symbols(text), portfolio_id=extract_portfolio_id(text))
+    ctx = QuestionContext(text=lowered, original=text, symbols=extract_symbols(text) or list(symbols or ()),
+                          portfolio_id=extract_portfolio_id(text))
+    ctx.rank = extract_rank(lowered)
+    ctx.top_n = extract_top_n(lowered)
+    ctx.move_pct = extract_market_move_pct(lowered)
+    ctx.sectors = extract_sectors(lowered)
+    ctx.other_portfolio = bool(OTHER_PORTFOLIO_RE.search(lowered))
+    ctx.short = bool(re.search(r"\bshorts?\b|\bshorted\b", lowered))
     forced: list[str] = []
     scrubbed = lowered
     for pattern, intent in _SCOPED_PHRASES:
@@ -365,17 +461,18 @@ def classify(text: str) -> tuple[list[str], QuestionContext]:
             continue
         if intent.name in forced or intent.matches(scrubbed):
             names.append(intent.name)
-    # "What is AAPL?" style questions about a ticker with no other intent: quote + profile.
-    if ctx.symbols and not names:
-        owns = re.search(r"\b(my|i own|i hold|do i have|position in|holding of|stake in)\b", lowered)
-        names = ["holdings", "quotes"] if owns else ["quotes", "profile"]
+    # A question about a ticker with no other intent ("what about aapl?"): what the user holds
+    # in it first, then its quote.
+    ticker_only = bool(ctx.symbols) and not names
+    if ticker_only:
+        names = ["holdings", "quotes"]
     # Prices of "my" holdings without tickers are a holdings question.
-    if ctx.symbols and "holdings" in names and "quotes" in names and not re.search(r"\bquotes?\b|\bprices?\b", lowered):
+    if ctx.symbols and "holdings" in names and "quotes" in names and not ticker_only and not re.search(r"\bquotes?\b|\bprices?\b", lowered):
         names.remove("quotes")
     # "holdings" as the subject of another question ("which of my holdings move together")
     # is not a request for the holdings table.
     specific = set(names) - {"holdings", "largest", "summary", "portfolios"}
-    if "holdings" in names and specific and not _HOLDINGS_EXPLICIT.search(lowered):
+    if "holdings" in names and specific and not ticker_only and not _HOLDINGS_EXPLICIT.search(lowered):
         names.remove("holdings")
     # Lot-level detail answers a positions question more precisely than the holdings table.
     if "position_details" in names and "holdings" in names:
@@ -386,30 +483,28 @@ def classify(text: str) -> tuple[list[str], QuestionContext]:
     # A stress "what if" that names the market needs no market overview.
     if "stress" in names and "market" in names and not re.search(r"\bmarket (overview|today|conditions)\b", lowered):
         names.remove("market")
+    # A comparison with the S&P 500 is answered by the benchmark tool alone (SPY is the yardstick, not a question).
+    if "benchmark" in names:
+        names = [n for n in names if n not in ("market", "sectors", "quotes", "profile", "holdings", "exposure")]
+        ctx.symbols = [s for s in ctx.symbols if s != "SPY"]
+    # A question about a ticker also says what the user holds in it.
+    if ctx.symbols and ({"quotes", "profile"} & set(names)) and not ({"holdings", "largest", "position_details"} & set(names)):
+        names.append("holdings")
+    # "My second largest sector" ranks sectors, not positions.
+    if "largest" in names and "sectors" in names and re.search(r"\b(largest|biggest|top|main)\b[\w\s-]{0,12}\bsectors?\b", lowered):
+        names.remove("largest")
     return names, ctx
 
 
 def route(text: str, *, previous_user_texts: list[str] | None = None) -> Routing:
-    """Tool calls for the user's latest message (earlier messages help only with follow-ups)."""
-    names, ctx = classify(text)
-    if not names:
-        if _GREETING.match(text):
-            return Routing((), (), tuple(ctx.symbols), kind="greeting")
-        if _HELP.search(text):
-            return Routing((), (), tuple(ctx.symbols), kind="help")
-        # "And the risk?" or "why?": reuse what the previous question was about.
-        if previous_user_texts and _FOLLOW_UP.search(text):
-            for earlier in reversed(previous_user_texts):
-                prev_names, prev_ctx = classify(earlier)
-                if prev_names:
-                    ctx.symbols = ctx.symbols or prev_ctx.symbols
-                    ctx.portfolio_id = ctx.portfolio_id or prev_ctx.portfolio_id
-                    names = prev_names
-                    break
-        if not names and _PORTFOLIO_WORDS.search(ctx.text):
-            names = ["summary"]
-        if not names:
-            return Routing((), (), tuple(ctx.symbols), kind="help")
+    """Tool calls for the user's latest message; earlier messages resolve follow-ups."""
+    from sigmachat.offline.dialogue import PastTurn, route_conversation
+
+    return route_conversation([PastTurn(t, "") for t in previous_user_texts or []], text)
+
+
+def build_calls(names: list[str], ctx: QuestionContext) -> tuple[ToolCallPlan, ...]:
+    """The tool calls of the intents, in order, without duplicates."""
     calls: list[ToolCallPlan] = []
     seen: set[str] = set()
     by_name = {i.name: i for i in INTENTS}
@@ -419,4 +514,4 @@ def route(text: str, *, previous_user_texts: list[str] | None = None) -> Routing
             if key not in seen:
                 seen.add(key)
                 calls.append(call)
-    return Routing(tuple(names), tuple(calls), tuple(ctx.symbols))
+    return tuple(calls)

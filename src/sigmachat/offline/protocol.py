@@ -62,9 +62,12 @@ class ToolCallPlan:
 
     name: str
     arguments: dict[str, Any] = field(default_factory=dict)
+    raw_arguments: str | None = None  # sent verbatim instead (the simulator's broken JSON)
 
     @property
     def arguments_json(self) -> str:
+        if self.raw_arguments is not None:
+            return self.raw_arguments
         return json.dumps(self.arguments, separators=(",", ":"), ensure_ascii=False)
 
 

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterat
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from sigmachat.offline import chat
 from sigmachat.offline.analyst import OfflineAnalyst
 from sigmachat.offline.protocol import (
     OFFLINE_METADATA,
@@ -139,6 +140,7 @@ class OfflineModelServer:
         faults: FaultInjector | None = None,
         listed_models: Iterable[str] = (),
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        apis: Iterable[str] = ("responses", "chat_completions"),
     ) -> None:
         self.model_name = model_name
         self.pacing = pacing
@@ -147,10 +149,15 @@ class OfflineModelServer:
         self.faults = faults
         self.listed_models = [model_name, *[m for m in listed_models if m and m != model_name]]
         self._sleep = sleep
+        self.apis = frozenset(apis)  # a simulator without /responses stands for a Chat-only server
 
     async def handle(self, request: ServerRequest) -> ServerResponse:
         path = request.path.rstrip("/")
-        if path.endswith("/responses"):
+        if path.endswith("/chat/completions") and "chat_completions" in self.apis:
+            if request.method != "POST":
+                return _json_response(405, error_body(f"Method {request.method} not allowed on {request.path}."))
+            return await self._chat_completions(request)
+        if path.endswith("/responses") and "responses" in self.apis:
             if request.method != "POST":
                 return _json_response(405, error_body(f"Method {request.method} not allowed on {request.path}."))
             return await self._responses(request)
@@ -172,16 +179,25 @@ class OfflineModelServer:
         return _json_response(200, {"object": "list", "data": [self._model_card(m) for m in self.listed_models]})
 
     async def _responses(self, request: ServerRequest) -> ServerResponse:
-        try:
-            body = json.loads(request.body or b"null")
-        except ValueError:
-            return _json_response(400, error_body("We could not parse the JSON body of your request."))
-        if not isinstance(body, dict):
-            return _json_response(400, error_body("The request body must be a JSON object."))
+        body = _json_body(request)
+        if isinstance(body, ServerResponse):
+            return body
         problem = _validate(body)
         if problem is not None:
             return _json_response(400, error_body(problem[1], param=problem[0], code="invalid_value"))
+        return await self._answer(request, body, chat_request=None)
 
+    async def _chat_completions(self, request: ServerRequest) -> ServerResponse:
+        """The same model and faults over the Chat Completions API (see :mod:`offline.chat`)."""
+        raw = _json_body(request)
+        if isinstance(raw, ServerResponse):
+            return raw
+        problem = chat.validate_chat(raw)
+        if problem is not None:
+            return _json_response(400, error_body(problem[1], param=problem[0], code="invalid_value"))
+        return await self._answer(request, chat.responses_body(raw), chat_request=raw)
+
+    async def _answer(self, request: ServerRequest, body: dict[str, Any], *, chat_request: dict[str, Any] | None) -> ServerResponse:
         fault: ActiveFault | None = None
         model = str(body["model"])
         if self.faults is not None:
@@ -209,6 +225,8 @@ class OfflineModelServer:
             delay = pacing.ttfb_ms / 1000 + (obj["usage"]["output_tokens"] * pacing.token_delay_s)
             if delay > 0:
                 await self._sleep(delay)
+            if chat_request is not None:  # body faults are Responses-only here; HTTP faults apply
+                return _json_response(200, chat.completion_object(obj, builder), headers)
             frames = fault.json_body(obj, builder, turn) if fault is not None else None
             if frames is None:
                 return _json_response(200, obj, headers)
@@ -218,9 +236,13 @@ class OfflineModelServer:
         if fault is not None:
             events = fault.stream(iter(events), builder, turn)  # type: ignore[arg-type]
         sse_headers = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache", **headers}
+        if chat_request is not None:
+            include_usage = bool((chat_request.get("stream_options") or {}).get("include_usage"))
+            frames = chat.ChunkEncoder(builder, include_usage=include_usage).frames(events)
+            return ServerResponse(200, sse_headers, stream=self._frames(frames, pacing, first_delay=True, chat_frames=True))
         return ServerResponse(200, sse_headers, stream=self._frames(events, pacing, first_delay=True))
 
-    async def _frames(self, frames: Iterable[Frame], pacing: Pacing, *, first_delay: bool) -> AsyncIterator[bytes]:
+    async def _frames(self, frames: Iterable[Frame], pacing: Pacing, *, first_delay: bool, chat_frames: bool = False) -> AsyncIterator[bytes]:
         """Encode and pace frames one by one: nothing is produced before it is due."""
         first = True
         for frame in frames:
@@ -228,14 +250,28 @@ class OfflineModelServer:
                 first = False
                 if first_delay and pacing.ttfb_ms > 0:
                     await self._sleep(pacing.ttfb_ms / 1000)
-            elif isinstance(frame, dict) and frame.get("type") in TOKEN_EVENTS and pacing.token_delay_s:
+            elif isinstance(frame, dict) and pacing.token_delay_s and _is_token(frame, chat_frames):
                 await self._sleep(pacing.token_delay_s)
             if frame is DROP:
                 raise ConnectionDropped(before_response=False)
             if isinstance(frame, dict):
-                yield encode_sse(frame)
+                yield chat.encode_chunk(frame) if chat_frames else encode_sse(frame)
             elif isinstance(frame, bytes):
                 yield frame
+
+
+def _is_token(frame: dict[str, Any], chat_frame: bool) -> bool:
+    return chat.is_token_chunk(frame) if chat_frame else frame.get("type") in TOKEN_EVENTS
+
+
+def _json_body(request: ServerRequest) -> dict[str, Any] | ServerResponse:
+    try:
+        body = json.loads(request.body or b"null")
+    except ValueError:
+        return _json_response(400, error_body("We could not parse the JSON body of your request."))
+    if not isinstance(body, dict):
+        return _json_response(400, error_body("The request body must be a JSON object."))
+    return body
 
 
 def _validate(body: dict[str, Any]) -> tuple[str, str] | None:

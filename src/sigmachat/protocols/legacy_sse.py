@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
 from sse_starlette import ServerSentEvent
 
 from sigmachat.agent.events import Info, RunFailed, RunFinished, RunStarted, TextDelta, ToolFinished, ToolStarted, now_ms
 from sigmachat.agent.failures import kind
+from sigmachat.protocols.sse_response import sse_frame
 
 EVENT_NAMES = {
     "run_started": "start",
@@ -24,6 +26,10 @@ EVENT_NAMES = {
     "run_finished": "done",
     "run_failed": "error",
 }
+
+
+# sse-starlette's default line separator (issue #12 moves the legacy stream to "\n").
+SEP = "\r\n"
 
 
 def _dumps(obj: Any) -> str:
@@ -109,16 +115,21 @@ def payload(event: Any, *, portfolio_id: str | None = None) -> dict[str, Any]:
             "retryable": event.retryable,
             "retry_after_ms": event.retry_after_ms,
             "partial_text": event.partial_text,
+            # Added for cut answers (code response_incomplete): why it was cut, e.g.
+            # max_output_tokens. The upstream's own error code and message never go out.
+            "incomplete_reason": event.incomplete_reason,
         }
     raise TypeError(f"not an agent event: {type(event).__name__}")
 
 
-def encode(event: Any, *, portfolio_id: str | None = None) -> ServerSentEvent:
-    envelope = {
-        "type": EVENT_NAMES[event.type],
-        "run_id": event.run_id,
-        "seq": event.seq,
-        "data": payload(event, portfolio_id=portfolio_id),
-        "timestamp": event.ts,
-    }
-    return ServerSentEvent(data=_dumps(envelope), event=envelope["type"], id=sse_id(event.run_id, event.seq))
+def encode(event: Any, *, portfolio_id: str | None = None) -> bytes:
+    """The frame of one agent event, ready to write (EventSourceResponse passes bytes through)."""
+    run_id, seq = event.run_id, event.seq
+    if isinstance(event, TextDelta):
+        # The per-token frame: only strings and ints, where orjson writes exactly what
+        # json.dumps(ensure_ascii=False) writes, several times faster.
+        envelope = {"type": "token", "run_id": run_id, "seq": seq, "data": {"delta": event.delta}, "timestamp": event.ts}
+        return sse_frame(orjson.dumps(envelope).decode(), event="token", id=f"{run_id}:{seq}", sep=SEP)
+    name = EVENT_NAMES[event.type]
+    envelope = {"type": name, "run_id": run_id, "seq": seq, "data": payload(event, portfolio_id=portfolio_id), "timestamp": event.ts}
+    return sse_frame(_dumps(envelope), event=name, id=sse_id(run_id, seq), sep=SEP)

@@ -37,7 +37,14 @@ class _RunLog:
     meta: dict[str, Any]
     events: list[Any] = field(default_factory=list)
     finished_at: float | None = None
-    changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    # Set once when the log changes, then replaced: every waiter of that moment wakes. No lock
+    # (a Condition's lock was a visible share of the CPU per token): the event loop is the lock.
+    changed: asyncio.Event | None = None
+
+    def notify(self) -> None:
+        if self.changed is not None:
+            self.changed.set()
+            self.changed = None
 
 
 class InMemoryEventLog:
@@ -56,9 +63,8 @@ class InMemoryEventLog:
         if getattr(event, "seq", expected) != expected:
             # The sequence is the resume contract: a gap would silently lose events.
             raise ValueError(f"run {run_id}: event seq {event.seq} appended after {expected - 1}")
-        async with log.changed:
-            log.events.append(event)
-            log.changed.notify_all()
+        log.events.append(event)
+        log.notify()
 
     async def read(self, run_id: str, after_seq: int = 0) -> list[Any]:
         log = self._runs.get(run_id)
@@ -69,21 +75,25 @@ class InMemoryEventLog:
         log = self._runs.get(run_id)
         if log is None:
             return []
-        async with log.changed:
-            if len(log.events) <= after_seq and log.finished_at is None:
-                try:
-                    await asyncio.wait_for(log.changed.wait(), timeout)
-                except TimeoutError:
-                    pass
+        if len(log.events) <= after_seq and log.finished_at is None:
+            if log.changed is None:
+                log.changed = asyncio.Event()
+            changed = log.changed
+            try:
+                # asyncio.timeout, not wait_for: wait_for wraps the wait in a new task, and a
+                # live subscriber waits once per token.
+                async with asyncio.timeout(timeout):
+                    await changed.wait()
+            except TimeoutError:
+                pass
         return log.events[max(after_seq, 0) :]
 
     async def mark_finished(self, run_id: str) -> None:
         log = self._runs.get(run_id)
         if log is None:
             return
-        async with log.changed:
-            log.finished_at = time.monotonic()
-            log.changed.notify_all()
+        log.finished_at = time.monotonic()
+        log.notify()
 
     async def info(self, run_id: str) -> RunLogInfo | None:
         log = self._runs.get(run_id)

@@ -1,6 +1,7 @@
-"""The simulator: an OpenAI-compatible Responses API backed by the offline analyst, with faults.
+"""The simulator: an OpenAI-compatible API backed by the offline analyst, with faults.
 
-Serves ``POST /v1/responses`` (streaming and not) and ``GET /v1/models``. Every request may
+Serves ``POST /v1/responses`` and ``POST /v1/chat/completions`` (streaming and not; the
+same scenarios on both, see :mod:`sigmachat.offline.chat`) and ``GET /v1/models``. Every request may
 pick a fault scenario (see :mod:`sigmachat.sim.scenarios`). Three ways to use it:
 
 - over TCP: ``sigmachat sim --port 9100`` and ``SIGMACHAT_OPENAI_BASE_URL=http://127.0.0.1:9100/v1``;
@@ -64,6 +65,8 @@ class SimParams:
     model_name: str = "sigmasight-offline-analyst"
     listed_models: tuple[str, ...] = ("gpt-4.1-mini", "gpt-4.1-nano")
     created_at: int | None = None
+    # The APIs served: ("chat_completions",) stands for a server without /v1/responses.
+    apis: tuple[str, ...] = ("responses", "chat_completions")
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> SimParams:
@@ -86,6 +89,7 @@ def build_sim_server(params: SimParams, *, sleep: Callable[[float], Awaitable[An
         faults=ScenarioInjector(slow_tokens_per_s=params.slow_tokens_per_s, retry_after_s=params.retry_after_s),
         listed_models=params.listed_models,
         sleep=sleep,
+        apis=params.apis,
     )
 
 

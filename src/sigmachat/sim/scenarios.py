@@ -23,7 +23,16 @@ response_failed              ``response.failed`` with an error object, before an
 response_incomplete          some text, then ``response.incomplete`` (``max_output_tokens``)
 slow_tokens                  a normal answer at a much slower token rate (default 5/s)
 tool_error                   the model calls ``get_prices_historical`` with an out-of-range
-                             ``lookback_days``; the next turn acknowledges the tool's error
+                             ``lookback_days`` (arguments that fail the schema); the next
+                             turn acknowledges the tool's error
+unknown_tool                 the model calls a tool it was not given (``get_crystal_ball``);
+                             the next turn answers after the tool's error
+invalid_json_arguments       the model calls ``get_prices_historical`` with arguments that
+                             are not JSON; the next turn answers after the tool's error
+unknown_tool_loop            the model calls the unknown tool on every turn, never
+                             answering: the run meets the tool-iteration limit
+ramble                       the answer ignores ``max_output_tokens`` / ``max_tokens`` and
+                             goes on for ~RAMBLE_TOKENS tokens (a small model that rambles)
 ===========================  ==============================================================
 
 The mid-stream faults (drop_mid_stream, no_terminal_event, malformed_event,
@@ -57,7 +66,16 @@ SCENARIOS = (
     "response_incomplete",
     "slow_tokens",
     "tool_error",
+    "unknown_tool",
+    "invalid_json_arguments",
+    "unknown_tool_loop",
+    "ramble",
 )
+# Tool-call misbehaviour: what the model calls on a turn with no tool results yet.
+UNKNOWN_TOOL = "get_crystal_ball"
+INVALID_JSON_ARGUMENTS = '{"lookback_days": 30, "portfolio_id": '  # cut off: not JSON
+# How long a rambling answer goes on if nothing stops it (a real small model did 3,778).
+RAMBLE_TOKENS = 12_000
 HEADER = "x-sim-scenario"
 MALFORMED_LINE = b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","delta":<not json>\n\n'
 # How many text deltas reach the client before a mid-stream fault.
@@ -153,6 +171,15 @@ class ScenarioInjector:
             self._counts.clear()
 
 
+def _rambling(turn: Turn) -> Turn:
+    """The turn's answer, then the same again and again: about RAMBLE_TOKENS tokens."""
+    if not turn.text:
+        return turn
+    per_copy = max(1, len(split_tokens(turn.text)))
+    copies = max(2, RAMBLE_TOKENS // per_copy)
+    return Turn(calls=turn.calls, text="\n\n".join([turn.text] * copies))
+
+
 def _error(status: int, message: str, etype: str, code: str | None, headers: dict[str, str] | None = None) -> ServerResponse:
     body = json.dumps(error_body(message, etype=etype, code=code), separators=(",", ":")).encode()
     return ServerResponse(status, {"content-type": "application/json", **(headers or {})}, body)
@@ -191,6 +218,12 @@ class ActiveScenario:
     # --- what the model says ---
 
     def adjust_turn(self, request: dict[str, Any], turn: Turn) -> Turn:
+        if self.name == "ramble":
+            return _rambling(turn)
+        if self.name == "unknown_tool_loop" or (self.name == "unknown_tool" and not parse_conversation(request).has_tool_results):
+            return Turn(calls=(ToolCallPlan(UNKNOWN_TOOL, {"question": "where will the market close next year?"}),))
+        if self.name == "invalid_json_arguments" and not parse_conversation(request).has_tool_results:
+            return Turn(calls=(ToolCallPlan("get_prices_historical", raw_arguments=INVALID_JSON_ARGUMENTS),))
         if self.name != "tool_error" or parse_conversation(request).has_tool_results:
             return turn
         tools = offered_tools(request)

@@ -52,6 +52,7 @@ TOOL_TITLES: dict[str, str] = {
     "get_company_profile": "Reading the company profile",
     "get_daily_movers": "Finding the day's movers",
     "get_market_overview": "Checking the market",
+    "get_benchmark_comparison": "Comparing with the S&P 500",
 }
 
 

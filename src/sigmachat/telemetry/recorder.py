@@ -14,6 +14,8 @@ import datetime as dt
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from sqlalchemy import insert
+
 from sigmachat.agent.events import Info, RunFailed, RunFinished, RunStarted, TextDelta, ToolFinished
 from sigmachat.db.models import RunRecord
 from sigmachat.db.session import Database
@@ -41,6 +43,10 @@ def status_of(terminal: Any) -> tuple[str, str | None]:
         return "completed", None
     code = getattr(terminal, "code", None) or "internal_error"
     return STATUS_BY_CODE.get(code, "failed"), code
+
+
+def _clip(value: str | None, size: int) -> str | None:
+    return value[:size] if value else None
 
 
 def _ts(ms: int | None) -> dt.datetime | None:
@@ -132,6 +138,9 @@ class RunSummary:
     offline: bool
     status: str
     error_code: str | None
+    upstream_error_code: str | None
+    upstream_error_message: str | None
+    incomplete_reason: str | None
     attempts: int
     retries: int
     fallback_used: bool
@@ -193,6 +202,9 @@ def summarize(trace: RunTrace, terminal: RunFinished | RunFailed) -> RunSummary:
         offline=bool(started and started.offline),
         status=status,
         error_code=code,
+        upstream_error_code=_clip(getattr(terminal, "upstream_code", None), 80),
+        upstream_error_message=_clip(getattr(terminal, "upstream_message", None), 500),
+        incomplete_reason=_clip(getattr(terminal, "incomplete_reason", None), 40),
         attempts=terminal.attempts,
         retries=terminal.retries,
         fallback_used=terminal.fallback_used or any(isinstance(e, Info) and e.kind == "model_switch" for e in trace.items),
@@ -225,6 +237,8 @@ class RunRecorder:
         self._open: dict[str, RunTrace] = {}
         self._active_paths: dict[str, str] = {}
         self._tasks: set[asyncio.Task] = set()
+        self._pending: list[RunSummary] = []  # finished runs whose rows are not written yet
+        self._writer: asyncio.Task | None = None
         self.on_summary: list[Any] = []  # callables(summary) after a row is written (shadow pairing, tests)
 
     def __call__(self, run: Any, event: Any) -> None:
@@ -266,9 +280,11 @@ class RunRecorder:
                 self.spans.emit(trace, terminal, summary)
             except Exception:
                 log.exception("telemetry_spans_failed", run_id=summary.run_id)
-        task = asyncio.get_running_loop().create_task(self._write(summary), name=f"runs-row:{summary.run_id}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._pending.append(summary)
+        if self._writer is None or self._writer.done():
+            task = self._writer = asyncio.get_running_loop().create_task(self._write_pending(), name="runs-rows")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     def _observe(self, s: RunSummary) -> None:
         m = self.metrics
@@ -288,20 +304,36 @@ class RunRecorder:
         if s.output_tokens_per_s is not None and s.status == "completed":
             m.tokens_per_s.labels(path).observe(s.output_tokens_per_s)
 
-    async def _write(self, summary: RunSummary) -> None:
+    async def _write_pending(self) -> None:
+        """One writer at a time: the rows of runs that end together share one INSERT and one
+        commit (under load, dozens), instead of a task, an ORM unit of work and a commit each."""
+        await asyncio.sleep(0)  # let the runs ending in this loop iteration join the batch
+        while self._pending:
+            batch, self._pending = self._pending, []
+            written = await self._insert(batch)
+            if not written and len(batch) > 1:
+                # One bad row must not lose the others: retry them one by one.
+                written = [s for s in batch if await self._insert([s])]
+            for summary in written:
+                for callback in list(self.on_summary):
+                    try:
+                        callback(summary)
+                    except Exception:
+                        log.exception("telemetry_callback_failed", run_id=summary.run_id)
+
+    async def _insert(self, batch: list[RunSummary]) -> list[RunSummary]:
         try:
             async with self.db.session() as session:
-                session.add(RunRecord(**asdict(summary)))
+                await session.execute(insert(RunRecord), [asdict(s) for s in batch])
                 await session.commit()
         except Exception:
-            self.metrics.write_failures.inc()
-            log.exception("telemetry_row_failed", run_id=summary.run_id)
-            return
-        for callback in list(self.on_summary):
-            try:
-                callback(summary)
-            except Exception:
-                log.exception("telemetry_callback_failed", run_id=summary.run_id)
+            if len(batch) == 1:
+                self.metrics.write_failures.inc()
+                log.exception("telemetry_row_failed", run_id=batch[0].run_id)
+            else:
+                log.warning("telemetry_batch_failed", rows=len(batch))
+            return []
+        return batch
 
     @property
     def open_runs(self) -> int:

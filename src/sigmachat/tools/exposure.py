@@ -11,6 +11,7 @@ from sigmachat.analytics.concentration import concentration
 from sigmachat.analytics.exposure import Exposure, by_asset_class, by_sector, exposure_of
 from sigmachat.analytics.quotes import daily_moves
 from sigmachat.tools.formatting import ratio, short_pct, short_usd, usd
+from sigmachat.tools.caveats import caveats
 from sigmachat.tools.portfolio_data import PortfolioData
 from sigmachat.tools.runtime import ToolRuntime
 from sigmachat.tools.schema import PortfolioArgs
@@ -78,7 +79,8 @@ def _overview(p: PortfolioData) -> dict[str, Any]:
 
 async def get_analytics_overview(args: OverviewArgs, rt: ToolRuntime) -> ToolOutput:
     p = await rt.portfolio(args.portfolio_id)
-    return ToolOutput(await rt.derive(p, _overview), p.meta())
+    data = await rt.derive(p, _overview)
+    return ToolOutput({**data, "caveats": await rt.derive(p, caveats)}, p.meta())
 
 
 def _summarize_overview(data: dict) -> str:

@@ -12,6 +12,7 @@ from sigmachat.analytics.history import nav_history
 from sigmachat.analytics.quotes import daily_moves
 from sigmachat.portfolio.valuation import LotValue, PortfolioValuation
 from sigmachat.tools.formatting import iso, pct_points, price, ratio, short_pct, short_usd, usd
+from sigmachat.tools.caveats import caveats
 from sigmachat.tools.portfolio_data import PortfolioData
 from sigmachat.tools.runtime import ToolRuntime
 from sigmachat.tools.schema import PortfolioArgs, ToolArgs
@@ -143,7 +144,8 @@ def _complete(p: PortfolioData, args: PortfolioCompleteArgs) -> dict[str, Any]:
 
 async def get_portfolio_complete(args: PortfolioCompleteArgs, rt: ToolRuntime) -> ToolOutput:
     p = await rt.portfolio(args.portfolio_id)
-    return ToolOutput(await rt.derive(p, _complete, args), p.meta())
+    data = await rt.derive(p, _complete, args)
+    return ToolOutput({**data, "caveats": await rt.derive(p, caveats)}, p.meta())
 
 
 def _summarize_complete(data: dict) -> str:

@@ -179,15 +179,15 @@ TOOL_ORDER = (
     "get_prices_historical", "get_current_quotes", "get_factor_etf_prices", "get_analytics_overview",
     "get_factor_exposures", "get_sector_exposure", "get_correlation_matrix", "get_stress_test_results",
     "get_concentration_metrics", "get_volatility_analysis", "get_company_profile", "get_daily_movers",
-    "get_market_overview",
+    "get_market_overview", "get_benchmark_comparison",
 )  # fmt: skip
 
 
 def all_tools() -> list[Tool]:
     """Every tool, in contract order (one module per family)."""
-    from sigmachat.tools import exposure, market, portfolio, risk
+    from sigmachat.tools import benchmark, exposure, market, portfolio, risk
 
-    tools = [*portfolio.TOOLS, *exposure.TOOLS, *risk.TOOLS, *market.TOOLS]
+    tools = [*portfolio.TOOLS, *exposure.TOOLS, *risk.TOOLS, *market.TOOLS, *benchmark.TOOLS]
     rank = {name: i for i, name in enumerate(TOOL_ORDER)}
     return sorted(tools, key=lambda t: rank.get(t.name, len(rank)))
 

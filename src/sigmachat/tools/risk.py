@@ -15,6 +15,7 @@ from sigmachat.analytics.returns import TRADING_DAYS, trailing
 from sigmachat.analytics.risk import correlation_matrix, correlation_pairs, covariance_risk, realised_volatility, value_at_risk
 from sigmachat.analytics.stress import SCENARIO_IDS, SCENARIOS, custom_market_scenario, run_scenarios, sensitivities
 from sigmachat.tools.formatting import iso, ratio, short_pct, short_usd, usd
+from sigmachat.tools.caveats import caveats
 from sigmachat.tools.portfolio_data import TECH_FACTOR_SECTOR, PortfolioData
 from sigmachat.tools.runtime import ToolRuntime
 from sigmachat.tools.schema import PortfolioArgs
@@ -69,7 +70,8 @@ def _factors(p: PortfolioData, args: FactorArgs) -> dict[str, Any]:
 
 async def get_factor_exposures(args: FactorArgs, rt: ToolRuntime) -> ToolOutput:
     p = await rt.portfolio(args.portfolio_id)
-    return ToolOutput(await rt.derive(p, _factors, args), p.meta())
+    data = await rt.derive(p, _factors, args)
+    return ToolOutput({**data, "caveats": await rt.derive(p, caveats)}, p.meta())
 
 
 def _summarize_factors(data: dict) -> str:
@@ -124,7 +126,8 @@ def _volatility(p: PortfolioData) -> dict[str, Any]:
 
 async def get_volatility_analysis(args: VolatilityArgs, rt: ToolRuntime) -> ToolOutput:
     p = await rt.portfolio(args.portfolio_id)
-    return ToolOutput(await rt.derive(p, _volatility), p.meta())
+    data = await rt.derive(p, _volatility)
+    return ToolOutput({**data, "caveats": await rt.derive(p, caveats)}, p.meta())
 
 
 def _summarize_volatility(data: dict) -> str:
@@ -274,7 +277,8 @@ def _sensitivities(p: PortfolioData) -> pd.DataFrame:
 async def get_stress_test_results(args: StressArgs, rt: ToolRuntime) -> ToolOutput:
     p = await rt.portfolio(args.portfolio_id)
     data = await rt.derive(p, _stress, args)
-    return ToolOutput(data, p.meta(), {"scenarios": [s["id"] for s in data["scenarios"]]})
+    notes = await rt.derive(p, caveats)
+    return ToolOutput({**data, "caveats": notes}, p.meta(), {"scenarios": [s["id"] for s in data["scenarios"]]})
 
 
 def _summarize_stress(data: dict) -> str:

@@ -7,6 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sigmachat.api.deps import IdentityDep, ServicesDep, SessionDep, check_csrf
 from sigmachat.auth.service import authenticate
+from sigmachat.errors import InvalidCredentials
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
@@ -31,8 +32,19 @@ class UserOut(BaseModel):
 
 
 @router.post("/login", response_model=TokenResponse)
-async def login(body: LoginRequest, response: Response, services: ServicesDep, session: SessionDep) -> TokenResponse:
-    user = await authenticate(session, body.email, body.password)
+async def login(
+    body: LoginRequest, request: Request, response: Response, services: ServicesDep, session: SessionDep
+) -> TokenResponse:
+    throttle = services.login_throttle
+    client = request.client.host if request.client else ""
+    if throttle is not None:
+        await throttle.check(body.email, client)
+    try:
+        user = await authenticate(session, body.email, body.password)
+    except InvalidCredentials:
+        if throttle is not None:
+            await throttle.failed(body.email, client)
+        raise
     token = services.tokens.issue(user.id, user.role)
     ttl = int(services.tokens.ttl.total_seconds())
     s = services.settings

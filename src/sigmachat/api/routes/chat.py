@@ -7,14 +7,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
-from sse_starlette import EventSourceResponse
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from sigmachat.api.deps import IdentityDep, ServicesDep, SessionDep
 from sigmachat.chat import conversations as convs
 from sigmachat.db.models import Conversation, Message, as_utc
 from sigmachat.errors import NotFound
 from sigmachat.protocols import legacy_sse
+from sigmachat.protocols.sse_response import SSEResponse
 from sigmachat.runs.manager import RunManager
 from sqlalchemy import select
 
@@ -62,6 +62,13 @@ class SendRequest(BaseModel):
     text: str = Field(min_length=1, max_length=MAX_TEXT)
     ui_context: UiContext | None = None
     client_message_id: str | None = Field(default=None, min_length=1, max_length=100)
+
+    @field_validator("text")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("The message is empty: write a question.")
+        return value
 
 
 def _conv_out(conv: Conversation, active_run_id: str | None = None) -> ConversationOut:
@@ -121,8 +128,8 @@ async def list_messages(conversation_id: str, identity: IdentityDep, session: Se
     return {"conversation_id": conversation_id, "messages": [convs.message_to_dict(m) for m in messages if m.role]}
 
 
-def _sse_response(services, run_id: str, events, *, heartbeat_seq: list[int]) -> EventSourceResponse:
-    return EventSourceResponse(
+def _sse_response(services, run_id: str, events, *, heartbeat_seq: list[int]) -> SSEResponse:
+    return SSEResponse(
         events,
         ping=services.settings.sse_heartbeat_s,
         ping_message_factory=lambda: legacy_sse.heartbeat(run_id, heartbeat_seq[0]),
@@ -139,7 +146,7 @@ def _follow(services, run_id: str, after_seq: int, portfolio_id: str | None, see
         try:
             if first is not None:
                 yield first
-            async for event in manager.subscribe(run_id, after_seq):
+            async for event in manager.subscribe(run_id, after_seq, coalesce=services.settings.stream_coalesce_deltas):
                 seen[0] = event.seq
                 yield legacy_sse.encode(event, portfolio_id=portfolio_id)
                 if event.type in ("run_finished", "run_failed"):
@@ -161,7 +168,7 @@ async def send(
     identity: IdentityDep,
     services: ServicesDep,
     x_sim_scenario: Annotated[str | None, Header(max_length=100)] = None,
-) -> EventSourceResponse:
+) -> SSEResponse:
     """Start a run and stream it. Unknown or foreign conversations are 404 before any stream starts."""
     ui = body.ui_context
     scenario = x_sim_scenario if services.settings.allow_fault_injection else None
@@ -247,4 +254,4 @@ async def chat_config(
     """Which backend the UI should speak for this user's next turn: the ``chat_backend`` rollout
     flag, evaluated now ({backend, reason (the rule that matched), flag_version})."""
     decision = await services.rollout.backend_for_user(session, identity.user, portfolio_id=portfolio_id)
-    return decision.public()
+    return {**decision.public(), "max_message_chars": MAX_TEXT}  # the composer shows this limit

@@ -12,12 +12,11 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response
-from sse_starlette import EventSourceResponse, ServerSentEvent
-
 from sigmachat.api.deps import IdentityDep, ServicesDep
 from sigmachat.errors import ServiceUnavailable
 from sigmachat.protocols.chatkit_server import ChatContext, StreamHandle
 from sigmachat.protocols.legacy_sse import parse_last_event_id
+from sigmachat.protocols.sse_response import SSEResponse, sse_frame
 
 router = APIRouter(tags=["chatkit"])
 
@@ -64,9 +63,9 @@ async def chatkit(
 
     async def events():
         async for tag, data in result.frames:
-            yield ServerSentEvent(data=data, id=tag)
+            yield sse_frame(data, id=tag)
 
-    return EventSourceResponse(
+    return SSEResponse(
         events(),
         ping=services.settings.sse_heartbeat_s,  # comment lines: ignored by SSE parsers, keep proxies open
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "X-Run-Id": result.run_id},
@@ -95,9 +94,9 @@ async def resume_chatkit_stream(
 
     async def events():
         async for tag, data in frames:
-            yield ServerSentEvent(data=data, id=tag)
+            yield sse_frame(data, id=tag)
 
-    return EventSourceResponse(
+    return SSEResponse(
         events(),
         ping=services.settings.sse_heartbeat_s,
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "X-Run-Id": run_id},

@@ -33,6 +33,7 @@ const els = {
   banner: $("banner"),
   composer: $("composer"),
   input: $("composer-input"),
+  count: $("composer-count"),
   send: $("send-btn"),
   stop: $("stop-btn"),
   announcer: $("announcer"),
@@ -147,7 +148,16 @@ function renderComposer() {
   els.stop.hidden = !turn;
   els.stop.disabled = !!(turn && turn.stopRequested);
   els.stop.setAttribute("aria-label", turn && turn.stopRequested ? "Stopping…" : "Stop generating");
-  els.send.disabled = !els.input.value.trim() || !state.user;
+  const length = els.input.value.length;
+  const over = length > state.maxMessageChars;
+  // The limit shows before it is reached, and a longer text is refused here with its length,
+  // never cut: the user decides what to drop.
+  els.count.hidden = length < state.maxMessageChars * 0.8;
+  els.count.classList.toggle("is-over", over);
+  els.count.textContent = over
+    ? `${length.toLocaleString()} of ${state.maxMessageChars.toLocaleString()} characters: shorten your message to send it.`
+    : `${length.toLocaleString()} / ${state.maxMessageChars.toLocaleString()} characters`;
+  els.send.disabled = !els.input.value.trim() || over || !state.user;
   els.composer.classList.toggle("is-streaming", !!turn);
   renderList();
 }
@@ -241,6 +251,7 @@ async function openConversation(id) {
   setHash(id);
   const conv = store.currentConversation();
   if (conv && conv.portfolioId && state.portfolios.some((p) => p.id === conv.portfolioId)) selectPortfolio(conv.portfolioId, { save: false });
+  else syncPortfolio(id);
   renderTitle();
   renderList();
   renderComposer();
@@ -334,6 +345,17 @@ function money(v) {
   return `$${fmt}`;
 }
 
+/** A conversation whose portfolio the list did not say (ChatKit threads): ask, then follow it. */
+async function syncPortfolio(id) {
+  try {
+    const c = await api.conversation(id);
+    if (!c || !c.portfolio_id || state.currentKey !== id) return;
+    const known = store.currentConversation();
+    store.upsertConversation({ ...(known || { id, title: c.title, createdAt: c.created_at, updatedAt: c.updated_at }), portfolioId: c.portfolio_id });
+    if (state.portfolios.some((p) => p.id === c.portfolio_id)) selectPortfolio(c.portfolio_id, { save: false });
+  } catch { /* the list and the next send still work; the server keeps the conversation's portfolio */ }
+}
+
 function selectPortfolio(id, { save = true } = {}) {
   state.portfolioId = id;
   els.portfolio.value = id || "";
@@ -360,7 +382,16 @@ function renderPortfolios() {
 }
 
 els.portfolio.addEventListener("change", () => {
-  selectPortfolio(els.portfolio.value);
+  const id = els.portfolio.value;
+  const conv = store.currentConversation();
+  selectPortfolio(id);
+  // A conversation belongs to one portfolio (the server refuses a send naming another): a
+  // different portfolio gets a conversation of its own, so header, selector and the stored
+  // conversation always agree.
+  if (conv && conv.portfolioId !== id) {
+    newDraft();
+    return;
+  }
   const thread = currentThread();
   if (thread && !thread.messages.length) renderMessages();
 });
@@ -380,7 +411,7 @@ function autosize() {
 function submit() {
   const text = els.input.value.trim();
   const thread = currentThread();
-  if (!text || !thread || thread.turn) return;
+  if (!text || !thread || thread.turn || text.length > state.maxMessageChars) return;
   els.input.value = "";
   autosize();
   renderComposer();
@@ -452,6 +483,7 @@ async function start() {
     return;
   }
   state.user = me;
+  if (config && Number.isInteger(config.max_message_chars)) state.maxMessageChars = config.max_message_chars;
   useBackend(config);
   turns = createTurns({ store, getBackend: () => backend, onAuthLost: () => goToLogin("expired"), announce });
   els.userName.textContent = me.full_name || me.email;

@@ -23,6 +23,7 @@
 // Titles for tool steps, the same words the ChatKit path puts on its workflow tasks.
 const TOOL_TITLES = {
   list_user_portfolios: "Finding your portfolios",
+  get_benchmark_comparison: "Comparing with the S&P 500",
   get_portfolio_complete: "Loading the portfolio",
   get_portfolio_overview: "Loading the portfolio overview",
   get_positions: "Looking up positions",

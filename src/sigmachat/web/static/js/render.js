@@ -118,6 +118,8 @@ function errorBlock(msg, actions) {
     AUTH_EXPIRED: "Session expired",
     FATAL_ERROR: "Couldn’t finish the answer",
   }[err.errorType] || "Something went wrong";
+  // A cut answer is kept above this note; the server's message says why it was cut.
+  const heading = err.code === "response_incomplete" ? "Answer cut short" : title;
   // A rate limit's own message names a wait that goes stale; show a live countdown instead.
   const text = err.errorType === "RATE_LIMITED" && err.retryAt
     ? (waiting ? `Too many requests right now. You can retry in ${secs} s.` : "You can retry now.")
@@ -125,7 +127,7 @@ function errorBlock(msg, actions) {
   return h("div", { class: `msg-error error-${(err.errorType || "").toLowerCase()}`, role: "alert" },
     icon("alert", "icon error-icon"),
     h("div", { class: "error-text" },
-      h("strong", null, title),
+      h("strong", null, heading),
       h("span", { class: err.retryAt ? "countdown" : null }, text),
     ),
     err.retryable

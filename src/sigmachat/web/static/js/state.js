@@ -16,6 +16,7 @@ export function createStore() {
     offlineHint: false, // the server says answers come from the offline model
     portfolios: [],
     portfolioId: null,
+    maxMessageChars: 4000, // replaced by GET /api/v1/chat/config's max_message_chars (the server's limit)
     conversations: [],
     nextCursor: null,
     conversationsLoaded: false,

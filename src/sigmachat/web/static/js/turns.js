@@ -95,6 +95,10 @@ export function createTurns({ store, getBackend, onAuthLost, announce, requestHe
       key, user, asst, runId: null, lastSeq: 0, ctrl: new AbortController(), stopRequested: false,
       conversationId: key.startsWith("draft:") ? null : key, backend: getBackend(),
     };
+    // A conversation's portfolio is fixed: an existing one keeps its own, a new one takes the selector's.
+    const bound = state.conversations.find((c) => c.id === turn.conversationId);
+    // (An existing conversation whose portfolio is unknown here sends none: the server uses its own.)
+    turn.portfolioId = bound && bound.portfolioId ? bound.portfolioId : turn.conversationId ? null : state.portfolioId;
     const backend = turn.backend;
     setTurn(key, turn);
     const onEvent = (ev) => handle(turn, ev);
@@ -103,7 +107,7 @@ export function createTurns({ store, getBackend, onAuthLost, announce, requestHe
       for (let attempt = 0; ; attempt++) {
         try {
           const args = {
-            conversationId: turn.conversationId, text, portfolioId: state.portfolioId, clientMessageId,
+            conversationId: turn.conversationId, text, portfolioId: turn.portfolioId, clientMessageId,
             onEvent, signal: turn.ctrl.signal, headers: requestHeaders(), userItemId: user.id,
           };
           result = mode === "retry" ? await backend.retryAfter(args) : await backend.send(args);
@@ -180,7 +184,7 @@ export function createTurns({ store, getBackend, onAuthLost, announce, requestHe
     if (ev.kind === "heartbeat") return;
     if (ev.kind === "conversation") {
       turn.conversationId = ev.conversation.id;
-      store.upsertConversation(ev.conversation, { front: true });
+      store.upsertConversation({ ...ev.conversation, portfolioId: ev.conversation.portfolioId || turn.portfolioId }, { front: true });
       if (key !== ev.conversation.id) {
         store.rekey(key, ev.conversation.id);
         turn.key = ev.conversation.id;

@@ -1,0 +1,67 @@
+"""The Agents SDK engine's cheap stream: events built by the class their ``type`` names, the
+recorded streams (and the same streams without sequence numbers) still make whole answers."""
+
+from __future__ import annotations
+
+import httpx2
+import pytest
+from openai.types.responses import ResponseCompletedEvent, ResponseOutputItemDoneEvent, ResponseTextDeltaEvent
+
+from sigmachat.engines.agents import AgentsEngine, stream_event
+from sigmachat.engines.base import RunRequest
+from sigmachat.engines.model_client import build_model_client
+from tests.conftest import make_settings
+from tests.engines.recorded import FIXTURES, events
+from tests.engines.test_responses_engine import FakeRegistry, Upstream, sse
+
+RECORDED = sorted(p.name for p in FIXTURES.glob("*.sse"))
+OMITTED = ("sequence_number", "output_index")  # what OpenAI-compatible servers leave out
+
+
+def _strip(evts: list[dict]) -> list[dict]:
+    return [{k: v for k, v in e.items() if k not in OMITTED} for e in evts]
+
+
+def _body(evts: list[dict]) -> bytes:
+    import json
+
+    return b"".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode() for e in evts)
+
+
+@pytest.mark.parametrize("name", RECORDED)
+def test_every_recorded_event_becomes_the_class_its_type_names(name: str) -> None:
+    for data in events(name):
+        event = stream_event(data)
+        assert event.type == data["type"]
+        if data["type"] == "response.output_text.delta":
+            assert isinstance(event, ResponseTextDeltaEvent) and event.delta == data["delta"]
+        if data["type"] == "response.completed":
+            assert isinstance(event, ResponseCompletedEvent)
+            assert event.response.id == data["response"]["id"]  # nested models, as the runner reads them
+        if data["type"] == "response.output_item.done":
+            assert isinstance(event, ResponseOutputItemDoneEvent) and event.item.type == data["item"]["type"]
+
+
+def test_a_delta_without_sequence_number_or_output_index_reads_them_as_none() -> None:
+    event = stream_event({"type": "response.output_text.delta", "item_id": "msg_1", "content_index": 0, "delta": "Hi"})
+    assert isinstance(event, ResponseTextDeltaEvent)
+    assert (event.delta, event.sequence_number, event.output_index) == ("Hi", None, None)
+
+
+@pytest.mark.parametrize("strip", [False, True], ids=["recorded", "without-sequence-numbers"])
+async def test_agents_engine_streams_a_recorded_answer_whole(tmp_path, strip: bool) -> None:
+    evts = events("stream-basic-text-responses-1.sse")
+    up = Upstream(sse(_body(_strip(evts) if strip else evts)))
+    settings = make_settings(tmp_path, openai_api_key="sk-test", retry_base_delay_ms=0)
+    mc = build_model_client(settings, http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(up.handler)))
+    engine = AgentsEngine(mc, FakeRegistry(), settings, session_factory=None)
+    request = RunRequest(run_id="run_t", user_id="u1", user_text="hello", conversation_id="thr_1", portfolio_id="pf1")
+    out = [e async for e in engine.stream(request)]
+    assert [e.seq for e in out] == list(range(1, len(out) + 1))
+    done = out[-1]
+    assert done.type == "run_finished", done
+    completed = next(e for e in evts if e["type"] == "response.completed")
+    assert done.final_text == "".join(e.delta for e in out if e.type == "text_delta")
+    assert done.final_text == completed["response"]["output"][-1]["content"][0]["text"]
+    assert done.usage.output_tokens == completed["response"]["usage"]["output_tokens"]
+    assert up.requests[0]["stream"] is True
