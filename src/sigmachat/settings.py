@@ -88,7 +88,9 @@ class Settings(BaseSettings):
     # every instance; without it everything stays in process (one instance only).
     redis_url: str | None = None  # e.g. redis://127.0.0.1:6379/0
     redis_prefix: str = "sigmachat:"  # key prefix, so several deployments can share one Redis
-    run_lease_ttl_s: float = Field(default=9.0, ge=1.0, le=60.0)  # an owner silent this long is dead
+    # An owner silent this long is dead. Renewed every third of it from a thread (not the event
+    # loop), so a busy instance keeps its leases; dead owners are closed within ~1.33x this.
+    run_lease_ttl_s: float = Field(default=6.0, ge=1.0, le=60.0)
 
     # --- runs and streaming ---
     cancel_grace_s: float = Field(default=5.0, gt=0)  # how long cancel waits for tools in flight

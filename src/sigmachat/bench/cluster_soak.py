@@ -173,25 +173,35 @@ class ClusterClient:
         headers = {**self._auth(t.user), "X-Disconnect": "continue"}
         last_id, seen = "", 0
         try:
-            async with self.http.stream("POST", f"{self.base}/chatkit", headers=headers,
-                                        json=chatkit_create_body(t.question)) as resp:  # fmt: skip
-                if resp.status_code != 200:
-                    await resp.aread()
-                    t.outcome = f"rejected:http_{resp.status_code}"
-                    return
-                t.run_id = resp.headers.get("x-run-id")
-                cut = False
-                async for sse in httpx2.EventSource(resp):
-                    last_id = sse.id or last_id
-                    if sse.data and self._chatkit(t, json.loads(sse.data)):
+            for _ in range(10):
+                async with self.http.stream("POST", f"{self.base}/chatkit", headers=headers,
+                                            json=chatkit_create_body(t.question)) as resp:  # fmt: skip
+                    if resp.status_code == 503:  # nothing was written: safe to send again
+                        await resp.aread()
+                        t.send_retries += 1
+                        await self._pause()
+                        continue
+                    if resp.status_code != 200:
+                        await resp.aread()
+                        t.outcome = f"rejected:http_{resp.status_code}"
                         return
-                    seen += 1
-                    if t.planned_cut is not None and seen >= t.planned_cut and t.outcome == "pending":
-                        cut = True
-                        break
-                if not cut and t.outcome == "complete":
-                    return  # the stream ended after the answer's item.done and no error
-                t.drops += 0 if cut else 1
+                    t.run_id = resp.headers.get("x-run-id")
+                    cut = False
+                    async for sse in httpx2.EventSource(resp):
+                        last_id = sse.id or last_id
+                        if sse.data and self._chatkit(t, json.loads(sse.data)):
+                            return
+                        seen += 1
+                        if t.planned_cut is not None and seen >= t.planned_cut and t.outcome == "pending":
+                            cut = True
+                            break
+                    if not cut and t.outcome == "complete":
+                        return  # the stream ended after the answer's item.done and no error
+                    t.drops += 0 if cut else 1
+                    break
+            else:
+                t.outcome = "rejected:http_503"
+                return
         except httpx2.TransportError:
             t.drops += 1
             if t.run_id is None:
