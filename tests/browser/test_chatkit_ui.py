@@ -111,7 +111,10 @@ def test_chatkit_answer_cut_at_the_output_bound_says_so_and_why(page_for, chatki
     ask(page, LARGEST)
     cut = wait_answer(page, "incomplete", timeout=90_000)  # ~2,000 streamed deltas before the cut
     limit = chatkit_server.settings.max_output_tokens
-    page.wait_for_function("() => [...document.querySelectorAll('.msg-error')].some(e => e.innerText.includes('Answer cut short'))")
+    # The heading follows the saved failure code, read back once the stream ends.
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.msg-error')].some(e => e.innerText.includes('Answer cut short'))"
+    )
     note = cut.locator(".msg-error").inner_text()
     assert f"limit of {limit} tokens" in note
     assert cut.locator(".md").inner_text().strip()  # what was written before the cut stays

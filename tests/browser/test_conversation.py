@@ -27,8 +27,10 @@ def _holdings_by_size(page) -> list[str]:
     ]
 
 
-def test_a_follow_up_is_answered_from_the_previous_turn(page_for, live_server):
-    page = page_for(live_server)
+@pytest.mark.parametrize("server_name", ["live_server", "chatkit_server"])
+def test_a_follow_up_is_answered_from_the_previous_turn(page_for, request, server_name):
+    # Both paths: the Responses engine behind the legacy API, the Agents SDK behind ChatKit.
+    page = page_for(request.getfixturevalue(server_name))
     open_chat_as(page, HNW)
     ranked = _holdings_by_size(page)
     ask(page, LARGEST)

@@ -67,13 +67,23 @@ def test_paging_walks_every_conversation_newest_first(settings):
 async def test_api_paging_and_isolation(client, services):
     await _seed_conversations(services, HNW, 5)
     headers = await login(client, HNW)
-    first = (await client.get("/api/v1/chat/conversations?limit=2", headers=headers)).json()
-    assert [c["id"] for c in first["conversations"]] == ["thr_0004", "thr_0003"] and first["next_cursor"]
-    second = (await client.get("/api/v1/chat/conversations", params={"limit": 2, "before": first["next_cursor"]}, headers=headers)).json()
-    assert [c["id"] for c in second["conversations"]] == ["thr_0002", "thr_0001"]
+    resp = await client.get("/api/v1/chat/conversations?limit=2", headers=headers)
+    # The original API's bare list; our keyset cursor rides in a header.
+    cursor = resp.headers["X-Next-Cursor"]
+    assert [c["id"] for c in resp.json()] == ["thr_0004", "thr_0003"] and cursor
+    second = await client.get("/api/v1/chat/conversations", params={"limit": 2, "before": cursor}, headers=headers)
+    assert [c["id"] for c in second.json()] == ["thr_0002", "thr_0001"] and second.headers["X-Next-Cursor"]
+    params = {"limit": 2, "before": second.headers["X-Next-Cursor"]}
+    third = await client.get("/api/v1/chat/conversations", params=params, headers=headers)
+    assert [c["id"] for c in third.json()] == ["thr_0000"] and "X-Next-Cursor" not in third.headers
+    # The original API's offset paging walks the same order.
+    by_offset = await client.get("/api/v1/chat/conversations", params={"limit": 2, "offset": 2}, headers=headers)
+    assert [c["id"] for c in by_offset.json()] == ["thr_0002", "thr_0001"]
+    both = await client.get("/api/v1/chat/conversations", params={"offset": 1, "before": cursor}, headers=headers)
+    assert both.status_code == 422
     bad = await client.get("/api/v1/chat/conversations", params={"before": "garbage"}, headers=headers)
     assert bad.status_code == 422
     assert (await client.get("/api/v1/chat/conversations?limit=0", headers=headers)).status_code == 422
     assert (await client.get("/api/v1/chat/conversations?limit=101", headers=headers)).status_code == 422
     other = await login(client, HEDGE)
-    assert (await client.get("/api/v1/chat/conversations", headers=other)).json()["conversations"] == []
+    assert (await client.get("/api/v1/chat/conversations", headers=other)).json() == []

@@ -101,7 +101,8 @@ async def test_fault_scenario_outcome(sim_client, scenario):
         assert any(f.event == "info" and f.data["data"]["info_type"] == "retry_scheduled" for f in frames)
     if scenario in ("tool_error", "unknown_tool", "invalid_json_arguments", "unknown_tool_loop"):
         results = [f.data["data"] for f in frames if f.event == "tool_result"]
-        assert results and all(r["ok"] is False and r["tool_result"]["error"]["type"] == "validation_error" for r in results)
+        assert results
+        assert all(r["ok"] is False and r["tool_result"]["error"]["type"] == "validation_error" for r in results)
     if scenario == "ramble":
         # Cut at the bound (by the guard's estimate of the streamed tokens), and said so.
         streamed = sum(OutputBudget.cost(f.data["data"]["delta"]) for f in frames if f.event == "token")
@@ -111,7 +112,8 @@ async def test_fault_scenario_outcome(sim_client, scenario):
     elif terminal == "error":
         assert last["incomplete_reason"] == ("max_output_tokens" if code == "response_incomplete" else None)
     if scenario == "unknown_tool_loop":
-        assert len([f for f in frames if f.event == "tool_result"]) == sim_client.app.state.services.settings.max_tool_iterations
+        limit = sim_client.app.state.services.settings.max_tool_iterations
+        assert len([f for f in frames if f.event == "tool_result"]) == limit
 
     services = sim_client.app.state.services
     async with services.db.session() as s:
@@ -164,10 +166,13 @@ async def test_the_upstreams_own_error_reaches_the_runs_table_never_the_user(sim
     assert last.event == "error" and last.data["data"]["code"] == "response_failed"
     assert "simulated" not in resp.text  # the simulator's own words stay on the server
     services = sim_client.app.state.services
+    # The client may see the end before the run's own task has told telemetry about it.
+    await services.runs.wait_finished(last.data["run_id"], timeout=10)
     await services.telemetry.recorder.flush()
     async with services.db.session() as s:
         row = (await s.execute(select(RunRecord).where(RunRecord.conversation_id == conv["id"]))).scalar_one()
-        saved = (await s.execute(select(Message).where(Message.conversation_id == conv["id"], Message.role == "assistant"))).scalar_one()
+        mine = select(Message).where(Message.conversation_id == conv["id"], Message.role == "assistant")
+        saved = (await s.execute(mine)).scalar_one()
     assert (row.status, row.error_code, row.upstream_error_code) == ("failed", "response_failed", "server_error")
     assert "(simulated)" in row.upstream_error_message
     assert "simulated" not in str(saved.error)

@@ -44,7 +44,7 @@ async def test_no_cross_user_access_on_any_chat_endpoint(client):
     assert still.status_code == 200 and still.json()["title"] != "mine now"
     msgs = (await client.get(f"/api/v1/chat/conversations/{conv['id']}/messages", headers=owner)).json()["messages"]
     assert [m["role"] for m in msgs] == ["user", "assistant"]
-    assert (await client.get("/api/v1/chat/conversations", headers=intruder)).json()["conversations"] == []
+    assert (await client.get("/api/v1/chat/conversations", headers=intruder)).json() == []
 
 
 async def test_resume_of_a_finished_run_replays_to_its_end_and_from_a_sequence(client):

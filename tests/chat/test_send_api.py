@@ -64,7 +64,7 @@ async def test_history_is_persisted_and_fed_to_the_next_turn(client):
     msgs = (await client.get(f"/api/v1/chat/conversations/{conv['id']}/messages", headers=headers)).json()["messages"]
     assert len(msgs) == 4
     listed = (await client.get("/api/v1/chat/conversations", headers=headers)).json()
-    assert listed["conversations"][0]["id"] == conv["id"] and listed["conversations"][0]["title"]
+    assert listed[0]["id"] == conv["id"] and listed[0]["title"]
 
 
 async def test_unknown_or_foreign_conversation_is_404_before_any_stream(client):

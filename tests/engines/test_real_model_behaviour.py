@@ -11,17 +11,27 @@ import pytest
 
 from sigmachat.engines.agents import AgentsEngine
 from sigmachat.engines.base import RunRequest
-from sigmachat.engines.chat_completions import ChatCompletionsStreamReader, chat_messages
+from sigmachat.engines.chat_completions import (
+    ChatCompletionsStreamReader,
+    chat_messages,
+)
 from sigmachat.engines.model_client import build_model_client
 from sigmachat.engines.responses import ResponsesEngine
-from sigmachat.engines.responses_stream import FunctionCall, ResponsesStreamReader, TextChunk, TurnEnd
+from sigmachat.engines.responses_stream import (
+    FunctionCall,
+    ResponsesStreamReader,
+    TextChunk,
+    TurnEnd,
+)
 from sigmachat.sim.app import sim_transport
 from tests.conftest import make_settings
 from tests.engines.recorded import events, raw
 from tests.engines.test_responses_engine import FakeRegistry, Upstream, sse
 
 ENGINES = [ResponsesEngine, AgentsEngine]
-PAST_REASONING = "stream-multi-tool-conversation-responses-reasoning-past-reasoning-{}.sse"
+PAST_REASONING = (
+    "stream-multi-tool-conversation-responses-reasoning-past-reasoning-{}.sse"
+)
 
 
 class TwoToolRegistry(FakeRegistry):
@@ -30,30 +40,54 @@ class TwoToolRegistry(FakeRegistry):
     def openai_tools(self):
         schema = {"type": "object", "properties": {}}
         return [
-            {"type": "function", "name": name, "description": "", "parameters": schema, "strict": False}
+            {
+                "type": "function",
+                "name": name,
+                "description": "",
+                "parameters": schema,
+                "strict": False,
+            }
             for name in ("search", "weather")
         ]
 
 
 def _engine(engine_cls, tmp_path, transport, registry=None, **overrides):
-    settings = make_settings(tmp_path, openai_api_key="sk-test", retry_base_delay_ms=0, fallback_model=None, **overrides)
-    mc = build_model_client(settings, http_client=httpx2.AsyncClient(transport=transport))
+    settings = make_settings(
+        tmp_path,
+        openai_api_key="sk-test",
+        retry_base_delay_ms=0,
+        fallback_model=None,
+        **overrides,
+    )
+    mc = build_model_client(
+        settings, http_client=httpx2.AsyncClient(transport=transport)
+    )
     registry = registry or TwoToolRegistry()
 
     async def no_sleep(_s):
         return None
 
-    return engine_cls(mc, registry, settings, session_factory=None, sleep=no_sleep), registry
+    return engine_cls(
+        mc, registry, settings, session_factory=None, sleep=no_sleep
+    ), registry
 
 
 async def _run(engine, text="Tigers game today, do I need a coat?"):
-    request = RunRequest(run_id="run_t", user_id="u1", user_text=text, conversation_id="thr_1", portfolio_id="pf1")
+    request = RunRequest(
+        run_id="run_t",
+        user_id="u1",
+        user_text=text,
+        conversation_id="thr_1",
+        portfolio_id="pf1",
+    )
     return [e async for e in engine.stream(request)]
 
 
 def _reasoning_ids(capture: str) -> list[str]:
     return [
-        e["item"]["id"] for e in events(capture) if e["type"] == "response.output_item.done" and e["item"]["type"] == "reasoning"
+        e["item"]["id"]
+        for e in events(capture)
+        if e["type"] == "response.output_item.done" and e["item"]["type"] == "reasoning"
     ]
 
 
@@ -65,7 +99,10 @@ async def test_reasoning_items_travel_back_with_the_tool_outputs(tmp_path, engin
     up = Upstream(*(sse(raw(PAST_REASONING.format(i))) for i in (1, 2, 3)))
     engine, _ = _engine(engine_cls, tmp_path, httpx2.MockTransport(up.handler))
     out = await _run(engine)
-    assert out[-1].type == "run_finished" and [t.name for t in out[-1].tool_calls] == ["search", "weather"]
+    assert out[-1].type == "run_finished" and [t.name for t in out[-1].tool_calls] == [
+        "search",
+        "weather",
+    ]
     first, second, third = up.requests
     # Stateless mode asks for the reasoning back (encrypted), so it can be sent again.
     assert all(r["include"] == ["reasoning.encrypted_content"] for r in up.requests)
@@ -89,7 +126,11 @@ def test_the_reader_keeps_reasoning_items_as_input_items():
     for e in events(PAST_REASONING.format(1)):
         reader.feed(e)
     [item] = reader.reasoning_items
-    assert item["type"] == "reasoning" and item["id"].startswith("rs_") and "status" not in item
+    assert (
+        item["type"] == "reasoning"
+        and item["id"].startswith("rs_")
+        and "status" not in item
+    )
     assert item["summary"] and item["summary"][0]["type"] == "summary_text"
 
 
@@ -99,7 +140,9 @@ def test_the_reader_keeps_reasoning_items_as_input_items():
 @pytest.mark.parametrize("engine_cls", ENGINES)
 async def test_both_engines_send_the_output_bound(tmp_path, engine_cls):
     up = Upstream(sse(raw("stream-basic-text-responses-1.sse")))
-    engine, _ = _engine(engine_cls, tmp_path, httpx2.MockTransport(up.handler), max_output_tokens=777)
+    engine, _ = _engine(
+        engine_cls, tmp_path, httpx2.MockTransport(up.handler), max_output_tokens=777
+    )
     assert (await _run(engine))[-1].type == "run_finished"
     assert up.requests[0]["max_output_tokens"] == 777
 
@@ -107,23 +150,37 @@ async def test_both_engines_send_the_output_bound(tmp_path, engine_cls):
 @pytest.mark.parametrize("engine_cls", ENGINES)
 @pytest.mark.parametrize(
     ("base_url", "param"),
-    [("http://sim.sigmachat.local/v1", "max_tokens"), (None, "max_completion_tokens")],  # a compatible server; OpenAI
+    [
+        ("http://sim.sigmachat.local/v1", "max_tokens"),
+        (None, "max_completion_tokens"),
+    ],  # a compatible server; OpenAI
 )
-async def test_both_engines_send_the_output_bound_over_chat_completions(tmp_path, engine_cls, base_url, param):
+async def test_both_engines_send_the_output_bound_over_chat_completions(
+    tmp_path, engine_cls, base_url, param
+):
     seen: list[dict] = []
     inner = sim_transport(ttfb_ms=0, tokens_per_s=0)
 
     class Recording(httpx2.AsyncBaseTransport):
         async def handle_async_request(self, request):
-            seen.append({"path": request.url.path, **json.loads(request.content or b"{}")})
+            seen.append(
+                {"path": request.url.path, **json.loads(request.content or b"{}")}
+            )
             return await inner.handle_async_request(request)
 
     engine, _ = _engine(
-        engine_cls, tmp_path, Recording(), max_output_tokens=555, upstream_api="chat_completions", openai_base_url=base_url
+        engine_cls,
+        tmp_path,
+        Recording(),
+        max_output_tokens=555,
+        upstream_api="chat_completions",
+        openai_base_url=base_url,
     )
     assert (await _run(engine, "hello"))[-1].type == "run_finished"
     assert seen[0]["path"].endswith("/chat/completions")
-    assert seen[0][param] == 555 and seen[0]["stream_options"] == {"include_usage": True}
+    assert seen[0][param] == 555 and seen[0]["stream_options"] == {
+        "include_usage": True
+    }
 
 
 # ---- error events, and whose words reach whom ----------------------------------------------
@@ -145,9 +202,14 @@ FLAT_ERROR = (
 @pytest.mark.parametrize("engine_cls", ENGINES)
 @pytest.mark.parametrize(
     ("body", "code", "words"),
-    [(NESTED_ERROR, "context_length_exceeded", "gpu-7"), (FLAT_ERROR, "server_is_sad", "shard 12")],
+    [
+        (NESTED_ERROR, "context_length_exceeded", "gpu-7"),
+        (FLAT_ERROR, "server_is_sad", "shard 12"),
+    ],
 )
-async def test_an_error_event_keeps_the_upstreams_code_for_telemetry_only(tmp_path, engine_cls, body, code, words):
+async def test_an_error_event_keeps_the_upstreams_code_for_telemetry_only(
+    tmp_path, engine_cls, body, code, words
+):
     up = Upstream(sse(CREATED + body))
     engine, _ = _engine(engine_cls, tmp_path, httpx2.MockTransport(up.handler))
     failed = (await _run(engine))[-1]
@@ -167,8 +229,17 @@ def test_the_reader_understands_both_error_shapes():
 
 
 def _chunk(delta=None, finish=None, usage=None, index=0):
-    choices = [] if delta is None else [{"index": index, "delta": delta, "finish_reason": finish}]
-    out = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": "m", "choices": choices}
+    choices = (
+        []
+        if delta is None
+        else [{"index": index, "delta": delta, "finish_reason": finish}]
+    )
+    out = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion.chunk",
+        "model": "m",
+        "choices": choices,
+    }
     if usage:
         out["usage"] = usage
     return out
@@ -180,19 +251,49 @@ def test_chat_reader_streams_text_and_assembles_tool_calls_without_ids():
     for chunk in (
         _chunk({"role": "assistant", "content": ""}),
         _chunk({"content": "Looking"}),
-        _chunk({"tool_calls": [{"index": 0, "function": {"name": "search", "arguments": '{"q":'}}]}),
+        _chunk(
+            {
+                "tool_calls": [
+                    {"index": 0, "function": {"name": "search", "arguments": '{"q":'}}
+                ]
+            }
+        ),
         _chunk({"tool_calls": [{"index": 0, "function": {"arguments": ' "x"}'}}]}),
-        _chunk({"tool_calls": [{"index": 1, "id": "call_b", "function": {"name": "weather", "arguments": "{}"}}]}),
+        _chunk(
+            {
+                "tool_calls": [
+                    {
+                        "index": 1,
+                        "id": "call_b",
+                        "function": {"name": "weather", "arguments": "{}"},
+                    }
+                ]
+            }
+        ),
         _chunk({}, "tool_calls"),
-        _chunk(None, usage={"prompt_tokens": 10, "completion_tokens": 7, "completion_tokens_details": {"reasoning_tokens": 2}}),
+        _chunk(
+            None,
+            usage={
+                "prompt_tokens": 10,
+                "completion_tokens": 7,
+                "completion_tokens_details": {"reasoning_tokens": 2},
+            },
+        ),
     ):
         out += reader.feed(chunk)
     assert [o.delta for o in out if isinstance(o, TextChunk)] == ["Looking"]
     end = reader.finish()
     calls = [o for o in end if isinstance(o, FunctionCall)]
-    assert [(c.call_id, c.name, c.arguments) for c in calls] == [("call_0", "search", '{"q": "x"}'), ("call_b", "weather", "{}")]
+    assert [(c.call_id, c.name, c.arguments) for c in calls] == [
+        ("call_0", "search", '{"q": "x"}'),
+        ("call_b", "weather", "{}"),
+    ]
     [turn] = [o for o in end if isinstance(o, TurnEnd)]
-    assert turn.status == "completed" and (turn.usage.input_tokens, turn.usage.output_tokens, turn.usage.reasoning_tokens) == (10, 7, 2)
+    assert turn.status == "completed" and (
+        turn.usage.input_tokens,
+        turn.usage.output_tokens,
+        turn.usage.reasoning_tokens,
+    ) == (10, 7, 2)
 
 
 def test_chat_reader_maps_length_to_incomplete_and_no_finish_to_nothing():
@@ -215,7 +316,13 @@ def test_chat_messages_group_parallel_calls_and_drop_reasoning():
         {"type": "function_call_output", "call_id": "c2", "output": "2"},
     ]
     messages = chat_messages("be brief", items)
-    assert [m["role"] for m in messages] == ["system", "user", "assistant", "tool", "tool"]
+    assert [m["role"] for m in messages] == [
+        "system",
+        "user",
+        "assistant",
+        "tool",
+        "tool",
+    ]
     assert [c["id"] for c in messages[2]["tool_calls"]] == ["c1", "c2"]
 
 
@@ -223,7 +330,9 @@ def test_chat_messages_group_parallel_calls_and_drop_reasoning():
 
 
 @pytest.mark.parametrize("engine_cls", ENGINES)
-async def test_auto_probes_once_and_then_speaks_chat_completions_to_a_server_without_responses(tmp_path, engine_cls):
+async def test_auto_probes_once_and_then_speaks_chat_completions_to_a_server_without_responses(
+    tmp_path, engine_cls
+):
     paths: list[tuple[str, str]] = []
     inner = sim_transport(ttfb_ms=0, tokens_per_s=0, apis=("chat_completions",))
 
@@ -251,4 +360,7 @@ async def test_auto_stays_on_responses_where_the_server_has_it(tmp_path):
 
     engine, _ = _engine(ResponsesEngine, tmp_path, Recording(), upstream_api="auto")
     assert (await _run(engine, "hello"))[-1].type == "run_finished"
-    assert paths == ["/v1/responses", "/v1/responses"]  # the probe (400 for an empty body), then the call
+    assert paths == [
+        "/v1/responses",
+        "/v1/responses",
+    ]  # the probe (400 for an empty body), then the call

@@ -210,7 +210,7 @@ def test_scenario_grammar() -> None:
     assert set(SCENARIOS) == {
         "rate_limit", "server_error", "overloaded", "reset_before_first_byte", "drop_mid_stream", "no_terminal_event",
         "malformed_event", "response_failed", "response_incomplete", "slow_tokens", "tool_error",
-        "unknown_tool", "invalid_json_arguments", "unknown_tool_loop", "ramble",
+        "unknown_tool", "invalid_json_arguments", "unknown_tool_loop", "ramble", "echo_context",
     }
 
 
@@ -261,7 +261,8 @@ async def test_chat_completions_stream_like_openai_with_usage_and_done() -> None
     (asked for with stream_options), and the stream ends with [DONE]."""
     from sigmachat.sim.app import sim_transport
 
-    async with httpx2.AsyncClient(transport=sim_transport(ttfb_ms=0, tokens_per_s=0), base_url="http://sim.local/v1") as http:
+    transport = sim_transport(ttfb_ms=0, tokens_per_s=0)
+    async with httpx2.AsyncClient(transport=transport, base_url="http://sim.local/v1") as http:
         body = {"model": "m", "messages": [{"role": "user", "content": "hello"}], "stream": True,
                 "stream_options": {"include_usage": True}}  # fmt: skip
         resp = await http.post("/chat/completions", json=body)

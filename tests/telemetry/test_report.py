@@ -59,7 +59,13 @@ async def seeded(settings):
         session.add(Conversation(id="thr_fb", user_id=user.id))
         session.add_all(seeded_rows())
         for i, (run_id, fb) in enumerate((("r1", "positive"), ("r2", "positive"), ("r3", "negative"), ("c1", "positive"), ("r5", None))):
-            session.add(Message(id=f"m{i}", conversation_id="thr_fb", user_id=user.id, role="assistant", run_id=run_id, feedback=fb, created_at=T))
+            edited = "A shorter answer." if run_id == "r3" else None  # a thumbs-down with the user's rewrite
+            session.add(
+                Message(
+                    id=f"m{i}", conversation_id="thr_fb", user_id=user.id, role="assistant", run_id=run_id,
+                    feedback=fb, feedback_edited_text=edited, created_at=T,
+                )  # fmt: skip
+            )
         await session.commit()
     yield svc
     await svc.aclose()
@@ -78,11 +84,11 @@ async def test_numbers_match_the_hand_computation(seeded):
     assert r["error_rate_pct"] == 9.091 and r["errors_by_code"] == {"timeout": {"count": 1, "rate_pct": 9.091}}
     # Tools per completed turn: 0,1,2,0,1,2,0,1,2,0 → mean 0.9; sorted p95 between 2 and 2.
     assert r["tool_calls_per_turn"] == {"n": 10, "mean": 0.9, "p95": 2.0}
-    assert r["feedback"] == {"positive": 2, "negative": 1, "ratio": 0.667}
+    assert r["feedback"] == {"positive": 2, "negative": 1, "ratio": 0.667, "edited": 1}
 
     assert (c["runs"], c["errors"], c["error_rate_pct"]) == (12, 2, 16.667)  # the 2-day-old run is outside the window
     assert c["errors_by_code"] == {"upstream_error": {"count": 1, "rate_pct": 8.333}, "interrupted": {"count": 1, "rate_pct": 8.333}}
-    assert c["ttfb_ms"]["p95"] == 1146.0 and c["feedback"] == {"positive": 1, "negative": 0, "ratio": 1.0}
+    assert c["ttfb_ms"]["p95"] == 1146.0 and c["feedback"] == {"positive": 1, "negative": 0, "ratio": 1.0, "edited": 0}
     assert sum(b["count"] for b in c["histograms"]["ttfb_ms"]) == 10
 
     (pair,) = report["shadow"]

@@ -17,7 +17,8 @@ async def test_tools_endpoint_lists_the_contract_for_signed_in_users(client):
     resp = await client.get("/api/v1/tools", headers=headers)
     assert resp.status_code == 200
     tools = resp.json()["tools"]
-    assert len(tools) == 18  # the contract's 17 and get_benchmark_comparison
+    assert len(tools) == 19  # the contract's 17, get_benchmark_comparison and remember
+    assert tools[-1]["name"] == "remember" and tools[-1]["portfolio_scoped"] is False
     overview = next(t for t in tools if t["name"] == "get_analytics_overview")
     assert overview["portfolio_scoped"] is True
     assert overview["parameters"]["properties"]["portfolio_id"]["type"] == ["string", "null"]
@@ -60,6 +61,6 @@ async def test_benchmark_runs_every_tool_on_the_largest_portfolio(services):
 
     report = await run_tool_benchmark(services, runs=1)
     assert report.user_email == "demo_hnw@sigmasight.com" and report.lots == 39
-    assert len(report.timings) == 18
+    assert len(report.timings) == 18  # every read-only tool; remember writes, so it is not timed
     assert all(t.ok for t in report.timings), [t.tool for t in report.timings if not t.ok]
     assert json.loads(json.dumps(report.as_dict()))["timings"][0]["tool"] == "list_user_portfolios"

@@ -18,9 +18,12 @@ CONTRACT = [
     "get_prices_historical", "get_current_quotes", "get_factor_etf_prices", "get_analytics_overview",
     "get_factor_exposures", "get_sector_exposure", "get_correlation_matrix", "get_stress_test_results",
     "get_concentration_metrics", "get_volatility_analysis", "get_company_profile", "get_daily_movers",
-    "get_market_overview", "get_benchmark_comparison",  # the original contract's 17, then ours
+    "get_market_overview", "get_benchmark_comparison", "remember",  # the original contract's 17, then ours
 ]  # fmt: skip
-NOT_PORTFOLIO_SCOPED = {"list_user_portfolios", "get_current_quotes", "get_factor_etf_prices", "get_company_profile", "get_market_overview"}
+NOT_PORTFOLIO_SCOPED = {
+    "list_user_portfolios", "get_current_quotes", "get_factor_etf_prices", "get_company_profile", "get_market_overview",
+    "remember",
+}  # fmt: skip
 
 
 @pytest.fixture(scope="module")

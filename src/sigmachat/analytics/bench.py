@@ -125,7 +125,7 @@ async def run_tool_benchmark(
         h["symbol"] for h in (holdings.envelope.get("data") or {}).get("holdings", []) if h.get("asset_class") == "PUBLIC"
     ]
     timings = []
-    for tool in tools or registry.names:
+    for tool in tools or registry.read_only_names:
         args = _sample_arguments(tool, symbols)
         registry.clear_caches()
         started = time.perf_counter()

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from sigmachat import __version__
 from sigmachat.api.errors import install_error_handlers
 from sigmachat.api.middleware import BodySizeLimitMiddleware, ClosingMiddleware, RequestIdMiddleware
-from sigmachat.api.routes import auth, chat, chatkit, health, portfolios
+from sigmachat.api.routes import auth, chat, chatkit, feedback, health, memories, portfolios
 from sigmachat.api.routes import admin as admin_routes
 from sigmachat.api.routes import tools as tool_routes
 from sigmachat.bootstrap import prepare_database
@@ -105,7 +105,7 @@ def create_app(settings: Settings | None = None, *, model_http_client: Any = Non
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(ClosingMiddleware, is_closing=lambda: getattr(getattr(app.state, "services", None), "closing", False))
     app.add_middleware(RequestIdMiddleware)  # added last = outermost: ids on every response
-    for module in (health, auth, portfolios, chat, chatkit):
+    for module in (health, auth, portfolios, chat, feedback, memories, chatkit):
         app.include_router(module.router)
     app.include_router(tool_routes.router)
     app.include_router(admin_routes.router)  # operator API (role admin) and /metrics

@@ -402,7 +402,9 @@ class LoadGenerator:
                 results[i] = await self.one(path, users[i], question, http, oa, convs[i])
                 self.report(("advance", 1, label))
 
-        sampler = AppSampler(self.plan.app_pid)
+        # No app sampling on the raw path: the app is idle then, and the sampler's own psutil
+        # calls would land in the raw reader's CPU figure (this process's).
+        sampler = AppSampler(self.plan.app_pid if path != "raw" else None)
         sim = CpuMeter(self.plan.sim_pid)
         sampler.start()
         sim.start()

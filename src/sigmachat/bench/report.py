@@ -81,6 +81,11 @@ def add_cpu(cells: list[dict[str, Any]], tokens_per_s: float | None) -> list[dic
                 cpu["app_core_share"] = round(cell["app_cpu_s"] / wall, 2)
         elif cell["path"] == "raw":
             cpu["raw_us_per_token"] = _round(_per_token_us(cell.get("loadgen_cpu_s"), cell.get("tokens")))
+        pace = _p(cell, "tokens_per_s")
+        if cell["path"] in ("direct", "raw") and tokens_per_s and pace is not None and pace < 0.8 * tokens_per_s:
+            # A floor reader that cannot keep the upstream's pace was short of CPU (a busy
+            # machine starves it without it ever using a whole core).
+            cpu["warnings"].append(f"read {pace:.0f} of {tokens_per_s:.0f} tokens/s: short of CPU")
         if wall:
             for who, key in (("simulator", "sim_cpu_s"), ("load generator", "loadgen_cpu_s")):
                 share = (cell.get(key) or 0) / wall
@@ -188,8 +193,10 @@ def cpu_rows(report: dict[str, Any], question: str) -> list[list[str]]:
         if c["path"] not in APP_PATHS:
             continue
         cpu = c.get("cpu") or {}
-        raw_cell = next((r for r in _cells(report, question) if r["path"] == "raw" and r["level"] == c["level"]), None)
-        warnings = list(cpu.get("warnings") or []) + [f"raw cell: {w}" for w in ((raw_cell or {}).get("cpu") or {}).get("warnings", [])]
+        warnings = list(cpu.get("warnings") or [])
+        for floor in ("direct", "raw"):  # a saturated floor makes its comparison meaningless too
+            other = next((r for r in _cells(report, question) if r["path"] == floor and r["level"] == c["level"]), None)
+            warnings += [f"{floor} cell: {w}" for w in ((other or {}).get("cpu") or {}).get("warnings", [])]
         share = cpu.get("app_core_share")
         rows.append(
             [

@@ -12,6 +12,8 @@ from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sigmachat.agent.events import ToolCallRecord
+from sigmachat.agent.instructions import DEFAULT_MODE, MODES
+from sigmachat.chat.feedback import feedback_to_dict
 from sigmachat.db.models import Conversation, Message, Portfolio, as_utc, utcnow
 from sigmachat.engines.base import HistoryTurn
 from sigmachat.errors import NotFound, ValidationFailed
@@ -26,16 +28,37 @@ async def default_portfolio_id(session: AsyncSession, user_id: str) -> str | Non
 
 
 async def create_conversation(
-    session: AsyncSession, user_id: str, portfolio_id: str | None = None, title: str | None = None
+    session: AsyncSession,
+    user_id: str,
+    portfolio_id: str | None = None,
+    title: str | None = None,
+    *,
+    mode: str = DEFAULT_MODE,
+    context: dict[str, Any] | None = None,
 ) -> Conversation:
+    """``context`` is the page the chat was opened from (the original API's portfolio_ids,
+    page_hint, route), kept in the conversation's metadata."""
     if portfolio_id:
         await get_owned_portfolio(session, user_id, portfolio_id)  # NotFound for foreign ids
     else:
         portfolio_id = await default_portfolio_id(session, user_id)
-    conv = Conversation(user_id=user_id, portfolio_id=portfolio_id, title=title, metadata_={})
+    metadata = {k: v for k, v in (context or {}).items() if v not in (None, [], "")}
+    conv = Conversation(user_id=user_id, portfolio_id=portfolio_id, title=title, mode=mode, metadata_=metadata)
     session.add(conv)
     await session.commit()
     return conv
+
+
+async def change_mode(session: AsyncSession, user_id: str, conversation_id: str, mode: str) -> tuple[str, Conversation]:
+    """Switch the analyst style from the next turn on; returns the previous mode and the row."""
+    if mode not in MODES:
+        raise ValidationFailed(f"mode: must be one of {', '.join(MODES)}.")
+    conv = await get_conversation(session, user_id, conversation_id)
+    previous = conv.mode
+    conv.mode = mode
+    conv.updated_at = utcnow()
+    await session.commit()
+    return previous, conv
 
 
 async def get_conversation(session: AsyncSession, user_id: str, conversation_id: str) -> Conversation:
@@ -63,16 +86,19 @@ def decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
 
 
 async def list_conversations(
-    session: AsyncSession, user_id: str, *, limit: int = 20, before: str | None = None
+    session: AsyncSession, user_id: str, *, limit: int = 20, before: str | None = None, offset: int = 0
 ) -> tuple[list[Conversation], str | None]:
-    """Newest first, keyset-paged on (created_at, id). Returns the page and the next cursor."""
+    """Newest first, keyset-paged on (created_at, id) with ``before``, or by ``offset`` as the
+    original API pages. Returns the page and the next keyset cursor."""
     stmt = select(Conversation).where(Conversation.user_id == user_id)
+    if before and offset:
+        raise ValidationFailed("Page with either before (a cursor) or offset, not both.")
     if before:
         ts, cid = decode_cursor(before)
         stmt = stmt.where(
             or_(Conversation.created_at < ts, and_(Conversation.created_at == ts, Conversation.id < cid))
         )
-    stmt = stmt.order_by(Conversation.created_at.desc(), Conversation.id.desc()).limit(limit + 1)
+    stmt = stmt.order_by(Conversation.created_at.desc(), Conversation.id.desc()).offset(offset).limit(limit + 1)
     rows = list((await session.execute(stmt)).scalars())
     page = rows[:limit]
     nxt = encode_cursor(as_utc(page[-1].created_at), page[-1].id) if len(rows) > limit and page else None
@@ -145,6 +171,7 @@ def message_to_dict(m: Message) -> dict[str, Any]:
         "first_token_ms": m.first_token_ms,
         "latency_ms": m.latency_ms,
         "error": m.error,
-        "feedback": m.feedback,
+        "feedback": m.feedback,  # ChatKit's words: positive | negative
+        "feedback_detail": feedback_to_dict(m),  # the original API's shape: rating up | down, edited_text, comment
         "created_at": as_utc(m.created_at).isoformat(),
     }

@@ -81,6 +81,7 @@ def _print(data: dict) -> None:
         add(f"tokens/s {q}", lambda s, q=q: s["tokens_per_s"][q], "", 1)
     add("tool calls / turn", lambda s: s["tool_calls_per_turn"]["mean"], "", 2)
     add("feedback positive share", lambda s: None if s["feedback"]["ratio"] is None else 100 * s["feedback"]["ratio"], " %", 1)
+    add("answers edited by the user", lambda s: s["feedback"].get("edited", 0), "", 0)
     console.print(t)
     for path in ("responses", "chatkit"):
         codes = paths[path]["errors_by_code"]

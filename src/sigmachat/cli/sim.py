@@ -18,7 +18,9 @@ def sim(
     slow_tokens_per_s: float = typer.Option(5.0, "--slow-tokens-per-s", help="Token rate of the slow_tokens scenario."),
     retry_after_s: float = typer.Option(1.0, "--retry-after-s", help="Retry-After of the rate_limit scenario, in seconds."),
     log_level: str = typer.Option("warning", help="uvicorn log level."),
-    chat_only: bool = typer.Option(False, "--chat-only", help="Serve Chat Completions only (no /v1/responses), like many self-hosted servers."),
+    chat_only: bool = typer.Option(
+        False, "--chat-only", help="Serve Chat Completions only (no /v1/responses), like many self-hosted servers."
+    ),
 ) -> None:
     """Serve an OpenAI-compatible Responses and Chat Completions API backed by the offline
     analyst, with fault scenarios.

@@ -147,6 +147,8 @@ class Conversation(Base):
         ForeignKey("portfolios.id", ondelete="SET NULL"), nullable=True
     )
     title: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # The analyst style of the conversation (agent/instructions.py MODES); changeable any time.
+    mode: Mapped[str] = mapped_column(String(16), default="green", server_default="green")
     status: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # ChatKit thread status
     metadata_: Mapped[dict] = mapped_column("metadata", JSON, default=dict)
     # ChatKit thread fields without a column of their own (exact created_at as given,
@@ -184,7 +186,13 @@ class Message(Base):
     error: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     client_message_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
     payload: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # exact ChatKit item JSON
+    # The user's rating of an answer, whichever path it came from: "positive" | "negative"
+    # (ChatKit's words; the original chat API's up/down map onto them at its edge), with the
+    # optional corrected answer and comment of the original feedback API.
     feedback: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    feedback_edited_text: Mapped[str | None] = mapped_column(Text, nullable=True)
+    feedback_comment: Mapped[str | None] = mapped_column(Text, nullable=True)
+    feedback_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
     offline: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
@@ -304,3 +312,28 @@ class RunRecord(Base):
 
 
 __all__ += ["RunRecord"]
+
+
+# --- memories (issue 12) -------------------------------------------------------------------
+
+
+class Memory(Base):
+    """A fact a user asked the analyst to remember; read into the agent's context on both paths."""
+
+    __tablename__ = "memories"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=lambda: prefixed_id("mem"))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    content: Mapped[str] = mapped_column(Text)
+    scope: Mapped[str] = mapped_column(String(16), default="user")  # user | portfolio
+    portfolio_id: Mapped[str | None] = mapped_column(
+        ForeignKey("portfolios.id", ondelete="CASCADE"), nullable=True
+    )
+    tags: Mapped[dict] = mapped_column(JSON, default=dict)
+    source: Mapped[str] = mapped_column(String(16), default="api")  # api | tool (the remember tool)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("ix_memories_user_created", "user_id", "created_at", "id"),)
+
+
+__all__ += ["Memory"]

@@ -38,9 +38,9 @@ from agents import (
     set_tracing_disabled,
 )
 from agents.models.interface import Model
+from agents.run_config import ToolErrorFormatterArgs
 from openai._models import construct_type
 from openai.types.responses import ResponseStreamEvent
-from agents.run_config import ToolErrorFormatterArgs
 
 from sigmachat.agent.events import (
     EventFactory,
@@ -64,7 +64,10 @@ from sigmachat.engines.base import (
     parse_tool_arguments,
     tool_outcome,
 )
-from sigmachat.engines.chat_completions import INCOMPLETE_FINISH_REASONS, max_tokens_param
+from sigmachat.engines.chat_completions import (
+    INCOMPLETE_FINISH_REASONS,
+    max_tokens_param,
+)
 from sigmachat.engines.model_client import ModelClient
 from sigmachat.engines.responses import (
     RETRYABLE_BEFORE_OUTPUT,
@@ -387,9 +390,8 @@ def _classify(exc: BaseException, limit: int) -> UpstreamFailure:
     if isinstance(exc, ModelBehaviorError):
         text = str(exc)
         if "finish_reason='length'" in text:
-            return UpstreamFailure(
-                "response_incomplete", incomplete_message("max_output_tokens", limit), incomplete_reason="max_output_tokens"
-            )
+            reason = "max_output_tokens"
+            return UpstreamFailure("response_incomplete", incomplete_message(reason, limit), incomplete_reason=reason)
         if "before receiving a finish_reason" in text:
             return UpstreamFailure("stream_incomplete", "the upstream stream ended without a terminal event")
     return classify_exception(exc)
@@ -487,7 +489,12 @@ class AgentsEngine(ModelEngine):
         )
         agent = Agent(
             name=AGENT_NAME,
-            instructions=instructions_for(as_of=self.settings.as_of_date, portfolio_id=request.portfolio_id),
+            instructions=instructions_for(
+                as_of=self.settings.as_of_date,
+                portfolio_id=request.portfolio_id,
+                mode=request.mode,
+                memories=request.memories,
+            ),
             tools=list(self.tools),
             model=_GuardedModel(self, state),
             model_settings=self._model_settings(request, api),

@@ -38,6 +38,8 @@ class RunRequest:
     ui_context: dict[str, Any] | None = None
     # Fault scenario for the simulator upstream (tests, benchmarks, UI fault demos).
     sim_scenario: str | None = None
+    mode: str | None = None  # the conversation's analyst style (agent/instructions.py MODES)
+    memories: list[str] = field(default_factory=list)  # the user's saved memories, newest first
 
 
 class ModelEngine:

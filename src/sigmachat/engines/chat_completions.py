@@ -14,10 +14,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sigmachat.agent.events import Usage
-from sigmachat.engines.responses_stream import FunctionCall, TextChunk, TurnEnd, error_fields
+from sigmachat.engines.responses_stream import (
+    FunctionCall,
+    TextChunk,
+    TurnEnd,
+    error_fields,
+)
 
 # finish_reason -> the Responses API's incomplete_details.reason (one vocabulary downstream).
-INCOMPLETE_FINISH_REASONS = {"length": "max_output_tokens", "content_filter": "content_filter"}
+INCOMPLETE_FINISH_REASONS = {
+    "length": "max_output_tokens",
+    "content_filter": "content_filter",
+}
 
 
 def max_tokens_param(is_openai: bool) -> str:
@@ -26,7 +34,9 @@ def max_tokens_param(is_openai: bool) -> str:
     return "max_completion_tokens" if is_openai else "max_tokens"
 
 
-def chat_messages(instructions: str | None, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def chat_messages(
+    instructions: str | None, items: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
     """Responses input items as Chat Completions messages.
 
     Consecutive ``function_call`` items become one assistant message with ``tool_calls`` (the
@@ -41,19 +51,36 @@ def chat_messages(instructions: str | None, items: list[dict[str, Any]]) -> list
             call = {
                 "id": item["call_id"],
                 "type": "function",
-                "function": {"name": item["name"], "arguments": item.get("arguments") or "{}"},
+                "function": {
+                    "name": item["name"],
+                    "arguments": item.get("arguments") or "{}",
+                },
             }
             last = messages[-1] if messages else None
-            if last is not None and last["role"] == "assistant" and "tool_calls" in last:
+            if (
+                last is not None
+                and last["role"] == "assistant"
+                and "tool_calls" in last
+            ):
                 last["tool_calls"].append(call)
             else:
-                messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+                messages.append(
+                    {"role": "assistant", "content": None, "tool_calls": [call]}
+                )
         elif itype == "function_call_output":
-            messages.append({"role": "tool", "tool_call_id": item["call_id"], "content": item.get("output") or ""})
+            messages.append(
+                {
+                    "role": "tool",
+                    "tool_call_id": item["call_id"],
+                    "content": item.get("output") or "",
+                }
+            )
         elif itype == "reasoning":
             continue  # no place for it in Chat Completions
         elif item.get("role") in ("user", "assistant", "system", "developer"):
-            messages.append({"role": item["role"], "content": item.get("content") or ""})
+            messages.append(
+                {"role": item["role"], "content": item.get("content") or ""}
+            )
     return messages
 
 
@@ -64,7 +91,8 @@ def chat_tools(tools: list[dict[str, Any]], *, strict: bool) -> list[dict[str, A
         function: dict[str, Any] = {
             "name": tool["name"],
             "description": tool.get("description") or "",
-            "parameters": tool.get("parameters") or {"type": "object", "properties": {}},
+            "parameters": tool.get("parameters")
+            or {"type": "object", "properties": {}},
         }
         if strict and tool.get("strict") is not None:
             function["strict"] = tool["strict"]
@@ -110,7 +138,9 @@ class ChatCompletionsStreamReader:
     Tolerant like the Responses reader: no ``id``, ``index`` or usage is required.
     """
 
-    _calls: dict[int, dict[str, Any]] = field(default_factory=dict)  # tool_calls index -> partial call
+    _calls: dict[int, dict[str, Any]] = field(
+        default_factory=dict
+    )  # tool_calls index -> partial call
     finish_reason: str | None = None
     usage: Usage = field(default_factory=Usage)
     response_id: str | None = None
@@ -121,7 +151,16 @@ class ChatCompletionsStreamReader:
         if chunk.get("error"):
             code, message = error_fields(chunk)
             usage = self.usage
-            return [TurnEnd("failed", usage, self.response_id, self.model, code or "error", message or "stream error")]
+            return [
+                TurnEnd(
+                    "failed",
+                    usage,
+                    self.response_id,
+                    self.model,
+                    code or "error",
+                    message or "stream error",
+                )
+            ]
         self.response_id = chunk.get("id") or self.response_id
         self.model = chunk.get("model") or self.model
         if chunk.get("usage"):
@@ -138,7 +177,9 @@ class ChatCompletionsStreamReader:
             for tc in delta.get("tool_calls") or []:
                 index = tc.get("index")
                 index = len(self._calls) if index is None else int(index)
-                call = self._calls.setdefault(index, {"id": "", "name": "", "arguments": ""})
+                call = self._calls.setdefault(
+                    index, {"id": "", "name": "", "arguments": ""}
+                )
                 function = tc.get("function") or {}
                 call["id"] = tc.get("id") or call["id"]
                 call["name"] = function.get("name") or call["name"]
@@ -156,10 +197,25 @@ class ChatCompletionsStreamReader:
         for index in sorted(self._calls):
             call = self._calls[index]
             call_id = call["id"] or f"call_{index}"
-            out.append(FunctionCall(call_id=call_id, name=call["name"], arguments=call["arguments"] or "{}", item_id=call_id))
+            out.append(
+                FunctionCall(
+                    call_id=call_id,
+                    name=call["name"],
+                    arguments=call["arguments"] or "{}",
+                    item_id=call_id,
+                )
+            )
         reason = INCOMPLETE_FINISH_REASONS.get(self.finish_reason)
         status = "incomplete" if reason else "completed"
-        out.append(TurnEnd(status, self.usage, self.response_id, self.model, incomplete_reason=reason))
+        out.append(
+            TurnEnd(
+                status,
+                self.usage,
+                self.response_id,
+                self.model,
+                incomplete_reason=reason,
+            )
+        )
         return out
 
 
@@ -167,6 +223,10 @@ def _usage(raw: dict[str, Any]) -> Usage:
     return Usage(
         input_tokens=int(raw.get("prompt_tokens") or 0),
         output_tokens=int(raw.get("completion_tokens") or 0),
-        cached_tokens=int((raw.get("prompt_tokens_details") or {}).get("cached_tokens") or 0),
-        reasoning_tokens=int((raw.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0),
+        cached_tokens=int(
+            (raw.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+        ),
+        reasoning_tokens=int(
+            (raw.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0
+        ),
     )

@@ -42,8 +42,14 @@ from sigmachat.engines.base import (
     tool_outcome,
 )
 from sigmachat.engines.chat_completions import ChatCompletionsStreamReader, chat_request
-from sigmachat.engines.responses_stream import FunctionCall, ResponsesStreamReader, TextChunk, TurnEnd, error_fields
-from sigmachat.engines.upstream_events import stream_response_events
+from sigmachat.engines.responses_stream import (
+    FunctionCall,
+    ResponsesStreamReader,
+    TextChunk,
+    TurnEnd,
+    error_fields,
+)
+from sigmachat.engines.upstream_events import stream_chat_events, stream_response_events
 from sigmachat.logging import get_logger
 from sigmachat.tools.registry import ToolContext
 
@@ -143,16 +149,6 @@ def bounded_failure(limit: int) -> UpstreamFailure:
     )
 
 
-def _event_dict(event: Any) -> dict[str, Any]:
-    """An upstream event as a dict: Responses events already are (upstream_events); Chat
-    Completions chunks still come from the SDK as models."""
-    if isinstance(event, dict):
-        return event
-    if hasattr(event, "to_dict"):
-        return event.to_dict()
-    return dict(getattr(event, "__dict__", {}))
-
-
 def history_items(history: list[HistoryTurn], limit: int) -> list[dict[str, Any]]:
     """Earlier turns as Responses input items; tool calls replayed before the answer they fed."""
     items: list[dict[str, Any]] = []
@@ -183,7 +179,12 @@ class ResponsesEngine(ModelEngine):
             session_factory=self.session_factory,
             settings=self.settings,
         )
-        instructions = instructions_for(as_of=self.settings.as_of_date, portfolio_id=request.portfolio_id)
+        instructions = instructions_for(
+            as_of=self.settings.as_of_date,
+            portfolio_id=request.portfolio_id,
+            mode=request.mode,
+            memories=request.memories,
+        )
         items = history_items(request.history, self.settings.history_max_messages)
         items.append({"role": "user", "content": request.user_text})
         tools = self.registry.openai_tools()
@@ -247,20 +248,20 @@ class ResponsesEngine(ModelEngine):
                     reader: ResponsesStreamReader | ChatCompletionsStreamReader
                     if api == "chat_completions":
                         reader = ChatCompletionsStreamReader()
-                        stream = await self.mc.client.chat.completions.create(
-                            **chat_request(
-                                model=used_model, instructions=instructions, items=items, tools=tools,
-                                max_output_tokens=limit, is_openai=self.mc.is_openai, extra_headers=headers,
-                            )  # fmt: skip
-                        )
+                        chat_kwargs = chat_request(
+                            model=used_model, instructions=instructions, items=items, tools=tools,
+                            max_output_tokens=limit, is_openai=self.mc.is_openai, extra_headers=headers,
+                        )  # fmt: skip
+                        stream = stream_chat_events(self.mc.client, **chat_kwargs)
                     else:
                         reader = ResponsesStreamReader()
-                        # Plain dicts keyed on type, not the SDK's validated models (the hot path).
-                        stream = stream_response_events(self.mc.client, **self._responses_kwargs(
+                        responses_kwargs = self._responses_kwargs(
                             used_model, instructions, tools, items, previous_response_id, pending_outputs, headers,
-                        ))  # fmt: skip
+                        )  # fmt: skip
+                        # Plain dicts keyed on type, not the SDK's validated models (the hot path).
+                        stream = stream_response_events(self.mc.client, **responses_kwargs)
                     async for raw in stream:
-                        for out in reader.feed(_event_dict(raw)):
+                        for out in reader.feed(raw):
                             if isinstance(out, TextChunk):
                                 if not budget.admit(out.delta):
                                     cut = True

@@ -40,6 +40,10 @@ class TurnEnd:
     incomplete_reason: str | None = None
 
 
+# What a reasoning output item keeps when it goes back as input (``status`` is output-only).
+REASONING_INPUT_KEYS = ("type", "id", "summary", "encrypted_content", "content")
+
+
 def error_fields(event: dict[str, Any]) -> tuple[str | None, str | None]:
     """The upstream's (code, message) of an error event or error object, in either shape:
     flat ``{"type": "error", "code", "message"}`` (the Responses API's documented event) or
@@ -145,8 +149,8 @@ class ResponsesStreamReader:
         item_id = item.get("id")
         if item_id and any(r.get("id") == item_id for r in self.reasoning_items):
             return
-        # As an input item: what the API accepts back (no status), encrypted content if sent.
-        kept = {k: item[k] for k in ("type", "id", "summary", "encrypted_content", "content") if item.get(k) is not None}
+        # As an input item, with the encrypted content when the upstream sent it.
+        kept = {k: item[k] for k in REASONING_INPUT_KEYS if item.get(k) is not None}
         kept.setdefault("summary", [])
         self.reasoning_items.append(kept)
 

@@ -151,3 +151,16 @@ async def stream_response_events(client: openai.AsyncOpenAI, **kwargs: Any) -> A
     async with client.responses.with_streaming_response.create(**_as_extra_body(kwargs)) as response:
         async for event in decode_events(response.http_response):
             yield event
+
+
+async def stream_chat_events(client: openai.AsyncOpenAI, **kwargs: Any) -> AsyncIterator[dict[str, Any]]:
+    """``client.chat.completions.create(stream=True, **kwargs)``, yielding plain chunk dicts.
+
+    The same cheap decoding for Chat Completions upstreams (``data:`` lines only, ``[DONE]``
+    ends it, an ``{"error": ...}`` payload raises ``APIError``). The arguments go through the
+    SDK as given: ``model`` and ``messages`` are required parameters of this create().
+    """
+    kwargs["stream"] = True
+    async with client.chat.completions.with_streaming_response.create(**kwargs) as response:
+        async for event in decode_events(response.http_response):
+            yield event

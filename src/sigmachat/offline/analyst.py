@@ -7,7 +7,10 @@ decides one turn:
 - a new question -> ``function_call`` items chosen by intent (:mod:`sigmachat.offline.intents`);
 - tool outputs after the latest question -> a markdown answer composed from them
   (:mod:`sigmachat.offline.answers`);
-- a greeting or "what can you do" -> a short answer without tools.
+- a greeting or "what can you do" -> a short answer without tools;
+- "remember that ..." -> the ``remember`` tool; "what do you remember about me?" -> the saved
+  memories in the instructions (:mod:`sigmachat.offline.personal`, which also shapes answers
+  to the conversation's mode).
 
 It is the product's no-key mode: every number in its answers comes from a tool result.
 """
@@ -19,6 +22,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from sigmachat.agent.instructions import parse_memories_note
 from sigmachat.offline.answers import (
     ToolResult,
     ambiguous_answer,
@@ -30,6 +34,14 @@ from sigmachat.offline.answers import (
 )
 from sigmachat.offline.dialogue import PastTurn, route_conversation
 from sigmachat.offline.intents import Routing
+from sigmachat.offline.personal import (
+    asks_recall,
+    mode_of,
+    recall_answer,
+    remember_fact,
+    remembered_answer,
+    shape_for_mode,
+)
 from sigmachat.offline.protocol import ToolCallPlan, Turn
 
 # Tools that need a portfolio; without a selected portfolio the analyst lists portfolios first.
@@ -194,18 +206,20 @@ class OfflineAnalyst:
         question = conv.question
         if question is None or not question.strip():
             return Turn(text="I did not receive a question. Ask me about your portfolio: holdings, exposure, risk, factors, stress tests and more.")
-        routing = route_conversation(conv.past, question)
         tools = offered_tools(request)
+        personal = self._personal(conv, question, tools)
+        if personal is not None:
+            return personal
+        routing = route_conversation(conv.past, question)
         if conv.has_tool_results:
             follow_up = self._after_portfolio_list(conv, routing, tools, question)
             if follow_up is not None:
                 return follow_up
-            return Turn(
-                text=compose_answer(
-                    question, conv.results, intents=routing.intents, symbols=routing.symbols, rank=routing.rank,
-                    top_n=routing.top_n, sectors=routing.sectors, short=routing.short,
-                )
+            answer = compose_answer(
+                question, conv.results, intents=routing.intents, symbols=routing.symbols, rank=routing.rank,
+                top_n=routing.top_n, sectors=routing.sectors, short=routing.short,
             )  # fmt: skip
+            return Turn(text=shape_for_mode(answer, mode_of(conv.instructions), [r.name for r in conv.results]))
         if routing.kind == "greeting":
             return Turn(text=greeting_answer())
         if routing.kind == "help":
@@ -225,6 +239,19 @@ class OfflineAnalyst:
                 # No portfolio in this conversation: find the user's portfolios first.
                 return Turn(calls=(ToolCallPlan("list_user_portfolios", fit_arguments({}, tools["list_user_portfolios"])),))
         return Turn(calls=tuple(calls))
+
+    @staticmethod
+    def _personal(conv: Conversation, question: str, tools: dict[str, dict[str, Any]]) -> Turn | None:
+        """"Remember that ..." (the remember tool, then a confirmation) and "what do you
+        remember about me?" (answered from the memories in the instructions)."""
+        fact = remember_fact(question)
+        if fact is not None and "remember" in tools:
+            if conv.has_tool_results:
+                return Turn(text=remembered_answer(conv.results[-1]))
+            return Turn(calls=(ToolCallPlan("remember", fit_arguments({"fact": fact}, tools["remember"])),))
+        if asks_recall(question):
+            return Turn(text=recall_answer(parse_memories_note(conv.instructions)))
+        return None
 
     @staticmethod
     def _plan(planned: tuple[ToolCallPlan, ...], tools: dict[str, dict[str, Any]]) -> list[ToolCallPlan]:

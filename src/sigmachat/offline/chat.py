@@ -44,7 +44,9 @@ def responses_body(chat: dict[str, Any]) -> dict[str, Any]:
             items.append({"role": "user", "content": _text(message.get("content"))})
         elif role == "assistant":
             if _text(message.get("content")):
-                items.append({"role": "assistant", "content": _text(message.get("content"))})
+                items.append(
+                    {"role": "assistant", "content": _text(message.get("content"))}
+                )
             for call in message.get("tool_calls") or []:
                 function = call.get("function") or {}
                 items.append(
@@ -56,7 +58,13 @@ def responses_body(chat: dict[str, Any]) -> dict[str, Any]:
                     }
                 )
         elif role == "tool":
-            items.append({"type": "function_call_output", "call_id": message.get("tool_call_id") or "", "output": _text(message.get("content"))})
+            items.append(
+                {
+                    "type": "function_call_output",
+                    "call_id": message.get("tool_call_id") or "",
+                    "output": _text(message.get("content")),
+                }
+            )
     tools = []
     for tool in chat.get("tools") or []:
         function = tool.get("function") if isinstance(tool, dict) else None
@@ -70,7 +78,12 @@ def responses_body(chat: dict[str, Any]) -> dict[str, Any]:
                     "strict": function.get("strict", False),
                 }
             )
-    body: dict[str, Any] = {"model": chat.get("model"), "input": items, "tools": tools, "stream": bool(chat.get("stream"))}
+    body: dict[str, Any] = {
+        "model": chat.get("model"),
+        "input": items,
+        "tools": tools,
+        "stream": bool(chat.get("stream")),
+    }
     if instructions:
         body["instructions"] = "\n\n".join(instructions)
     limit = chat.get("max_completion_tokens") or chat.get("max_tokens")
@@ -96,10 +109,28 @@ class ChunkEncoder:
         self.builder = builder
         self.include_usage = include_usage
         self.id = "chatcmpl-" + builder.id[len("resp_") : len("resp_") + 29]
-        self._tool_index: dict[str, int] = {}  # function_call item id -> tool_calls index
+        self._tool_index: dict[
+            str, int
+        ] = {}  # function_call item id -> tool_calls index
 
-    def chunk(self, delta: dict[str, Any] | None, finish_reason: str | None = None, usage: Any = None) -> dict[str, Any]:
-        choices = [] if delta is None else [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]
+    def chunk(
+        self,
+        delta: dict[str, Any] | None,
+        finish_reason: str | None = None,
+        usage: Any = None,
+    ) -> dict[str, Any]:
+        choices = (
+            []
+            if delta is None
+            else [
+                {
+                    "index": 0,
+                    "delta": delta,
+                    "logprobs": None,
+                    "finish_reason": finish_reason,
+                }
+            ]
+        )
         out = {
             "id": self.id,
             "object": "chat.completion.chunk",
@@ -117,17 +148,33 @@ class ChunkEncoder:
         yield self.chunk({"role": "assistant", "content": ""})
         for event in events:
             if not isinstance(event, dict):
-                yield MALFORMED_CHUNK if isinstance(event, bytes) else event  # malformed bytes, or DROP
+                yield (
+                    MALFORMED_CHUNK if isinstance(event, bytes) else event
+                )  # malformed bytes, or DROP
                 continue
             etype = event.get("type")
-            if etype == "response.output_item.added" and (event.get("item") or {}).get("type") == "function_call":
+            if (
+                etype == "response.output_item.added"
+                and (event.get("item") or {}).get("type") == "function_call"
+            ):
                 item = event["item"]
                 index = self._tool_index.setdefault(item["id"], len(self._tool_index))
-                call = {"index": index, "id": item["call_id"], "type": "function", "function": {"name": item["name"], "arguments": ""}}
+                call = {
+                    "index": index,
+                    "id": item["call_id"],
+                    "type": "function",
+                    "function": {"name": item["name"], "arguments": ""},
+                }
                 yield self.chunk({"tool_calls": [call]})
             elif etype == "response.function_call_arguments.delta":
                 index = self._tool_index.get(event.get("item_id") or "", 0)
-                yield self.chunk({"tool_calls": [{"index": index, "function": {"arguments": event["delta"]}}]})
+                yield self.chunk(
+                    {
+                        "tool_calls": [
+                            {"index": index, "function": {"arguments": event["delta"]}}
+                        ]
+                    }
+                )
             elif etype == "response.output_text.delta":
                 yield self.chunk({"content": event["delta"]})
             elif etype in ("response.completed", "response.incomplete"):
@@ -143,7 +190,14 @@ class ChunkEncoder:
                 return
             elif etype == "response.failed":
                 error = (event.get("response") or {}).get("error") or {}
-                yield {"error": {"message": error.get("message"), "type": "server_error", "param": None, "code": error.get("code")}}
+                yield {
+                    "error": {
+                        "message": error.get("message"),
+                        "type": "server_error",
+                        "param": None,
+                        "code": error.get("code"),
+                    }
+                }
                 return
 
 
@@ -152,8 +206,16 @@ def chat_usage(usage: dict[str, Any]) -> dict[str, Any]:
         "prompt_tokens": usage.get("input_tokens", 0),
         "completion_tokens": usage.get("output_tokens", 0),
         "total_tokens": usage.get("total_tokens", 0),
-        "prompt_tokens_details": {"cached_tokens": (usage.get("input_tokens_details") or {}).get("cached_tokens", 0)},
-        "completion_tokens_details": {"reasoning_tokens": (usage.get("output_tokens_details") or {}).get("reasoning_tokens", 0)},
+        "prompt_tokens_details": {
+            "cached_tokens": (usage.get("input_tokens_details") or {}).get(
+                "cached_tokens", 0
+            )
+        },
+        "completion_tokens_details": {
+            "reasoning_tokens": (usage.get("output_tokens_details") or {}).get(
+                "reasoning_tokens", 0
+            )
+        },
     }
 
 
@@ -165,12 +227,17 @@ def is_token_chunk(chunk: dict[str, Any]) -> bool:
     """A chunk carrying one generated token (text or tool arguments): the ones paced."""
     for choice in chunk.get("choices") or []:
         delta = choice.get("delta") or {}
-        if delta.get("content") or any((tc.get("function") or {}).get("arguments") for tc in delta.get("tool_calls") or []):
+        if delta.get("content") or any(
+            (tc.get("function") or {}).get("arguments")
+            for tc in delta.get("tool_calls") or []
+        ):
             return True
     return False
 
 
-def completion_object(response: dict[str, Any], builder: ResponseBuilder) -> dict[str, Any]:
+def completion_object(
+    response: dict[str, Any], builder: ResponseBuilder
+) -> dict[str, Any]:
     """A non-streaming ``chat.completion`` from the finished Responses object."""
     content = ""
     calls = []
@@ -178,8 +245,18 @@ def completion_object(response: dict[str, Any], builder: ResponseBuilder) -> dic
         if item.get("type") == "message":
             content += "".join(p.get("text") or "" for p in item.get("content") or [])
         elif item.get("type") == "function_call":
-            calls.append({"id": item["call_id"], "type": "function", "function": {"name": item["name"], "arguments": item["arguments"]}})
-    message: dict[str, Any] = {"role": "assistant", "content": content or None, "refusal": None}
+            calls.append(
+                {
+                    "id": item["call_id"],
+                    "type": "function",
+                    "function": {"name": item["name"], "arguments": item["arguments"]},
+                }
+            )
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": content or None,
+        "refusal": None,
+    }
     if calls:
         message["tool_calls"] = calls
     status = response.get("status")
@@ -189,6 +266,8 @@ def completion_object(response: dict[str, Any], builder: ResponseBuilder) -> dic
         "object": "chat.completion",
         "created": builder.created_at,
         "model": builder.model,
-        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
+        "choices": [
+            {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
+        ],
         "usage": chat_usage(response.get("usage") or {}),
     }

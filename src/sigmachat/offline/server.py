@@ -14,7 +14,14 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+)
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -197,7 +204,9 @@ class OfflineModelServer:
             return _json_response(400, error_body(problem[1], param=problem[0], code="invalid_value"))
         return await self._answer(request, chat.responses_body(raw), chat_request=raw)
 
-    async def _answer(self, request: ServerRequest, body: dict[str, Any], *, chat_request: dict[str, Any] | None) -> ServerResponse:
+    async def _answer(
+        self, request: ServerRequest, body: dict[str, Any], *, chat_request: dict[str, Any] | None
+    ) -> ServerResponse:
         fault: ActiveFault | None = None
         model = str(body["model"])
         if self.faults is not None:
@@ -239,10 +248,13 @@ class OfflineModelServer:
         if chat_request is not None:
             include_usage = bool((chat_request.get("stream_options") or {}).get("include_usage"))
             frames = chat.ChunkEncoder(builder, include_usage=include_usage).frames(events)
-            return ServerResponse(200, sse_headers, stream=self._frames(frames, pacing, first_delay=True, chat_frames=True))
+            chunks = self._frames(frames, pacing, first_delay=True, chat_frames=True)
+            return ServerResponse(200, sse_headers, stream=chunks)
         return ServerResponse(200, sse_headers, stream=self._frames(events, pacing, first_delay=True))
 
-    async def _frames(self, frames: Iterable[Frame], pacing: Pacing, *, first_delay: bool, chat_frames: bool = False) -> AsyncIterator[bytes]:
+    async def _frames(
+        self, frames: Iterable[Frame], pacing: Pacing, *, first_delay: bool, chat_frames: bool = False
+    ) -> AsyncIterator[bytes]:
         """Encode and pace frames one by one: nothing is produced before it is due."""
         first = True
         for frame in frames:

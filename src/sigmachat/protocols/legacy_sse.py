@@ -2,7 +2,9 @@
 
 Frames: ``id: <run_id>:<seq>``, ``event: <name>``, ``data: {type, run_id, seq, data, timestamp}``.
 ``message_created`` is the one exception: its fields sit at the top level of ``data`` because
-the original frontend reads ``data.assistant_message_id`` there. Framing is sse-starlette's.
+the original frontend reads ``data.assistant_message_id`` there. Framing is sse-starlette's,
+with ``\n`` line endings (:data:`SEP`): the original client splits frames on ``"\n\n"`` and
+would read nothing from sse-starlette's default ``\r\n``.
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ EVENT_NAMES = {
 }
 
 
-# sse-starlette's default line separator (issue #12 moves the legacy stream to "\n").
-SEP = "\r\n"
+# Line separator of every legacy frame, pings included (the response is built with it too).
+SEP = "\n"
 
 
 def _dumps(obj: Any) -> str:
@@ -59,13 +61,13 @@ def message_created(*, run_id: str, conversation_id: str, user_message_id: str, 
         "conversation_id": conversation_id,
         "timestamp": now_ms(),
     }
-    return ServerSentEvent(data=_dumps(data), event="message_created", id=sse_id(run_id, 0))
+    return ServerSentEvent(data=_dumps(data), event="message_created", id=sse_id(run_id, 0), sep=SEP)
 
 
 def heartbeat(run_id: str, last_seq: int) -> ServerSentEvent:
     # No id: a heartbeat must not move the client's Last-Event-ID.
     data = {"type": "heartbeat", "run_id": run_id, "seq": last_seq, "data": {}, "timestamp": now_ms()}
-    return ServerSentEvent(data=_dumps(data), event="heartbeat")
+    return ServerSentEvent(data=_dumps(data), event="heartbeat", sep=SEP)
 
 
 def payload(event: Any, *, portfolio_id: str | None = None) -> dict[str, Any]:

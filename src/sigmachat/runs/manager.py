@@ -37,6 +37,7 @@ from sigmachat.agent.events import (
 from sigmachat.agent.failures import kind
 from sigmachat.chat.binding import bind_portfolio
 from sigmachat.chat.conversations import get_conversation, history_from_messages, list_messages, title_from_text
+from sigmachat.chat.memories import memories_for_context
 from sigmachat.db.models import Conversation, Message, as_utc, prefixed_id, utcnow
 from sigmachat.db.session import Database
 from sigmachat.engines.base import Engine, RunRequest, aclose_quietly
@@ -442,6 +443,9 @@ class RunManager:
             engine=engine,
             created_at=now + dt.timedelta(microseconds=1),
         )
+        # Mode and memories are read as the run starts: a change applies from the next turn, on either path.
+        mode = conv.mode
+        memories = await memories_for_context(session, user_id, pf)
         session.add_all([user_msg, assistant])
         if not conv.title:
             conv.title = title_from_text(text)
@@ -468,6 +472,8 @@ class RunManager:
             model=model,
             ui_context=ui_context,
             sim_scenario=sim_scenario,
+            mode=mode,
+            memories=memories,
         )
         run = _ActiveRun(run_id, user_id, conv.id, assistant.id, engine, protocol, portfolio_id=pf, claim=claim)
         self._active[run_id] = run

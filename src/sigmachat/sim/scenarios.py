@@ -33,6 +33,9 @@ unknown_tool_loop            the model calls the unknown tool on every turn, nev
                              answering: the run meets the tool-iteration limit
 ramble                       the answer ignores ``max_output_tokens`` / ``max_tokens`` and
                              goes on for ~RAMBLE_TOKENS tokens (a small model that rambles)
+echo_context                 not a fault: the answer reports the conversation mode and the
+                             saved memories found in the request's instructions, so tests
+                             can see what context an engine really sent upstream
 ===========================  ==============================================================
 
 The mid-stream faults (drop_mid_stream, no_terminal_event, malformed_event,
@@ -50,8 +53,18 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sigmachat.agent.instructions import parse_memories_note
 from sigmachat.offline.analyst import fit_arguments, offered_tools, parse_conversation
-from sigmachat.offline.protocol import ResponseBuilder, ToolCallPlan, Turn, Usage, error_body, split_tokens, input_token_estimate
+from sigmachat.offline.personal import mode_of
+from sigmachat.offline.protocol import (
+    ResponseBuilder,
+    ToolCallPlan,
+    Turn,
+    Usage,
+    error_body,
+    input_token_estimate,
+    split_tokens,
+)
 from sigmachat.offline.server import DROP, FaultChoice, Frame, Pacing, ServerResponse
 
 SCENARIOS = (
@@ -70,6 +83,7 @@ SCENARIOS = (
     "invalid_json_arguments",
     "unknown_tool_loop",
     "ramble",
+    "echo_context",
 )
 # Tool-call misbehaviour: what the model calls on a turn with no tool results yet.
 UNKNOWN_TOOL = "get_crystal_ball"
@@ -185,6 +199,14 @@ def _error(status: int, message: str, etype: str, code: str | None, headers: dic
     return ServerResponse(status, {"content-type": "application/json", **(headers or {})}, body)
 
 
+def _echo_context(request: dict[str, Any]) -> Turn:
+    """What the request's instructions told the model about the user, read back as a model would."""
+    instructions = str(request.get("instructions") or "")
+    memories = parse_memories_note(instructions)
+    listed = "; ".join(memories) if memories else "none"
+    return Turn(text=f"Mode: {mode_of(instructions)}. Memories: {listed}.")
+
+
 class ActiveScenario:
     """One request's scenario: the hooks the offline model server calls."""
 
@@ -220,10 +242,13 @@ class ActiveScenario:
     def adjust_turn(self, request: dict[str, Any], turn: Turn) -> Turn:
         if self.name == "ramble":
             return _rambling(turn)
-        if self.name == "unknown_tool_loop" or (self.name == "unknown_tool" and not parse_conversation(request).has_tool_results):
+        first_turn = not parse_conversation(request).has_tool_results
+        if self.name == "unknown_tool_loop" or (self.name == "unknown_tool" and first_turn):
             return Turn(calls=(ToolCallPlan(UNKNOWN_TOOL, {"question": "where will the market close next year?"}),))
-        if self.name == "invalid_json_arguments" and not parse_conversation(request).has_tool_results:
+        if self.name == "invalid_json_arguments" and first_turn:
             return Turn(calls=(ToolCallPlan("get_prices_historical", raw_arguments=INVALID_JSON_ARGUMENTS),))
+        if self.name == "echo_context":
+            return _echo_context(request)
         if self.name != "tool_error" or parse_conversation(request).has_tool_results:
             return turn
         tools = offered_tools(request)

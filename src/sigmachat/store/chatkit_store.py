@@ -23,6 +23,7 @@ from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from sigmachat.chat import feedback
 from sigmachat.chat.conversations import default_portfolio_id
 from sigmachat.db.models import Attachment as AttachmentRow
 from sigmachat.db.models import Conversation, Message, as_utc, utcnow
@@ -338,25 +339,12 @@ class SqlChatKitStore(Store[Any]):
             await session.commit()
 
     async def set_feedback(self, thread_id: str, item_ids: list[str], kind: str | None, context: Any) -> int:
-        """Store feedback ("positive" | "negative" | None) with the items; returns rows changed."""
+        """Store feedback ("positive" | "negative" | None) with the items; returns rows changed.
+        The same columns the original chat API's feedback writes (chat/feedback.py)."""
         user_id = _user(context)
         async with self.db.session() as session:
             await self._conversation(session, thread_id, user_id)
-            rows = list(
-                (
-                    await session.execute(
-                        select(Message).where(
-                            Message.conversation_id == thread_id,
-                            Message.user_id == user_id,
-                            Message.id.in_(item_ids),
-                        )
-                    )
-                ).scalars()
-            )
-            for row in rows:
-                row.feedback = kind
-            await session.commit()
-            return len(rows)
+            return await feedback.set_kind_on_items(session, user_id, thread_id, item_ids, kind)
 
     # ---- attachments -----------------------------------------------------------------------
 

@@ -53,6 +53,7 @@ TOOL_TITLES: dict[str, str] = {
     "get_daily_movers": "Finding the day's movers",
     "get_market_overview": "Checking the market",
     "get_benchmark_comparison": "Comparing with the S&P 500",
+    "remember": "Saving a memory",
 }
 
 

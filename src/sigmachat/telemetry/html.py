@@ -134,6 +134,7 @@ def render_html(report: dict[str, Any]) -> str:
         row("tool calls per turn (mean)", lambda s: s["tool_calls_per_turn"]["mean"], "", 2),
         row("feedback positive share", lambda s: None if s["feedback"]["ratio"] is None else 100 * s["feedback"]["ratio"], " %", 1),
         row("feedback given", lambda s: s["feedback"]["positive"] + s["feedback"]["negative"]),
+        row("answers edited by the user", lambda s: s["feedback"].get("edited", 0)),
     ])  # fmt: skip
 
     ttfb_bins = paths["responses"]["histograms"]["ttfb_ms"]

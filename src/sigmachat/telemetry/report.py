@@ -129,6 +129,7 @@ def _path_stats(rows: list[dict[str, Any]], feedback: dict[str, int]) -> dict[st
             "positive": positive,
             "negative": negative,
             "ratio": _r(positive / (positive + negative)) if positive + negative else None,
+            "edited": feedback.get("edited", 0),
         },
         "histograms": {"ttfb_ms": histogram(ttfb, TTFB_EDGES_MS), "duration_ms": histogram(duration, DURATION_EDGES_MS)},
     }
@@ -278,7 +279,7 @@ async def load(db: Database, since: dt.datetime, until: dt.datetime) -> tuple[li
         result = await session.execute(select(*cols).where(RunRecord.created_at >= since, RunRecord.created_at <= until))
         rows = [dict(zip(_COLUMNS, row, strict=True)) for row in result.all()]
         fb = await session.execute(
-            select(RunRecord.path, Message.feedback, func.count())
+            select(RunRecord.path, Message.feedback, func.count(), func.count(Message.feedback_edited_text))
             .join(Message, Message.run_id == RunRecord.run_id)
             .where(
                 RunRecord.shadow.is_(False),
@@ -290,8 +291,10 @@ async def load(db: Database, since: dt.datetime, until: dt.datetime) -> tuple[li
             .group_by(RunRecord.path, Message.feedback)
         )
         feedback: dict[str, dict[str, int]] = defaultdict(dict)
-        for path, value, count in fb.all():
+        for path, value, count, edited in fb.all():
             feedback[path][value] = count
+            # An answer the user rated and rewrote (the original API's edited_text).
+            feedback[path]["edited"] = feedback[path].get("edited", 0) + edited
     return rows, dict(feedback)
 
 

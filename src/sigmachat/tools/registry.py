@@ -84,6 +84,11 @@ class ToolRegistry:
     def names(self) -> list[str]:
         return list(self._tools)
 
+    @property
+    def read_only_names(self) -> list[str]:
+        """Tools without side effects (the analytics); safe to call for measurements."""
+        return [name for name, tool in self._tools.items() if tool.read_only]
+
     def specs(self) -> list[ToolSpec]:
         return list(self._specs)
 
@@ -179,15 +184,15 @@ TOOL_ORDER = (
     "get_prices_historical", "get_current_quotes", "get_factor_etf_prices", "get_analytics_overview",
     "get_factor_exposures", "get_sector_exposure", "get_correlation_matrix", "get_stress_test_results",
     "get_concentration_metrics", "get_volatility_analysis", "get_company_profile", "get_daily_movers",
-    "get_market_overview", "get_benchmark_comparison",
+    "get_market_overview", "get_benchmark_comparison", "remember",
 )  # fmt: skip
 
 
 def all_tools() -> list[Tool]:
     """Every tool, in contract order (one module per family)."""
-    from sigmachat.tools import benchmark, exposure, market, portfolio, risk
+    from sigmachat.tools import benchmark, exposure, market, memory, portfolio, risk
 
-    tools = [*portfolio.TOOLS, *exposure.TOOLS, *risk.TOOLS, *market.TOOLS, *benchmark.TOOLS]
+    tools = [*portfolio.TOOLS, *exposure.TOOLS, *risk.TOOLS, *market.TOOLS, *benchmark.TOOLS, *memory.TOOLS]
     rank = {name: i for i, name in enumerate(TOOL_ORDER)}
     return sorted(tools, key=lambda t: rank.get(t.name, len(rank)))
 

@@ -50,6 +50,7 @@ class Tool:
     handler: Handler
     summarize: Summarizer
     limits: Mapping[str, Any] = field(default_factory=dict)  # reported in meta.limits
+    read_only: bool = True  # False for tools that write (remember): benchmarks and shadows skip them
 
     @property
     def portfolio_scoped(self) -> bool:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from sigmachat.agent.instructions import DEFAULT_MODE, Mode
 from sigmachat.api.deps import IdentityDep, ServicesDep, SessionDep
 from sigmachat.chat import conversations as convs
 from sigmachat.db.models import Conversation, Message, as_utc
@@ -20,12 +22,22 @@ from sqlalchemy import select
 
 router = APIRouter(prefix="/api/v1/chat", tags=["chat"])
 
+NEXT_CURSOR_HEADER = "X-Next-Cursor"
+
 MAX_TEXT = 4000
+MAX_SELECTION_CHARS = 2000
 
 
 class CreateConversation(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """The original API's body ({mode, portfolio_id, portfolio_ids, page_hint, route}) plus our
+    ``title``. Unknown fields the original clients send are ignored, not refused."""
+
+    model_config = ConfigDict(extra="ignore")
+    mode: Mode = DEFAULT_MODE
     portfolio_id: str | None = Field(default=None, max_length=64)
+    portfolio_ids: list[Annotated[str, Field(max_length=64)]] | None = Field(default=None, max_length=20)
+    page_hint: str | None = Field(default=None, max_length=200)
+    route: str | None = Field(default=None, max_length=500)
     title: str | None = Field(default=None, max_length=200)
 
 
@@ -34,26 +46,52 @@ class RenameConversation(BaseModel):
     title: str = Field(min_length=1, max_length=200)
 
 
-class ConversationOut(BaseModel):
+class ChangeMode(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    mode: Mode
+
+
+class ModeChanged(BaseModel):
     id: str
+    previous_mode: str
+    new_mode: str
+    changed_at: str
+
+
+class ConversationOut(BaseModel):
+    """The original API's conversation ({id, mode, created_at, provider, provider_thread_id})
+    and ours (title, portfolio, updated_at, the run in progress) in one object."""
+
+    id: str
+    mode: str
+    created_at: str
+    # Both engines speak the OpenAI Responses format (also to the offline model and the
+    # simulator); no provider-side thread exists, the history is ours.
+    provider: str = "openai"
+    provider_thread_id: str | None = None
     title: str | None
     portfolio_id: str | None
-    created_at: str
     updated_at: str
     active_run_id: str | None = None
-
-
-class ConversationPage(BaseModel):
-    conversations: list[ConversationOut]
-    next_cursor: str | None
+    meta_data: dict[str, Any] = Field(default_factory=dict)
 
 
 class UiContext(BaseModel):
+    """The original API's per-turn UI context; ``selection`` is what the page has selected."""
+
     model_config = ConfigDict(extra="ignore")
     portfolio_id: str | None = Field(default=None, max_length=64)
-    portfolio_ids: list[str] | None = Field(default=None, max_length=20)
+    portfolio_ids: list[Annotated[str, Field(max_length=64)]] | None = Field(default=None, max_length=20)
     page_hint: str | None = Field(default=None, max_length=200)
     route: str | None = Field(default=None, max_length=500)
+    selection: dict[str, Any] | None = None
+
+    @field_validator("selection")
+    @classmethod
+    def _small_selection(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None and len(json.dumps(value, default=str)) > MAX_SELECTION_CHARS:
+            raise ValueError(f"at most {MAX_SELECTION_CHARS} characters of JSON")
+        return value
 
 
 class SendRequest(BaseModel):
@@ -74,38 +112,61 @@ class SendRequest(BaseModel):
 def _conv_out(conv: Conversation, active_run_id: str | None = None) -> ConversationOut:
     return ConversationOut(
         id=conv.id,
+        mode=conv.mode,
         title=conv.title,
         portfolio_id=conv.portfolio_id,
         created_at=as_utc(conv.created_at).isoformat(),
         updated_at=as_utc(conv.updated_at).isoformat(),
         active_run_id=active_run_id,
+        meta_data={**(conv.metadata_ or {}), "portfolio_id": conv.portfolio_id},
     )
 
 
 @router.post("/conversations", status_code=201, response_model=ConversationOut)
 async def create_conversation(body: CreateConversation, identity: IdentityDep, session: SessionDep) -> ConversationOut:
-    conv = await convs.create_conversation(session, identity.id, body.portfolio_id, body.title)
+    context = body.model_dump(include={"portfolio_ids", "page_hint", "route"})
+    conv = await convs.create_conversation(
+        session, identity.id, body.portfolio_id, body.title, mode=body.mode, context=context
+    )
     return _conv_out(conv)
 
 
-@router.get("/conversations", response_model=ConversationPage)
+@router.get("/conversations", response_model=list[ConversationOut])
 async def list_conversations(
+    response: Response,
     identity: IdentityDep,
     session: SessionDep,
     services: ServicesDep,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    limit: Annotated[int, Query(ge=1, le=100)] = 10,
+    offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
     before: Annotated[str | None, Query(max_length=200)] = None,
-) -> ConversationPage:
-    page, nxt = await convs.list_conversations(session, identity.id, limit=limit, before=before)
+) -> list[ConversationOut]:
+    """The original API's bare list, newest first, paged by ``offset``. Our keyset paging
+    rides along: pass ``before`` (a cursor) instead of ``offset``; when more conversations
+    follow, the ``X-Next-Cursor`` header holds the cursor of the next page."""
+    page, nxt = await convs.list_conversations(session, identity.id, limit=limit, before=before, offset=offset)
+    if nxt:
+        response.headers[NEXT_CURSOR_HEADER] = nxt
     # The active run may be on any instance: the run manager asks the shared run state.
     actives = [await services.runs.active_run_for(c.id) for c in page]
-    return ConversationPage(conversations=[_conv_out(c, a) for c, a in zip(page, actives, strict=True)], next_cursor=nxt)
+    return [_conv_out(c, a) for c, a in zip(page, actives, strict=True)]
 
 
 @router.get("/conversations/{conversation_id}", response_model=ConversationOut)
 async def get_conversation(conversation_id: str, identity: IdentityDep, session: SessionDep, services: ServicesDep) -> ConversationOut:
     conv = await convs.get_conversation(session, identity.id, conversation_id)
     return _conv_out(conv, await services.runs.active_run_for(conv.id))
+
+
+@router.api_route("/conversations/{conversation_id}/mode", methods=["PUT", "PATCH"], response_model=ModeChanged)
+async def change_mode(
+    conversation_id: str, body: ChangeMode, identity: IdentityDep, session: SessionDep
+) -> ModeChanged:
+    """PUT as the original backend defines it; PATCH as the original chat service calls it."""
+    previous, conv = await convs.change_mode(session, identity.id, conversation_id, body.mode)
+    return ModeChanged(
+        id=conv.id, previous_mode=previous, new_mode=conv.mode, changed_at=as_utc(conv.updated_at).isoformat()
+    )
 
 
 @router.patch("/conversations/{conversation_id}", response_model=ConversationOut)
@@ -132,6 +193,7 @@ def _sse_response(services, run_id: str, events, *, heartbeat_seq: list[int]) ->
     return SSEResponse(
         events,
         ping=services.settings.sse_heartbeat_s,
+        sep=legacy_sse.SEP,
         ping_message_factory=lambda: legacy_sse.heartbeat(run_id, heartbeat_seq[0]),
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "X-Run-Id": run_id},
     )

@@ -274,7 +274,8 @@ function renderReport(report) {
       row("Completion p50 / p95", (s) => dist(s.duration_ms)),
       row("Tokens/s p50", (s) => num(s.tokens_per_s && s.tokens_per_s.p50)),
       row("Tool calls per turn (mean)", (s) => num(s.tool_calls_per_turn && s.tool_calls_per_turn.mean)),
-      row("Feedback positive / negative", (s) => (s.feedback ? `${s.feedback.positive} / ${s.feedback.negative}` : "—"))));
+      row("Feedback positive / negative", (s) => (s.feedback ? `${s.feedback.positive} / ${s.feedback.negative}` : "—")),
+      row("Answers edited by the user", (s) => num(s.feedback && s.feedback.edited))));
 
   const v = report.verdict || { decision: "no_go", checks: [] };
   const go = v.decision === "go";

@@ -98,4 +98,11 @@ export const api = {
   portfolios: () => request("GET", "/api/v1/portfolios"),
   chatConfig: (query = "") => request("GET", `/api/v1/chat/config${query}`),
   conversation: (id) => request("GET", `/api/v1/chat/conversations/${encodeURIComponent(id)}`),
+  // Modes, memories and feedback live on the shared records: the same calls serve both paths.
+  setMode: (id, mode) => request("PUT", `/api/v1/chat/conversations/${encodeURIComponent(id)}/mode`, { json: { mode } }),
+  memories: () => request("GET", "/api/v1/chat/memories?limit=100"),
+  deleteMemory: (id) => request("DELETE", `/api/v1/chat/memories/${encodeURIComponent(id)}`),
+  clearMemories: () => request("DELETE", "/api/v1/chat/memories"),
+  rate: (messageId, rating) => request("POST", `/api/v1/chat/messages/${encodeURIComponent(messageId)}/feedback`, { json: { rating } }),
+  unrate: (messageId) => request("DELETE", `/api/v1/chat/messages/${encodeURIComponent(messageId)}/feedback`),
 };

@@ -3,7 +3,7 @@
 
 import { ApiError, api, onAuthLost } from "./api.js";
 import { createChatKitBackend } from "./chatkit.js";
-import { h, uuid } from "./dom.js";
+import { h, icon, uuid } from "./dom.js";
 import { createLegacyBackend } from "./legacy.js";
 import { conversationTitle, patchMessage, renderConversationList, renderThread } from "./render.js";
 import { createStore, withKeys } from "./state.js";
@@ -43,6 +43,13 @@ const els = {
   renameCancel: $("rename-cancel"),
   deleteDialog: $("delete-dialog"),
   deleteName: $("delete-name"),
+  mode: $("mode-select"),
+  memoriesOpen: $("memories-open"),
+  memoriesDialog: $("memories-dialog"),
+  memoryList: $("memory-list"),
+  memoriesEmpty: $("memories-empty"),
+  memoriesCount: $("memories-count"),
+  memoriesClear: $("memories-clear"),
 };
 
 const store = createStore();
@@ -75,7 +82,25 @@ bindThemeToggle(els.theme);
 
 const messageActions = {
   retry: (msg) => turns.retry(msg).then(focusInput),
+  rate: rateAnswer,
 };
+
+/** Thumbs up/down; pressing the active one again removes the rating. */
+async function rateAnswer(msg, rating) {
+  const previous = msg.feedback || null;
+  const next = previous === rating ? null : rating;
+  msg.feedback = next;
+  scheduleMessage(msg);
+  try {
+    if (next) await api.rate(msg.id, next);
+    else await api.unrate(msg.id);
+    announce(next ? "Thanks for the feedback." : "Rating removed.");
+  } catch (err) {
+    msg.feedback = previous;
+    scheduleMessage(msg);
+    if (!(err instanceof ApiError && err.status === 401)) announce(`Couldn't save the rating: ${err.message}`);
+  }
+}
 
 function currentThread() {
   return store.thread(state.currentKey);
@@ -104,7 +129,76 @@ function renderTitle() {
   document.title = conv && conv.title ? `${conv.title} · SigmaSight Chat` : "SigmaSight Chat";
   const pid = (conv && conv.portfolioId) || state.portfolioId;
   els.chatPortfolio.textContent = portfolioName(pid);
+  els.mode.value = (conv && conv.mode) || state.draftMode;
 }
+
+// ---- analyst style (mode) ------------------------------------------------------------------
+
+els.mode.addEventListener("change", async () => {
+  const mode = els.mode.value;
+  const conv = store.currentConversation();
+  if (!conv) {
+    state.draftMode = mode; // used when the first message creates the conversation
+    return;
+  }
+  await applyMode(conv, mode);
+});
+
+async function applyMode(conv, mode) {
+  const previous = conv.mode || "green";
+  store.upsertConversation({ ...conv, mode });
+  try {
+    await api.setMode(conv.id, mode);
+    announce(`Style changed to ${els.mode.selectedOptions[0] ? els.mode.selectedOptions[0].textContent : mode}; it applies from the next answer.`);
+  } catch (err) {
+    store.upsertConversation({ ...conv, mode: previous });
+    if (store.isCurrent(conv.id)) els.mode.value = previous;
+    if (!(err instanceof ApiError && err.status === 401)) announce(`Couldn't change the style: ${err.message}`);
+  }
+}
+
+/** A conversation just created from a draft: make sure it carries the style picked for it.
+ * (The legacy API takes the mode at creation; a ChatKit thread gets it for its next turn.) */
+function onConversationCreated(conv) {
+  if ((conv.mode || "green") !== state.draftMode) applyMode({ ...conv, mode: conv.mode || "green" }, state.draftMode);
+}
+
+// ---- memories ------------------------------------------------------------------------------
+
+async function openMemories() {
+  els.memoryList.replaceChildren();
+  els.memoriesEmpty.hidden = true;
+  els.memoriesCount.textContent = "";
+  if (!els.memoriesDialog.open) els.memoriesDialog.showModal();
+  try {
+    renderMemories(await api.memories());
+  } catch (err) {
+    if (!(err instanceof ApiError && err.status === 401)) els.memoriesCount.textContent = "Couldn't load them.";
+  }
+}
+
+function renderMemories(body) {
+  const items = body.memories || [];
+  els.memoryList.replaceChildren(...items.map((m) => h("li", { class: "memory-item", dataset: { id: m.id } },
+    h("span", { class: "memory-text" }, m.content),
+    h("button", {
+      type: "button", class: "icon-btn small danger", "aria-label": `Forget “${m.content}”`,
+      onclick: async () => {
+        try { await api.deleteMemory(m.id); } catch (err) { announce(`Couldn't delete: ${err.message}`); }
+        openMemories();
+      },
+    }, icon("trash")),
+  )));
+  els.memoriesEmpty.hidden = items.length > 0;
+  els.memoriesClear.disabled = items.length === 0;
+  els.memoriesCount.textContent = items.length ? `${body.total} saved.` : "";
+}
+
+els.memoriesOpen.addEventListener("click", () => { openMemories(); closeSidebar(); });
+els.memoriesClear.addEventListener("click", async () => {
+  try { await api.clearMemories(); announce("Memories cleared."); } catch (err) { announce(`Couldn't clear: ${err.message}`); }
+  openMemories();
+});
 
 function isNearBottom() {
   const m = els.messages;
@@ -234,6 +328,7 @@ function showListError() {
 
 function newDraft() {
   const key = `draft:${uuid()}`;
+  state.draftMode = "green";
   store.thread(key).loaded = true;
   state.currentKey = key;
   setHash(key);
@@ -274,11 +369,18 @@ async function openConversation(id) {
     thread.loading = false;
   }
   if (!store.isCurrent(id)) return;
-  if (!conv) {
+  if (conv && conv.mode === undefined) {
+    // ChatKit's thread list does not carry the analyst style; the shared record does.
+    try {
+      const c = await api.conversation(id);
+      store.upsertConversation({ id: c.id, mode: c.mode });
+    } catch { /* the picker shows the default */ }
+  } else if (!conv) {
     // Opened by link or reload and not on the first page of the list: fetch its summary.
     try {
       const c = await api.conversation(id);
-      store.upsertConversation({ id: c.id, title: c.title, portfolioId: c.portfolio_id, createdAt: c.created_at, updatedAt: c.updated_at }, { front: true });
+      store.upsertConversation({ id: c.id, title: c.title, portfolioId: c.portfolio_id, createdAt: c.created_at, updatedAt: c.updated_at, mode: c.mode }, { front: true });
+      renderTitle();
     } catch { /* the list will do */ }
   }
   renderMessages();
@@ -434,7 +536,7 @@ els.input.addEventListener("keydown", (e) => {
 els.composer.addEventListener("submit", (e) => { e.preventDefault(); submit(); });
 els.stop.addEventListener("click", () => { turns.stop(); focusInput(); });
 document.addEventListener("keydown", (e) => {
-  if (e.key === "Escape" && currentThread() && currentThread().turn && !els.renameDialog.open && !els.deleteDialog.open) turns.stop();
+  if (e.key === "Escape" && currentThread() && currentThread().turn && !els.renameDialog.open && !els.deleteDialog.open && !els.memoriesDialog.open) turns.stop();
 });
 
 // ---- layout (narrow screens) -------------------------------------------------------------
@@ -485,7 +587,7 @@ async function start() {
   state.user = me;
   if (config && Number.isInteger(config.max_message_chars)) state.maxMessageChars = config.max_message_chars;
   useBackend(config);
-  turns = createTurns({ store, getBackend: () => backend, onAuthLost: () => goToLogin("expired"), announce });
+  turns = createTurns({ store, getBackend: () => backend, onAuthLost: () => goToLogin("expired"), announce, onConversationCreated });
   els.userName.textContent = me.full_name || me.email;
   els.userName.title = me.email;
   $("admin-link").hidden = me.role !== "admin"; // the admin APIs check the role; this only hides the link

@@ -48,6 +48,9 @@ export function clear(el) {
 // Icons are fixed path data of ours (never user input), drawn with the SVG DOM API.
 const ICONS = {
   check: ["M5 12.5l4.5 4.5L19 7.5"],
+  thumbUp: ["M7 11v9H4v-9z", "M7 11l4-7c1.5 0 2.5 1 2.5 2.5L13 10h5.5a2 2 0 0 1 2 2.3l-1.2 6A2 2 0 0 1 17.3 20H7"],
+  thumbDown: ["M7 13V4H4v9z", "M7 13l4 7c1.5 0 2.5-1 2.5-2.5L13 14h5.5a2 2 0 0 0 2-2.3l-1.2-6A2 2 0 0 0 17.3 4H7"],
+  memory: ["M12 3a6 6 0 0 0-6 6c0 2.2 1.2 3.6 2.3 4.6.7.7 1.2 1.4 1.2 2.4h5c0-1 .5-1.7 1.2-2.4C16.8 12.6 18 11.2 18 9a6 6 0 0 0-6-6z", "M10 19h4M10.5 21.5h3"],
   x: ["M6 6l12 12M18 6L6 18"],
   pencil: ["M4 20h4L19 9l-4-4L4 16z", "M13.5 6.5l4 4"],
   trash: ["M4 7h16", "M10 11v6M14 11v6", "M6 7l1 13h10l1-13", "M9 7V4h6v3"],

@@ -24,6 +24,7 @@
 const TOOL_TITLES = {
   list_user_portfolios: "Finding your portfolios",
   get_benchmark_comparison: "Comparing with the S&P 500",
+  remember: "Saving a memory",
   get_portfolio_complete: "Loading the portfolio",
   get_portfolio_overview: "Loading the portfolio overview",
   get_positions: "Looking up positions",

@@ -16,6 +16,7 @@ export function conversationFromApi(c) {
     createdAt: c.created_at,
     updatedAt: c.updated_at || c.created_at,
     activeRunId: c.active_run_id || null,
+    mode: c.mode || "green",
   };
 }
 
@@ -44,6 +45,7 @@ export function messageFromApi(m) {
       ? { message: err.message, code: err.code || null, errorType: errorTypeFor(err.code), retryable: !!err.retryable, retryAfterMs: null }
       : null,
     createdAt: m.created_at,
+    feedback: m.feedback_detail ? m.feedback_detail.rating : m.feedback === "positive" ? "up" : m.feedback === "negative" ? "down" : null,
   };
 }
 
@@ -136,12 +138,15 @@ export function createLegacyBackend() {
     async listConversations({ limit = 20, before = null } = {}) {
       const q = new URLSearchParams({ limit: String(limit) });
       if (before) q.set("before", before);
-      const page = await request("GET", `${BASE}/conversations?${q}`);
-      return { items: page.conversations.map(conversationFromApi), nextCursor: page.next_cursor || null };
+      // The original API's bare list; our keyset cursor for the next page comes in a header.
+      const resp = await rawFetch(`${BASE}/conversations?${q}`, { headers: { Accept: "application/json" } });
+      if (!resp.ok) throw await errorFrom(resp);
+      const items = await resp.json();
+      return { items: items.map(conversationFromApi), nextCursor: resp.headers.get("X-Next-Cursor") || null };
     },
 
-    async createConversation({ portfolioId }) {
-      return conversationFromApi(await request("POST", `${BASE}/conversations`, { json: { portfolio_id: portfolioId || null } }));
+    async createConversation({ portfolioId, mode = "green" }) {
+      return conversationFromApi(await request("POST", `${BASE}/conversations`, { json: { portfolio_id: portfolioId || null, mode } }));
     },
 
     async loadMessages(conversationId) {
@@ -171,9 +176,9 @@ export function createLegacyBackend() {
      * "conversation" event). HTTP failures throw ApiError; a failure to connect throws
      * NetworkError; a stream that drops resolves with terminal=false.
      */
-    async send({ conversationId, text, portfolioId, clientMessageId, onEvent, signal, headers = {} }) {
+    async send({ conversationId, text, portfolioId, mode, clientMessageId, onEvent, signal, headers = {} }) {
       if (!conversationId) {
-        const conv = await this.createConversation({ portfolioId });
+        const conv = await this.createConversation({ portfolioId, mode });
         onEvent({ kind: "conversation", conversation: conv });
         conversationId = conv.id;
       }

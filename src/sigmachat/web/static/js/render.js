@@ -176,8 +176,24 @@ export function renderMessage(msg, actions) {
       msg.content || streaming ? body : null,
       msg.status === "cancelled" && !msg.content ? h("p", { class: "muted" }, "Stopped before any answer was written.") : null,
       msg.error ? errorBlock(msg, actions) : null,
+      msg.id && !streaming && msg.content && actions.rate ? feedbackBlock(msg, actions) : null,
     ),
   );
+}
+
+/** Thumbs up/down on a saved answer (the same record ChatKit's feedback writes). */
+function feedbackBlock(msg, actions) {
+  const button = (rating, label, name) => h("button", {
+    type: "button",
+    class: `icon-btn small fb-btn fb-${rating}${msg.feedback === rating ? " active" : ""}`,
+    "aria-pressed": msg.feedback === rating ? "true" : "false",
+    "aria-label": label,
+    title: label,
+    dataset: { focus: `fb-${rating}` },
+    onclick: () => actions.rate(msg, rating),
+  }, icon(name));
+  return h("div", { class: "msg-feedback", role: "group", "aria-label": "Rate this answer" },
+    button("up", "Good answer", "thumbUp"), button("down", "Poor answer", "thumbDown"));
 }
 
 /**

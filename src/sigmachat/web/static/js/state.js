@@ -19,6 +19,7 @@ export function createStore() {
     maxMessageChars: 4000, // replaced by GET /api/v1/chat/config's max_message_chars (the server's limit)
     conversations: [],
     nextCursor: null,
+    draftMode: "green", // the analyst mode picked before a conversation exists
     conversationsLoaded: false,
     currentKey: null, // a conversation id, or "draft:<uuid>" before the first message
     threads: new Map(), // key → {messages, loaded, loading, turn}

@@ -20,7 +20,7 @@ export function backoff(attempt, base = 500, cap = 8000) {
  * user between paths at any time, and both share one history, so each turn asks afresh while
  * a running turn keeps the client it started with (turn.backend).
  */
-export function createTurns({ store, getBackend, onAuthLost, announce, requestHeaders = () => ({}) }) {
+export function createTurns({ store, getBackend, onAuthLost, announce, requestHeaders = () => ({}), onConversationCreated = () => {} }) {
   const { state } = store;
 
   function changed(key, msg) {
@@ -107,7 +107,7 @@ export function createTurns({ store, getBackend, onAuthLost, announce, requestHe
       for (let attempt = 0; ; attempt++) {
         try {
           const args = {
-            conversationId: turn.conversationId, text, portfolioId: turn.portfolioId, clientMessageId,
+            conversationId: turn.conversationId, text, portfolioId: turn.portfolioId, mode: state.draftMode, clientMessageId,
             onEvent, signal: turn.ctrl.signal, headers: requestHeaders(), userItemId: user.id,
           };
           result = mode === "retry" ? await backend.retryAfter(args) : await backend.send(args);
@@ -185,6 +185,7 @@ export function createTurns({ store, getBackend, onAuthLost, announce, requestHe
     if (ev.kind === "conversation") {
       turn.conversationId = ev.conversation.id;
       store.upsertConversation({ ...ev.conversation, portfolioId: ev.conversation.portfolioId || turn.portfolioId }, { front: true });
+      onConversationCreated(ev.conversation);
       if (key !== ev.conversation.id) {
         store.rekey(key, ev.conversation.id);
         turn.key = ev.conversation.id;
