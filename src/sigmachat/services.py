@@ -41,6 +41,7 @@ class Services:
     telemetry: Telemetry | None = None  # runs rows, /metrics, spans, shadow runs (built in build())
     login_throttle: LoginThrottle | None = None  # failed sign-ins per account and client (built in build())
     redis: Any = None  # redis.asyncio.Redis when SIGMACHAT_REDIS_URL is set (shared run state)
+    closing: bool = False  # a drained instance handing over to the server's shutdown
 
     def _chat(self) -> ChatRuntime:
         if self.runtime is None:
@@ -119,7 +120,9 @@ class Services:
         prefix = self.settings.redis_prefix
         return (
             RedisEventLog(self.redis, ttl_s=self.settings.run_log_ttl_s, prefix=prefix),
-            RedisCoordinator(self.redis, lease_ttl_s=self.settings.run_lease_ttl_s, prefix=prefix),
+            RedisCoordinator(
+                self.redis, lease_ttl_s=self.settings.run_lease_ttl_s, prefix=prefix, url=self.settings.redis_url
+            ),
         )
 
     async def aclose(self) -> None:

@@ -88,12 +88,17 @@ class Settings(BaseSettings):
     # every instance; without it everything stays in process (one instance only).
     redis_url: str | None = None  # e.g. redis://127.0.0.1:6379/0
     redis_prefix: str = "sigmachat:"  # key prefix, so several deployments can share one Redis
-    run_lease_ttl_s: float = Field(default=9.0, ge=1.0, le=60.0)  # an owner silent this long is dead
+    # An owner silent this long is dead. Renewed every third of it from a thread (not the event
+    # loop), so a busy instance keeps its leases; dead owners are closed within ~1.33x this.
+    run_lease_ttl_s: float = Field(default=6.0, ge=1.0, le=60.0)
 
     # --- runs and streaming ---
     cancel_grace_s: float = Field(default=5.0, gt=0)  # how long cancel waits for tools in flight
     shutdown_grace_s: float = Field(default=20.0, ge=0)
     run_log_ttl_s: float = Field(default=600.0, gt=0)  # finished runs stay resumable this long
+    # The answer being written is saved to its 'streaming' message this often, so a client that
+    # reloads mid-run (items.list, the messages API) sees the partial text. 0 = only at the end.
+    run_progress_save_s: float = Field(default=1.0, ge=0)
     sse_heartbeat_s: float = Field(default=15.0, gt=0)
     # A client reading slower than the model writes gets the text deltas waiting for it as one
     # frame (id and seq of the last one) instead of one frame each. Off: one frame per delta.

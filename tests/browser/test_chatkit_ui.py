@@ -181,3 +181,33 @@ def test_chatkit_rename_and_delete(page_for, chatkit_server):
     assert "threads.delete" in types
     # The open conversation was the deleted one: a fresh draft with starters replaces it.
     assert page.get_by_role("list", name="Suggested questions").is_visible()
+
+
+def test_chatkit_reload_mid_answer_ends_with_the_whole_answer(page_for, chatkit_server):
+    """Our UI declares X-Disconnect: continue on POST /chatkit: the reload does not stop the run,
+    the reloaded page shows the partial answer saved so far and follows the run to its end."""
+    import re
+
+    page = page_for(chatkit_server)
+    open_chat_as(page, HNW)
+    fault_next_chatkit_turn(page, "slow_tokens")  # time to reload mid-answer
+    ask(page, LARGEST)
+    page.wait_for_function("() => Number(document.querySelector('.msg-assistant:last-child')?.dataset.chars) > 3")
+    with page.expect_request(re.compile(r"/runs/[^/]+/stream")):
+        page.reload()
+    page.wait_for_selector("#app[data-ready=true]")
+    answer = wait_answer(page, timeout=90_000)  # complete (5 tokens/s): not "Stopped", not an error
+    assert answer.locator(".badge-stopped").count() == 0 and answer.locator(".msg-error").count() == 0
+    shown = answer.locator(".md").inner_text().strip()
+    saved = page.evaluate(
+        """async () => {
+            const id = decodeURIComponent(location.hash.split('/c/')[1]);
+            const r = await fetch(`/api/v1/chat/conversations/${id}/messages`);
+            const m = (await r.json()).messages.filter((x) => x.role === 'assistant').pop();
+            return { status: m.status, content: m.content };
+        }"""
+    )
+    assert saved["status"] == "complete"
+    assert "HOME_EQUITY" in shown and "HOME_EQUITY" in saved["content"]
+    assert shown.split()[:3] == saved["content"].split()[:3]
+    assert page.locator(".msg-user").count() == 1 and page.locator(".msg-assistant").count() == 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from sqlalchemy import select
 
@@ -266,3 +268,11 @@ async def test_chatkit_resume_replays_the_same_frames_after_a_sequence(client):
     conv = (await client.post("/api/v1/chat/conversations", json={}, headers=headers)).json()
     sent = parse_legacy((await client.post("/api/v1/chat/send", json={"conversation_id": conv["id"], "text": "hi"}, headers=headers)).text)
     assert (await client.get(f"/chatkit/runs/{sent[0].data['run_id']}/stream", headers=headers)).status_code == 404
+
+
+async def test_x_disconnect_takes_only_continue_or_cancel(client):
+    headers = await login(client)
+    resp = await client.post("/chatkit", content=create("hi"), headers={**headers, "X-Disconnect": "sometimes"})
+    assert resp.status_code == 422 and resp.json()["error"]["code"] == "validation_error"
+    threads = await client.post("/chatkit", content=req("threads.list"), headers=headers)
+    assert json.loads(threads.text)["data"] == []  # nothing was created

@@ -290,3 +290,48 @@ async def test_model_override_only_from_the_allowlist(services):
     h = await rt.server.handle(create("hi", inference_options={"model": "o3-pro"}), rt.ctx())
     await collect(h)
     assert [r.model for r in rt.engine.requests] == [None, "gpt-4.1", None]
+
+
+async def _disconnect_with_context(services, **ctx):
+    gate = asyncio.Event()
+    rt = await build_runtime(services, ScriptedEngine(gate=gate))  # server default: cancel
+    handle = await rt.server.handle(create(), rt.ctx(**ctx))
+    frames = handle.frames
+    seen = []
+    async for _tag, data in frames:
+        seen.append(validate(data))
+        if seen[-1].type == "thread.item.updated" and seen[-1].update.type.endswith("text_delta"):
+            break
+    await frames.aclose()  # a reload: the page goes away mid-answer
+    return rt, gate, handle, seen[0].thread.id
+
+
+async def test_a_client_declaring_continue_keeps_its_answer_going_after_a_disconnect(services):
+    """Our UI sends X-Disconnect: continue (it stops through the run API): a reload is not a stop."""
+    rt, gate, handle, thread_id = await _disconnect_with_context(services, disconnect="continue")
+    await asyncio.sleep(0.1)
+    assert await rt.manager.active_run_for(thread_id) == handle.run_id  # still running
+
+    # Mid-run, a reloaded client sees the partial answer (saved progressively), not nothing.
+    items = (await rt.server.store.load_thread_items(thread_id, None, 20, "asc", rt.ctx())).data
+    assert items[-1].type == "assistant_message" and items[-1].content[0].text == "Your largest "
+    async with services.db.session() as session:
+        row = await session.get(Message, items[-1].id)
+    assert row.status == "streaming"
+
+    gate.set()
+    await rt.manager.wait_finished(handle.run_id, 5)
+    await rt.server.drain()
+    items = (await rt.server.store.load_thread_items(thread_id, None, 20, "asc", rt.ctx())).data
+    assert items[-1].content[0].text == "Your largest position is **HOME_EQUITY**."
+    async with services.db.session() as session:
+        assert (await session.get(Message, items[-1].id)).status == "complete"
+
+
+async def test_a_client_declaring_nothing_keeps_chatkit_s_stop_on_disconnect(services):
+    rt, gate, handle, thread_id = await _disconnect_with_context(services)
+    await rt.manager.wait_finished(handle.run_id, 5)
+    await rt.server.drain()
+    gate.set()
+    events = await rt.manager.log.read(handle.run_id)
+    assert events[-1].type == "run_failed" and events[-1].code == "cancelled"

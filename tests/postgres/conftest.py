@@ -20,7 +20,6 @@ from tests.conftest import make_settings
 from tests.store.conftest import alice, bob, store  # noqa: F401  (store fixtures for the store tests)
 
 
-
 @pytest.fixture(scope="session")
 def pg_template(postgres_server: Postgres, tmp_path_factory: pytest.TempPathFactory) -> str:
     """Migrated and seeded once; tests get copies of it."""

@@ -13,7 +13,7 @@ import pytest
 from redis.asyncio import Redis
 from sqlalchemy import func, select
 
-from sigmachat.agent.events import EventFactory, RunFailed, RunStarted, TextDelta
+from sigmachat.agent.events import EventFactory, RunStarted, TextDelta
 from sigmachat.chat.conversations import create_conversation, list_messages
 from sigmachat.db.models import Message, User
 from sigmachat.errors import Conflict, RateLimited
@@ -28,6 +28,7 @@ from tests.runs.fakes import ScriptedEngine
 @pytest.fixture
 async def redis(redis_server):
     client = Redis.from_url(redis_server.url)
+    client.url = redis_server.url  # for the coordinators' lease keeper
     yield client
     await client.aclose()
 
@@ -44,7 +45,7 @@ def _instance(services, redis, prefix, engine, *, guard=None, lease_s: float = 9
         {"responses": engine},
         RedisEventLog(redis, ttl_s=60, prefix=prefix),
         guard,
-        RedisCoordinator(redis, lease_ttl_s=lease_s, prefix=prefix),
+        RedisCoordinator(redis, lease_ttl_s=lease_s, prefix=prefix, url=redis.url),
     )
 
 
@@ -168,6 +169,29 @@ async def test_a_dead_owner_s_run_is_closed_by_a_survivor_with_its_partial_answe
     finally:
         a._active.clear()  # the "dead" instance never writes again; drop its frozen task
         await b.shutdown(1)
+
+
+async def test_a_busy_event_loop_does_not_lose_its_leases(services, redis, prefix):
+    """Regression (found by the cluster soak): leases renewed on the event loop lapsed while a
+    saturated instance streamed, and a survivor took over runs that were still being written."""
+    import time
+
+    gate = asyncio.Event()
+    a = _instance(services, redis, prefix, ScriptedEngine(gate=gate), lease_s=1.0)
+    a.start_sweeper()
+    try:
+        user = await _user(services)
+        conv = await _conv(services, user)
+        run = await a.start(user_id=user.id, conversation_id=conv.id, text="Largest?", engine="responses", protocol="test")
+        time.sleep(2.5)  # the event loop is blocked for 2.5 leases
+        assert await redis.exists(f"{prefix}run:{run.run_id}:lease") == 1
+        gate.set()
+        await a.wait_finished(run.run_id, 5)
+        async with services.db.session() as s:
+            assert (await list_messages(s, user.id, conv.id))[1].status == "complete"
+    finally:
+        gate.set()
+        await a.shutdown(2)
 
 
 async def test_start_up_recovery_leaves_runs_with_a_live_lease_alone(services, redis, prefix):

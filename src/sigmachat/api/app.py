@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from sigmachat import __version__
 from sigmachat.api.errors import install_error_handlers
-from sigmachat.api.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
+from sigmachat.api.middleware import BodySizeLimitMiddleware, ClosingMiddleware, RequestIdMiddleware
 from sigmachat.api.routes import auth, chat, chatkit, feedback, health, memories, portfolios
 from sigmachat.api.routes import admin as admin_routes
 from sigmachat.api.routes import tools as tool_routes
@@ -48,6 +48,7 @@ def drain_on_sigterm(services: Services) -> None:
             await services.runs.shutdown(services.settings.shutdown_grace_s)
         finally:
             log.info("drain_finished")
+            services.closing = True  # from here on: 503 to everything but health checks
             pass_on()
 
     def on_sigterm(signum: int, frame: Any) -> None:
@@ -102,6 +103,7 @@ def create_app(settings: Settings | None = None, *, model_http_client: Any = Non
     )
     install_error_handlers(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(ClosingMiddleware, is_closing=lambda: getattr(getattr(app.state, "services", None), "closing", False))
     app.add_middleware(RequestIdMiddleware)  # added last = outermost: ids on every response
     for module in (health, auth, portfolios, chat, feedback, memories, chatkit):
         app.include_router(module.router)

@@ -112,3 +112,27 @@ class BodySizeLimitMiddleware:
             }
         )
         await send({"type": "http.response.body", "body": data})
+
+
+class ClosingMiddleware:
+    """Once a drained instance hands over to the server's shutdown, answer 503 (and close).
+
+    Between the drain's end and the process exit, a balancer may still deliver requests on
+    kept-alive connections; a stream opened then would be cut at once by the shutdown. A 503
+    sends the client (nginx: ``proxy_next_upstream http_503``) to another instance instead.
+    """
+
+    def __init__(self, app: ASGIApp, is_closing) -> None:  # noqa: ANN001 - a zero-argument callable
+        self.app = app
+        self.is_closing = is_closing
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.is_closing() or scope["path"] in ("/healthz", "/readyz"):
+            await self.app(scope, receive, send)
+            return
+        body = json.dumps({"error": {"code": "service_unavailable", "message": "This instance is shutting down; try again."}})
+        await send({
+            "type": "http.response.start", "status": 503,
+            "headers": [(b"content-type", b"application/json"), (b"retry-after", b"1"), (b"connection", b"close")],
+        })  # fmt: skip
+        await send({"type": "http.response.body", "body": body.encode()})

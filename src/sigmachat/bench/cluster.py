@@ -25,9 +25,9 @@ from importlib import resources
 from pathlib import Path
 
 from sigmachat.bench.procs import (
+    _LIVE,
     LOOPBACK,
     ManagedProcess,
-    _LIVE,
     _die_with_parent,
     app_env,
     free_port,
@@ -164,7 +164,7 @@ def start_postgres(workdir: Path) -> Postgres:
     pgdata = datadir / "data"
     init = subprocess.run(
         [pg_bin("initdb"), "-D", str(pgdata), "-U", "sigmachat", "--auth=trust", "-E", "UTF8", "--no-sync"],
-        capture_output=True, timeout=120, preexec_fn=drop, cwd=datadir, check=False,  # noqa: PLW1509
+        capture_output=True, timeout=120, preexec_fn=drop, cwd=datadir, check=False,
     )  # fmt: skip
     if init.returncode != 0:
         raise RuntimeError(f"initdb failed: {init.stderr.decode(errors='replace')[-2000:]}")

@@ -21,6 +21,10 @@ def soak(
     seed: int = typer.Option(20250711, "--seed", help="Random seed of the clients' choices."),
     out_dir: Path = typer.Option(Path("bench/results"), "--out", help="Where the JSON goes."),
     keep_workdir: bool = typer.Option(False, "--keep-workdir", help="Keep the temporary database and server logs."),
+    cluster: bool = typer.Option(
+        False, "--cluster",
+        help="PostgreSQL + Redis + two instances behind nginx; one drained with SIGTERM, the other SIGKILLed, mid-soak.",
+    ),
 ) -> None:
     """Soak the app against the simulator: every run must end complete, cancelled or failed.
 
@@ -31,6 +35,9 @@ def soak(
     """
     from sigmachat.bench.soak import SoakOptions, run_soak, summary_tables
 
+    if cluster:
+        _soak_cluster(streams, seconds, chatkit_share, disconnect_share, seed, out_dir, keep_workdir)
+        return
     chosen = tuple(p.strip() for p in paths.split(",") if p.strip())
     if not chosen or set(chosen) - {"responses", "chatkit"}:
         err.print("[red]--paths takes responses, chatkit or both.[/]")
@@ -59,6 +66,27 @@ def soak(
     )
     for problem in db["problems"][:10]:
         err.print(f"  {problem}")
+    if not result["ok"]:
+        raise typer.Exit(1)
+
+
+def _soak_cluster(streams, seconds, chatkit_share, disconnect_share, seed, out_dir, keep_workdir) -> None:
+    from sigmachat.bench.cluster_soak import (
+        ClusterSoakOptions,
+        run_cluster_soak,
+        summary_table,
+    )
+
+    opts = ClusterSoakOptions(
+        streams=streams, seconds=seconds, chatkit_share=chatkit_share, disconnect_share=disconnect_share / 2,
+        seed=seed, out_dir=out_dir, keep_workdir=keep_workdir,
+    )  # fmt: skip
+    result = run_cluster_soak(opts, console)
+    console.print(summary_table(result))
+    for problem in result["problems"][:10]:
+        err.print(f"  {problem}")
+    verdict = "[green]every answer intact or interrupted with its partial text saved[/]" if result["ok"] else "[red]NOT OK[/]"
+    console.print(f"{verdict} · took {result['soak_seconds']:.0f} s · written: {', '.join(result['outputs'])}")
     if not result["ok"]:
         raise typer.Exit(1)
 

@@ -121,6 +121,10 @@ class ChatContext:
     portfolio_id: str | None = None  # validated X-Portfolio-Id header
     locale: str | None = None
     sim_scenario: str | None = None
+    # What a closed connection does to the run: ChatKit clients stop by closing ("cancel", the
+    # default); our web UI stops through the run API and declares "continue" (X-Disconnect).
+    # None: the server's SIGMACHAT_CHATKIT_DISCONNECT.
+    disconnect: str | None = None
     admission: AdmittedRun | None = None  # the admitted run of a request that starts one
 
     @property
@@ -331,7 +335,10 @@ class SigmaChatKitServer(ChatKitServer[ChatContext]):
 
     def get_stream_options(self, thread: ThreadMetadata, context: ChatContext) -> StreamOptions:
         # The stop button cancels the run only under the cancel policy; otherwise it would lie.
-        return StreamOptions(allow_cancel=self.settings.chatkit_disconnect == "cancel")
+        return StreamOptions(allow_cancel=self._disconnect_policy(context) == "cancel")
+
+    def _disconnect_policy(self, context: ChatContext) -> str:
+        return context.disconnect or self.settings.chatkit_disconnect
 
     async def handle_stream_cancelled(
         self, thread: ThreadMetadata, pending_items: list[ThreadItem], context: ChatContext
@@ -395,10 +402,11 @@ class SigmaChatKitServer(ChatKitServer[ChatContext]):
 
     # -- runs whose client left --------------------------------------------------------------
 
-    def _client_left(self, user_id: str, run_id: str) -> None:
+    def _client_left(self, context: ChatContext, run_id: str) -> None:
         """Apply the disconnect policy. The run manager stores the answer either way."""
-        if self.settings.chatkit_disconnect != "cancel":
+        if self._disconnect_policy(context) != "cancel":
             return
+        user_id = context.user_id
         task = asyncio.get_running_loop().create_task(
             self.runs.cancel(user_id, run_id), name=f"chatkit-cancel:{run_id}"
         )
@@ -555,7 +563,7 @@ class SigmaChatKitServer(ChatKitServer[ChatContext]):
             # The client left before the stream began: stop the stream like any disconnect.
             await _stop(producer)
             if admission.started:
-                self._client_left(context.user_id, admission.run_id)
+                self._client_left(context, admission.run_id)
             raise
         if not admission.outcome.done() or admission.outcome.exception() is not None:
             await _stop(producer)
@@ -581,7 +589,7 @@ class SigmaChatKitServer(ChatKitServer[ChatContext]):
         finally:
             await _stop(producer)
             if not complete:
-                self._client_left(context.user_id, admission.run_id)
+                self._client_left(context, admission.run_id)
 
 
 async def _stop(task: asyncio.Task[None]) -> None:

@@ -15,6 +15,7 @@ import asyncio
 import json
 import os
 import socket
+import threading
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
@@ -56,12 +57,12 @@ class RunCoordinator(Protocol):
     async def active_count_for_user(self, user_id: str) -> int: ...
     async def admit(self, claim: RunClaim, user_cap: int) -> Admission: ...
     async def release(self, claim: RunClaim) -> None: ...
-    async def renew(self, run_ids: list[str]) -> list[str]: ...
     async def dead_runs(self) -> list[RunClaim]: ...
     async def live_runs(self, run_ids: list[str]) -> set[str]: ...
     async def claim_takeover(self, run_id: str) -> bool: ...
     async def publish_cancel(self, run_id: str) -> None: ...
     def start(self, on_cancel: Callable[[str], Awaitable[None]]) -> None: ...
+    def keep_leases(self, run_ids: Callable[[], list[str]], on_lost: Callable[[list[str]], None]) -> None: ...
     async def aclose(self) -> None: ...
 
 
@@ -96,9 +97,6 @@ class LocalCoordinator:
         if self._by_conversation.get(claim.conversation_id) == claim.run_id:
             del self._by_conversation[claim.conversation_id]
 
-    async def renew(self, run_ids: list[str]) -> list[str]:
-        return []
-
     async def dead_runs(self) -> list[RunClaim]:
         return []  # one process: its runs die with it, and start-up recovery closes them
 
@@ -112,6 +110,9 @@ class LocalCoordinator:
         return None
 
     def start(self, on_cancel: Callable[[str], Awaitable[None]]) -> None:
+        return None
+
+    def keep_leases(self, run_ids: Callable[[], list[str]], on_lost: Callable[[list[str]], None]) -> None:
         return None
 
     async def aclose(self) -> None:
@@ -160,15 +161,17 @@ class RedisCoordinator:
 
     shared = True
 
-    def __init__(self, redis: Redis, *, lease_ttl_s: float, prefix: str = "sigmachat:") -> None:
+    def __init__(self, redis: Redis, *, lease_ttl_s: float, prefix: str = "sigmachat:", url: str | None = None) -> None:
         self.redis = redis
+        self.url = url  # for the lease keeper's own (blocking) client
+        self._keeper: threading.Thread | None = None
+        self._keeper_stop = threading.Event()
         self.instance_id = new_instance_id()
         self.lease_ms = max(1000, int(lease_ttl_s * 1000))
         self.prefix = prefix
         self.channel = f"{prefix}cancel"
         self._admit = redis.register_script(_ADMIT)
         self._release = redis.register_script(_RELEASE)
-        self._renew = redis.register_script(_RENEW)
         self._listener: asyncio.Task | None = None
 
     def _conv(self, conversation_id: str) -> str:
@@ -204,16 +207,6 @@ class RedisCoordinator:
     async def release(self, claim: RunClaim) -> None:
         keys = [self._conv(claim.conversation_id), self._user(claim.user_id), self._active, self._lease(claim.run_id)]
         await self._release(keys=keys, args=[claim.run_id])
-
-    async def renew(self, run_ids: list[str]) -> list[str]:
-        """Renew our leases; returns the runs whose lease we no longer hold."""
-        if not run_ids:
-            return []
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for run_id in run_ids:
-                await self._renew(keys=[self._lease(run_id)], args=[self.instance_id, self.lease_ms], client=pipe)
-            results = await pipe.execute()
-        return [run_id for run_id, ok in zip(run_ids, results, strict=True) if not ok]
 
     async def dead_runs(self) -> list[RunClaim]:
         claims = [RunClaim(**json.loads(raw)) for raw in (await self.redis.hgetall(self._active)).values()]
@@ -260,7 +253,45 @@ class RedisCoordinator:
 
         self._listener = asyncio.get_running_loop().create_task(listen(), name="run-cancel-listener")
 
+    def keep_leases(self, run_ids: Callable[[], list[str]], on_lost: Callable[[list[str]], None]) -> None:
+        """Renew this process's leases from a thread of its own, every third of the lease.
+
+        A lease says "this process is alive", not "its event loop is idle": an instance busy
+        streaming a hundred answers can lag its event loop for seconds (found by the cluster
+        soak: a saturated owner lost live runs to a survivor). A thread with a blocking client
+        keeps renewing through that; a process that is gone stops renewing at once.
+        ``on_lost`` is called (from the thread) with runs whose lease another instance holds.
+        """
+        import redis as redis_sync
+
+        if self.url is None:
+            raise RuntimeError("keep_leases needs the Redis URL")
+        client = redis_sync.Redis.from_url(self.url, socket_connect_timeout=2, socket_timeout=2)
+        renew = client.register_script(_RENEW)
+        period = self.lease_ms / 3000
+
+        def loop() -> None:
+            while not self._keeper_stop.wait(period):
+                try:
+                    ids = run_ids()
+                    if not ids:
+                        continue
+                    with client.pipeline(transaction=False) as pipe:
+                        for run_id in ids:
+                            renew(keys=[self._lease(run_id)], args=[self.instance_id, self.lease_ms], client=pipe)
+                        results = pipe.execute()
+                    lost = [r for r, ok in zip(ids, results, strict=True) if not ok]
+                    if lost:
+                        on_lost(lost)
+                except Exception as exc:  # Redis unreachable: try again next period
+                    log.warning("run_lease_renew_failed", error=type(exc).__name__)
+            client.close()
+
+        self._keeper = threading.Thread(target=loop, name="run-lease-keeper", daemon=True)
+        self._keeper.start()
+
     async def aclose(self) -> None:
+        self._keeper_stop.set()
         if self._listener is not None:
             self._listener.cancel()
             await asyncio.gather(self._listener, return_exceptions=True)

@@ -128,6 +128,8 @@ class _ActiveRun:
     tools: list[ToolFinished] = field(default_factory=list)
     cancel_code: str | None = None
     finished: asyncio.Event = field(default_factory=asyncio.Event)
+    saved_at: float = 0.0  # loop time of the last progress save
+    saving: asyncio.Task | None = None  # the progress save in flight (at most one)
 
 
 def coalesce_deltas(events: list[Any]) -> list[Any]:
@@ -261,27 +263,45 @@ class RunManager:
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(sweep(), name="run-log-sweeper"))
         if self.coordinator.shared:
+            self._loop = loop
             self._tasks.append(loop.create_task(self._lease_loop(), name="run-leases"))
             self.coordinator.start(self._cancel_here)
+            self.coordinator.keep_leases(self._runs_here, self._leases_lost)
+
+    def _runs_here(self) -> list[str]:
+        """This process's run ids, safe to call from the lease keeper's thread."""
+        for _ in range(5):
+            try:
+                return list(self._active)
+            except RuntimeError:  # the dict changed size under us: try again
+                continue
+        return []
+
+    def _leases_lost(self, run_ids: list[str]) -> None:
+        """From the lease keeper's thread: another instance closed these runs (we looked dead)."""
+
+        def stop() -> None:
+            for run_id in run_ids:
+                log.warning("run_lease_lost", run_id=run_id)
+                run = self._active.get(run_id)
+                if run is not None and run.task is not None:
+                    run.cancel_code = "interrupted"
+                    run.task.cancel()
+
+        self._loop.call_soon_threadsafe(stop)
 
     async def _lease_loop(self) -> None:
-        # A third of the lease: two renewals can fail before the lease lapses. Dead owners are
-        # found within lease + one period (9 s + 3 s by default, under the 15 s promise).
+        # Dead owners are found within lease + one period (6 s + 2 s by default, well under the
+        # 15 s promise). Renewing our own leases is the lease keeper's job (a thread: keep_leases).
         period = self.settings.run_lease_ttl_s / 3
         while True:
             await asyncio.sleep(period)
             try:
-                lost = await self.coordinator.renew(list(self._active))
-                for run_id in lost:
-                    # Another instance closed this run (we looked dead): stop writing into it.
-                    log.warning("run_lease_lost", run_id=run_id)
-                    run = self._active.get(run_id)
-                    if run is not None and run.task is not None:
-                        run.cancel_code = "interrupted"
-                        run.task.cancel()
-                for claim in await self.coordinator.dead_runs():
-                    if claim.run_id not in self._active:
-                        await self.take_over(claim)
+                dead = [c for c in await self.coordinator.dead_runs() if c.run_id not in self._active]
+                # Side by side: a dead instance leaves many runs, each a few round trips to close.
+                for result in await asyncio.gather(*(self.take_over(c) for c in dead), return_exceptions=True):
+                    if isinstance(result, Exception):
+                        log.warning("run_takeover_failed", error=type(result).__name__)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # Redis or the database unreachable: try again next period
@@ -367,6 +387,8 @@ class RunManager:
         if engine not in self.engines:
             raise ServiceUnavailable(f"The {engine} engine is not available.")
         async with self._lock:
+            if not self._accepting:  # a drain began while this admission waited for the lock
+                raise ServiceUnavailable("The server is shutting down; try again in a moment.", headers={"Retry-After": "5"})
             try:
                 return await self._admit_locked(user_id, conversation_id, engine, new, portfolio_id)
             except (OperationalError, DBAPIError) as exc:
@@ -469,6 +491,10 @@ class RunManager:
             )
         try:
             async with self._lock:
+                if not self._accepting:  # a drain began while this start waited for the lock
+                    raise ServiceUnavailable(
+                        "The server is shutting down; try again in a moment.", headers={"Retry-After": "5"}
+                    )
                 async with self.db.session() as session:
                     conv = await get_conversation(session, admission.user_id, conversation_id)
                     if conv.id != admission.conversation_id:
@@ -642,6 +668,7 @@ class RunManager:
         run.last_seq = event.seq
         if isinstance(event, TextDelta):
             run.text += event.delta
+            self._maybe_save_progress(run)
         elif isinstance(event, ToolFinished):
             run.tools.append(event)
         elif isinstance(event, RunStarted):
@@ -658,6 +685,34 @@ class RunManager:
                     log.exception("run_listener_failed", run_id=run.run_id)
         finally:
             structlog.contextvars.reset_contextvars(**tokens)
+
+    def _maybe_save_progress(self, run: _ActiveRun) -> None:
+        """Save the partial answer about once per ``run_progress_save_s``, off the token path.
+
+        A background task, one at a time per run: a token never waits for the database, and a
+        slow database skips saves instead of queueing them."""
+        every = self.settings.run_progress_save_s
+        if not every or run.saving is not None:
+            return
+        now = asyncio.get_running_loop().time()
+        if now - run.saved_at < every:
+            return
+        run.saved_at = now
+        run.saving = asyncio.get_running_loop().create_task(self._save_progress(run, run.text))
+
+    async def _save_progress(self, run: _ActiveRun, text: str) -> None:
+        try:
+            async with self.db.session() as session:
+                await session.execute(
+                    update(Message)
+                    .where(Message.id == run.assistant_message_id, Message.status == "streaming")
+                    .values(content=text)
+                )
+                await session.commit()
+        except Exception as exc:  # the final persist writes the whole answer anyway
+            log.warning("run_progress_save_failed", run_id=run.run_id, error=type(exc).__name__)
+        finally:
+            run.saving = None
 
     async def _drive(self, run: _ActiveRun, request: RunRequest) -> None:
         # This task's own context: every log line of the run (engine, tools, telemetry) has its id.
@@ -689,6 +744,8 @@ class RunManager:
                     ),
                 )
                 terminal = terminal.model_copy(update={"seq": 2})
+            if run.saving is not None:  # no progress save may land after the final one
+                await asyncio.gather(run.saving, return_exceptions=True)
             # Persist before announcing the end: whoever sees "done" can load the saved answer.
             await self._persist_with_retry(run, terminal)
             # The answer is saved; a failing log (Redis gone, or the run taken over while we

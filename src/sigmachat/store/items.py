@@ -130,7 +130,9 @@ def answer_or_question(row: Message, thread_id: str) -> ThreadItem | None:
             attachments=[],
             inference_options=InferenceOptions(),
         )
-    if row.role == "assistant" and row.content and row.status != "streaming":
+    # A 'streaming' row with text is an answer being written (saved about once a second by the
+    # run manager): shown as far as it got, so a client reloading mid-run sees it.
+    if row.role == "assistant" and row.content:
         return AssistantMessageItem(
             id=row.id,
             thread_id=thread_id,

@@ -39,6 +39,9 @@ async def chatkit(
     x_portfolio_id: Annotated[str | None, Header(max_length=64)] = None,
     x_sim_scenario: Annotated[str | None, Header(max_length=100)] = None,
     accept_language: Annotated[str | None, Header(max_length=200)] = None,
+    # Ours, not ChatKit's: a client that stops runs with POST /api/v1/chat/runs/{id}/cancel says
+    # "continue", and a closed connection (a reload) then leaves its answer running.
+    x_disconnect: Annotated[str | None, Header(pattern="^(continue|cancel)$")] = None,
 ) -> Response:
     server = services.chatkit  # 503 if the chat runtime is not running
     context = ChatContext(
@@ -46,6 +49,7 @@ async def chatkit(
         portfolio_id=await owned_portfolio_id(services.db, identity.id, x_portfolio_id) if x_portfolio_id else None,
         locale=_locale(accept_language),
         sim_scenario=x_sim_scenario if services.settings.allow_fault_injection else None,
+        disconnect=x_disconnect,
     )
     result = await server.handle(await request.body(), context)
     if not isinstance(result, StreamHandle):

@@ -10,7 +10,8 @@
 // Loading an older thread still fills in those details from the shared history rows
 // (GET /api/v1/chat/conversations/{id}/messages): ChatKit threads and conversations are the
 // same records. Resume and cancel use the run API, which serves runs of both protocols (the
-// stream carries `id: <run_id>:<seq>` and an X-Run-Id header).
+// stream carries `id: <run_id>:<seq>` and an X-Run-Id header). Streams are opened with
+// `X-Disconnect: continue`: closing one (a reload) does not stop the answer.
 
 import { errorFrom, rawFetch, request } from "./api.js";
 import { errorTypeFor, statusForFailure, toolTitle } from "./events.js";
@@ -121,7 +122,7 @@ function enrich(m, row) {
     offline: row.offline,
     model: row.model,
     runId: row.runId,
-    status: row.status === "streaming" ? m.status : row.status,
+    status: row.status, // the saved row knows whether the answer is still being written
     error: row.error,
     tools: row.tools.length ? row.tools : m.tools,
     content: row.content && row.content.length > m.content.length ? row.content : m.content,
@@ -265,7 +266,9 @@ export function createChatKitBackend() {
   const legacy = createLegacyBackend();
 
   async function stream(body, { onEvent, signal, headers, threadId }) {
-    const resp = await post(body, { signal, headers });
+    // We stop runs through the run API (cancel below), so a closed stream (a reload, a lost
+    // connection) is not a stop: the answer goes on and is resumed by run id.
+    const resp = await post(body, { signal, headers: { ...headers, "X-Disconnect": "continue" } });
     const runId = resp.headers.get("X-Run-Id") || null;
     const tr = createTranslator({ runId, threadId });
     const result = { runId, lastSeq: 0, terminal: false, conversationId: threadId };
