@@ -28,9 +28,10 @@ async def test_chatkit_run_rows_have_one_writer_each(services):
     rt = await build_runtime(services)
     with count_writes(services.db) as first:
         thread_id = await _stream(rt, create("What is my largest position?"))
-    # The question and the answer: inserted once each, the answer finished once, all by the run manager.
+    # The question and the answer: inserted once each, the answer updated (saved while it is
+    # written, about once a second, then finished), all by the run manager.
     assert first.owners("messages") == {RUN_MANAGER}
-    assert first.count("messages", "INSERT") == 2 and first.count("messages", "UPDATE") == 1
+    assert first.count("messages", "INSERT") == 2 and first.count("messages", "UPDATE") >= 1
     # The thread is the store's (the SDK creates it); its title is set once, by the run manager,
     # and the SDK's save of the titled thread at the end of the stream writes nothing.
     assert first.count("conversations", "INSERT", owner="store/chatkit_store.py") == 1
@@ -39,7 +40,7 @@ async def test_chatkit_run_rows_have_one_writer_each(services):
     with count_writes(services.db) as second:
         await _stream(rt, add_message(thread_id, "And my second largest?"))
     assert second.owners("messages") == {RUN_MANAGER}
-    assert second.count("messages", "INSERT") == 2 and second.count("messages", "UPDATE") == 1
+    assert second.count("messages", "INSERT") == 2 and second.count("messages", "UPDATE") >= 1
     assert second.count(owner="store/chatkit_store.py") == 0
     await rt.manager.shutdown(5)
 
@@ -56,4 +57,4 @@ async def test_legacy_run_rows_have_one_writer_each(client, app):
         assert resp.status_code == 200
         await app.state.services.runs.wait_finished(resp.headers["x-run-id"], 10)
     assert writes.owners("messages") == {RUN_MANAGER}
-    assert writes.count("messages", "INSERT") == 2 and writes.count("messages", "UPDATE") == 1
+    assert writes.count("messages", "INSERT") == 2 and writes.count("messages", "UPDATE") >= 1
