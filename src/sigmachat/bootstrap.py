@@ -24,5 +24,10 @@ async def prepare_database(services: Services) -> SeedReport | None:
         if users:  # not the first run: leave the data alone
             return None
         report = await seed_demo(session, settings)
-    log.info("seeded_demo_data", users=report.users_created, positions=report.positions_created, prices=report.price_rows_written)
+    log.info(
+        "seeded_demo_data",
+        users=report.users_created,
+        positions=report.positions_created,
+        prices=report.price_rows_written,
+    )
     return report

@@ -151,8 +151,12 @@ class Settings(BaseSettings):
     # How long an instance trusts its cached flag state; every instance sees a change within
     # this plus one query (the runbook promises under 5 s, hence the upper bound).
     flag_cache_ttl_s: float = Field(default=2.0, gt=0, le=4.0)
-    shadow_sample_rate: float = Field(default=0.0, ge=0, le=1)  # fraction of finished turns re-answered by the other engine
-    shadow_max_concurrent: int = Field(default=2, ge=0)  # shadow runs in flight per process; more are skipped, not queued
+    shadow_sample_rate: float = Field(
+        default=0.0, ge=0, le=1
+    )  # fraction of finished turns re-answered by the other engine
+    shadow_max_concurrent: int = Field(
+        default=2, ge=0
+    )  # shadow runs in flight per process; more are skipped, not queued
     shadow_timeout_s: float = Field(default=120.0, gt=0)
     metrics_enabled: bool = True  # GET /metrics (Prometheus text format)
     metrics_token: SecretStr | None = None  # when set, /metrics wants "Authorization: Bearer <token>"

@@ -8,7 +8,7 @@ from sigmachat.analytics.book import build_book
 from sigmachat.analytics.exposure import by_asset_class, by_sector, exposure_of
 from sigmachat.market.security_master import load_security_master
 from sigmachat.portfolio.valuation import value_portfolio
-from tests.analytics.handcalc import AS_OF, OPTION, OPTION_CLOSE, T, VOL, bs_call_delta, small_book_inputs
+from tests.analytics.handcalc import AS_OF, OPTION, OPTION_CLOSE, VOL, T, bs_call_delta, small_book_inputs
 
 
 @pytest.fixture
@@ -49,12 +49,14 @@ def test_delta_adjusted_exposure_uses_black_scholes_delta_on_the_underlying(book
 
 
 def test_short_put_is_long_delta_exposure():
-    from tests.analytics.handcalc import EXPIRY, FakeLot, FakePortfolio
     from sigmachat.market.prices import Quote
+    from tests.analytics.handcalc import EXPIRY, FakeLot, FakePortfolio
 
     put = "AAPL251010P00055000"
     lots = [FakeLot("p", put, -3, 2.0, "OPTIONS", underlying="AAPL", strike=55.0, expiry=EXPIRY, option_type="P")]
-    valuation = value_portfolio(FakePortfolio("x", "x", 10_000), lots, {put: Quote(AS_OF, 1.5, "demo")}, load_security_master(), AS_OF)
+    valuation = value_portfolio(
+        FakePortfolio("x", "x", 10_000), lots, {put: Quote(AS_OF, 1.5, "demo")}, load_security_master(), AS_OF
+    )
     b = build_book(valuation, load_security_master(), {"AAPL": 60.0}, {}, AS_OF)
     assert b.loc[put, "market_value"] == pytest.approx(-3 * 1.5 * 100)  # a liability by market value...
     assert b.loc[put, "delta"] < 0

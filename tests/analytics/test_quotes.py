@@ -29,7 +29,12 @@ def test_quote_stats_day_change_and_52_week_range():
 def test_a_short_loses_when_its_price_rises():
     closes = _closes()
     book = pd.DataFrame(
-        {"name": ["Up", "Down"], "quantity": [-10.0, 20.0], "multiplier": [1.0, 1.0], "market_value": [-1300.0, 1000.0]},
+        {
+            "name": ["Up", "Down"],
+            "quantity": [-10.0, 20.0],
+            "multiplier": [1.0, 1.0],
+            "market_value": [-1300.0, 1000.0],
+        },
         index=["UP", "DOWN"],
     )
     moves = daily_moves(book, closes)
@@ -42,7 +47,9 @@ def test_a_short_loses_when_its_price_rises():
 
 def test_returns_bridge_a_gap_inside_a_series_but_not_before_it_starts():
     idx = pd.bdate_range("2025-01-06", periods=5)
-    closes = pd.DataFrame({"A": [100, np.nan, 110, 121, 121], "B": [np.nan, np.nan, 50, 55, 55]}, index=idx, dtype=float)
+    closes = pd.DataFrame(
+        {"A": [100, np.nan, 110, 121, 121], "B": [np.nan, np.nan, 50, 55, 55]}, index=idx, dtype=float
+    )
     r = daily_returns(closes)
     assert r["A"].tolist() == pytest.approx([0.0, 0.10, 0.10, 0.0])  # the gap day books nothing, the next the move
     assert np.isnan(r["B"].iloc[0]) and np.isnan(r["B"].iloc[1])

@@ -60,7 +60,9 @@ def test_residuals_are_orthogonal_to_the_regressor():
 
 def test_factor_model_of_the_market_itself():
     spy = _series(10)
-    etfs = pd.DataFrame({"SPY": spy, "VTV": 0.9 * spy + _series(11, vol=0.004), "VUG": 1.1 * spy + _series(12, vol=0.004)})
+    etfs = pd.DataFrame(
+        {"SPY": spy, "VTV": 0.9 * spy + _series(11, vol=0.004), "VUG": 1.1 * spy + _series(12, vol=0.004)}
+    )
     model = factor_exposures(spy, etfs, FACTORS)
     betas = {b.factor: b.beta for b in model.betas}
     assert betas["Market"] == pytest.approx(1.0)

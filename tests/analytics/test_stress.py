@@ -16,11 +16,17 @@ from sigmachat.analytics.stress import (
 )
 from sigmachat.market.security_master import load_security_master
 from sigmachat.portfolio.valuation import value_portfolio
-from tests.analytics.handcalc import AS_OF, OPTION, OPTION_CLOSE, T, VOL, bs_call, small_book_inputs
+from tests.analytics.handcalc import AS_OF, OPTION, OPTION_CLOSE, VOL, T, bs_call, small_book_inputs
 
-SENS = pd.DataFrame({"market_beta": [1.2, 0.8], "tech_beta": [1.0, 0.0], "source": ["estimated"] * 2}, index=["AAPL", "XOM"])
+SENS = pd.DataFrame(
+    {"market_beta": [1.2, 0.8], "tech_beta": [1.0, 0.0], "source": ["estimated"] * 2}, index=["AAPL", "XOM"]
+)
 PROFILES = pd.DataFrame(
-    {"sector": ["Information Technology", "Energy"], "industry": ["Technology Hardware", "Oil & Gas"], "asset_type": ["stock", "stock"]},
+    {
+        "sector": ["Information Technology", "Energy"],
+        "industry": ["Technology Hardware", "Oil & Gas"],
+        "asset_type": ["stock", "stock"],
+    },
     index=["AAPL", "XOM"],
 )
 
@@ -61,7 +67,9 @@ def test_volatility_spike_reprices_options_at_higher_volatility(book):
     scenario = Scenario("v", "", "", market=-0.05, vol_multiplier=1.5)
     p = _run(book, scenario).positions["pnl"]
     s1 = 60.0 * (1 - 1.2 * 0.05)
-    assert p[OPTION] == pytest.approx(2 * 100 * (bs_call(s1, 55.0, T, VOL * 1.5) - bs_call(60.0, 55.0, T, VOL)), rel=1e-4)
+    assert p[OPTION] == pytest.approx(
+        2 * 100 * (bs_call(s1, 55.0, T, VOL * 1.5) - bs_call(60.0, 55.0, T, VOL)), rel=1e-4
+    )
 
 
 def test_tech_selloff_uses_the_tech_loading(book):
@@ -95,7 +103,9 @@ def test_sensitivities_fall_back_without_history():
     idx = pd.bdate_range("2025-01-01", periods=100)
     market = pd.Series(range(100), index=idx, dtype=float) / 1000
     returns = pd.DataFrame({"NEW": [float("nan")] * 90 + [0.01] * 10, "OLD": 1.5 * market}, index=idx)
-    sens = sensitivities(returns, market, None, {"NEW": 0.7}, {"NEW": "Information Technology", "OLD": "Energy"}, min_obs=60)
+    sens = sensitivities(
+        returns, market, None, {"NEW": 0.7}, {"NEW": "Information Technology", "OLD": "Energy"}, min_obs=60
+    )
     assert sens.loc["OLD", "market_beta"] == pytest.approx(1.5)
     assert sens.loc["OLD", "source"] == "estimated"
     assert sens.loc["NEW", "market_beta"] == pytest.approx(0.7)

@@ -12,9 +12,10 @@ async def test_portfolio_detail_has_positions_with_market_values(client):
     assert detail["price_source"] == "demo"
     assert len(detail["positions"]) == 39
     for pos in detail["positions"]:
-        assert pos["market_value"] == round(pos["quantity"] * pos["price"], 2) or abs(
-            pos["market_value"] - pos["quantity"] * pos["price"]
-        ) < 0.01
+        assert (
+            pos["market_value"] == round(pos["quantity"] * pos["price"], 2)
+            or abs(pos["market_value"] - pos["quantity"] * pos["price"]) < 0.01
+        )
     # Lots are aggregated into holdings, largest absolute market value first.
     values = [abs(h["market_value"]) for h in detail["holdings"]]
     assert values == sorted(values, reverse=True)

@@ -8,7 +8,6 @@ import jwt
 from fastapi import APIRouter
 
 from sigmachat.api.deps import IdentityDep
-
 from tests.conftest import BASE_URL, DEMO_PASSWORD, HNW, login
 
 
@@ -35,7 +34,10 @@ async def test_cookie_secure_flag_when_configured(tmp_path, template_db):
 
     shutil.copy(template_db, tmp_path / "sigmachat.db")
     app = create_app(make_settings(tmp_path, cookie_secure=True))
-    async with LifespanManager(app) as m, httpx.AsyncClient(transport=httpx.ASGITransport(app=m.app), base_url=BASE_URL) as c:
+    async with (
+        LifespanManager(app) as m,
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=m.app), base_url=BASE_URL) as c,
+    ):
         resp = await c.post("/api/v1/auth/login", json={"email": HNW, "password": DEMO_PASSWORD})
         assert "Secure" in resp.headers["set-cookie"]
 
@@ -125,7 +127,9 @@ async def test_csrf_cookie_post_without_origin_or_referer_is_rejected(client, ap
     assert (await client.post("/api/v1/_probe", headers={"Origin": BASE_URL})).status_code == 200
     assert (await client.post("/api/v1/_probe", headers={"Referer": BASE_URL + "/chat"})).status_code == 200
     # Bearer requests are not exposed to CSRF: no Origin needed.
-    token = (await client.post("/api/v1/auth/login", json={"email": HNW, "password": DEMO_PASSWORD})).json()["access_token"]
+    token = (await client.post("/api/v1/auth/login", json={"email": HNW, "password": DEMO_PASSWORD})).json()[
+        "access_token"
+    ]
     client.cookies.clear()
     assert (await client.post("/api/v1/_probe", headers={"Authorization": f"Bearer {token}"})).status_code == 200
 

@@ -36,7 +36,12 @@ def _plan(settings, paths=("direct", "responses", "chatkit")) -> LoadPlan:
 @pytest.fixture
 async def clients(app):
     http = httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url=BASE, timeout=30)
-    oa = openai.AsyncOpenAI(api_key="sk-test", base_url="http://sim.sigmachat.local/v1", http_client=sim_http_client(ttfb_ms=0, tokens_per_s=0), max_retries=0)
+    oa = openai.AsyncOpenAI(
+        api_key="sk-test",
+        base_url="http://sim.sigmachat.local/v1",
+        http_client=sim_http_client(ttfb_ms=0, tokens_per_s=0),
+        max_retries=0,
+    )
     yield http, oa
     await oa.close()
     await http.aclose()
@@ -84,6 +89,20 @@ def test_plan_sizes_fit_the_modes():
     assert quick.resolved_levels() == [1, 10] and full.resolved_levels() == [1, 10, 50, 200]
     assert full.resolved_streams()[200] == 200
     assert BenchOptions(levels=(3,), streams=7).resolved_streams() == {3: 7}
-    plan = LoadPlan("u", 0, "sim", None, "k", "m", "db", ["a", "b"], "p", list(QUESTIONS), ["direct", "chatkit"], [1, 10], {1: 2, 10: 10})
+    plan = LoadPlan(
+        "u",
+        0,
+        "sim",
+        None,
+        "k",
+        "m",
+        "db",
+        ["a", "b"],
+        "p",
+        list(QUESTIONS),
+        ["direct", "chatkit"],
+        [1, 10],
+        {1: 2, 10: 10},
+    )
     # warm-up: 2 users x 2 questions direct, 2 questions chatkit; then 2 questions x 2 paths x (2 + 10) streams
     assert total_steps(plan) == 4 + 2 + 48

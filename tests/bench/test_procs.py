@@ -13,7 +13,12 @@ from sigmachat.bench.procs import ManagedProcess, app_env, free_port, seed_cache
 def test_app_env_is_production_like_with_abuse_limits_off(tmp_path, monkeypatch):
     monkeypatch.setenv("SIGMACHAT_SEND_RATE_LIMIT", "1/minute")  # a developer's shell must not leak in
     monkeypatch.setenv("OPENAI_API_KEY", "sk-real")
-    env = app_env(tmp_path, database_url="sqlite+aiosqlite:///x.db", openai_base_url="http://127.0.0.1:9/v1", openai_api_key="sk-bench")
+    env = app_env(
+        tmp_path,
+        database_url="sqlite+aiosqlite:///x.db",
+        openai_base_url="http://127.0.0.1:9/v1",
+        openai_api_key="sk-bench",
+    )
     assert env["SIGMACHAT_SEND_RATE_LIMIT"] == ""
     assert env["SIGMACHAT_MAX_CONCURRENT_RUNS_PER_USER"] == "0"
     assert env["SIGMACHAT_DAILY_TOKEN_BUDGET"] == "0"
@@ -61,6 +66,8 @@ def test_a_saved_report_can_be_rendered_again(tmp_path):
     saved = tmp_path / "r.json"
     saved.write_text(json.dumps(report))
     docs = tmp_path / "benchmarks.md"
-    result = CliRunner().invoke(app, ["bench", "--from-json", str(saved), "--out", str(tmp_path / "out"), "--docs-path", str(docs)])
+    result = CliRunner().invoke(
+        app, ["bench", "--from-json", str(saved), "--out", str(tmp_path / "out"), "--docs-path", str(docs)]
+    )
     assert result.exit_code == 0, result.output
     assert docs.read_text().startswith("# Benchmarks") and (tmp_path / "out" / "latest.html").exists()

@@ -18,7 +18,9 @@ from sigmachat.tools.registry import build_registry
 
 async def test_raw_reader_reads_the_same_answers_as_the_sdk(settings):
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_sim_app(ttfb_ms=0, tokens_per_s=0), host=LOOPBACK, port=port, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_sim_app(ttfb_ms=0, tokens_per_s=0), host=LOOPBACK, port=port, log_level="warning")
+    )
     task = asyncio.create_task(server.serve())
     base = f"http://{LOOPBACK}:{port}/v1"
     oa = openai.AsyncOpenAI(api_key="sk-test", base_url=base, max_retries=0)

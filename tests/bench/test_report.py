@@ -37,7 +37,15 @@ def report():
         cells += [
             _cell("direct", "text", level, 300 + load, 2000 + load),
             _cell("responses", "text", level, 330 + 2 * load, 2100 + 2 * load),
-            _cell("chatkit", "text", level, 360 + 3 * load, 2200 + 3 * load, errors=1 if level == 10 else 0, intact=2 if level == 10 else None),
+            _cell(
+                "chatkit",
+                "text",
+                level,
+                360 + 3 * load,
+                2200 + 3 * load,
+                errors=1 if level == 10 else 0,
+                intact=2 if level == 10 else None,
+            ),
         ]
     return {
         "kind": "sigmachat-bench", "mode": "quick", "started_at": "2026-11-24T12:00:00+00:00", "bench_seconds": 42.0,
@@ -86,7 +94,15 @@ def test_terminal_tables_render(report):
 
 def test_markdown_has_method_machine_and_results(report):
     md = markdown(report)
-    for heading in ("# Benchmarks", "## What is measured", "## Method", "## The machine", "## Results", "## Tool microbenchmarks", "## Store operations"):
+    for heading in (
+        "# Benchmarks",
+        "## What is measured",
+        "## Method",
+        "## The machine",
+        "## Results",
+        "## Tool microbenchmarks",
+        "## Store operations",
+    ):
         assert heading in md
     assert "2 logical CPUs, Test CPU" in md
     assert "| 10 | chatkit | 4 |" in md
@@ -97,7 +113,11 @@ def test_markdown_has_method_machine_and_results(report):
 def test_html_is_self_contained(report):
     page = html(report)
     assert page.count("<svg") == 2  # TTFB and overhead for the one question
-    external = [w for w in page.replace('"', " ").split() if w.startswith(("http://", "https://")) and "www.w3.org/2000/svg" not in w]
+    external = [
+        w
+        for w in page.replace('"', " ").split()
+        if w.startswith(("http://", "https://")) and "www.w3.org/2000/svg" not in w
+    ]
     assert external == []
     assert "<script" not in page
 
@@ -110,7 +130,12 @@ def test_write_outputs(tmp_path, report):
 
 
 def test_chart_is_valid_svg_with_gaps():
-    svg = line_chart("TTFB", ["1", "10", "50"], [Series("direct p50", [300.0, None, 420.0]), Series("chatkit p95", [None, None, None], dashed=True)], y_label="ms")
+    svg = line_chart(
+        "TTFB",
+        ["1", "10", "50"],
+        [Series("direct p50", [300.0, None, 420.0]), Series("chatkit p95", [None, None, None], dashed=True)],
+        y_label="ms",
+    )
     root = ET.fromstring(svg)
     assert root.tag.endswith("svg")
     assert "stroke-dasharray" in svg
@@ -122,8 +147,20 @@ def test_chart_is_valid_svg_with_gaps():
 def test_cpu_per_token_against_the_raw_reader_with_streams_per_core_and_warnings():
     from sigmachat.bench.report import add_cpu, cpu_headline, cpu_rows
 
-    raw = {**_cell("raw", "text", 10, 300, 2000), "tokens": 4000, "loadgen_cpu_s": 0.4, "sim_cpu_s": 1.9, "app_cpu_s": 0.0}
-    app = {**_cell("responses", "text", 10, 330, 2100), "tokens": 4000, "app_cpu_s": 1.0, "loadgen_cpu_s": 0.5, "sim_cpu_s": 0.5}
+    raw = {
+        **_cell("raw", "text", 10, 300, 2000),
+        "tokens": 4000,
+        "loadgen_cpu_s": 0.4,
+        "sim_cpu_s": 1.9,
+        "app_cpu_s": 0.0,
+    }
+    app = {
+        **_cell("responses", "text", 10, 330, 2100),
+        "tokens": 4000,
+        "app_cpu_s": 1.0,
+        "loadgen_cpu_s": 0.5,
+        "sim_cpu_s": 0.5,
+    }
     idle = {**_cell("chatkit", "text", 10, 330, 2100), "tokens": 0, "app_cpu_s": 0.2}
     cells = add_cpu([raw, app, idle], tokens_per_s=80.0)
     cpu = app["cpu"]

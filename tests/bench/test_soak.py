@@ -15,7 +15,9 @@ from sigmachat.bench.soak import RunRecord, SoakOptions, _choose, _is_server_fai
 def db(tmp_path):
     path = tmp_path / "soak.db"
     with sqlite3.connect(path) as conn:
-        conn.execute("CREATE TABLE messages (id TEXT, role TEXT, run_id TEXT, conversation_id TEXT, status TEXT, content TEXT, error TEXT)")
+        conn.execute(
+            "CREATE TABLE messages (id TEXT, role TEXT, run_id TEXT, conversation_id TEXT, status TEXT, content TEXT, error TEXT)"
+        )
     return path
 
 
@@ -39,7 +41,15 @@ def test_a_clean_soak_accounts_for_every_run(db):
     records = [
         _rec("r1", "complete", before="Hello world", final="Hello world"),
         _rec("r2", "cancelled", action="cancel", before="Hel", final="Hel", disconnected=True),
-        _rec("r3", "complete", action="disconnect_resume", before="Resu", after="med text", final="Resumed text", disconnected=True),
+        _rec(
+            "r3",
+            "complete",
+            action="disconnect_resume",
+            before="Resu",
+            after="med text",
+            final="Resumed text",
+            disconnected=True,
+        ),
     ]
     out = account(db, records)
     assert (out["lost"], out["stuck"], out["problem_count"]) == (0, 0, 0)
@@ -58,7 +68,15 @@ def test_lost_stuck_and_broken_resumes_are_reported(db):
     ])  # fmt: skip
     records = [
         # A resume that duplicated a token.
-        _rec("r3", "complete", action="disconnect_resume", before="Resumed", after="d text", final="Resumed text", disconnected=True),
+        _rec(
+            "r3",
+            "complete",
+            action="disconnect_resume",
+            before="Resumed",
+            after="d text",
+            final="Resumed text",
+            disconnected=True,
+        ),
         # The client saw the answer complete, the database says failed.
         _rec("r4", "complete", before="x", final="x"),
     ]

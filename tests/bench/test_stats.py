@@ -28,7 +28,15 @@ def test_summary_ignores_missing_samples():
     s = Summary.of([None, 10.0, 20.0, None, 30.0])
     assert (s.n, s.p50, s.min, s.max, s.mean) == (3, 20.0, 10.0, 30.0, 20.0)
     assert s.p99 == pytest.approx(29.8)
-    assert Summary.of([]).as_dict() == {"n": 0, "p50": None, "p95": None, "p99": None, "mean": None, "min": None, "max": None}
+    assert Summary.of([]).as_dict() == {
+        "n": 0,
+        "p50": None,
+        "p95": None,
+        "p99": None,
+        "mean": None,
+        "min": None,
+        "max": None,
+    }
 
 
 def test_overhead_is_difference_and_ratio_against_the_floor():

@@ -60,7 +60,9 @@ def pytest_collection_modifyitems(config, items):
 def _require_browser() -> None:
     reason = _browser_unavailable()
     if reason and IN_CI:
-        pytest.fail(f"CI=true but the browser tests cannot run: {reason}. .ci/run must install Chromium.", pytrace=False)
+        pytest.fail(
+            f"CI=true but the browser tests cannot run: {reason}. .ci/run must install Chromium.", pytrace=False
+        )
     if reason:
         pytest.skip(f"browser tests skipped: {reason}")
 
@@ -79,7 +81,7 @@ class LiveServer:
     url: str
     app: object
     settings: object
-    thread: "_ServerThread | None" = None
+    thread: _ServerThread | None = None
 
     def services(self):
         return self.app.state.services
@@ -95,7 +97,9 @@ class _ServerThread(threading.Thread):
         import uvicorn
 
         self.server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", timeout_graceful_shutdown=3)
+            uvicorn.Config(
+                app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", timeout_graceful_shutdown=3
+            )
         )
         self.error: BaseException | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -153,7 +157,9 @@ def _live_server_fixture(backend: str):
     @pytest.fixture(scope="session")
     def fixture(tmp_path_factory, template_db) -> Iterator[LiveServer]:
         _require_browser()
-        server, thread = start_live_server(tmp_path_factory.mktemp(f"live-{backend}"), template_db, chat_backend=backend)
+        server, thread = start_live_server(
+            tmp_path_factory.mktemp(f"live-{backend}"), template_db, chat_backend=backend
+        )
         try:
             yield server
         finally:
@@ -198,16 +204,21 @@ def page_for(browser, request):
     def make(server: LiveServer, width: int = 1280, height: int = 860, color_scheme: str = "light"):
         # Reduced motion (which the UI honours): screenshots show end states, not mid-transition.
         ctx = browser.new_context(
-            viewport={"width": width, "height": height}, base_url=server.url, color_scheme=color_scheme, reduced_motion="reduce"
+            viewport={"width": width, "height": height},
+            base_url=server.url,
+            color_scheme=color_scheme,
+            reduced_motion="reduce",
         )
         ctx.set_default_timeout(15_000)
         page = ctx.new_page()
         page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
         page.on(
             "console",
-            lambda msg: problems.append(f"console {msg.type}: {msg.text}")
-            if msg.type == "error" and not _expected_console_error(msg.text)
-            else None,
+            lambda msg: (
+                problems.append(f"console {msg.type}: {msg.text}")
+                if msg.type == "error" and not _expected_console_error(msg.text)
+                else None
+            ),
         )
         contexts.append((ctx, page))
         return page

@@ -112,7 +112,9 @@ def test_ask_streams_tokens_with_live_tool_steps_then_history_survives_reload(pa
 
     assert_streamed_progressively(states)
     assert any(s["status"] == "streaming" and s["tools"] for s in states), "no tool step was shown while the answer ran"
-    assert any(s["status"] == "streaming" and any("tool-running" in c for c in s["tools"]) for s in states), "tool step never showed as running"
+    assert any(s["status"] == "streaming" and any("tool-running" in c for c in s["tools"]) for s in states), (
+        "tool step never showed as running"
+    )
     assert "HOME_EQUITY" in answer.inner_text()
     assert answer.locator(".badge-offline").is_visible()
     # Focus is back in the input, ready for the next question.
@@ -147,7 +149,9 @@ def test_stop_mid_stream_keeps_the_partial_answer_marked_stopped(page_for, live_
     open_chat_as(page, INDIVIDUAL)
     add_scenario_header(page, "**/api/v1/chat/send", "slow_tokens")
     ask(page, LARGEST)
-    page.wait_for_function("() => { const m = document.querySelector('.msg-assistant:last-child .md'); return m && m.innerText.trim().length > 5 }")
+    page.wait_for_function(
+        "() => { const m = document.querySelector('.msg-assistant:last-child .md'); return m && m.innerText.trim().length > 5 }"
+    )
     stop = page.get_by_role("button", name="Stop generating")
     stop.click()
     answer = wait_answer(page, "cancelled")
@@ -324,8 +328,16 @@ def test_rate_limit_shows_a_countdown_then_retry_works(page_for, live_server):
     def limited(route):
         hits[0] += 1
         if hits[0] == 1:
-            body = {"error": {"code": "rate_limited", "message": "Too many messages. Try again in 2 s.", "details": {"retry_after_ms": 2000}}}
-            route.fulfill(status=429, headers={"Retry-After": "2", "Content-Type": "application/json"}, body=json.dumps(body))
+            body = {
+                "error": {
+                    "code": "rate_limited",
+                    "message": "Too many messages. Try again in 2 s.",
+                    "details": {"retry_after_ms": 2000},
+                }
+            }
+            route.fulfill(
+                status=429, headers={"Retry-After": "2", "Content-Type": "application/json"}, body=json.dumps(body)
+            )
         else:
             route.continue_()
 
@@ -337,7 +349,9 @@ def test_rate_limit_shows_a_countdown_then_retry_works(page_for, live_server):
     assert re.search(r"retry in \d s", failed.locator(".msg-error").inner_text(), re.I)
     assert retry.is_disabled()
     page.screenshot(path=str(_artifact("rate-limited.png")))
-    page.wait_for_function("() => { const b = document.querySelector('.retry-btn'); return b && !b.disabled }", timeout=6000)
+    page.wait_for_function(
+        "() => { const b = document.querySelector('.retry-btn'); return b && !b.disabled }", timeout=6000
+    )
     page.get_by_role("button", name="Retry", exact=True).click()
     wait_answer(page)
     assert page.locator(".msg-user").count() == 1  # nothing was stored by the rejected send
@@ -407,7 +421,9 @@ def test_conversation_list_pages_renames_and_deletes(page_for, live_server):
     assert "Paged 22" in titles.all_inner_texts()
     page.get_by_role("button", name="Delete “Paged 22”").click()
     confirm.get_by_role("button", name="Delete").click()
-    page.wait_for_function("() => ![...document.querySelectorAll('.conv-title')].some(e => e.textContent === 'Paged 22')")
+    page.wait_for_function(
+        "() => ![...document.querySelectorAll('.conv-title')].some(e => e.textContent === 'Paged 22')"
+    )
     page.reload()
     page.wait_for_selector("#app[data-ready=true]")
     texts = page.locator(".conv-title").all_inner_texts()

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tests.browser.conftest import open_chat_as
-from tests.browser.test_chat import LARGEST, RECORD_STATES, assert_streamed_progressively, ask, last_answer, wait_answer
+from tests.browser.test_chat import LARGEST, RECORD_STATES, ask, assert_streamed_progressively, last_answer, wait_answer
 from tests.conftest import FAMILY, HEDGE, HNW, INDIVIDUAL
 
 pytestmark = pytest.mark.browser
@@ -44,7 +44,12 @@ def fault_next_chatkit_turn(page, scenario: str) -> None:
 def record_history_requests(page) -> list[str]:
     """Requests to the legacy history API (GET .../conversations/{id}/messages)."""
     urls: list[str] = []
-    page.on("request", lambda req: urls.append(req.url) if "/api/v1/chat/conversations/" in req.url and req.url.endswith("/messages") else None)
+    page.on(
+        "request",
+        lambda req: (
+            urls.append(req.url) if "/api/v1/chat/conversations/" in req.url and req.url.endswith("/messages") else None
+        ),
+    )
     return urls
 
 
@@ -177,7 +182,9 @@ def test_chatkit_rename_and_delete(page_for, chatkit_server):
     assert "threads.update" in types
     page.get_by_role("button", name="Delete “Largest holding check”").click()
     page.get_by_role("dialog", name="Delete conversation?").get_by_role("button", name="Delete").click()
-    page.wait_for_function("() => ![...document.querySelectorAll('.conv-title')].some(e => e.textContent === 'Largest holding check')")
+    page.wait_for_function(
+        "() => ![...document.querySelectorAll('.conv-title')].some(e => e.textContent === 'Largest holding check')"
+    )
     assert "threads.delete" in types
     # The open conversation was the deleted one: a fresh draft with starters replaces it.
     assert page.get_by_role("list", name="Suggested questions").is_visible()

@@ -21,10 +21,7 @@ def _api(page, path: str):
 def _holdings_by_size(page) -> list[str]:
     pid = page.get_by_label("Portfolio").input_value()
     detail = _api(page, f"/api/v1/portfolios/{pid}")
-    return [
-        h["symbol"]
-        for h in sorted(detail["holdings"], key=lambda h: -abs(h["market_value"]))
-    ]
+    return [h["symbol"] for h in sorted(detail["holdings"], key=lambda h: -abs(h["market_value"]))]
 
 
 @pytest.mark.parametrize("server_name", ["live_server", "chatkit_server"])
@@ -35,30 +32,17 @@ def test_a_follow_up_is_answered_from_the_previous_turn(page_for, request, serve
     ranked = _holdings_by_size(page)
     ask(page, LARGEST)
     first = wait_answer(page).locator(".md").inner_text()
-    assert first.startswith(
-        f"Your largest position in Demo High Net Worth Investor Portfolio is {ranked[0]}"
-    )
+    assert first.startswith(f"Your largest position in Demo High Net Worth Investor Portfolio is {ranked[0]}")
     ask(page, "and the second largest?")
     second = wait_answer(page).locator(".md").inner_text()
     # Answer first: the second-largest holding, not a repeat of the largest.
-    assert second.startswith(
-        f"Your second-largest position in Demo High Net Worth Investor Portfolio is {ranked[1]}"
-    )
+    assert second.startswith(f"Your second-largest position in Demo High Net Worth Investor Portfolio is {ranked[1]}")
     assert page.locator(".msg-assistant").count() == 2
     ask(page, "what about aapl?")
     third = wait_answer(page).locator(".md").inner_text()
     pid = page.get_by_label("Portfolio").input_value()
-    aapl = next(
-        h
-        for h in _api(page, f"/api/v1/portfolios/{pid}")["holdings"]
-        if h["symbol"] == "AAPL"
-    )
-    assert (
-        third.startswith(
-            f"You hold {aapl['quantity']:,.2f} shares of AAPL (Apple Inc.)"
-        )
-        and "of NAV" in third
-    )
+    aapl = next(h for h in _api(page, f"/api/v1/portfolios/{pid}")["holdings"] if h["symbol"] == "AAPL")
+    assert third.startswith(f"You hold {aapl['quantity']:,.2f} shares of AAPL (Apple Inc.)") and "of NAV" in third
 
 
 @pytest.mark.parametrize("server_name", ["live_server", "chatkit_server"])
@@ -95,26 +79,16 @@ def test_switching_the_portfolio_mid_conversation_starts_a_conversation_of_the_n
     second_conv = page.evaluate("location.hash").split("/c/")[1]
     assert second_conv != first_conv
     # The stored conversations agree with what the header showed.
-    assert (
-        _api(page, f"/api/v1/chat/conversations/{first_conv}")["portfolio_id"]
-        == first_id
-    )
-    assert (
-        _api(page, f"/api/v1/chat/conversations/{second_conv}")["portfolio_id"]
-        == second_id
-    )
+    assert _api(page, f"/api/v1/chat/conversations/{first_conv}")["portfolio_id"] == first_id
+    assert _api(page, f"/api/v1/chat/conversations/{second_conv}")["portfolio_id"] == second_id
     # Reopening the first conversation puts the selector back on its portfolio.
     page.goto(f"/#/c/{first_conv}")
     page.wait_for_selector(".msg-assistant[data-status=complete]")
-    page.wait_for_function(
-        f"() => document.getElementById('portfolio-select').value === {json.dumps(first_id)}"
-    )
+    page.wait_for_function(f"() => document.getElementById('portfolio-select').value === {json.dumps(first_id)}")
     assert page.locator("#chat-portfolio").inner_text() == first_name
 
 
-def test_the_composer_shows_the_limit_and_never_cuts_a_long_paste(
-    page_for, live_server
-):
+def test_the_composer_shows_the_limit_and_never_cuts_a_long_paste(page_for, live_server):
     page = page_for(live_server)
     open_chat_as(page, HNW)
     box = page.get_by_role("textbox", name="Message")

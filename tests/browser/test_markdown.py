@@ -31,7 +31,7 @@ HOSTILE = [
     '<a href="javascript:alert(1)">x</a>',
     "<iframe src=//evil.example></iframe>",
     "[proto-relative](//evil.example/x)",
-    '| a | b |\n|---|---|\n| <svg onload=alert(1)> | `<b>` |',
+    "| a | b |\n|---|---|\n| <svg onload=alert(1)> | `<b>` |",
     "**<img src=x onerror=alert(1)>**",
     "```html\n<script>alert(1)</script>\n```",
     "<style>body{display:none}</style>",
@@ -75,10 +75,31 @@ def test_tables_lists_emphasis_code_and_headings_render_as_elements(md):
         "See [the docs](https://example.com/docs) and https://example.org."
     )
     tags = out["tags"]
-    for tag in ("h4", "strong", "em", "code", "del", "table", "thead", "tbody", "th", "td", "ol", "ul", "li", "blockquote", "pre"):
+    for tag in (
+        "h4",
+        "strong",
+        "em",
+        "code",
+        "del",
+        "table",
+        "thead",
+        "tbody",
+        "th",
+        "td",
+        "ol",
+        "ul",
+        "li",
+        "blockquote",
+        "pre",
+    ):
         assert tag in tags, (tag, out["html"])
     assert 'class="align-right"' in out["html"]
-    assert {"href": "https://example.com/docs", "rel": "noopener noreferrer nofollow", "target": "_blank", "text": "the docs"} in out["links"]
+    assert {
+        "href": "https://example.com/docs",
+        "rel": "noopener noreferrer nofollow",
+        "target": "_blank",
+        "text": "the docs",
+    } in out["links"]
     assert any(link["href"] == "https://example.org" for link in out["links"])
 
 

@@ -30,12 +30,20 @@ async def test_more_concurrent_streams_than_pooled_connections_all_complete(tmp_
         offline_tokens_per_s=400,  # paced, so all streams are open at the same time
     )
     app = create_app(settings)
-    async with LifespanManager(app), httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE_URL, timeout=60) as client:
+    async with (
+        LifespanManager(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE_URL, timeout=60) as client,
+    ):
         headers = await login(client, HNW)
-        convs = [(await client.post("/api/v1/chat/conversations", json={}, headers=headers)).json()["id"] for _ in range(STREAMS)]
+        convs = [
+            (await client.post("/api/v1/chat/conversations", json={}, headers=headers)).json()["id"]
+            for _ in range(STREAMS)
+        ]
 
         async def send(cid):
-            resp = await client.post("/api/v1/chat/send", json={"conversation_id": cid, "text": "What can you do?"}, headers=headers)
+            resp = await client.post(
+                "/api/v1/chat/send", json={"conversation_id": cid, "text": "What can you do?"}, headers=headers
+            )
             return resp.status_code, parse(resp.text)[-1].event
 
         results = await asyncio.wait_for(asyncio.gather(*(send(c) for c in convs)), timeout=45)

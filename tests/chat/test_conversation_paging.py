@@ -22,7 +22,11 @@ async def _seed_conversations(services, email, n, same_timestamp_every=3):
         for i in range(n):
             # Several share a timestamp so the id tie-breaker is exercised.
             ts = base + dt.timedelta(seconds=i // same_timestamp_every)
-            s.add(Conversation(id=f"thr_{i:04d}", user_id=user.id, title=f"c{i}", created_at=ts, updated_at=ts, metadata_={}))
+            s.add(
+                Conversation(
+                    id=f"thr_{i:04d}", user_id=user.id, title=f"c{i}", created_at=ts, updated_at=ts, metadata_={}
+                )
+            )
         await s.commit()
         return user.id
 

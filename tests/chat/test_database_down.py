@@ -18,7 +18,9 @@ async def test_send_while_database_is_down_is_503_and_writes_nothing(client, app
     broken = create_async_engine("sqlite+aiosqlite:////etc/hostname/unreachable.db")
     db.engine, db.sessionmaker = broken, async_sessionmaker(broken, expire_on_commit=False)
     try:
-        resp = await client.post("/api/v1/chat/send", json={"conversation_id": conv["id"], "text": "hello"}, headers=headers)
+        resp = await client.post(
+            "/api/v1/chat/send", json={"conversation_id": conv["id"], "text": "hello"}, headers=headers
+        )
         assert resp.status_code == 503
         body = resp.json()
         assert body["error"]["code"] == "service_unavailable" and "database" in body["error"]["message"].lower()

@@ -117,7 +117,11 @@ async def test_fault_scenario_outcome(sim_client, scenario):
 
     services = sim_client.app.state.services
     async with services.db.session() as s:
-        rows = (await s.execute(select(Message).where(Message.conversation_id == conv["id"]).order_by(Message.created_at))).scalars().all()
+        rows = (
+            (await s.execute(select(Message).where(Message.conversation_id == conv["id"]).order_by(Message.created_at)))
+            .scalars()
+            .all()
+        )
     assert [r.role for r in rows] == ["user", "assistant"]
     assert rows[0].content == QUESTION
     assert rows[1].status == status

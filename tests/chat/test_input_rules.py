@@ -19,13 +19,7 @@ async def _portfolios(client, headers) -> list[str]:
 
 async def _messages(services, conversation_id: str) -> list[Message]:
     async with services.db.session() as s:
-        return list(
-            (
-                await s.execute(
-                    select(Message).where(Message.conversation_id == conversation_id)
-                )
-            ).scalars()
-        )
+        return list((await s.execute(select(Message).where(Message.conversation_id == conversation_id))).scalars())
 
 
 async def _chatkit(client, headers, body: bytes, **extra):
@@ -36,16 +30,10 @@ async def _chatkit(client, headers, body: bytes, **extra):
     )
 
 
-async def test_legacy_send_naming_another_portfolio_is_409_and_writes_nothing(
-    client, services
-):
+async def test_legacy_send_naming_another_portfolio_is_409_and_writes_nothing(client, services):
     headers = await login(client, FAMILY)
     first, second = await _portfolios(client, headers)
-    conv = (
-        await client.post(
-            "/api/v1/chat/conversations", json={"portfolio_id": first}, headers=headers
-        )
-    ).json()
+    conv = (await client.post("/api/v1/chat/conversations", json={"portfolio_id": first}, headers=headers)).json()
     body = {
         "conversation_id": conv["id"],
         "text": "What is my largest position?",
@@ -54,10 +42,7 @@ async def test_legacy_send_naming_another_portfolio_is_409_and_writes_nothing(
     resp = await client.post("/api/v1/chat/send", json=body, headers=headers)
     assert resp.status_code == 409
     error = resp.json()["error"]
-    assert (
-        error["code"] == "portfolio_mismatch"
-        and "another portfolio" in error["message"]
-    )
+    assert error["code"] == "portfolio_mismatch" and "another portfolio" in error["message"]
     assert error["details"] == {
         "conversation_portfolio_id": first,
         "requested_portfolio_id": second,
@@ -71,9 +56,7 @@ async def test_legacy_send_naming_another_portfolio_is_409_and_writes_nothing(
         assert (await s.get(Conversation, conv["id"])).portfolio_id == first
 
 
-async def test_chatkit_message_with_another_portfolio_header_is_409_and_writes_nothing(
-    client, services
-):
+async def test_chatkit_message_with_another_portfolio_header_is_409_and_writes_nothing(client, services):
     headers = await login(client, FAMILY)
     first, second = await _portfolios(client, headers)
     resp = await _chatkit(
@@ -91,9 +74,7 @@ async def test_chatkit_message_with_another_portfolio_header_is_409_and_writes_n
         add_message(thread_id, "and the second largest?"),
         **{"X-Portfolio-Id": second},
     )
-    assert resp.status_code == 409 and resp.headers["content-type"].startswith(
-        "application/json"
-    )
+    assert resp.status_code == 409 and resp.headers["content-type"].startswith("application/json")
     assert resp.json()["error"]["code"] == "portfolio_mismatch"
     assert len(await _messages(services, thread_id)) == before
     async with services.db.session() as s:
@@ -107,13 +88,9 @@ async def test_chatkit_message_with_another_portfolio_header_is_409_and_writes_n
     assert resp.status_code == 200
 
 
-async def test_blank_text_is_422_on_both_protocols_and_changes_nothing(
-    client, services
-):
+async def test_blank_text_is_422_on_both_protocols_and_changes_nothing(client, services):
     headers = await login(client, FAMILY)
-    conv = (
-        await client.post("/api/v1/chat/conversations", json={}, headers=headers)
-    ).json()
+    conv = (await client.post("/api/v1/chat/conversations", json={}, headers=headers)).json()
     for text in ("   ", "\n\t \n", "\u00a0 "):
         resp = await client.post(
             "/api/v1/chat/send",
@@ -125,9 +102,7 @@ async def test_blank_text_is_422_on_both_protocols_and_changes_nothing(
         assert "empty" in resp.text
     assert await _messages(services, conv["id"]) == []
     resp = await _chatkit(client, headers, create("   "))
-    assert (
-        resp.status_code == 422 and resp.json()["error"]["code"] == "validation_error"
-    )
+    assert resp.status_code == 422 and resp.json()["error"]["code"] == "validation_error"
     resp = await _chatkit(client, headers, add_message(conv["id"], " \n "))
     assert resp.status_code == 422
     assert await _messages(services, conv["id"]) == []

@@ -16,7 +16,9 @@ async def _conversation(client, headers, **body):
 
 
 async def _send(client, headers, conversation_id, text, **extra):
-    resp = await client.post("/api/v1/chat/send", json={"conversation_id": conversation_id, "text": text, **extra}, headers=headers)
+    resp = await client.post(
+        "/api/v1/chat/send", json={"conversation_id": conversation_id, "text": text, **extra}, headers=headers
+    )
     return resp, parse(resp.text)
 
 
@@ -32,7 +34,11 @@ async def test_largest_position_streams_the_documented_event_sequence(client):
     assert "tool_call" in names and "tool_result" in names
     assert names.index("tool_result") < names.index("token") and names.count("token") >= 2
     created = frames[0].data
-    assert created["type"] == "message_created" and created["assistant_message_id"] and created["conversation_id"] == conv["id"]
+    assert (
+        created["type"] == "message_created"
+        and created["assistant_message_id"]
+        and created["conversation_id"] == conv["id"]
+    )
     run_id = created["run_id"]
     # Envelopes and ids: gap-free sequence 1..n after message_created (0).
     seqs = [f.data["seq"] for f in frames[1:]]
@@ -80,7 +86,11 @@ async def test_unknown_or_foreign_conversation_is_404_before_any_stream(client):
 async def test_bad_send_input_is_422_and_changes_nothing(client, services):
     headers = await login(client, HNW)
     conv = await _conversation(client, headers)
-    for body in ({"conversation_id": conv["id"], "text": ""}, {"conversation_id": conv["id"], "text": "x" * 4001}, {"text": "hi"}):
+    for body in (
+        {"conversation_id": conv["id"], "text": ""},
+        {"conversation_id": conv["id"], "text": "x" * 4001},
+        {"text": "hi"},
+    ):
         resp = await client.post("/api/v1/chat/send", json=body, headers=headers)
         assert resp.status_code == 422, body
     async with services.db.session() as s:
@@ -89,7 +99,9 @@ async def test_bad_send_input_is_422_and_changes_nothing(client, services):
 
 async def test_oversized_body_is_413(client):
     headers = await login(client, HNW)
-    resp = await client.post("/api/v1/chat/send", content=b"x" * 300_000, headers={**headers, "content-type": "application/json"})
+    resp = await client.post(
+        "/api/v1/chat/send", content=b"x" * 300_000, headers={**headers, "content-type": "application/json"}
+    )
     assert resp.status_code == 413 and resp.json()["error"]["code"] == "payload_too_large"
 
 

@@ -21,7 +21,9 @@ def create(text: str = "What is my largest position?", **extra: Any) -> bytes:
 
 
 def add_message(thread_id: str, text: str, **extra: Any) -> bytes:
-    return json.dumps({"type": "threads.add_user_message", "params": {"thread_id": thread_id, "input": user_input(text, **extra)}}).encode()
+    return json.dumps(
+        {"type": "threads.add_user_message", "params": {"thread_id": thread_id, "input": user_input(text, **extra)}}
+    ).encode()
 
 
 def req(type_: str, **params: Any) -> bytes:
@@ -52,8 +54,8 @@ def parse_sse(body: str) -> list[Frame]:
         lines = [ln for ln in block.split("\n") if ln and not ln.startswith(":")]
         if not lines:
             continue
-        data = "\n".join(ln[len("data: "):] for ln in lines if ln.startswith("data: "))
-        sse_id = next((ln[len("id: "):] for ln in lines if ln.startswith("id: ")), None)
+        data = "\n".join(ln[len("data: ") :] for ln in lines if ln.startswith("data: "))
+        sse_id = next((ln[len("id: ") :] for ln in lines if ln.startswith("id: ")), None)
         frames.append(Frame(sse_id, validate(data)))
     return frames
 

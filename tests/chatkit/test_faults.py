@@ -72,7 +72,9 @@ async def test_fault_scenario_on_the_chatkit_path(sim_client, scenario):
         assert len(error) == 1 and kinds[-2] == "error"
         assert error[0].allow_retry is retryable
         expected = kind(code).message
-        assert error[0].message == expected or (code == "response_incomplete" and error[0].message.startswith("The answer stopped early ("))
+        assert error[0].message == expected or (
+            code == "response_incomplete" and error[0].message.startswith("The answer stopped early (")
+        )
     else:
         assert kinds[-2] == "thread.item.done:assistant_message"
         assert "error" not in kinds
@@ -80,7 +82,17 @@ async def test_fault_scenario_on_the_chatkit_path(sim_client, scenario):
     thread_id = frames[0].event.thread.id
     services = sim_client.app.state.services
     async with services.db.session() as s:
-        rows = (await s.execute(select(Message).where(Message.conversation_id == thread_id, Message.role.is_not(None)).order_by(Message.created_at))).scalars().all()
+        rows = (
+            (
+                await s.execute(
+                    select(Message)
+                    .where(Message.conversation_id == thread_id, Message.role.is_not(None))
+                    .order_by(Message.created_at)
+                )
+            )
+            .scalars()
+            .all()
+        )
     assert [r.role for r in rows] == ["user", "assistant"]
     assert rows[0].content == QUESTION and rows[1].status == status and rows[1].engine == "agents"
     if terminal == "error":
@@ -95,7 +107,9 @@ async def test_fault_scenario_on_the_chatkit_path(sim_client, scenario):
         assert "".join(deltas) == rows[1].content
         assert MAX_OUTPUT_TOKENS - 10 <= sum(OutputBudget.cost(d) for d in deltas) <= MAX_OUTPUT_TOKENS
     # Whatever the fault, the thread reloads as what the user saw.
-    items = (await sim_client.post("/chatkit", content=req("items.list", thread_id=thread_id, order="asc"), headers=headers)).json()["data"]
+    items = (
+        await sim_client.post("/chatkit", content=req("items.list", thread_id=thread_id, order="asc"), headers=headers)
+    ).json()["data"]
     assert items[0]["type"] == "user_message"
     streamed = [f.event.item for f in frames if f.type == "thread.item.done"][1:]  # after the user message
     assert [i["id"] for i in items[1:]] == [i.id for i in streamed]
@@ -134,7 +148,12 @@ async def _terminal(sim, engine_cls, scenario: str):
     infos = [e.kind for e in events if e.type == "info"]
     tools = [e.name for e in events if e.type == "tool_started"]
     oks = [e.ok for e in events if e.type == "tool_finished"]
-    outcome = (last.type, getattr(last, "code", None), getattr(last, "retryable", None), bool(getattr(last, "partial_text", "")))
+    outcome = (
+        last.type,
+        getattr(last, "code", None),
+        getattr(last, "retryable", None),
+        bool(getattr(last, "partial_text", "")),
+    )
     return outcome, infos, tools, oks, last
 
 
@@ -165,6 +184,8 @@ def _tool_error(record):
 
 async def test_heartbeat_comments_keep_a_slow_chatkit_stream_alive(sim_client):
     headers = await login(sim_client, HNW)
-    resp = await sim_client.post("/chatkit", content=create(QUESTION), headers={**headers, "X-Sim-Scenario": "slow_tokens"})
+    resp = await sim_client.post(
+        "/chatkit", content=create(QUESTION), headers={**headers, "X-Sim-Scenario": "slow_tokens"}
+    )
     assert any(line.startswith(":") for line in resp.text.replace("\r\n", "\n").split("\n")), "expected ping comments"
     assert compact(parse_sse(resp.text))[-2] == "thread.item.done:assistant_message"  # comments are ignored by parsers

@@ -17,7 +17,9 @@ QUESTION = "What is my largest position?"
 
 
 async def chatkit(client, headers, body: bytes, **extra_headers):
-    return await client.post("/chatkit", content=body, headers={**headers, "Content-Type": "application/json", **extra_headers})
+    return await client.post(
+        "/chatkit", content=body, headers={**headers, "Content-Type": "application/json", **extra_headers}
+    )
 
 
 async def largest_symbol(client, headers) -> str:
@@ -47,7 +49,11 @@ async def test_done_when_threads_create_answers_the_largest_position(client):
     seqs = [int(i.rsplit(":", 1)[1]) for i in ids]
     assert seqs == sorted(set(seqs))
     answer = [f.event.item for f in frames if f.type == "thread.item.done"][-1]
-    deltas = "".join(f.event.update.delta for f in frames if f.type == "thread.item.updated" and f.event.update.type.endswith("text_delta"))
+    deltas = "".join(
+        f.event.update.delta
+        for f in frames
+        if f.type == "thread.item.updated" and f.event.update.type.endswith("text_delta")
+    )
     assert answer.content[0].text == deltas
     symbol = await largest_symbol(client, headers)
     assert symbol in answer.content[0].text
@@ -60,7 +66,9 @@ async def test_done_when_threads_create_answers_the_largest_position(client):
     assert thread_id in [t["id"] for t in listed["data"]]
     assert listed["data"][0]["title"] == QUESTION
 
-    messages = (await client.get(f"/api/v1/chat/conversations/{thread_id}/messages", headers=headers)).json()["messages"]
+    messages = (await client.get(f"/api/v1/chat/conversations/{thread_id}/messages", headers=headers)).json()[
+        "messages"
+    ]
     assert [m["role"] for m in messages] == ["user", "assistant"]
     assert messages[0]["content"] == QUESTION and messages[0]["id"] == frames[1].event.item.id
     assert messages[1]["id"] == answer.id and messages[1]["content"] == answer.content[0].text
@@ -86,7 +94,9 @@ async def test_a_chatkit_run_can_be_resumed_on_the_legacy_stream(client):
 async def test_history_continuity_responses_to_chatkit_to_responses(client):
     headers = await login(client, HNW)
     conv = (await client.post("/api/v1/chat/conversations", json={}, headers=headers)).json()
-    sent = await client.post("/api/v1/chat/send", json={"conversation_id": conv["id"], "text": QUESTION}, headers=headers)
+    sent = await client.post(
+        "/api/v1/chat/send", json={"conversation_id": conv["id"], "text": QUESTION}, headers=headers
+    )
     assert parse_legacy(sent.text)[-1].event == "done"
 
     # The Responses-path conversation opens in ChatKit with its whole history, tool steps included.
@@ -100,9 +110,13 @@ async def test_history_continuity_responses_to_chatkit_to_responses(client):
     assert resp.status_code == 200 and compact(parse_sse(resp.text))[-1] == "thread.item.done:assistant_message"
 
     # ... and back on the Responses path, which sees the ChatKit turn as history.
-    sent = await client.post("/api/v1/chat/send", json={"conversation_id": conv["id"], "text": "Thanks, and my volatility?"}, headers=headers)
+    sent = await client.post(
+        "/api/v1/chat/send", json={"conversation_id": conv["id"], "text": "Thanks, and my volatility?"}, headers=headers
+    )
     assert parse_legacy(sent.text)[-1].event == "done"
-    messages = (await client.get(f"/api/v1/chat/conversations/{conv['id']}/messages", headers=headers)).json()["messages"]
+    messages = (await client.get(f"/api/v1/chat/conversations/{conv['id']}/messages", headers=headers)).json()[
+        "messages"
+    ]
     assert [(m["role"], m["engine"]) for m in messages] == [
         ("user", None), ("assistant", "responses"),
         ("user", None), ("assistant", "agents"),
@@ -119,7 +133,9 @@ async def test_history_continuity_responses_to_chatkit_to_responses(client):
     turns = history_from_messages(list(rows))
     assert [t.role for t in turns] == ["user", "assistant"] * 3
     assert turns[3].tool_calls and all(tc.output for tc in turns[3].tool_calls)  # the ChatKit turn's tool outputs
-    items = (await chatkit(client, headers, req("items.list", thread_id=conv["id"], order="asc", limit=50))).json()["data"]
+    items = (await chatkit(client, headers, req("items.list", thread_id=conv["id"], order="asc", limit=50))).json()[
+        "data"
+    ]
     assert [i["type"] for i in items] == ["user_message", "workflow", "assistant_message"] * 3
 
 
@@ -194,7 +210,9 @@ async def test_items_paging_over_http(client, order):
     frames = parse_sse((await chatkit(client, headers, create(QUESTION))).text)
     thread_id = frames[0].event.thread.id
     await chatkit(client, headers, add_message(thread_id, "And my sector exposure?"))
-    everything = (await chatkit(client, headers, req("items.list", thread_id=thread_id, order=order, limit=50))).json()["data"]
+    everything = (await chatkit(client, headers, req("items.list", thread_id=thread_id, order=order, limit=50))).json()[
+        "data"
+    ]
     seen, after = [], None
     while True:
         params = {"thread_id": thread_id, "order": order, "limit": 2, **({"after": after} if after else {})}
@@ -211,10 +229,18 @@ async def test_feedback_update_and_delete_over_http(client):
     frames = parse_sse((await chatkit(client, headers, create(QUESTION))).text)
     thread_id = frames[0].event.thread.id
     answer_id = [f.event.item.id for f in frames if f.type == "thread.item.done"][-1]
-    assert (await chatkit(client, headers, req("items.feedback", thread_id=thread_id, item_ids=[answer_id], kind="positive"))).json() == {}
-    messages = (await client.get(f"/api/v1/chat/conversations/{thread_id}/messages", headers=headers)).json()["messages"]
+    assert (
+        await chatkit(
+            client, headers, req("items.feedback", thread_id=thread_id, item_ids=[answer_id], kind="positive")
+        )
+    ).json() == {}
+    messages = (await client.get(f"/api/v1/chat/conversations/{thread_id}/messages", headers=headers)).json()[
+        "messages"
+    ]
     assert messages[1]["feedback"] == "positive"
-    renamed = (await chatkit(client, headers, req("threads.update", thread_id=thread_id, title="Largest holding"))).json()
+    renamed = (
+        await chatkit(client, headers, req("threads.update", thread_id=thread_id, title="Largest holding"))
+    ).json()
     assert renamed["title"] == "Largest holding"
     assert (await chatkit(client, headers, req("threads.delete", thread_id=thread_id))).json() == {}
     assert (await client.get(f"/api/v1/chat/conversations/{thread_id}", headers=headers)).status_code == 404
@@ -238,7 +264,13 @@ async def test_same_question_same_tools_on_both_engines(client):
 
     for question in questions:
         conv = (await client.post("/api/v1/chat/conversations", json={}, headers=headers)).json()
-        legacy = parse_legacy((await client.post("/api/v1/chat/send", json={"conversation_id": conv["id"], "text": question}, headers=headers)).text)
+        legacy = parse_legacy(
+            (
+                await client.post(
+                    "/api/v1/chat/send", json={"conversation_id": conv["id"], "text": question}, headers=headers
+                )
+            ).text
+        )
         resp = await chatkit(client, headers, create(question))
         responses_tools = await tools_of(legacy[0].data["run_id"])
         agents_tools = await tools_of(resp.headers["x-run-id"])
@@ -246,7 +278,12 @@ async def test_same_question_same_tools_on_both_engines(client):
         assert agents_tools == responses_tools, question
         # ... and the ChatKit workflow shows them in that order.
         frames = parse_sse(resp.text)
-        tasks = [t.title for f in frames if f.type == "thread.item.done" and f.event.item.type == "workflow" for t in f.event.item.workflow.tasks]
+        tasks = [
+            t.title
+            for f in frames
+            if f.type == "thread.item.done" and f.event.item.type == "workflow"
+            for t in f.event.item.workflow.tasks
+        ]
         assert tasks == [tool_title(n) for n in responses_tools]
 
 
@@ -266,7 +303,11 @@ async def test_chatkit_resume_replays_the_same_frames_after_a_sequence(client):
     assert (await client.get(f"/chatkit/runs/{run_id}/stream", headers=other)).status_code == 404
     # A legacy-path run is not a ChatKit run.
     conv = (await client.post("/api/v1/chat/conversations", json={}, headers=headers)).json()
-    sent = parse_legacy((await client.post("/api/v1/chat/send", json={"conversation_id": conv["id"], "text": "hi"}, headers=headers)).text)
+    sent = parse_legacy(
+        (
+            await client.post("/api/v1/chat/send", json={"conversation_id": conv["id"], "text": "hi"}, headers=headers)
+        ).text
+    )
     assert (await client.get(f"/chatkit/runs/{sent[0].data['run_id']}/stream", headers=headers)).status_code == 404
 
 

@@ -33,14 +33,34 @@ def turn(*, fail: str | None = None, text_first: bool = False):
     events += [
         ev.make(ToolStarted, call_id="c1", name="get_positions_details", arguments={}, ts=1_200),
         ev.make(ToolStarted, call_id="c2", name="get_volatility_analysis", arguments={}, ts=1_210),
-        ev.make(ToolFinished, call_id="c2", name="get_volatility_analysis", envelope={}, duration_ms=5, summary="beta 1.1", ts=2_000),
-        ev.make(ToolFinished, call_id="c1", name="get_positions_details", envelope={}, duration_ms=9, summary="12 positions", ts=3_700),
+        ev.make(
+            ToolFinished,
+            call_id="c2",
+            name="get_volatility_analysis",
+            envelope={},
+            duration_ms=5,
+            summary="beta 1.1",
+            ts=2_000,
+        ),
+        ev.make(
+            ToolFinished,
+            call_id="c1",
+            name="get_positions_details",
+            envelope={},
+            duration_ms=9,
+            summary="12 positions",
+            ts=3_700,
+        ),
         ev.make(TextDelta, delta="Your largest ", ts=3_800),
         ev.make(TextDelta, delta="position is AAPL.", ts=3_900),
     ]
     text = ("Let me check. " if text_first else "") + "Your largest position is AAPL."
     if fail:
-        events.append(ev.make(RunFailed, code=fail, message="x", retryable=fail != "max_tool_iterations", partial_text=text, ts=4_000))
+        events.append(
+            ev.make(
+                RunFailed, code=fail, message="x", retryable=fail != "max_tool_iterations", partial_text=text, ts=4_000
+            )
+        )
     else:
         events.append(ev.make(RunFinished, final_text=text, duration_ms=3000, ts=4_000))
     return events
@@ -84,7 +104,10 @@ def test_a_turn_with_two_tools_maps_to_a_live_workflow_then_the_message():
     ]
     added = pairs[2][1].item
     assert isinstance(added, WorkflowItem)
-    assert added.workflow.tasks[0].title == tool_title("get_positions_details") and added.workflow.tasks[0].status_indicator == "loading"
+    assert (
+        added.workflow.tasks[0].title == tool_title("get_positions_details")
+        and added.workflow.tasks[0].status_indicator == "loading"
+    )
     done_wf = pairs[8][1].item
     assert [(t.title, t.content, t.status_indicator) for t in done_wf.workflow.tasks] == [
         (tool_title("get_positions_details"), "12 positions", "complete"),
@@ -128,7 +151,11 @@ def test_failure_while_a_tool_runs_marks_it_stopped():
     ]
     pairs = mapped(events)
     assert names(pairs) == [
-        "client_effect", "thread.item.added:workflow", "thread.item.done:workflow", "client_effect", "error"
+        "client_effect",
+        "thread.item.added:workflow",
+        "thread.item.done:workflow",
+        "client_effect",
+        "error",
     ]
     assert pairs[2][1].item.workflow.tasks[0].content == "Stopped"
     assert pairs[3][1].data["status"] == "cancelled"

@@ -65,7 +65,11 @@ async def test_threads_create_streams_the_turn_and_persists_one_history(rt, serv
     # What ChatKit items have no field for comes as data: the offline flag, each tool's outcome.
     effects = {f.event.name: f.event.data for f in frames if f.type == "client_effect"}
     assert effects["sigmachat.run_started"] == {
-        "run_id": handle.run_id, "assistant_message_id": answer.id, "offline": False, "model": "fake-model", "engine": "agents"
+        "run_id": handle.run_id,
+        "assistant_message_id": answer.id,
+        "offline": False,
+        "model": "fake-model",
+        "engine": "agents",
     }
     assert effects["sigmachat.tool_finished"]["ok"] is True
     assert effects["sigmachat.tool_finished"]["title"] == workflow.workflow.tasks[0].title
@@ -102,7 +106,9 @@ async def test_retry_after_item_replaces_the_answer(rt):
     thread_id = frames[0].event.thread.id
     user_item = frames[1].event.item
     await rt.manager.wait_finished(_h.run_id, 5)
-    handle = await rt.server.handle(req("threads.retry_after_item", thread_id=thread_id, item_id=user_item.id), rt.ctx())
+    handle = await rt.server.handle(
+        req("threads.retry_after_item", thread_id=thread_id, item_id=user_item.id), rt.ctx()
+    )
     frames = await collect(handle)
     assert compact(frames)[0] == "stream_options"
     assert compact(frames)[-1] == "thread.item.done:assistant_message"
@@ -121,12 +127,19 @@ async def test_non_streaming_requests(rt, services):
     assert [i["type"] for i in thread["items"]["data"]] == ["user_message", "workflow", "assistant_message"]
     items = json.loads(await rt.server.handle(req("items.list", thread_id=thread_id, order="desc", limit=2), rt.ctx()))
     assert [i["type"] for i in items["data"]] == ["assistant_message", "workflow"] and items["has_more"] is True
-    more = json.loads(await rt.server.handle(req("items.list", thread_id=thread_id, order="desc", after=items["after"]), rt.ctx()))
+    more = json.loads(
+        await rt.server.handle(req("items.list", thread_id=thread_id, order="desc", after=items["after"]), rt.ctx())
+    )
     assert [i["type"] for i in more["data"]] == ["user_message"] and more["has_more"] is False
     updated = json.loads(await rt.server.handle(req("threads.update", thread_id=thread_id, title="Renamed"), rt.ctx()))
     assert updated["title"] == "Renamed"
     answer_id = thread["items"]["data"][2]["id"]
-    assert await rt.server.handle(req("items.feedback", thread_id=thread_id, item_ids=[answer_id], kind="negative"), rt.ctx()) == b"{}"
+    assert (
+        await rt.server.handle(
+            req("items.feedback", thread_id=thread_id, item_ids=[answer_id], kind="negative"), rt.ctx()
+        )
+        == b"{}"
+    )
     async with services.db.session() as session:
         assert (await session.get(Message, answer_id)).feedback == "negative"
     assert await rt.server.handle(req("threads.delete", thread_id=thread_id), rt.ctx()) == b"{}"
@@ -169,7 +182,15 @@ async def test_a_second_user_can_neither_load_list_update_delete_nor_stream_into
         (req("threads.sync_custom_action", thread_id="thr_x", action={"type": "x", "payload": {}}), NotSupported),
         (req("input.transcribe", audio_base64="", mime_type="audio/webm"), NotSupported),
         (req("threads.add_client_tool_output", thread_id="thr_x", result={}), NotSupported),
-        (json.dumps({"type": "threads.create", "params": {"input": {"content": [], "attachments": ["atc_1"], "inference_options": {}}}}).encode(), NotSupported),
+        (
+            json.dumps(
+                {
+                    "type": "threads.create",
+                    "params": {"input": {"content": [], "attachments": ["atc_1"], "inference_options": {}}},
+                }
+            ).encode(),
+            NotSupported,
+        ),
         (create(""), ValidationFailed),
         (create("x" * 4001), ValidationFailed),
         (b'{"type": "threads.create", "params": {}}', ValidationFailed),
@@ -273,10 +294,15 @@ async def test_failed_run_streams_an_error_and_keeps_partial_text(services):
     rt = await build_runtime(services, ScriptedEngine(fail_code="network_error"))
     handle, frames = await run_create(rt)
     assert compact(frames)[-4:] == [
-        "thread.item.done:assistant_message", "client_effect:sigmachat.run_failed", "error", "thread.updated"
+        "thread.item.done:assistant_message",
+        "client_effect:sigmachat.run_failed",
+        "error",
+        "thread.updated",
     ]
     failed = [f.event.data for f in frames if f.type == "client_effect" and f.event.name == "sigmachat.run_failed"][0]
-    assert failed["code"] == "network_error" and failed["status"] == "failed" and failed["error_type"] == "NETWORK_ERROR"
+    assert (
+        failed["code"] == "network_error" and failed["status"] == "failed" and failed["error_type"] == "NETWORK_ERROR"
+    )
     error = [f.event for f in frames if f.type == "error"][0]
     assert error.allow_retry is True and error.message.startswith("The connection to the AI service dropped")
     await rt.manager.wait_finished(handle.run_id, 5)

@@ -173,7 +173,10 @@ def test_a_killed_owner_s_run_is_interrupted_by_the_survivor_and_the_conversatio
         assert saved["status"] == "interrupted"
         assert saved["content"] == head + tail and saved["content"].startswith(head) and head  # partial kept
         resp = httpx.post(
-            f"{b.url}/api/v1/chat/send", json={"conversation_id": conv, "text": "Try again"}, headers=headers, timeout=60
+            f"{b.url}/api/v1/chat/send",
+            json={"conversation_id": conv, "text": "Try again"},
+            headers=headers,
+            timeout=60,
         )
         assert resp.status_code == 200  # not 409: the conversation is unlocked
         assert [f for f in resp.text.split("\n\n") if "event: done" in f]
@@ -202,7 +205,9 @@ def test_sigterm_drains_readyz_503_no_new_runs_and_in_flight_answers_finish(stac
         ready = _wait_until(lambda: httpx.get(f"{a.url}/readyz", timeout=5).status_code == 503, 10, 0.05)
         assert ready, "readyz did not turn 503 while draining"
         assert httpx.get(f"{a.url}/readyz", timeout=5).json()["checks"]["runs"] == "draining"
-        refused = httpx.post(f"{a.url}/api/v1/chat/send", json={"conversation_id": other, "text": "hi"}, headers=headers, timeout=30)
+        refused = httpx.post(
+            f"{a.url}/api/v1/chat/send", json={"conversation_id": other, "text": "hi"}, headers=headers, timeout=30
+        )
         assert refused.status_code == 503 and "Retry-After" in refused.headers
         tail, terminal = _follow(b.url, headers, run_id, seen)  # the in-flight answer finishes
         assert terminal["type"] == "done" and head + tail == terminal["data"]["final_text"]

@@ -29,9 +29,7 @@ from tests.engines.recorded import events, raw
 from tests.engines.test_responses_engine import FakeRegistry, Upstream, sse
 
 ENGINES = [ResponsesEngine, AgentsEngine]
-PAST_REASONING = (
-    "stream-multi-tool-conversation-responses-reasoning-past-reasoning-{}.sse"
-)
+PAST_REASONING = "stream-multi-tool-conversation-responses-reasoning-past-reasoning-{}.sse"
 
 
 class TwoToolRegistry(FakeRegistry):
@@ -59,17 +57,13 @@ def _engine(engine_cls, tmp_path, transport, registry=None, **overrides):
         fallback_model=None,
         **overrides,
     )
-    mc = build_model_client(
-        settings, http_client=httpx2.AsyncClient(transport=transport)
-    )
+    mc = build_model_client(settings, http_client=httpx2.AsyncClient(transport=transport))
     registry = registry or TwoToolRegistry()
 
     async def no_sleep(_s):
         return None
 
-    return engine_cls(
-        mc, registry, settings, session_factory=None, sleep=no_sleep
-    ), registry
+    return engine_cls(mc, registry, settings, session_factory=None, sleep=no_sleep), registry
 
 
 async def _run(engine, text="Tigers game today, do I need a coat?"):
@@ -126,11 +120,7 @@ def test_the_reader_keeps_reasoning_items_as_input_items():
     for e in events(PAST_REASONING.format(1)):
         reader.feed(e)
     [item] = reader.reasoning_items
-    assert (
-        item["type"] == "reasoning"
-        and item["id"].startswith("rs_")
-        and "status" not in item
-    )
+    assert item["type"] == "reasoning" and item["id"].startswith("rs_") and "status" not in item
     assert item["summary"] and item["summary"][0]["type"] == "summary_text"
 
 
@@ -140,9 +130,7 @@ def test_the_reader_keeps_reasoning_items_as_input_items():
 @pytest.mark.parametrize("engine_cls", ENGINES)
 async def test_both_engines_send_the_output_bound(tmp_path, engine_cls):
     up = Upstream(sse(raw("stream-basic-text-responses-1.sse")))
-    engine, _ = _engine(
-        engine_cls, tmp_path, httpx2.MockTransport(up.handler), max_output_tokens=777
-    )
+    engine, _ = _engine(engine_cls, tmp_path, httpx2.MockTransport(up.handler), max_output_tokens=777)
     assert (await _run(engine))[-1].type == "run_finished"
     assert up.requests[0]["max_output_tokens"] == 777
 
@@ -155,17 +143,13 @@ async def test_both_engines_send_the_output_bound(tmp_path, engine_cls):
         (None, "max_completion_tokens"),
     ],  # a compatible server; OpenAI
 )
-async def test_both_engines_send_the_output_bound_over_chat_completions(
-    tmp_path, engine_cls, base_url, param
-):
+async def test_both_engines_send_the_output_bound_over_chat_completions(tmp_path, engine_cls, base_url, param):
     seen: list[dict] = []
     inner = sim_transport(ttfb_ms=0, tokens_per_s=0)
 
     class Recording(httpx2.AsyncBaseTransport):
         async def handle_async_request(self, request):
-            seen.append(
-                {"path": request.url.path, **json.loads(request.content or b"{}")}
-            )
+            seen.append({"path": request.url.path, **json.loads(request.content or b"{}")})
             return await inner.handle_async_request(request)
 
     engine, _ = _engine(
@@ -178,9 +162,7 @@ async def test_both_engines_send_the_output_bound_over_chat_completions(
     )
     assert (await _run(engine, "hello"))[-1].type == "run_finished"
     assert seen[0]["path"].endswith("/chat/completions")
-    assert seen[0][param] == 555 and seen[0]["stream_options"] == {
-        "include_usage": True
-    }
+    assert seen[0][param] == 555 and seen[0]["stream_options"] == {"include_usage": True}
 
 
 # ---- error events, and whose words reach whom ----------------------------------------------
@@ -207,9 +189,7 @@ FLAT_ERROR = (
         (FLAT_ERROR, "server_is_sad", "shard 12"),
     ],
 )
-async def test_an_error_event_keeps_the_upstreams_code_for_telemetry_only(
-    tmp_path, engine_cls, body, code, words
-):
+async def test_an_error_event_keeps_the_upstreams_code_for_telemetry_only(tmp_path, engine_cls, body, code, words):
     up = Upstream(sse(CREATED + body))
     engine, _ = _engine(engine_cls, tmp_path, httpx2.MockTransport(up.handler))
     failed = (await _run(engine))[-1]
@@ -229,11 +209,7 @@ def test_the_reader_understands_both_error_shapes():
 
 
 def _chunk(delta=None, finish=None, usage=None, index=0):
-    choices = (
-        []
-        if delta is None
-        else [{"index": index, "delta": delta, "finish_reason": finish}]
-    )
+    choices = [] if delta is None else [{"index": index, "delta": delta, "finish_reason": finish}]
     out = {
         "id": "chatcmpl-1",
         "object": "chat.completion.chunk",
@@ -251,13 +227,7 @@ def test_chat_reader_streams_text_and_assembles_tool_calls_without_ids():
     for chunk in (
         _chunk({"role": "assistant", "content": ""}),
         _chunk({"content": "Looking"}),
-        _chunk(
-            {
-                "tool_calls": [
-                    {"index": 0, "function": {"name": "search", "arguments": '{"q":'}}
-                ]
-            }
-        ),
+        _chunk({"tool_calls": [{"index": 0, "function": {"name": "search", "arguments": '{"q":'}}]}),
         _chunk({"tool_calls": [{"index": 0, "function": {"arguments": ' "x"}'}}]}),
         _chunk(
             {
@@ -330,9 +300,7 @@ def test_chat_messages_group_parallel_calls_and_drop_reasoning():
 
 
 @pytest.mark.parametrize("engine_cls", ENGINES)
-async def test_auto_probes_once_and_then_speaks_chat_completions_to_a_server_without_responses(
-    tmp_path, engine_cls
-):
+async def test_auto_probes_once_and_then_speaks_chat_completions_to_a_server_without_responses(tmp_path, engine_cls):
     paths: list[tuple[str, str]] = []
     inner = sim_transport(ttfb_ms=0, tokens_per_s=0, apis=("chat_completions",))
 

@@ -7,10 +7,10 @@ import json
 import httpx2
 import pytest
 
+from sigmachat.agent.events import ToolCallRecord
 from sigmachat.engines.base import HistoryTurn, RunRequest
 from sigmachat.engines.model_client import build_model_client
 from sigmachat.engines.responses import ResponsesEngine
-from sigmachat.agent.events import ToolCallRecord
 from tests.conftest import make_settings
 from tests.engines.recorded import raw
 
@@ -32,7 +32,15 @@ class FakeRegistry:
         self.calls = []
 
     def openai_tools(self):
-        return [{"type": "function", "name": "search", "description": "", "parameters": {"type": "object", "properties": {}}, "strict": False}]
+        return [
+            {
+                "type": "function",
+                "name": "search",
+                "description": "",
+                "parameters": {"type": "object", "properties": {}},
+                "strict": False,
+            }
+        ]
 
     async def call(self, name, arguments, ctx):
         self.calls.append((name, arguments, ctx.user_id, ctx.portfolio_id))
@@ -54,14 +62,21 @@ class Upstream:
 
 def sse(body: bytes, status=200, headers=None):
     def make(request):
-        return httpx2.Response(status, headers={"content-type": "text/event-stream", **(headers or {})}, content=body, request=request)
+        return httpx2.Response(
+            status, headers={"content-type": "text/event-stream", **(headers or {})}, content=body, request=request
+        )
 
     return make
 
 
 def error(status, headers=None, body=None):
     def make(request):
-        return httpx2.Response(status, headers={"content-type": "application/json", **(headers or {})}, json=body or {"error": {"message": "x", "type": "server_error"}}, request=request)
+        return httpx2.Response(
+            status,
+            headers={"content-type": "application/json", **(headers or {})},
+            json=body or {"error": {"message": "x", "type": "server_error"}},
+            request=request,
+        )
 
     return make
 
@@ -77,7 +92,9 @@ class DropAfter(httpx2.AsyncByteStream):
 
 def dropping(body: bytes):
     def make(request):
-        return httpx2.Response(200, headers={"content-type": "text/event-stream"}, stream=DropAfter(body), request=request)
+        return httpx2.Response(
+            200, headers={"content-type": "text/event-stream"}, stream=DropAfter(body), request=request
+        )
 
     return make
 
@@ -97,7 +114,14 @@ def _engine(tmp_path, upstream: Upstream, **overrides):
 
 
 async def _run(engine, **kw):
-    req = RunRequest(run_id="run_t", user_id="u1", user_text=kw.pop("text", "hello"), conversation_id="thr_1", portfolio_id="pf1", **kw)
+    req = RunRequest(
+        run_id="run_t",
+        user_id="u1",
+        user_text=kw.pop("text", "hello"),
+        conversation_id="thr_1",
+        portfolio_id="pf1",
+        **kw,
+    )
     return [e async for e in engine.stream(req)]
 
 
@@ -149,7 +173,11 @@ async def test_history_is_replayed_with_tool_calls(tmp_path):
     engine, _, _ = _engine(tmp_path, up)
     history = [
         HistoryTurn("user", "first question"),
-        HistoryTurn("assistant", "first answer", [ToolCallRecord(call_id="call_a", name="search", arguments={"q": 1}, output='{"data":1}')]),
+        HistoryTurn(
+            "assistant",
+            "first answer",
+            [ToolCallRecord(call_id="call_a", name="search", arguments={"q": 1}, output='{"data":1}')],
+        ),
     ]
     await _run(engine, history=history)
     items = up.requests[0]["input"]
@@ -172,7 +200,9 @@ async def test_rate_limit_before_output_is_retried_honouring_retry_after_and_swi
     assert events[-1].type == "run_finished" and events[-1].retries == 1 and events[-1].fallback_used
 
 
-@pytest.mark.parametrize(("status", "code"), [(500, "upstream_error"), (503, "upstream_overloaded"), (429, "rate_limited")])
+@pytest.mark.parametrize(
+    ("status", "code"), [(500, "upstream_error"), (503, "upstream_overloaded"), (429, "rate_limited")]
+)
 async def test_persistent_upstream_errors_fail_after_max_attempts(tmp_path, status, code):
     up = Upstream(*[error(status)] * 3)
     engine, _, _ = _engine(tmp_path, up, fallback_model=None)
@@ -233,7 +263,10 @@ async def test_stream_without_terminal_event_is_a_failure_not_a_success(tmp_path
 
 
 async def test_malformed_event_fails_with_its_code(tmp_path):
-    body = _cut_after_deltas(raw("stream-basic-text-responses-1.sse"), 2) + b"event: response.output_text.delta\ndata: {not json\n\n"
+    body = (
+        _cut_after_deltas(raw("stream-basic-text-responses-1.sse"), 2)
+        + b"event: response.output_text.delta\ndata: {not json\n\n"
+    )
     up = Upstream(sse(body))
     engine, _, _ = _engine(tmp_path, up)
     events = await _run(engine)
@@ -285,6 +318,8 @@ async def test_previous_response_id_mode_sends_only_new_items_when_upstream_is_o
 
 async def test_previous_response_id_is_never_used_with_a_compatible_server(tmp_path):
     up = Upstream(sse(raw("stream-with-tools-responses-1.sse")), sse(raw("stream-with-tools-responses-2.sse")))
-    engine, _, _ = _engine(tmp_path, up, responses_previous_response_id=True, openai_base_url="http://localhost:11434/v1")
+    engine, _, _ = _engine(
+        tmp_path, up, responses_previous_response_id=True, openai_base_url="http://localhost:11434/v1"
+    )
     await _run(engine)
     assert all("previous_response_id" not in r and "store" not in r for r in up.requests)

@@ -95,7 +95,16 @@ def test_done_only_text_and_final_output_only_calls_are_read():
 
 
 def test_incomplete_and_failed_report_reason_and_error():
-    _, out = _read([{"type": "response.incomplete", "response": {"id": "r", "incomplete_details": {"reason": "max_output_tokens"}}}])
+    _, out = _read(
+        [
+            {
+                "type": "response.incomplete",
+                "response": {"id": "r", "incomplete_details": {"reason": "max_output_tokens"}},
+            }
+        ]
+    )
     assert out[-1].status == "incomplete" and out[-1].incomplete_reason == "max_output_tokens"
-    _, out = _read([{"type": "response.failed", "response": {"id": "r", "error": {"code": "server_error", "message": "boom"}}}])
+    _, out = _read(
+        [{"type": "response.failed", "response": {"id": "r", "error": {"code": "server_error", "message": "boom"}}}]
+    )
     assert out[-1].status == "failed" and out[-1].error_code == "server_error"

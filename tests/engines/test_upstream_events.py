@@ -88,12 +88,24 @@ async def test_the_request_body_is_the_one_the_sdk_would_send() -> None:
         body = b'data: {"type":"response.completed","response":{"id":"r","output":[]}}\n\n'
         return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=body, request=request)
 
-    client = openai.AsyncOpenAI(api_key="sk-test", base_url="http://up/v1", http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(handler)))
+    client = openai.AsyncOpenAI(
+        api_key="sk-test",
+        base_url="http://up/v1",
+        http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(handler)),
+    )
     kwargs = {
         "model": "gpt-4.1-mini",
         "instructions": "Be brief. «ünïcode»",
         "input": [{"role": "user", "content": "hi"}, {"type": "function_call_output", "call_id": "c1", "output": "{}"}],
-        "tools": [{"type": "function", "name": "f", "description": "", "parameters": {"type": "object", "properties": {}}, "strict": False}],
+        "tools": [
+            {
+                "type": "function",
+                "name": "f",
+                "description": "",
+                "parameters": {"type": "object", "properties": {}},
+                "strict": False,
+            }
+        ],
         "parallel_tool_calls": True,
         "store": False,
         "extra_headers": {"X-Sim-Scenario": "none"},

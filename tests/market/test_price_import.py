@@ -17,7 +17,9 @@ async def test_imported_closes_take_precedence_over_demo(services, tmp_path):
         version = await price_version(session)
     assert before["AAPL"].source == "demo"
     csv_file = tmp_path / "closes.csv"
-    csv_file.write_text(f"symbol,date,close\nAAPL,{as_of.isoformat()},999.5\naapl,{(as_of - dt.timedelta(days=1)).isoformat()},990\n")
+    csv_file.write_text(
+        f"symbol,date,close\nAAPL,{as_of.isoformat()},999.5\naapl,{(as_of - dt.timedelta(days=1)).isoformat()},990\n"
+    )
     async with services.db.session() as session:
         result = await import_csv(session, csv_file)
         await session.commit()

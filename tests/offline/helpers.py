@@ -17,17 +17,35 @@ _NULLABLE_PID = {"type": ["string", "null"], "description": "Portfolio id; null 
 # Strict-mode parameter schemas of the tool contract (names and arguments as the registry defines them).
 TOOL_PARAMS: dict[str, dict[str, Any]] = {
     "list_user_portfolios": {},
-    "get_portfolio_complete": {"portfolio_id": _NULLABLE_PID, "include_holdings": {"type": ["boolean", "null"]}, "include_timeseries": {"type": ["boolean", "null"]}},
-    "get_positions_details": {"portfolio_id": _NULLABLE_PID, "position_ids": {"type": ["array", "null"], "items": {"type": "string"}}, "include_closed": {"type": ["boolean", "null"]}},
+    "get_portfolio_complete": {
+        "portfolio_id": _NULLABLE_PID,
+        "include_holdings": {"type": ["boolean", "null"]},
+        "include_timeseries": {"type": ["boolean", "null"]},
+    },
+    "get_positions_details": {
+        "portfolio_id": _NULLABLE_PID,
+        "position_ids": {"type": ["array", "null"], "items": {"type": "string"}},
+        "include_closed": {"type": ["boolean", "null"]},
+    },
     "get_portfolio_data_quality": {"portfolio_id": _NULLABLE_PID},
-    "get_prices_historical": {"portfolio_id": _NULLABLE_PID, "lookback_days": {"type": ["integer", "null"], "maximum": 180}, "include_factor_etfs": {"type": ["boolean", "null"]}},
+    "get_prices_historical": {
+        "portfolio_id": _NULLABLE_PID,
+        "lookback_days": {"type": ["integer", "null"], "maximum": 180},
+        "include_factor_etfs": {"type": ["boolean", "null"]},
+    },
     "get_current_quotes": {"symbols": {"type": "array", "items": {"type": "string"}, "maxItems": 5}},
-    "get_factor_etf_prices": {"lookback_days": {"type": ["integer", "null"]}, "factors": {"type": ["array", "null"], "items": {"type": "string"}}},
+    "get_factor_etf_prices": {
+        "lookback_days": {"type": ["integer", "null"]},
+        "factors": {"type": ["array", "null"], "items": {"type": "string"}},
+    },
     "get_analytics_overview": {"portfolio_id": _NULLABLE_PID},
     "get_factor_exposures": {"portfolio_id": _NULLABLE_PID, "lookback_days": {"type": ["integer", "null"]}},
     "get_sector_exposure": {"portfolio_id": _NULLABLE_PID},
     "get_correlation_matrix": {"portfolio_id": _NULLABLE_PID, "top_n": {"type": ["integer", "null"]}},
-    "get_stress_test_results": {"portfolio_id": _NULLABLE_PID, "scenarios": {"type": ["array", "null"], "items": {"type": "string"}}},
+    "get_stress_test_results": {
+        "portfolio_id": _NULLABLE_PID,
+        "scenarios": {"type": ["array", "null"], "items": {"type": "string"}},
+    },
     "get_concentration_metrics": {"portfolio_id": _NULLABLE_PID},
     "get_volatility_analysis": {"portfolio_id": _NULLABLE_PID},
     "get_company_profile": {"symbol": {"type": "string"}},
@@ -42,14 +60,21 @@ def tool_specs() -> list[dict[str, Any]]:
             "type": "function",
             "name": name,
             "description": f"{name} (test schema)",
-            "parameters": {"type": "object", "properties": props, "required": list(props), "additionalProperties": False},
+            "parameters": {
+                "type": "object",
+                "properties": props,
+                "required": list(props),
+                "additionalProperties": False,
+            },
             "strict": True,
         }
         for name, props in TOOL_PARAMS.items()
     ]
 
 
-def request_body(input_items: Any, *, stream: bool = True, tools: list[dict[str, Any]] | None = None, **extra: Any) -> dict[str, Any]:
+def request_body(
+    input_items: Any, *, stream: bool = True, tools: list[dict[str, Any]] | None = None, **extra: Any
+) -> dict[str, Any]:
     body = {"model": MODEL, "input": input_items, "tools": tool_specs() if tools is None else tools, "stream": stream}
     body.update(extra)
     return body

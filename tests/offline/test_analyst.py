@@ -14,7 +14,14 @@ HOLDINGS = {
     "cash": 150_000,
     "holdings": [
         {"symbol": "AAPL", "name": "Apple Inc.", "market_value": 300_000, "weight": 0.15, "unrealized_pnl": 12_000},
-        {"symbol": "MSFT", "name": "Microsoft Corporation", "market_value": 420_000, "weight": 0.21, "unrealized_pnl": 30_000, "lots": 4},
+        {
+            "symbol": "MSFT",
+            "name": "Microsoft Corporation",
+            "market_value": 420_000,
+            "weight": 0.21,
+            "unrealized_pnl": 30_000,
+            "lots": 4,
+        },
     ],
 }
 
@@ -28,7 +35,9 @@ def test_new_question_gets_tool_calls_with_every_schema_property() -> None:
 
 
 def test_tool_outputs_after_the_question_give_the_answer() -> None:
-    items = follow_up_input("What is my largest position?", [("get_portfolio_complete", {}, envelope("get_portfolio_complete", HOLDINGS))])
+    items = follow_up_input(
+        "What is my largest position?", [("get_portfolio_complete", {}, envelope("get_portfolio_complete", HOLDINGS))]
+    )
     turn = analyst.respond(request_body(items))
     assert turn.calls == ()
     assert "Your largest position is **MSFT** (Microsoft Corporation) at $420,000, 21.0% of NAV." in turn.text
@@ -37,7 +46,9 @@ def test_tool_outputs_after_the_question_give_the_answer() -> None:
 
 def test_multi_turn_history_new_question_calls_tools_again() -> None:
     # Earlier question, its tool call, output and answer; then a new question.
-    items = follow_up_input("What is my largest position?", [("get_portfolio_complete", {}, envelope("get_portfolio_complete", HOLDINGS))])
+    items = follow_up_input(
+        "What is my largest position?", [("get_portfolio_complete", {}, envelope("get_portfolio_complete", HOLDINGS))]
+    )
     items.append({"role": "assistant", "content": "Your largest position is MSFT."})
     items.append({"role": "user", "content": [{"type": "input_text", "text": "And my sector exposure?"}]})
     turn = analyst.respond(request_body(items))
@@ -48,11 +59,22 @@ def test_multi_turn_history_new_question_calls_tools_again() -> None:
 
 
 def test_follow_up_turn_with_history_composes_from_the_latest_outputs_only() -> None:
-    items = follow_up_input("What is my largest position?", [("get_portfolio_complete", {}, envelope("get_portfolio_complete", HOLDINGS))])
+    items = follow_up_input(
+        "What is my largest position?", [("get_portfolio_complete", {}, envelope("get_portfolio_complete", HOLDINGS))]
+    )
     items.append({"role": "assistant", "content": "Your largest position is MSFT."})
     items += follow_up_input(
         "What is my sector exposure?",
-        [("get_sector_exposure", {}, envelope("get_sector_exposure", {"sectors": [{"sector": "Information Technology", "weight": 0.36, "market_value": 720000}]}))],
+        [
+            (
+                "get_sector_exposure",
+                {},
+                envelope(
+                    "get_sector_exposure",
+                    {"sectors": [{"sector": "Information Technology", "weight": 0.36, "market_value": 720000}]},
+                ),
+            )
+        ],
     )
     turn = analyst.respond(request_body(items))
     assert "Information Technology" in turn.text and "36.0%" in turn.text
@@ -77,7 +99,10 @@ def test_only_offered_tools_are_called() -> None:
 
 
 def test_fit_arguments_fills_nullable_properties_and_drops_unknown_ones() -> None:
-    schema = {"type": "object", "properties": {"portfolio_id": {"type": ["string", "null"]}, "top_n": {"type": "integer", "default": 10}}}
+    schema = {
+        "type": "object",
+        "properties": {"portfolio_id": {"type": ["string", "null"]}, "top_n": {"type": "integer", "default": 10}},
+    }
     assert fit_arguments({"extra": 1}, schema) == {"portfolio_id": None, "top_n": 10}
     assert fit_arguments({"top_n": 5}, schema) == {"portfolio_id": None, "top_n": 5}
 
@@ -91,11 +116,16 @@ def test_without_a_selected_portfolio_it_lists_portfolios_first_then_uses_the_la
         {"id": "p-small", "name": "Growth Sleeve", "nav": 500_000},
         {"id": "p-big", "name": "Family Core", "nav": 3_000_000},
     ]
-    items = follow_up_input("What is my largest position?", [("list_user_portfolios", {}, envelope("list_user_portfolios", portfolios))])
+    items = follow_up_input(
+        "What is my largest position?", [("list_user_portfolios", {}, envelope("list_user_portfolios", portfolios))]
+    )
     second = analyst.respond(request_body(items, instructions=instructions))
     assert [(c.name, c.arguments["portfolio_id"]) for c in second.calls] == [("get_portfolio_complete", "p-big")]
     # A portfolio named in the question wins over the largest.
-    items = follow_up_input("Largest position in my growth sleeve?", [("list_user_portfolios", {}, envelope("list_user_portfolios", portfolios))])
+    items = follow_up_input(
+        "Largest position in my growth sleeve?",
+        [("list_user_portfolios", {}, envelope("list_user_portfolios", portfolios))],
+    )
     third = analyst.respond(request_body(items, instructions=instructions))
     assert third.calls[0].arguments["portfolio_id"] == "p-small"
 

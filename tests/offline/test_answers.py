@@ -11,12 +11,49 @@ from tests.offline.helpers import envelope
 
 TOOLS = sorted(COMPOSERS)
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-10**9, 10**9) | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=12),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(
-        st.sampled_from(["symbol", "name", "market_value", "weight", "nav", "holdings", "sectors", "factors", "beta", "pnl",
-                         "scenarios", "quotes", "close", "change_pct", "gainers", "losers", "by_symbol", "hhi", "pairs",
-                         "correlation", "realized", "contributions", "portfolios", "positions", "indices", "exposure", "x"]),
-        children, max_size=5),
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**9), 10**9)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=12),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "symbol",
+                    "name",
+                    "market_value",
+                    "weight",
+                    "nav",
+                    "holdings",
+                    "sectors",
+                    "factors",
+                    "beta",
+                    "pnl",
+                    "scenarios",
+                    "quotes",
+                    "close",
+                    "change_pct",
+                    "gainers",
+                    "losers",
+                    "by_symbol",
+                    "hhi",
+                    "pairs",
+                    "correlation",
+                    "realized",
+                    "contributions",
+                    "portfolios",
+                    "positions",
+                    "indices",
+                    "exposure",
+                    "x",
+                ]
+            ),
+            children,
+            max_size=5,
+        )
+    ),
     max_leaves=20,
 )
 
@@ -27,7 +64,11 @@ def result(tool: str, data=None, error=None, **meta) -> ToolResult:
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
-@given(tool=st.sampled_from(TOOLS), data=json_values, question=st.sampled_from(["What is my largest position?", "biggest short", "holdings", "risk"]))
+@given(
+    tool=st.sampled_from(TOOLS),
+    data=json_values,
+    question=st.sampled_from(["What is my largest position?", "biggest short", "holdings", "risk"]),
+)
 def test_any_data_shape_gives_text_not_an_exception(tool: str, data, question: str) -> None:
     text = compose_answer(question, [result(tool, data)], intents=("largest", "holdings"), symbols=("AAPL",))
     assert isinstance(text, str) and text.strip()
@@ -42,14 +83,22 @@ def test_error_envelopes_say_what_could_not_be_computed(tool: str) -> None:
 
 
 def test_not_found_and_unparseable_outputs() -> None:
-    not_found = result("get_company_profile", error={"type": "not_found", "message": "Unknown symbol ZZZZ", "retryable": False})
-    assert "I could not get the company profile: Unknown symbol ZZZZ." in compose_answer("What does ZZZZ do?", [not_found])
+    not_found = result(
+        "get_company_profile", error={"type": "not_found", "message": "Unknown symbol ZZZZ", "retryable": False}
+    )
+    assert "I could not get the company profile: Unknown symbol ZZZZ." in compose_answer(
+        "What does ZZZZ do?", [not_found]
+    )
     broken = ToolResult(call_id="c", name="get_sector_exposure", arguments={}, envelope=None, raw="<html>")
     assert "not a JSON envelope" in compose_answer("sectors", [broken])
 
 
 def test_partial_failure_keeps_the_good_section() -> None:
-    good = result("get_sector_exposure", {"sectors": [{"sector": "Energy", "weight": 0.12, "market_value": 120000}]}, price_source="demo")
+    good = result(
+        "get_sector_exposure",
+        {"sectors": [{"sector": "Energy", "weight": 0.12, "market_value": 120000}]},
+        price_source="demo",
+    )
     bad = result("get_volatility_analysis", error={"type": "execution_error", "message": "boom", "retryable": False})
     text = compose_answer("sectors and risk", [good, bad])
     # The answer comes first (no heading); the supporting sections follow under theirs.
@@ -60,12 +109,19 @@ def test_partial_failure_keeps_the_good_section() -> None:
 
 
 def test_missing_keys_give_shorter_sentences() -> None:
-    text = compose_answer("What is my largest position?", [result("get_portfolio_complete", {"holdings": [{"symbol": "XYZ"}]})], intents=("largest",))
+    text = compose_answer(
+        "What is my largest position?",
+        [result("get_portfolio_complete", {"holdings": [{"symbol": "XYZ"}]})],
+        intents=("largest",),
+    )
     assert "**XYZ**" in text
 
 
 def test_advice_questions_get_facts_not_recommendations() -> None:
-    text = compose_answer("Should I sell AAPL?", [result("get_current_quotes", {"quotes": [{"symbol": "AAPL", "close": 200.5, "change_pct": 1.25}]})])
+    text = compose_answer(
+        "Should I sell AAPL?",
+        [result("get_current_quotes", {"quotes": [{"symbol": "AAPL", "close": 200.5, "change_pct": 1.25}]})],
+    )
     assert "$200.50" in text and "+1.25%" in text and "do not make buy or sell recommendations" in text
 
 
@@ -89,5 +145,9 @@ def test_composers_themselves_handle_any_shape(tool: str, data) -> None:
     """The composers, not just the safety net around them, cope with unexpected shapes."""
     from sigmachat.offline.answers import Focus
 
-    focus = Focus(question="What is my largest position and sector exposure?", intents=("largest", "holdings", "summary"), symbols=("AAPL",))
+    focus = Focus(
+        question="What is my largest position and sector exposure?",
+        intents=("largest", "holdings", "summary"),
+        symbols=("AAPL",),
+    )
     COMPOSERS[tool](result(tool, data), focus)

@@ -22,11 +22,17 @@ analyst = OfflineAnalyst()
 async def _user_and_portfolios(services, email: str) -> tuple[str, list[str]]:
     async with services.db.session() as s:
         user = (await s.execute(select(User).where(User.email == email))).scalar_one()
-        rows = (await s.execute(select(Portfolio).where(Portfolio.owner_id == user.id).order_by(Portfolio.created_at, Portfolio.name))).scalars()
+        rows = (
+            await s.execute(
+                select(Portfolio).where(Portfolio.owner_id == user.id).order_by(Portfolio.created_at, Portfolio.name)
+            )
+        ).scalars()
         return user.id, [p.id for p in rows]
 
 
-async def converse(services, email: str, question: str, *, select_portfolio: bool = True, registry=None, settings=None) -> tuple[str, list[tuple[str, dict[str, Any]]]]:
+async def converse(
+    services, email: str, question: str, *, select_portfolio: bool = True, registry=None, settings=None
+) -> tuple[str, list[tuple[str, dict[str, Any]]]]:
     """Run the model-tool loop the engine runs: model turn, tools, model turn... until text."""
     settings = settings or services.settings
     registry = registry or build_registry(settings)
@@ -35,7 +41,12 @@ async def converse(services, email: str, question: str, *, select_portfolio: boo
     ctx = ToolContext(user_id=user_id, portfolio_id=pid, session_factory=services.db.session, settings=settings)
     items: list[dict[str, Any]] = [{"role": "user", "content": question}]
     calls: list[tuple[str, dict[str, Any]]] = []
-    body = {"model": "m", "input": items, "tools": registry.openai_tools(), "instructions": instructions_for(as_of=settings.as_of_date, portfolio_id=pid)}
+    body = {
+        "model": "m",
+        "input": items,
+        "tools": registry.openai_tools(),
+        "instructions": instructions_for(as_of=settings.as_of_date, portfolio_id=pid),
+    }
     for _ in range(4):
         turn = analyst.respond(body)
         if not turn.calls:
@@ -68,7 +79,9 @@ async def test_largest_position_names_the_symbol_the_portfolio_api_shows(service
 async def test_largest_short_in_the_hedge_fund_book(services) -> None:
     user_id, pids = await _user_and_portfolios(services, HEDGE)
     async with services.db.session() as s:
-        valuation = await value_owned_portfolio(s, await get_owned_portfolio(s, user_id, pids[0]), services.settings.as_of_date)
+        valuation = await value_owned_portfolio(
+            s, await get_owned_portfolio(s, user_id, pids[0]), services.settings.as_of_date
+        )
     shorts = [h for h in valuation.holdings if h.market_value < 0]
     text, _ = await converse(services, HEDGE, "What is my biggest short?")
     assert f"Your largest short position in **{valuation.name}** is **{shorts[0].symbol}**" in text
@@ -83,7 +96,11 @@ QUESTIONS = [
     ("What if the market falls 15%?", "get_stress_test_results", ["In your scenario, **Market -15", "would lose"]),
     ("How concentrated am I?", "get_concentration_metrics", ["HHI", "top 5"]),
     ("What moved today?", "get_daily_movers", ["Day change", "The day's P&L"]),
-    ("Show correlations between my holdings", "get_correlation_matrix", ["most correlated pair", "Average pairwise correlation"]),
+    (
+        "Show correlations between my holdings",
+        "get_correlation_matrix",
+        ["most correlated pair", "Average pairwise correlation"],
+    ),
     ("Quote AAPL and NVDA", "get_current_quotes", ["| AAPL |", "| NVDA |", "52-week range"]),
     ("What does NVDA do?", "get_company_profile", ["**NVIDIA Corporation** (NVDA)", "beta to the S&P 500"]),
     ("How is the market today?", "get_market_overview", ["**SPY** closed at", "VIX"]),
@@ -113,7 +130,9 @@ async def test_options_book_answers_name_option_terms(services) -> None:
 
 
 async def test_no_selected_portfolio_lists_then_answers_for_the_named_one(services) -> None:
-    text, calls = await converse(services, FAMILY, "What's the sector exposure of my private opportunities portfolio?", select_portfolio=False)
+    text, calls = await converse(
+        services, FAMILY, "What's the sector exposure of my private opportunities portfolio?", select_portfolio=False
+    )
     assert [name for name, _ in calls] == ["list_user_portfolios", "get_sector_exposure"]
     assert "this answer is for **Demo Family Office Private Opportunities**" in text
     assert "Private Credit" in text
@@ -122,7 +141,9 @@ async def test_no_selected_portfolio_lists_then_answers_for_the_named_one(servic
 async def test_validation_error_from_the_registry_is_acknowledged(services) -> None:
     registry = build_registry(services.settings)
     user_id, pids = await _user_and_portfolios(services, HNW)
-    ctx = ToolContext(user_id=user_id, portfolio_id=pids[0], session_factory=services.db.session, settings=services.settings)
+    ctx = ToolContext(
+        user_id=user_id, portfolio_id=pids[0], session_factory=services.db.session, settings=services.settings
+    )
     bad = {"portfolio_id": None, "lookback_days": 9999, "include_factor_etfs": False}
     result = await registry.call("get_prices_historical", json.dumps(bad), ctx)
     assert result.envelope["error"]["type"] == "validation_error"

@@ -37,7 +37,9 @@ async def test_no_key_runs_on_the_offline_model_and_names_the_largest_position(s
     async with services.db.session() as s:
         valuation = await value_owned_portfolio(s, await get_owned_portfolio(s, user_id, pid), settings.as_of_date)
     engine = ResponsesEngine(mc, build_registry(settings), settings, services.db.session)
-    events = await _run(engine, RunRequest(run_id="r1", user_id=user_id, user_text="What is my largest position?", portfolio_id=pid))
+    events = await _run(
+        engine, RunRequest(run_id="r1", user_id=user_id, user_text="What is my largest position?", portfolio_id=pid)
+    )
     await mc.aclose()
     types = [e.type for e in events]
     assert types[0] == "run_started" and events[0].offline is True
@@ -53,8 +55,13 @@ async def test_no_key_runs_on_the_offline_model_and_names_the_largest_position(s
 async def test_engine_retries_a_simulated_429_then_answers(services) -> None:
     settings = services.settings.model_copy(update={"retry_base_delay_ms": 0})
     http = sim_http_client(SimParams(ttfb_ms=0, tokens_per_s=0, retry_after_s=0))
-    mc = ModelClient(openai.AsyncOpenAI(api_key="sk-sim", base_url="http://sim.sigmachat.local/v1", http_client=http, max_retries=0),
-                     offline=False, is_openai=False, default_model="gpt-4.1-mini", fallback_model=None)
+    mc = ModelClient(
+        openai.AsyncOpenAI(api_key="sk-sim", base_url="http://sim.sigmachat.local/v1", http_client=http, max_retries=0),
+        offline=False,
+        is_openai=False,
+        default_model="gpt-4.1-mini",
+        fallback_model=None,
+    )
     user_id, pid = await _hnw(services)
     sleeps: list[float] = []
 
@@ -62,10 +69,20 @@ async def test_engine_retries_a_simulated_429_then_answers(services) -> None:
         sleeps.append(seconds)
 
     engine = ResponsesEngine(mc, build_registry(settings), settings, services.db.session, sleep=no_sleep)
-    request = RunRequest(run_id="r2", user_id=user_id, user_text="What is my sector exposure?", portfolio_id=pid, sim_scenario="rate_limit;times=1")
+    request = RunRequest(
+        run_id="r2",
+        user_id=user_id,
+        user_text="What is my sector exposure?",
+        portfolio_id=pid,
+        sim_scenario="rate_limit;times=1",
+    )
     events = await _run(engine, request)
     types = [e.type for e in events]
-    assert types[:2] == ["run_started", "info"] and events[1].kind == "retry_scheduled" and events[1].reason == "rate_limited"
+    assert (
+        types[:2] == ["run_started", "info"]
+        and events[1].kind == "retry_scheduled"
+        and events[1].reason == "rate_limited"
+    )
     assert types.count("info") == 1  # only the first attempt of the question was failed
     assert types[-1] == "run_finished" and "Your largest sector is" in events[-1].final_text
     assert events[-1].retries == 1
@@ -74,12 +91,28 @@ async def test_engine_retries_a_simulated_429_then_answers(services) -> None:
 async def test_engine_tool_error_scenario_acknowledges_the_validation_error(services) -> None:
     settings = services.settings
     http = sim_http_client(SimParams(ttfb_ms=0, tokens_per_s=0))
-    mc = ModelClient(openai.AsyncOpenAI(api_key="sk-sim", base_url="http://sim.sigmachat.local/v1", http_client=http, max_retries=0),
-                     offline=False, is_openai=False, default_model="gpt-4.1-mini", fallback_model=None)
+    mc = ModelClient(
+        openai.AsyncOpenAI(api_key="sk-sim", base_url="http://sim.sigmachat.local/v1", http_client=http, max_retries=0),
+        offline=False,
+        is_openai=False,
+        default_model="gpt-4.1-mini",
+        fallback_model=None,
+    )
     user_id, pid = await _hnw(services)
     engine = ResponsesEngine(mc, build_registry(settings), settings, services.db.session)
-    events = await _run(engine, RunRequest(run_id="r3", user_id=user_id, user_text="What is my largest position?", portfolio_id=pid, sim_scenario="tool_error"))
+    events = await _run(
+        engine,
+        RunRequest(
+            run_id="r3",
+            user_id=user_id,
+            user_text="What is my largest position?",
+            portfolio_id=pid,
+            sim_scenario="tool_error",
+        ),
+    )
     finished = [e for e in events if e.type == "tool_finished"]
-    assert len(finished) == 1 and finished[0].ok is False and finished[0].envelope["error"]["type"] == "validation_error"
+    assert (
+        len(finished) == 1 and finished[0].ok is False and finished[0].envelope["error"]["type"] == "validation_error"
+    )
     assert events[-1].type == "run_finished"
     assert "rejected as invalid" in events[-1].final_text and "lookback_days" in events[-1].final_text

@@ -41,7 +41,10 @@ CASES = [
     ("How did the factor ETFs perform?", ["get_factor_etf_prices"]),
     # multi-intent: one turn, several calls
     ("What is my largest position and my sector exposure?", ["get_portfolio_complete", "get_sector_exposure"]),
-    ("Give me volatility, factor betas and a stress test", ["get_factor_exposures", "get_volatility_analysis", "get_stress_test_results"]),
+    (
+        "Give me volatility, factor betas and a stress test",
+        ["get_factor_exposures", "get_volatility_analysis", "get_stress_test_results"],
+    ),
 ]
 
 
@@ -123,7 +126,10 @@ def _after(*turns: tuple[str, str], question: str):
 
 
 def test_second_largest_ranks_the_previous_topic() -> None:
-    routing = _after(("What is my largest position?", "Your largest position is **HOME_EQUITY**."), question="and the second largest?")
+    routing = _after(
+        ("What is my largest position?", "Your largest position is **HOME_EQUITY**."),
+        question="and the second largest?",
+    )
     assert routing.intents == ("largest",) and routing.rank == 2
     assert [c.name for c in routing.calls] == ["get_portfolio_complete"]
     sectors = _after(("What is my largest sector?", "Your largest sector is **Energy**."), question="and the next one?")
@@ -136,8 +142,11 @@ def test_the_next_one_counts_on_from_the_previous_rank() -> None:
 
 
 def test_it_means_the_holding_the_previous_answer_was_about() -> None:
-    routing = _after(("and the second largest?", ""), ("What is my largest position?", "Your largest is **MSFT** at $1."),
-                     question="How has it done over the last month?")
+    routing = _after(
+        ("and the second largest?", ""),
+        ("What is my largest position?", "Your largest is **MSFT** at $1."),
+        question="How has it done over the last month?",
+    )
     assert routing.symbols == ("MSFT",) and routing.calls[0].name == "get_prices_historical"
     assert routing.calls[0].arguments["lookback_days"] == 30  # "last month": the default 30 days
 
@@ -164,7 +173,9 @@ def test_other_portfolio_repeats_the_previous_question() -> None:
 
 def test_benchmark_questions_use_the_benchmark_tool_and_sector_follow_ups_stay_on_it() -> None:
     routing = route("Compare my tech exposure to the S&P 500")
-    assert [c.name for c in routing.calls] == ["get_benchmark_comparison"] and routing.sectors == ("Information Technology",)
+    assert [c.name for c in routing.calls] == ["get_benchmark_comparison"] and routing.sectors == (
+        "Information Technology",
+    )
     energy = _after(("Compare my tech exposure to the S&P 500", ""), question="what about energy?")
     assert [c.name for c in energy.calls] == ["get_benchmark_comparison"] and energy.sectors == ("Energy",)
 

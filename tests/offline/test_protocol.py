@@ -38,7 +38,9 @@ def recorded(name: str) -> list[dict[str, Any]]:
 
 def ours(turn: Turn, body: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     body = body or request_body([{"role": "user", "content": "What is my largest position?"}])
-    builder = ResponseBuilder(body, model="sigmasight-offline-analyst", created_at=1752267600, metadata=OFFLINE_METADATA)
+    builder = ResponseBuilder(
+        body, model="sigmasight-offline-analyst", created_at=1752267600, metadata=OFFLINE_METADATA
+    )
     return list(turn_events(builder, turn, body))
 
 
@@ -66,14 +68,22 @@ def shapes_by_type(events: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-TOOL_TURN = Turn(calls=(
-    ToolCallPlan("get_portfolio_complete", {"portfolio_id": None, "include_holdings": True, "include_timeseries": False}),
-    ToolCallPlan("get_sector_exposure", {"portfolio_id": None}),
-))
-TEXT_TURN = Turn(text="Your largest position is **MSFT** at $1,234,567, 12.3% of NAV.\n\n| Symbol | Weight |\n|---|---:|\n| MSFT | 12.3% |")
+TOOL_TURN = Turn(
+    calls=(
+        ToolCallPlan(
+            "get_portfolio_complete", {"portfolio_id": None, "include_holdings": True, "include_timeseries": False}
+        ),
+        ToolCallPlan("get_sector_exposure", {"portfolio_id": None}),
+    )
+)
+TEXT_TURN = Turn(
+    text="Your largest position is **MSFT** at $1,234,567, 12.3% of NAV.\n\n| Symbol | Weight |\n|---|---:|\n| MSFT | 12.3% |"
+)
 
 
-@pytest.mark.parametrize("capture", ["stream-with-tools-responses-1.sse", "stream-multi-tool-conversation-responses-1.sse"])
+@pytest.mark.parametrize(
+    "capture", ["stream-with-tools-responses-1.sse", "stream-multi-tool-conversation-responses-1.sse"]
+)
 def test_tool_call_turn_has_the_shapes_of_the_capture(capture: str) -> None:
     real = recorded(capture)
     mine = ours(TOOL_TURN)
@@ -81,7 +91,14 @@ def test_tool_call_turn_has_the_shapes_of_the_capture(capture: str) -> None:
     assert shapes_by_type(mine) == shapes_by_type(real)
 
 
-@pytest.mark.parametrize("capture", ["stream-with-tools-responses-2.sse", "stream-basic-text-responses-1.sse", "stream-multi-tool-conversation-responses-2.sse"])
+@pytest.mark.parametrize(
+    "capture",
+    [
+        "stream-with-tools-responses-2.sse",
+        "stream-basic-text-responses-1.sse",
+        "stream-multi-tool-conversation-responses-2.sse",
+    ],
+)
 def test_text_turn_has_the_shapes_of_the_capture(capture: str) -> None:
     real = recorded(capture)
     mine = ours(TEXT_TURN)
@@ -108,11 +125,17 @@ def test_sequence_numbers_are_gap_free_and_ids_have_openai_prefixes() -> None:
     assert kinds == [("function_call", "fc_"), ("function_call", "fc_"), ("message", "msg")]
     assert all(item["call_id"].startswith("call_") for item in final["output"][:2])
     # Argument deltas reference the item id (fc_...), never the call id, as in the captures.
-    assert {e["item_id"] for e in events if e["type"] == "response.function_call_arguments.delta"} == {i["id"] for i in final["output"][:2]}
+    assert {e["item_id"] for e in events if e["type"] == "response.function_call_arguments.delta"} == {
+        i["id"] for i in final["output"][:2]
+    }
     # The streamed pieces add up to the final text and arguments.
     text = "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta")
     assert text == TEXT_TURN.text == final["output"][2]["content"][0]["text"]
-    first_args = "".join(e["delta"] for e in events if e.get("item_id") == final["output"][0]["id"] and e["type"].endswith("arguments.delta"))
+    first_args = "".join(
+        e["delta"]
+        for e in events
+        if e.get("item_id") == final["output"][0]["id"] and e["type"].endswith("arguments.delta")
+    )
     assert json.loads(first_args) == TOOL_TURN.calls[0].arguments
 
 

@@ -61,7 +61,10 @@ async def test_stream_is_produced_incrementally_not_buffered() -> None:
 async def test_openai_client_streams_typed_events_for_a_tool_turn() -> None:
     client = offline_client()
     stream = await client.responses.create(
-        model=MODEL, input=[{"role": "user", "content": "What is my largest position?"}], tools=tool_specs(), stream=True
+        model=MODEL,
+        input=[{"role": "user", "content": "What is my largest position?"}],
+        tools=tool_specs(),
+        stream=True,
     )
     types, calls = [], []
     async for event in stream:
@@ -72,7 +75,11 @@ async def test_openai_client_streams_typed_events_for_a_tool_turn() -> None:
             completed = event.response
     assert types[0] == "response.created" and types[-1] == "response.completed"
     assert [c.name for c in calls] == ["get_portfolio_complete"]
-    assert json.loads(calls[0].arguments) == {"portfolio_id": None, "include_holdings": True, "include_timeseries": False}
+    assert json.loads(calls[0].arguments) == {
+        "portfolio_id": None,
+        "include_holdings": True,
+        "include_timeseries": False,
+    }
     assert completed.metadata == {"sigmachat_offline": "true"}
     assert completed.model == MODEL
     assert completed.usage.input_tokens > 0 and completed.usage.output_tokens > 0
@@ -80,11 +87,27 @@ async def test_openai_client_streams_typed_events_for_a_tool_turn() -> None:
 
 async def test_openai_client_non_streaming_answer_from_tool_outputs() -> None:
     client = offline_client()
-    holdings = {"nav": 1000000, "holdings": [{"symbol": "MSFT", "name": "Microsoft Corporation", "market_value": 250000, "weight": 0.25}]}
-    items = follow_up_input("What is my largest position?", [("get_portfolio_complete", {"portfolio_id": None}, envelope("get_portfolio_complete", holdings, price_source="demo"))])
+    holdings = {
+        "nav": 1000000,
+        "holdings": [{"symbol": "MSFT", "name": "Microsoft Corporation", "market_value": 250000, "weight": 0.25}],
+    }
+    items = follow_up_input(
+        "What is my largest position?",
+        [
+            (
+                "get_portfolio_complete",
+                {"portfolio_id": None},
+                envelope("get_portfolio_complete", holdings, price_source="demo"),
+            )
+        ],
+    )
     response = await client.responses.create(model=MODEL, input=items, tools=tool_specs())
     assert response.status == "completed"
-    assert "**MSFT**" in response.output_text and "$250,000" in response.output_text and "25.0% of NAV" in response.output_text
+    assert (
+        "**MSFT**" in response.output_text
+        and "$250,000" in response.output_text
+        and "25.0% of NAV" in response.output_text
+    )
     assert "demo data" in response.output_text
     assert response.metadata["sigmachat_offline"] == "true"
 
@@ -105,7 +128,11 @@ async def test_models_endpoint_lists_the_offline_model() -> None:
         (json.dumps({"model": MODEL}).encode(), 400, "input"),
         (json.dumps({"model": MODEL, "input": 5}).encode(), 400, "input"),
         (json.dumps([1, 2]).encode(), 400, None),
-        (json.dumps({"model": MODEL, "input": "hi", "previous_response_id": "resp_x"}).encode(), 400, "previous_response_id"),
+        (
+            json.dumps({"model": MODEL, "input": "hi", "previous_response_id": "resp_x"}).encode(),
+            400,
+            "previous_response_id",
+        ),
     ],
 )
 async def test_bad_requests_get_openai_format_errors(content: bytes, status: int, param: str | None) -> None:
@@ -142,7 +169,9 @@ async def test_offline_http_client_from_settings(tmp_path) -> None:
 
 async def test_fault_scenarios_only_with_fault_injection_enabled(tmp_path) -> None:
     plain = make_settings(tmp_path, offline_ttfb_ms=0, offline_tokens_per_s=0)
-    client = openai.AsyncOpenAI(api_key="offline", base_url=OFFLINE_BASE_URL, http_client=offline_http_client(plain), max_retries=0)
+    client = openai.AsyncOpenAI(
+        api_key="offline", base_url=OFFLINE_BASE_URL, http_client=offline_http_client(plain), max_retries=0
+    )
     response = await client.responses.create(model="m", input="hello", extra_headers={"X-Sim-Scenario": "rate_limit"})
     assert response.status == "completed"
 

@@ -47,4 +47,6 @@ def settings(tmp_path: Path, postgres_server: Postgres, pg_template: str) -> Set
         [pg_bin("createdb"), "-h", "127.0.0.1", "-p", str(postgres_server.port), "-U", "sigmachat", "-T", pg_template, name],
         check=True, capture_output=True, timeout=60,
     )  # fmt: skip
-    return make_settings(tmp_path, database_url=f"postgresql+asyncpg://sigmachat@127.0.0.1:{postgres_server.port}/{name}")
+    return make_settings(
+        tmp_path, database_url=f"postgresql+asyncpg://sigmachat@127.0.0.1:{postgres_server.port}/{name}"
+    )

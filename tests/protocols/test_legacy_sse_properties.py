@@ -28,7 +28,12 @@ def test_text_deltas_round_trip_in_order(deltas):
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.dictionaries(st.text(min_size=1, max_size=20), st.one_of(text, st.integers(), st.booleans(), st.none()), max_size=5), text)
+@given(
+    st.dictionaries(
+        st.text(min_size=1, max_size=20), st.one_of(text, st.integers(), st.booleans(), st.none()), max_size=5
+    ),
+    text,
+)
 def test_tool_arguments_and_error_messages_round_trip(arguments, message):
     ev = EventFactory("run_q")
     events = [
@@ -63,7 +68,9 @@ def _sse_starlette_bytes(event) -> bytes:
         "timestamp": event.ts,
     }
     data = json.dumps(envelope, separators=(",", ":"), ensure_ascii=False, default=str)
-    return ServerSentEvent(data=data, event=envelope["type"], id=f"{event.run_id}:{event.seq}", sep=legacy_sse.SEP).encode()
+    return ServerSentEvent(
+        data=data, event=envelope["type"], id=f"{event.run_id}:{event.seq}", sep=legacy_sse.SEP
+    ).encode()
 
 
 @settings(max_examples=300, deadline=None)
@@ -71,6 +78,8 @@ def _sse_starlette_bytes(event) -> bytes:
 def test_frames_are_byte_identical_to_sse_starlettes(deltas, message):
     ev = EventFactory("run_b")
     events = [ev.make(TextDelta, delta=d) for d in deltas]
-    events.append(ev.make(RunFailed, code="network_error", message=message, retryable=True, partial_text="".join(deltas)))
+    events.append(
+        ev.make(RunFailed, code="network_error", message=message, retryable=True, partial_text="".join(deltas))
+    )
     for event in events:
         assert legacy_sse.encode(event) == _sse_starlette_bytes(event)

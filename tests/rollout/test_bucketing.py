@@ -64,7 +64,9 @@ def test_bucket_matches_known_murmur3_values(user_id, expected):
 
 def test_bucket_is_the_same_in_a_fresh_process():
     ids = [f"user-{i}" for i in range(50)]
-    code = "import sys; from sigmachat.rollout.rules import bucket; print(','.join(str(bucket(u)) for u in sys.argv[1:]))"
+    code = (
+        "import sys; from sigmachat.rollout.rules import bucket; print(','.join(str(bucket(u)) for u in sys.argv[1:]))"
+    )
     out = subprocess.run([sys.executable, "-c", code, *ids], capture_output=True, text=True, check=True).stdout.strip()
     assert out.split(",") == [str(bucket(u)) for u in ids]
 

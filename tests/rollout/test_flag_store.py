@@ -92,6 +92,7 @@ async def test_a_cached_state_survives_a_database_hiccup(services):
 async def test_without_any_state_the_safe_fallback_is_responses(settings):
     services = Services.build(settings)
     try:
+
         async def broken() -> int:
             raise OSError("database gone")
 

@@ -23,8 +23,14 @@ async def test_config_answers_backend_reason_and_version(client, hnw_headers):
 
 
 async def test_non_admins_get_403_on_every_admin_route(client, hnw_headers):
-    for method, path in (("GET", "/api/v1/admin/rollout"), ("PUT", "/api/v1/admin/rollout"), ("GET", "/api/v1/admin/rollout/audit")):
-        resp = await client.request(method, path, headers=hnw_headers, json={"percent": 100} if method == "PUT" else None)
+    for method, path in (
+        ("GET", "/api/v1/admin/rollout"),
+        ("PUT", "/api/v1/admin/rollout"),
+        ("GET", "/api/v1/admin/rollout/audit"),
+    ):
+        resp = await client.request(
+            method, path, headers=hnw_headers, json={"percent": 100} if method == "PUT" else None
+        )
         assert resp.status_code == 403, (method, path)
         assert resp.json()["error"]["code"] == "forbidden"
     client.cookies.clear()  # login also set the session cookie
@@ -44,11 +50,21 @@ async def test_admin_changes_the_rollout_and_users_follow(app, client):
     assert state["allow_users"] == [HNW] and state["version"] == 1 and state["updated_by"] == f"user:{ADMIN}"
     assert state["percent"] == 0 and state["kill_switch"] is False  # a partial update keeps the rest
 
-    assert (await client.get("/api/v1/chat/config", headers=user)).json() == {"backend": "chatkit", "reason": "allow_user", "flag_version": 1, "max_message_chars": 4000}
+    assert (await client.get("/api/v1/chat/config", headers=user)).json() == {
+        "backend": "chatkit",
+        "reason": "allow_user",
+        "flag_version": 1,
+        "max_message_chars": 4000,
+    }
 
     resp = await client.put("/api/v1/admin/rollout", headers=admin, json={"kill_switch": True})
     assert resp.json()["kill_switch"] is True and resp.json()["allow_users"] == [HNW]
-    assert (await client.get("/api/v1/chat/config", headers=user)).json() == {"backend": "responses", "reason": "kill_switch", "flag_version": 2, "max_message_chars": 4000}
+    assert (await client.get("/api/v1/chat/config", headers=user)).json() == {
+        "backend": "responses",
+        "reason": "kill_switch",
+        "flag_version": 2,
+        "max_message_chars": 4000,
+    }
 
     audit = (await client.get("/api/v1/admin/rollout/audit", headers=admin)).json()["entries"]
     assert [(e["version"], e["actor"], e["new"]) for e in audit] == [
@@ -85,12 +101,23 @@ async def test_percentage_rollout_through_the_api_matches_the_bucket(app, client
     assert (await client.get("/api/v1/chat/config", headers=user)).json()["backend"] == "responses"
     version = (await client.put("/api/v1/admin/rollout", headers=admin, json={"percent": b})).json()["version"]
     # (b - 1 may be 0, the initial value: then the first PUT changed nothing and made no version)
-    assert (await client.get("/api/v1/chat/config", headers=user)).json() == {"backend": "chatkit", "reason": "percentage", "flag_version": version, "max_message_chars": 4000}
+    assert (await client.get("/api/v1/chat/config", headers=user)).json() == {
+        "backend": "chatkit",
+        "reason": "percentage",
+        "flag_version": version,
+        "max_message_chars": 4000,
+    }
 
 
 async def test_invalid_updates_are_422_and_change_nothing(client):
     admin = await login(client, ADMIN)
-    for body in ({"percent": 150}, {"percentage": 5}, {"deny_users": ["nobody"]}, {"default": "maybe"}, {"kill_switch": None}):
+    for body in (
+        {"percent": 150},
+        {"percentage": 5},
+        {"deny_users": ["nobody"]},
+        {"default": "maybe"},
+        {"kill_switch": None},
+    ):
         resp = await client.put("/api/v1/admin/rollout", headers=admin, json=body)
         assert resp.status_code == 422, body
         assert resp.json()["error"]["code"] == "validation_error"

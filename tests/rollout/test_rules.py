@@ -17,7 +17,10 @@ def test_kill_switch_beats_everything():
 
 def test_allowlists_beat_denylist_and_percentage():
     state = FlagState(allow_users=(ALICE,), deny_users=(ALICE,), percent=0)
-    assert (decide(state, HIGH, email="Alice@Example.com").variant, decide(state, HIGH, email=ALICE).rule) == ("chatkit", "allow_user")
+    assert (decide(state, HIGH, email="Alice@Example.com").variant, decide(state, HIGH, email=ALICE).rule) == (
+        "chatkit",
+        "allow_user",
+    )
     state = FlagState(allow_portfolios=("p1",), deny_users=(ALICE,))
     d = decide(state, HIGH, email=ALICE, portfolio_id="p1")
     assert (d.variant, d.rule) == ("chatkit", "allow_portfolio")
@@ -32,7 +35,11 @@ def test_denylist_beats_percentage_and_default():
 def test_percentage_then_default():
     assert bucket(LOW) == 17 and bucket(HIGH) == 62
     state = FlagState(percent=17)
-    assert (decide(state, LOW).variant, decide(state, LOW).rule, decide(state, LOW).bucket) == ("chatkit", "percentage", 17)
+    assert (decide(state, LOW).variant, decide(state, LOW).rule, decide(state, LOW).bucket) == (
+        "chatkit",
+        "percentage",
+        17,
+    )
     assert (decide(state, HIGH).variant, decide(state, HIGH).rule) == ("responses", "default")
     assert decide(FlagState(percent=16), LOW).variant == "responses"
     assert decide(FlagState(percent=17, default="chatkit"), HIGH).variant == "chatkit"

@@ -5,7 +5,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from sigmachat.agent.events import EventFactory, RunFailed, RunFinished, RunStarted, TextDelta, ToolFinished, ToolStarted, Usage
+from sigmachat.agent.events import (
+    EventFactory,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    TextDelta,
+    ToolFinished,
+    ToolStarted,
+    Usage,
+)
 from sigmachat.engines.base import RunRequest
 
 
@@ -18,7 +27,13 @@ class ScriptedEngine:
 
     name = "responses"
 
-    def __init__(self, chunks=("Your largest ", "position is ", "**HOME_EQUITY**."), *, fail_code: str | None = None, gate: asyncio.Event | None = None):
+    def __init__(
+        self,
+        chunks=("Your largest ", "position is ", "**HOME_EQUITY**."),
+        *,
+        fail_code: str | None = None,
+        gate: asyncio.Event | None = None,
+    ):
         self.chunks = list(chunks)
         self.fail_code = fail_code
         self.gate = gate
@@ -46,7 +61,9 @@ class ScriptedEngine:
                 if i == 0 and self.gate is not None:
                     await self.gate.wait()
             if self.fail_code:
-                yield ev.make(RunFailed, code=self.fail_code, message="upstream dropped", retryable=True, partial_text=text)
+                yield ev.make(
+                    RunFailed, code=self.fail_code, message="upstream dropped", retryable=True, partial_text=text
+                )
             else:
                 yield ev.make(
                     RunFinished,

@@ -66,7 +66,10 @@ async def test_redis_log_keeps_the_seq_contract_and_refuses_gaps_and_late_events
     log = RedisEventLog(redis, ttl_s=30, prefix=prefix)
     ev = EventFactory("run_1")
     await log.create("run_1", owner_id="user_1", meta={"protocol": "legacy_sse"})
-    first, second = ev.make(RunStarted, conversation_id="c", model="m", engine="responses"), ev.make(TextDelta, delta="Hi")
+    first, second = (
+        ev.make(RunStarted, conversation_id="c", model="m", engine="responses"),
+        ev.make(TextDelta, delta="Hi"),
+    )
     await log.append("run_1", first)
     with pytest.raises(ValueError, match="seq 3 appended after 1"):
         await log.append("run_1", ev.make(TextDelta, delta="skipped"))  # seq 3 before seq 2
@@ -107,7 +110,9 @@ async def test_a_run_on_one_instance_is_followed_resumed_and_cancelled_from_anot
     try:
         user = await _user(services)
         conv = await _conv(services, user)
-        run = await a.start(user_id=user.id, conversation_id=conv.id, text="Largest?", engine="responses", protocol="test")
+        run = await a.start(
+            user_id=user.id, conversation_id=conv.id, text="Largest?", engine="responses", protocol="test"
+        )
         assert await b.active_run_for(conv.id) == run.run_id
         with pytest.raises(Conflict):  # one run per conversation, whichever instance is asked
             await b.start(user_id=user.id, conversation_id=conv.id, text="again", engine="responses", protocol="test")
@@ -154,7 +159,9 @@ async def test_a_dead_owner_s_run_is_closed_by_a_survivor_with_its_partial_answe
     try:
         user = await _user(services)
         conv = await _conv(services, user)
-        run = await a.start(user_id=user.id, conversation_id=conv.id, text="Largest?", engine="responses", protocol="test")
+        run = await a.start(
+            user_id=user.id, conversation_id=conv.id, text="Largest?", engine="responses", protocol="test"
+        )
         await asyncio.sleep(0.1)
         # A "dies": its task is frozen at the gate and it renews nothing (no sweeper started).
         events = [e async for e in b.subscribe(run.run_id, after_seq=0)]  # ends when B closes the run
@@ -164,7 +171,9 @@ async def test_a_dead_owner_s_run_is_closed_by_a_survivor_with_its_partial_answe
             assistant = (await list_messages(s, user.id, conv.id))[1]
         assert assistant.status == "interrupted" and assistant.content == "Your largest "
         assert await b.active_run_for(conv.id) is None
-        again = await b.start(user_id=user.id, conversation_id=conv.id, text="retry", engine="responses", protocol="test")
+        again = await b.start(
+            user_id=user.id, conversation_id=conv.id, text="retry", engine="responses", protocol="test"
+        )
         await b.wait_finished(again.run_id, 5)
     finally:
         a._active.clear()  # the "dead" instance never writes again; drop its frozen task
@@ -182,7 +191,9 @@ async def test_a_busy_event_loop_does_not_lose_its_leases(services, redis, prefi
     try:
         user = await _user(services)
         conv = await _conv(services, user)
-        run = await a.start(user_id=user.id, conversation_id=conv.id, text="Largest?", engine="responses", protocol="test")
+        run = await a.start(
+            user_id=user.id, conversation_id=conv.id, text="Largest?", engine="responses", protocol="test"
+        )
         time.sleep(2.5)  # the event loop is blocked for 2.5 leases
         assert await redis.exists(f"{prefix}run:{run.run_id}:lease") == 1
         gate.set()
@@ -215,7 +226,9 @@ async def test_start_up_recovery_leaves_runs_with_a_live_lease_alone(services, r
 # ---- the app with Redis ----------------------------------------------------------------------
 
 
-async def test_rate_limits_on_redis_are_shared_and_the_redis_storage_starts(tmp_path, template_db, redis_server, prefix):
+async def test_rate_limits_on_redis_are_shared_and_the_redis_storage_starts(
+    tmp_path, template_db, redis_server, prefix
+):
     """Regression: SIGMACHAT_RATE_LIMIT_STORAGE=async+redis:// crashed the app at start-up (coredis missing)."""
     import shutil
 
@@ -235,7 +248,9 @@ async def test_rate_limits_on_redis_are_shared_and_the_redis_storage_starts(tmp_
             for i in range(3):
                 client = clients[i % 2]  # alternate instances, as a balancer would
                 conv = (await client.post("/api/v1/chat/conversations", json={}, headers=headers)).json()["id"]
-                resp = await client.post("/api/v1/chat/send", json={"conversation_id": conv, "text": "hi"}, headers=headers)
+                resp = await client.post(
+                    "/api/v1/chat/send", json={"conversation_id": conv, "text": "hi"}, headers=headers
+                )
                 codes.append(resp.status_code)
             assert codes == [200, 200, 429]
         finally:
@@ -261,7 +276,9 @@ async def test_redis_down_means_a_clear_503_on_new_runs_and_nothing_written(tmp_
                 headers = await login(client)
                 conv = (await client.post("/api/v1/chat/conversations", json={}, headers=headers)).json()["id"]
                 redis_proc.stop()  # Redis goes away
-                resp = await client.post("/api/v1/chat/send", json={"conversation_id": conv, "text": "hi"}, headers=headers)
+                resp = await client.post(
+                    "/api/v1/chat/send", json={"conversation_id": conv, "text": "hi"}, headers=headers
+                )
                 assert resp.status_code == 503
                 body = resp.json()["error"]
                 assert body["code"] == "service_unavailable" and "unavailable" in body["message"]
@@ -271,7 +288,9 @@ async def test_redis_down_means_a_clear_503_on_new_runs_and_nothing_written(tmp_
                 msgs = await client.get(f"/api/v1/chat/conversations/{conv}/messages", headers=headers)
                 assert msgs.status_code == 200 and msgs.json()["messages"] == []  # nothing half-written
                 async with app.state.services.db.session() as s:
-                    assert (await s.execute(select(func.count()).select_from(Message).where(Message.status == "streaming"))).scalar_one() == 0
+                    assert (
+                        await s.execute(select(func.count()).select_from(Message).where(Message.status == "streaming"))
+                    ).scalar_one() == 0
     finally:
         redis_proc.stop()
 

@@ -35,7 +35,9 @@ async def _collect(manager, run_id, after=0):
 
 async def test_successful_run_persists_user_and_assistant_messages_with_tool_calls(services):
     manager, user, conv = await _setup(services, ScriptedEngine())
-    run = await manager.start(user_id=user.id, conversation_id=conv.id, text="Largest position?", engine="responses", protocol="test")
+    run = await manager.start(
+        user_id=user.id, conversation_id=conv.id, text="Largest position?", engine="responses", protocol="test"
+    )
     events = await _collect(manager, run.run_id)
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
     assert events[0].type == "run_started" and events[-1].type == "run_finished"
@@ -100,11 +102,25 @@ async def test_one_active_run_per_conversation_and_idempotent_send(services):
     gate = asyncio.Event()
     engine = ScriptedEngine(gate=gate)
     manager, user, conv = await _setup(services, engine)
-    first = await manager.start(user_id=user.id, conversation_id=conv.id, text="hi", engine="responses", protocol="test", client_message_id="c-1")
+    first = await manager.start(
+        user_id=user.id,
+        conversation_id=conv.id,
+        text="hi",
+        engine="responses",
+        protocol="test",
+        client_message_id="c-1",
+    )
     with pytest.raises(Conflict) as exc:
         await manager.start(user_id=user.id, conversation_id=conv.id, text="again", engine="responses", protocol="test")
     assert exc.value.details == {"active_run_id": first.run_id}
-    again = await manager.start(user_id=user.id, conversation_id=conv.id, text="hi", engine="responses", protocol="test", client_message_id="c-1")
+    again = await manager.start(
+        user_id=user.id,
+        conversation_id=conv.id,
+        text="hi",
+        engine="responses",
+        protocol="test",
+        client_message_id="c-1",
+    )
     assert again.reused and again.run_id == first.run_id and again.user_message_id == first.user_message_id
     gate.set()
     await manager.wait_finished(first.run_id, 5)
@@ -148,7 +164,16 @@ async def test_shutdown_interrupts_runs_that_outlive_the_grace_period(services):
 async def test_runs_left_streaming_by_a_crash_are_marked_interrupted_on_start(services):
     manager, user, conv = await _setup(services, ScriptedEngine())
     async with services.db.session() as s:
-        s.add(Message(conversation_id=conv.id, user_id=user.id, role="assistant", item_type="assistant_message", status="streaming", run_id="run_x"))
+        s.add(
+            Message(
+                conversation_id=conv.id,
+                user_id=user.id,
+                role="assistant",
+                item_type="assistant_message",
+                status="streaming",
+                run_id="run_x",
+            )
+        )
         await s.commit()
     assert await manager.recover_interrupted() == 1
     async with services.db.session() as s:

@@ -21,7 +21,9 @@ GREETING = [{"role": "user", "content": "hello"}]  # answered with text straight
 def sim_client(**params: Any) -> openai.AsyncOpenAI:
     params.setdefault("ttfb_ms", 0)
     params.setdefault("tokens_per_s", 0)
-    return openai.AsyncOpenAI(api_key="sk-sim", base_url=SIM_URL, http_client=sim_http_client(SimParams(**params)), max_retries=0)
+    return openai.AsyncOpenAI(
+        api_key="sk-sim", base_url=SIM_URL, http_client=sim_http_client(SimParams(**params)), max_retries=0
+    )
 
 
 async def collect(stream: Any) -> list[Any]:
@@ -31,9 +33,13 @@ async def collect(stream: Any) -> list[Any]:
     return events
 
 
-async def create_stream(client: openai.AsyncOpenAI, scenario: str | None, *, model: str = MODEL, items: Any = None) -> Any:
+async def create_stream(
+    client: openai.AsyncOpenAI, scenario: str | None, *, model: str = MODEL, items: Any = None
+) -> Any:
     headers = {"X-Sim-Scenario": scenario} if scenario else None
-    return await client.responses.create(model=model, input=items or GREETING, tools=tool_specs(), stream=True, extra_headers=headers)
+    return await client.responses.create(
+        model=model, input=items or GREETING, tools=tool_specs(), stream=True, extra_headers=headers
+    )
 
 
 async def test_no_scenario_is_a_normal_answer_reporting_the_requested_model() -> None:
@@ -45,7 +51,11 @@ async def test_no_scenario_is_a_normal_answer_reporting_the_requested_model() ->
 
 @pytest.mark.parametrize(
     ("scenario", "exc", "status"),
-    [("rate_limit", openai.RateLimitError, 429), ("server_error", openai.InternalServerError, 500), ("overloaded", openai.InternalServerError, 503)],
+    [
+        ("rate_limit", openai.RateLimitError, 429),
+        ("server_error", openai.InternalServerError, 500),
+        ("overloaded", openai.InternalServerError, 503),
+    ],
 )
 async def test_status_scenarios(scenario: str, exc: type[Exception], status: int) -> None:
     with pytest.raises(exc) as info:
@@ -162,7 +172,12 @@ async def test_slow_tokens_paces_at_the_slow_rate() -> None:
     app = create_sim_app(SimParams(ttfb_ms=0, tokens_per_s=1000, slow_tokens_per_s=5), sleep=fake_sleep)
     from sigmachat.offline.transport import OfflineTransport
 
-    client = openai.AsyncOpenAI(api_key="x", base_url=SIM_URL, http_client=httpx2.AsyncClient(transport=OfflineTransport(app.server)), max_retries=0)
+    client = openai.AsyncOpenAI(
+        api_key="x",
+        base_url=SIM_URL,
+        http_client=httpx2.AsyncClient(transport=OfflineTransport(app.server)),
+        max_retries=0,
+    )
     await collect(await create_stream(client, "slow_tokens"))
     assert sleeps and set(sleeps) == {0.2}
     sleeps.clear()
@@ -178,7 +193,16 @@ async def test_tool_error_calls_a_tool_with_invalid_arguments_then_acknowledges_
     assert [c.name for c in calls] == ["get_prices_historical"]
     assert json.loads(calls[0].arguments)["lookback_days"] == INVALID_LOOKBACK_DAYS
     error = {"type": "validation_error", "message": "lookback_days must be between 1 and 180", "retryable": False}
-    items = follow_up_input("What is my largest position?", [("get_prices_historical", json.loads(calls[0].arguments), envelope("get_prices_historical", None, error=error))])
+    items = follow_up_input(
+        "What is my largest position?",
+        [
+            (
+                "get_prices_historical",
+                json.loads(calls[0].arguments),
+                envelope("get_prices_historical", None, error=error),
+            )
+        ],
+    )
     events = await collect(await create_stream(client, "tool_error", items=items))
     text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
     assert events[-1].type == "response.completed"
@@ -191,9 +215,13 @@ async def test_non_streaming_requests_get_the_closest_equivalent() -> None:
         await client.responses.create(model=MODEL, input="hello", extra_headers={"X-Sim-Scenario": "rate_limit"})
     with pytest.raises(openai.APIConnectionError):
         await client.responses.create(model=MODEL, input="hello", extra_headers={"X-Sim-Scenario": "drop_mid_stream"})
-    failed = await client.responses.create(model=MODEL, input="hello", extra_headers={"X-Sim-Scenario": "response_failed"})
+    failed = await client.responses.create(
+        model=MODEL, input="hello", extra_headers={"X-Sim-Scenario": "response_failed"}
+    )
     assert failed.status == "failed" and failed.error is not None
-    incomplete = await client.responses.create(model=MODEL, input="hello", extra_headers={"X-Sim-Scenario": "response_incomplete"})
+    incomplete = await client.responses.create(
+        model=MODEL, input="hello", extra_headers={"X-Sim-Scenario": "response_incomplete"}
+    )
     assert incomplete.status == "incomplete" and incomplete.incomplete_details.reason == "max_output_tokens"
     ok = await client.responses.create(model=MODEL, input="hello")
     assert ok.status == "completed" and ok.output_text
@@ -208,9 +236,22 @@ def test_scenario_grammar() -> None:
     with pytest.raises(ValueError):
         Scenario.parse("rate_limit;color=blue")
     assert set(SCENARIOS) == {
-        "rate_limit", "server_error", "overloaded", "reset_before_first_byte", "drop_mid_stream", "no_terminal_event",
-        "malformed_event", "response_failed", "response_incomplete", "slow_tokens", "tool_error",
-        "unknown_tool", "invalid_json_arguments", "unknown_tool_loop", "ramble", "echo_context",
+        "rate_limit",
+        "server_error",
+        "overloaded",
+        "reset_before_first_byte",
+        "drop_mid_stream",
+        "no_terminal_event",
+        "malformed_event",
+        "response_failed",
+        "response_incomplete",
+        "slow_tokens",
+        "tool_error",
+        "unknown_tool",
+        "invalid_json_arguments",
+        "unknown_tool_loop",
+        "ramble",
+        "echo_context",
     }
 
 
@@ -248,7 +289,12 @@ async def test_non_streaming_answers_wait_for_the_whole_generation() -> None:
     from sigmachat.offline.transport import OfflineTransport
 
     app = create_sim_app(SimParams(ttfb_ms=100, tokens_per_s=10, slow_tokens_per_s=1), sleep=fake_sleep)
-    client = openai.AsyncOpenAI(api_key="x", base_url=SIM_URL, http_client=httpx2.AsyncClient(transport=OfflineTransport(app.server)), max_retries=0)
+    client = openai.AsyncOpenAI(
+        api_key="x",
+        base_url=SIM_URL,
+        http_client=httpx2.AsyncClient(transport=OfflineTransport(app.server)),
+        max_retries=0,
+    )
     normal = await client.responses.create(model=MODEL, input="hello")
     assert sleeps == [pytest.approx(0.1 + normal.usage.output_tokens / 10)]
     sleeps.clear()
@@ -266,7 +312,7 @@ async def test_chat_completions_stream_like_openai_with_usage_and_done() -> None
         body = {"model": "m", "messages": [{"role": "user", "content": "hello"}], "stream": True,
                 "stream_options": {"include_usage": True}}  # fmt: skip
         resp = await http.post("/chat/completions", json=body)
-        lines = [ln[len("data: "):] for ln in resp.text.split("\n") if ln.startswith("data: ")]
+        lines = [ln[len("data: ") :] for ln in resp.text.split("\n") if ln.startswith("data: ")]
     assert lines[-1] == "[DONE]"
     chunks = [json.loads(ln) for ln in lines[:-1]]
     assert all(c["object"] == "chat.completion.chunk" for c in chunks)

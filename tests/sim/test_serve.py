@@ -20,7 +20,9 @@ async def sim_url() -> AsyncIterator[str]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))  # an ephemeral loopback port: nothing leaves the machine
     port = sock.getsockname()[1]
-    config = uvicorn_config(create_sim_app(SimParams(ttfb_ms=0, tokens_per_s=0)), host="127.0.0.1", port=port, log_level="critical")
+    config = uvicorn_config(
+        create_sim_app(SimParams(ttfb_ms=0, tokens_per_s=0)), host="127.0.0.1", port=port, log_level="critical"
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:
@@ -46,7 +48,9 @@ async def test_over_tcp_normal_reset_and_drop(sim_url: str) -> None:
     assert types[-1] == "response.completed"
 
     with pytest.raises(openai.APIConnectionError):
-        await c.responses.create(model="m", input="hello", stream=True, extra_headers={"X-Sim-Scenario": "reset_before_first_byte"})
+        await c.responses.create(
+            model="m", input="hello", stream=True, extra_headers={"X-Sim-Scenario": "reset_before_first_byte"}
+        )
 
     stream = await c.responses.create(model="m@drop_mid_stream", input="hello", stream=True)
     seen = []

@@ -24,11 +24,11 @@ from chatkit.types import (
     Page,
     SDKHiddenContextItem,
     SearchTask,
-    ThreadItem,
     StructuredInputItem,
     TaskItem,
     ThoughtTask,
     Thread,
+    ThreadItem,
     ThreadMetadata,
     ToolChoice,
     URLSource,
@@ -39,7 +39,6 @@ from chatkit.types import (
     WorkflowItem,
 )
 from pydantic import TypeAdapter
-
 
 T0 = dt.datetime(2025, 7, 1, 12, 0, 0, tzinfo=dt.UTC)
 
@@ -65,8 +64,12 @@ def user_msg(item_id: str, text: str, when: dt.datetime, thread_id: str = "thr_a
 def every_item_type(thread_id: str) -> list[ThreadItem]:
     """One of every ThreadItem variant, with the optional parts filled in."""
     image = ImageAttachment(
-        id="atc_img00001", name="chart.png", mime_type="image/png", preview_url="https://example.com/p.png",
-        thread_id=thread_id, metadata={"bucket": "b1"},
+        id="atc_img00001",
+        name="chart.png",
+        mime_type="image/png",
+        preview_url="https://example.com/p.png",
+        thread_id=thread_id,
+        metadata={"bucket": "b1"},
     )
     return [
         UserMessageItem(
@@ -75,7 +78,9 @@ def every_item_type(thread_id: str) -> list[ThreadItem]:
             created_at=dt.datetime(2025, 7, 1, 12, 0, 1),  # naive, as ChatKit's own datetime.now()
             content=[
                 UserMessageTextContent(text="Compare "),
-                UserMessageTagContent(id="AAPL", text="@AAPL", data={"symbol": "AAPL"}, group="tickers", interactive=True),
+                UserMessageTagContent(
+                    id="AAPL", text="@AAPL", data={"symbol": "AAPL"}, group="tickers", interactive=True
+                ),
             ],
             attachments=[image, FileAttachment(id="atc_file0001", name="a.csv", mime_type="text/csv")],
             quoted_text="the earlier table",
@@ -88,8 +93,12 @@ def every_item_type(thread_id: str) -> list[ThreadItem]:
             workflow=Workflow(
                 type="custom",
                 tasks=[
-                    CustomTask(title="Looking up positions", content="12 positions", status_indicator="complete", icon="search"),
-                    SearchTask(title="Search", queries=["aapl"], sources=[URLSource(title="Apple", url="https://apple.com")]),
+                    CustomTask(
+                        title="Looking up positions", content="12 positions", status_indicator="complete", icon="search"
+                    ),
+                    SearchTask(
+                        title="Search", queries=["aapl"], sources=[URLSource(title="Apple", url="https://apple.com")]
+                    ),
                     ThoughtTask(title="Thinking", content="weighing it"),
                 ],
                 summary=DurationSummary(duration=3),
@@ -100,11 +109,20 @@ def every_item_type(thread_id: str) -> list[ThreadItem]:
             id="msg_asst0001",
             thread_id=thread_id,
             created_at=at(3),
-            content=[AssistantMessageContent(text="Your largest position is **AAPL**."), AssistantMessageContent(text=" Second part.")],
+            content=[
+                AssistantMessageContent(text="Your largest position is **AAPL**."),
+                AssistantMessageContent(text=" Second part."),
+            ],
         ),
         ClientToolCallItem(
-            id="tc_call0001", thread_id=thread_id, created_at=at(4), call_id="call_1", name="pick_date",
-            arguments={"min": "2025-01-01"}, status="completed", output={"date": "2025-02-02"},
+            id="tc_call0001",
+            thread_id=thread_id,
+            created_at=at(4),
+            call_id="call_1",
+            name="pick_date",
+            arguments={"min": "2025-01-01"},
+            status="completed",
+            output={"date": "2025-02-02"},
         ),
         TypeAdapter(ThreadItem).validate_python(
             {
@@ -116,7 +134,12 @@ def every_item_type(thread_id: str) -> list[ThreadItem]:
                 "widget": {"type": "Card", "children": [{"type": "Text", "value": "AAPL 12%", "id": "t1"}]},
             }
         ),
-        GeneratedImageItem(id="msg_image001", thread_id=thread_id, created_at=at(6), image=GeneratedImage(id="img1", url="https://x/y.png")),
+        GeneratedImageItem(
+            id="msg_image001",
+            thread_id=thread_id,
+            created_at=at(6),
+            image=GeneratedImage(id="img1", url="https://x/y.png"),
+        ),
         TypeAdapter(ThreadItem).validate_python(
             {
                 "type": "structured_input",
@@ -125,14 +148,28 @@ def every_item_type(thread_id: str) -> list[ThreadItem]:
                 "created_at": at(7).isoformat(),
                 "status": "pending",
                 "inputs": [
-                    {"type": "multiple_choice", "id": "q1", "question": "Which?", "options": [{"value": "a"}, {"value": "b"}]},
+                    {
+                        "type": "multiple_choice",
+                        "id": "q1",
+                        "question": "Which?",
+                        "options": [{"value": "a"}, {"value": "b"}],
+                    },
                     {"type": "freeform", "id": "q2", "question": "Why?", "description": "be brief"},
                 ],
             }
         ),
-        TaskItem(id="tsk_task0001", thread_id=thread_id, created_at=at(8), task=CustomTask(title="Done", status_indicator="complete")),
-        HiddenContextItem(id="msg_hidden01", thread_id=thread_id, created_at=at(9), content={"portfolio": "p1", "n": [1, 2]}),
-        SDKHiddenContextItem(id="shcx_hid0001", thread_id=thread_id, created_at=at(10), content="The user cancelled the stream."),
+        TaskItem(
+            id="tsk_task0001",
+            thread_id=thread_id,
+            created_at=at(8),
+            task=CustomTask(title="Done", status_indicator="complete"),
+        ),
+        HiddenContextItem(
+            id="msg_hidden01", thread_id=thread_id, created_at=at(9), content={"portfolio": "p1", "n": [1, 2]}
+        ),
+        SDKHiddenContextItem(
+            id="shcx_hid0001", thread_id=thread_id, created_at=at(10), content="The user cancelled the stream."
+        ),
         EndOfTurnItem(id="msg_end00001", thread_id=thread_id, created_at=at(11)),
     ]
 
@@ -141,8 +178,17 @@ async def test_every_item_type_round_trips_losslessly(store, alice):
     await store.save_thread(thread(), alice)
     items = every_item_type("thr_aaaa0001")
     assert {i.type for i in items} == {
-        "user_message", "assistant_message", "client_tool_call", "widget", "generated_image",
-        "structured_input", "workflow", "task", "hidden_context_item", "sdk_hidden_context", "end_of_turn",
+        "user_message",
+        "assistant_message",
+        "client_tool_call",
+        "widget",
+        "generated_image",
+        "structured_input",
+        "workflow",
+        "task",
+        "hidden_context_item",
+        "sdk_hidden_context",
+        "end_of_turn",
     }
     assert isinstance(items[6], StructuredInputItem)
     for item in items:
@@ -183,7 +229,9 @@ async def test_thread_metadata_round_trips_even_from_a_full_thread(store, alice)
 
 async def test_item_upserts_and_add_tolerates_an_existing_id(store, alice):
     await store.save_thread(thread(), alice)
-    first = AssistantMessageItem(id="msg_a0000001", thread_id="thr_aaaa0001", created_at=at(1), content=[AssistantMessageContent(text="draft")])
+    first = AssistantMessageItem(
+        id="msg_a0000001", thread_id="thr_aaaa0001", created_at=at(1), content=[AssistantMessageContent(text="draft")]
+    )
     await store.add_thread_item("thr_aaaa0001", first, alice)
     final = first.model_copy(update={"content": [AssistantMessageContent(text="final answer")]})
     await store.add_thread_item("thr_aaaa0001", final, alice)  # same id again: no error, updated
@@ -257,7 +305,9 @@ async def test_isolation_in_every_method(store, alice, bob):
     with pytest.raises(NotFoundError):
         await store.add_thread_item("thr_aaaa0001", user_msg("msg_bob00001", "x", at(2)), bob)
     with pytest.raises(NotFoundError):
-        await store.save_item("thr_aaaa0001", item.model_copy(update={"content": [UserMessageTextContent(text="pwned")]}), bob)
+        await store.save_item(
+            "thr_aaaa0001", item.model_copy(update={"content": [UserMessageTextContent(text="pwned")]}), bob
+        )
     with pytest.raises(NotFoundError):
         await store.save_thread(thread(title="pwned"), bob)
     with pytest.raises(NotFoundError):
@@ -286,7 +336,9 @@ async def test_isolation_in_every_method(store, alice, bob):
 
 async def test_attachments_upsert_load_delete(store, alice):
     await store.save_thread(thread(), alice)
-    a = ImageAttachment(id="atc_a0000001", name="x.png", mime_type="image/png", preview_url="https://e.com/x.png", metadata={"k": 1})
+    a = ImageAttachment(
+        id="atc_a0000001", name="x.png", mime_type="image/png", preview_url="https://e.com/x.png", metadata={"k": 1}
+    )
     await store.save_attachment(a, alice)
     assert await store.load_attachment(a.id, alice) == a
     b = a.model_copy(update={"thread_id": "thr_aaaa0001"})
@@ -300,7 +352,9 @@ async def test_attachments_upsert_load_delete(store, alice):
 async def test_delete_thread_removes_items_and_attachments(store, alice):
     await store.save_thread(thread(), alice)
     await store.add_thread_item("thr_aaaa0001", user_msg("msg_d0000001", "x", at(1)), alice)
-    await store.save_attachment(FileAttachment(id="atc_d0000001", name="x", mime_type="text/plain", thread_id="thr_aaaa0001"), alice)
+    await store.save_attachment(
+        FileAttachment(id="atc_d0000001", name="x", mime_type="text/plain", thread_id="thr_aaaa0001"), alice
+    )
     await store.delete_thread("thr_aaaa0001", alice)
     with pytest.raises(NotFoundError):
         await store.load_thread("thr_aaaa0001", alice)
@@ -321,7 +375,9 @@ async def test_feedback_is_stored_with_the_item(store, services, alice):
     from sigmachat.db.models import Message
 
     await store.save_thread(thread(), alice)
-    reply = AssistantMessageItem(id="msg_f0000001", thread_id="thr_aaaa0001", created_at=at(1), content=[AssistantMessageContent(text="ok")])
+    reply = AssistantMessageItem(
+        id="msg_f0000001", thread_id="thr_aaaa0001", created_at=at(1), content=[AssistantMessageContent(text="ok")]
+    )
     await store.add_thread_item("thr_aaaa0001", reply, alice)
     assert await store.set_feedback("thr_aaaa0001", [reply.id], "positive", alice) == 1
     async with services.db.session() as session:
@@ -332,5 +388,11 @@ async def test_feedback_is_stored_with_the_item(store, services, alice):
 def test_default_id_prefixes(store, alice):
     meta = thread()
     assert store.generate_thread_id(alice).startswith("thr_")
-    for kind, prefix in [("message", "msg_"), ("tool_call", "tc_"), ("workflow", "wf_"), ("task", "tsk_"), ("attachment", "atc_")]:
+    for kind, prefix in [
+        ("message", "msg_"),
+        ("tool_call", "tc_"),
+        ("workflow", "wf_"),
+        ("task", "tsk_"),
+        ("attachment", "atc_"),
+    ]:
         assert store.generate_item_id(kind, meta, alice).startswith(prefix)

@@ -6,7 +6,16 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from sigmachat.agent.events import EventFactory, RunFailed, RunFinished, RunStarted, TextDelta, ToolFinished, ToolStarted, Usage
+from sigmachat.agent.events import (
+    EventFactory,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    TextDelta,
+    ToolFinished,
+    ToolStarted,
+    Usage,
+)
 
 
 @dataclass
@@ -78,7 +87,9 @@ class FakeEngine:
         yield ev.make(RunStarted, conversation_id=request.conversation_id, model=f"{self.name}-model", engine=self.name)
         for i, name in enumerate(self.tools):
             yield ev.make(ToolStarted, call_id=f"c{i}", name=name, arguments={})
-            yield ev.make(ToolFinished, call_id=f"c{i}", name=name, envelope={"data": {}}, duration_ms=2.0, summary="ok")
+            yield ev.make(
+                ToolFinished, call_id=f"c{i}", name=name, envelope={"data": {}}, duration_ms=2.0, summary="ok"
+            )
         if self.gate is not None:
             await self.gate.wait()
         if self.hang:
@@ -88,6 +99,15 @@ class FakeEngine:
             yield ev.make(TextDelta, delta=word + (" " if i < len(words) - 1 else ""))
         usage = Usage(input_tokens=500, output_tokens=len(words))
         if self.fail_code:
-            yield ev.make(RunFailed, code=self.fail_code, message="boom", retryable=True, partial_text=self.text, usage=usage)
+            yield ev.make(
+                RunFailed, code=self.fail_code, message="boom", retryable=True, partial_text=self.text, usage=usage
+            )
         else:
-            yield ev.make(RunFinished, final_text=self.text, usage=usage, ttfb_ms=20.0, duration_ms=50.0, model=f"{self.name}-model")
+            yield ev.make(
+                RunFinished,
+                final_text=self.text,
+                usage=usage,
+                ttfb_ms=20.0,
+                duration_ms=50.0,
+                model=f"{self.name}-model",
+            )

@@ -23,7 +23,13 @@ async def test_a_finished_run_becomes_one_row_with_every_column(services):
         telemetry.recorder(run, event)
     await telemetry.recorder.flush()
     row = (await _rows(services))["run_a"]
-    assert (row.path, row.engine, row.protocol, row.status, row.error_code) == ("responses", "responses", "legacy_sse", "completed", None)
+    assert (row.path, row.engine, row.protocol, row.status, row.error_code) == (
+        "responses",
+        "responses",
+        "legacy_sse",
+        "completed",
+        None,
+    )
     assert (row.user_id, row.conversation_id, row.portfolio_id, row.model) == ("user-1", "thr_1", "pf-1", "gpt-test")
     assert (row.attempts, row.fallback_used, row.ttfb_ms, row.duration_ms) == (2, True, 400.0, 2400.0)
     assert (row.input_tokens, row.output_tokens, row.cached_tokens, row.reasoning_tokens) == (1000, 100, 200, 10)
@@ -48,7 +54,12 @@ async def test_failed_and_chatkit_runs(services):
         rec(FakeRun("run_x", protocol="chatkit"), event)
     await rec.flush()
     rows = await _rows(services)
-    assert (rows["run_f"].status, rows["run_f"].error_code, rows["run_f"].attempts, rows["run_f"].output_tokens_per_s) == ("failed", "timeout", 3, None)
+    assert (
+        rows["run_f"].status,
+        rows["run_f"].error_code,
+        rows["run_f"].attempts,
+        rows["run_f"].output_tokens_per_s,
+    ) == ("failed", "timeout", 3, None)
     assert (rows["run_c"].path, rows["run_c"].engine) == ("chatkit", "agents")
     assert (rows["run_x"].path, rows["run_x"].status, rows["run_x"].error_code) == ("chatkit", "cancelled", "cancelled")
 
@@ -73,6 +84,8 @@ async def test_a_listener_bug_does_not_escape(services):
 
 
 async def test_otel_enabled_without_endpoint_builds_an_sdk_provider(settings, services):
-    telemetry = Telemetry(settings.model_copy(update={"otel_enabled": True, "otel_endpoint": "http://127.0.0.1:9/v1/traces"}), services.db)
+    telemetry = Telemetry(
+        settings.model_copy(update={"otel_enabled": True, "otel_endpoint": "http://127.0.0.1:9/v1/traces"}), services.db
+    )
     assert telemetry._own_provider is not None
     await telemetry.aclose()

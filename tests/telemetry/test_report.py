@@ -32,7 +32,11 @@ def _run(run_id, path, *, status="completed", code=None, ttfb=None, duration=Non
 def seeded_rows() -> list[RunRecord]:
     rows = []
     for i in range(1, 11):  # responses: TTFB 100..1000 ms, completion TTFB + 1 s, 10..100 tokens/s
-        rows.append(_run(f"r{i}", "responses", ttfb=100.0 * i, duration=100.0 * i + 1000, tps=10.0 * i, tools=TOOLS[(i - 1) % 3]))
+        rows.append(
+            _run(
+                f"r{i}", "responses", ttfb=100.0 * i, duration=100.0 * i + 1000, tps=10.0 * i, tools=TOOLS[(i - 1) % 3]
+            )
+        )
     rows.append(_run("r_fail", "responses", status="failed", code="timeout"))
     rows.append(_run("r_cancel", "responses", status="cancelled", code="cancelled"))
     for i in range(1, 11):  # chatkit: TTFB 120..1200 ms
@@ -58,12 +62,20 @@ async def seeded(settings):
         user = (await session.execute(select(User).where(User.email == HNW))).scalar_one()
         session.add(Conversation(id="thr_fb", user_id=user.id))
         session.add_all(seeded_rows())
-        for i, (run_id, fb) in enumerate((("r1", "positive"), ("r2", "positive"), ("r3", "negative"), ("c1", "positive"), ("r5", None))):
+        for i, (run_id, fb) in enumerate(
+            (("r1", "positive"), ("r2", "positive"), ("r3", "negative"), ("c1", "positive"), ("r5", None))
+        ):
             edited = "A shorter answer." if run_id == "r3" else None  # a thumbs-down with the user's rewrite
             session.add(
                 Message(
-                    id=f"m{i}", conversation_id="thr_fb", user_id=user.id, role="assistant", run_id=run_id,
-                    feedback=fb, feedback_edited_text=edited, created_at=T,
+                    id=f"m{i}",
+                    conversation_id="thr_fb",
+                    user_id=user.id,
+                    role="assistant",
+                    run_id=run_id,
+                    feedback=fb,
+                    feedback_edited_text=edited,
+                    created_at=T,
                 )  # fmt: skip
             )
         await session.commit()
@@ -87,7 +99,10 @@ async def test_numbers_match_the_hand_computation(seeded):
     assert r["feedback"] == {"positive": 2, "negative": 1, "ratio": 0.667, "edited": 1}
 
     assert (c["runs"], c["errors"], c["error_rate_pct"]) == (12, 2, 16.667)  # the 2-day-old run is outside the window
-    assert c["errors_by_code"] == {"upstream_error": {"count": 1, "rate_pct": 8.333}, "interrupted": {"count": 1, "rate_pct": 8.333}}
+    assert c["errors_by_code"] == {
+        "upstream_error": {"count": 1, "rate_pct": 8.333},
+        "interrupted": {"count": 1, "rate_pct": 8.333},
+    }
     assert c["ttfb_ms"]["p95"] == 1146.0 and c["feedback"] == {"positive": 1, "negative": 0, "ratio": 1.0, "edited": 0}
     assert sum(b["count"] for b in c["histograms"]["ttfb_ms"]) == 10
 
@@ -102,7 +117,12 @@ async def test_numbers_match_the_hand_computation(seeded):
 
     v = report["verdict"]
     assert v["decision"] == "no_go"
-    assert {c["name"]: c["passed"] for c in v["checks"]} == {"sample_responses": True, "sample_chatkit": True, "ttfb_p95": False, "error_rate": False}
+    assert {c["name"]: c["passed"] for c in v["checks"]} == {
+        "sample_responses": True,
+        "sample_chatkit": True,
+        "ttfb_p95": False,
+        "error_rate": False,
+    }
     assert v["reasons"] == [
         "ChatKit p95 TTFB 1,146 ms is 1.20× Responses (955 ms); limit 1.10×.",
         "ChatKit error rate 16.67% exceeds Responses 9.09% + 0.5 points.",
@@ -118,14 +138,29 @@ def _row(run_id, path, ttfb, status="completed"):
 
 
 def test_go_when_chatkit_is_as_good_and_no_go_on_a_small_sample():
-    rows = [_row(f"r{i}", "responses", 100.0 + i) for i in range(200)] + [_row(f"c{i}", "chatkit", 105.0 + i) for i in range(200)]
-    report = compute_report(rows, {}, since=NOW - dt.timedelta(days=1), until=NOW, thresholds=Thresholds(1.10, 0.5, 200))
+    rows = [_row(f"r{i}", "responses", 100.0 + i) for i in range(200)] + [
+        _row(f"c{i}", "chatkit", 105.0 + i) for i in range(200)
+    ]
+    report = compute_report(
+        rows, {}, since=NOW - dt.timedelta(days=1), until=NOW, thresholds=Thresholds(1.10, 0.5, 200)
+    )
     assert report["verdict"] == {"decision": "go", "checks": report["verdict"]["checks"], "reasons": []}
-    small = compute_report(rows[:199] + rows[200:], {}, since=NOW - dt.timedelta(days=1), until=NOW, thresholds=Thresholds(1.10, 0.5, 200))
-    assert small["verdict"]["decision"] == "no_go" and small["verdict"]["reasons"] == ["Too few responses runs to judge: 199 < 200."]
+    small = compute_report(
+        rows[:199] + rows[200:], {}, since=NOW - dt.timedelta(days=1), until=NOW, thresholds=Thresholds(1.10, 0.5, 200)
+    )
+    assert small["verdict"]["decision"] == "no_go" and small["verdict"]["reasons"] == [
+        "Too few responses runs to judge: 199 < 200."
+    ]
     # 1 error in 200 ChatKit runs = 0.5 points over a clean Responses path: exactly at the limit, still go.
-    edge = rows[:200] + [_row(f"c{i}", "chatkit", 105.0, status="failed" if i == 0 else "completed") for i in range(200)]
-    assert compute_report(edge, {}, since=NOW - dt.timedelta(days=1), until=NOW, thresholds=Thresholds(1.10, 0.5, 200))["verdict"]["decision"] == "go"
+    edge = rows[:200] + [
+        _row(f"c{i}", "chatkit", 105.0, status="failed" if i == 0 else "completed") for i in range(200)
+    ]
+    assert (
+        compute_report(edge, {}, since=NOW - dt.timedelta(days=1), until=NOW, thresholds=Thresholds(1.10, 0.5, 200))[
+            "verdict"
+        ]["decision"]
+        == "go"
+    )
 
 
 @pytest.mark.parametrize(("text", "hours"), [("24h", 24), ("30m", 0.5), ("7d", 168), ("2w", 336), (" 1.5H ", 1.5)])
@@ -195,5 +230,11 @@ async def test_live_counters_for_the_operator_page(app, client):
     await rec.flush()
     body = (await client.get("/api/v1/admin/live", headers=admin)).json()
     assert body["active_streams"]["chatkit"] == 0
-    assert body["paths"]["chatkit"] == {"runs": 1, "errors": 0, "error_rate_pct": 0.0, "ttfb_p95_ms": 400.0, "tokens_per_s_p50": 50.0}
+    assert body["paths"]["chatkit"] == {
+        "runs": 1,
+        "errors": 0,
+        "error_rate_pct": 0.0,
+        "ttfb_p95_ms": 400.0,
+        "tokens_per_s_p50": 50.0,
+    }
     assert (await client.get("/api/v1/admin/live", headers=await login(client, HNW))).status_code == 403

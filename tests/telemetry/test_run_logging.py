@@ -46,9 +46,15 @@ async def test_log_lines_of_a_run_carry_run_id_and_seq(services):
         conv = await create_conversation(session, user.id)
         await session.commit()
     with structlog.testing.capture_logs(processors=[structlog.contextvars.merge_contextvars]) as lines:
-        started = await manager.start(user_id=user.id, conversation_id=conv.id, text="hi", engine="responses", protocol="legacy_sse")
+        started = await manager.start(
+            user_id=user.id, conversation_id=conv.id, text="hi", engine="responses", protocol="legacy_sse"
+        )
         await manager.wait_finished(started.run_id, timeout=5)
-    run_lines = [line for line in lines if line["event"] in ("engine_starting", "engine_streaming", "listener_saw_event", "run_finished")]
+    run_lines = [
+        line
+        for line in lines
+        if line["event"] in ("engine_starting", "engine_streaming", "listener_saw_event", "run_finished")
+    ]
     assert len(run_lines) >= 6
     assert all(line.get("run_id") == started.run_id for line in run_lines), run_lines
     seqs = [line.get("seq") for line in run_lines if line["event"] == "listener_saw_event"]

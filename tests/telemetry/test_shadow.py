@@ -22,7 +22,9 @@ from tests.telemetry.fakes import FakeEngine, FakeRun
 
 @pytest.fixture
 async def shadow_services(settings):
-    svc = Services.build(make_settings(settings.var_dir, shadow_sample_rate=1.0, shadow_max_concurrent=1, shadow_timeout_s=0.5))
+    svc = Services.build(
+        make_settings(settings.var_dir, shadow_sample_rate=1.0, shadow_max_concurrent=1, shadow_timeout_s=0.5)
+    )
     yield svc
     await svc.aclose()
 
@@ -44,16 +46,26 @@ def _runner(svc, engines, **kw) -> ShadowRunner:
 
 async def test_the_other_engine_answers_the_same_input_and_is_recorded_as_a_pair(shadow_services):
     svc = shadow_services
-    agents = FakeEngine("agents", "AAPL is your largest position, at 12% of NAV.", tools=("get_portfolio_complete", "get_top_positions"))
+    agents = FakeEngine(
+        "agents", "AAPL is your largest position, at 12% of NAV.", tools=("get_portfolio_complete", "get_top_positions")
+    )
     runner = _runner(svc, {"responses": FakeEngine("responses"), "agents": agents})
-    task = runner.maybe_shadow(FakeRun("run_live", portfolio_id="pf-1"), _request(), RunFinished(run_id="run_live", seq=9, final_text="x", duration_ms=1))
+    task = runner.maybe_shadow(
+        FakeRun("run_live", portfolio_id="pf-1"),
+        _request(),
+        RunFinished(run_id="run_live", seq=9, final_text="x", duration_ms=1),
+    )
     assert task is not None
     await task
     await svc.telemetry.recorder.flush()
 
     (sent,) = agents.requests
     assert sent.run_id.startswith("run_shadow_") and sent.run_id != "run_live"
-    assert (sent.user_text, sent.portfolio_id, [h.text for h in sent.history]) == ("What is my largest position?", "pf-1", ["hi", "hello"])
+    assert (sent.user_text, sent.portfolio_id, [h.text for h in sent.history]) == (
+        "What is my largest position?",
+        "pf-1",
+        ["hi", "hello"],
+    )
     assert sent.sim_scenario is None  # fault injection is for the live run only
 
     (row,) = await _rows(svc)
@@ -72,16 +84,26 @@ async def test_when_not_to_shadow(shadow_services):
     engines = {"responses": FakeEngine("responses"), "agents": FakeEngine("agents")}
     failed = RunFailed(run_id="run_live", seq=3, code="timeout", message="x", retryable=True)
     assert _runner(svc, engines).maybe_shadow(FakeRun("run_live"), _request(), failed) is None
-    assert _runner(svc, {"responses": engines["responses"]}).maybe_shadow(FakeRun("run_live"), _request()) is None  # no other engine
+    assert (
+        _runner(svc, {"responses": engines["responses"]}).maybe_shadow(FakeRun("run_live"), _request()) is None
+    )  # no other engine
     task = _runner(svc, engines, sample=lambda: 0.99).maybe_shadow(FakeRun("run_live"), _request())
     assert task is not None  # a rate of 1 samples every turn
     await task
     zero = Services.build(make_settings(svc.settings.var_dir))  # shadow_sample_rate defaults to 0
     try:
-        assert ShadowRunner(zero.settings, zero.telemetry.recorder, engines).maybe_shadow(FakeRun("run_live"), _request()) is None
+        assert (
+            ShadowRunner(zero.settings, zero.telemetry.recorder, engines).maybe_shadow(FakeRun("run_live"), _request())
+            is None
+        )
     finally:
         await zero.aclose()
-    sampled = ShadowRunner(svc.settings.model_copy(update={"shadow_sample_rate": 0.25}), svc.telemetry.recorder, engines, sample=lambda: 0.3)
+    sampled = ShadowRunner(
+        svc.settings.model_copy(update={"shadow_sample_rate": 0.25}),
+        svc.telemetry.recorder,
+        engines,
+        sample=lambda: 0.3,
+    )
     assert sampled.maybe_shadow(FakeRun("run_live"), _request()) is None
 
 
@@ -128,7 +150,13 @@ async def test_shadow_runs_never_appear_in_conversation_history(shadow_services)
         user = (await session.execute(select(User).where(User.email == HNW))).scalar_one()
         conv = await create_conversation(session, user.id)
         await session.commit()
-    started = await manager.start(user_id=user.id, conversation_id=conv.id, text="What is my largest position?", engine="responses", protocol="legacy_sse")
+    started = await manager.start(
+        user_id=user.id,
+        conversation_id=conv.id,
+        text="What is my largest position?",
+        engine="responses",
+        protocol="legacy_sse",
+    )
     await manager.wait_finished(started.run_id, timeout=5)
     assert len(live_engine.requests) == 1
     # attach() registered the shadow as the manager's finish listener: the live run's end
@@ -139,9 +167,14 @@ async def test_shadow_runs_never_appear_in_conversation_history(shadow_services)
     async with svc.db.session() as session:
         history = await list_messages(session, user.id, conv.id)
         everywhere = (await session.execute(select(Message.content))).scalars().all()
-    assert [(m.role, m.content) for m in history] == [("user", "What is my largest position?"), ("assistant", "Live answer.")]
+    assert [(m.role, m.content) for m in history] == [
+        ("user", "What is my largest position?"),
+        ("assistant", "Live answer."),
+    ]
     assert not any("Shadow answer" in c for c in everywhere)
-    assert await manager.events.info(shadow_engine.requests[0].run_id) is None  # not in the event log either: nothing to stream or resume
+    assert (
+        await manager.events.info(shadow_engine.requests[0].run_id) is None
+    )  # not in the event log either: nothing to stream or resume
     rows = {r.run_id: r for r in await _rows(svc)}
     assert rows[started.run_id].shadow is False and rows[started.run_id].path == "responses"
     (shadow_row,) = [r for r in rows.values() if r.shadow]

@@ -29,7 +29,12 @@ async def test_run_with_tools_gives_agent_chat_and_tool_spans(traced):
         telemetry.recorder(FakeRun("run_s"), e)
     await telemetry.recorder.flush()
     spans = {s.name: s for s in exporter.get_finished_spans()}
-    assert set(spans) == {"invoke_agent", "chat gpt-test", "execute_tool get_portfolio_complete", "execute_tool get_factor_exposures"}
+    assert set(spans) == {
+        "invoke_agent",
+        "chat gpt-test",
+        "execute_tool get_portfolio_complete",
+        "execute_tool get_factor_exposures",
+    }
     chats = [s for s in exporter.get_finished_spans() if s.name == "chat gpt-test"]
     assert len(chats) == 2  # the call that asked for the tools, then the one that answered
 
@@ -46,12 +51,17 @@ async def test_run_with_tools_gives_agent_chat_and_tool_spans(traced):
     assert first.start_time == t0 * 1_000_000 and first.end_time == (t0 + 50) * 1_000_000  # until the first tool starts
     assert second.start_time == (t0 + 300) * 1_000_000  # after the last tool finished
     assert second.attributes["gen_ai.response.time_to_first_chunk"] == 0.1  # first token at t0+400
-    assert second.attributes["gen_ai.response.id"] == "resp_123" and "gen_ai.usage.input_tokens" not in second.attributes
+    assert (
+        second.attributes["gen_ai.response.id"] == "resp_123" and "gen_ai.usage.input_tokens" not in second.attributes
+    )
     for chat in chats:
         assert chat.attributes["gen_ai.operation.name"] == "chat" and chat.parent.span_id == root.context.span_id
 
     tool = spans["execute_tool get_factor_exposures"]
-    assert tool.attributes["gen_ai.tool.name"] == "get_factor_exposures" and tool.attributes["gen_ai.tool.call.id"] == "call_1"
+    assert (
+        tool.attributes["gen_ai.tool.name"] == "get_factor_exposures"
+        and tool.attributes["gen_ai.tool.call.id"] == "call_1"
+    )
     assert tool.attributes["gen_ai.operation.name"] == "execute_tool" and tool.attributes["app.run_id"] == "run_s"
     assert tool.parent.span_id == root.context.span_id
     assert tool.start_time == (t0 + 100) * 1_000_000 and tool.end_time == (t0 + 300) * 1_000_000

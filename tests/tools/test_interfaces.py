@@ -50,11 +50,26 @@ def test_cli_lists_and_calls_tools(cli_env):
     portfolios = runner.invoke(cli, ["tools", "call", "list_user_portfolios", "--user", HEDGE])
     assert portfolios.exit_code == 0, portfolios.output
     pid = json.loads(portfolios.stdout)["data"]["portfolios"][0]["id"]
-    overview = runner.invoke(cli, ["tools", "call", "get_analytics_overview", "--user", HEDGE, "--args", json.dumps({"portfolio_id": pid})])
+    overview = runner.invoke(
+        cli, ["tools", "call", "get_analytics_overview", "--user", HEDGE, "--args", json.dumps({"portfolio_id": pid})]
+    )
     assert overview.exit_code == 0, overview.output
     assert json.loads(overview.stdout)["data"]["portfolio"]["id"] == pid
 
-    bad = runner.invoke(cli, ["tools", "call", "get_prices_historical", "--user", HEDGE, "--portfolio", pid, "--args", '{"lookback_days": 999}'])
+    bad = runner.invoke(
+        cli,
+        [
+            "tools",
+            "call",
+            "get_prices_historical",
+            "--user",
+            HEDGE,
+            "--portfolio",
+            pid,
+            "--args",
+            '{"lookback_days": 999}',
+        ],
+    )
     assert bad.exit_code == 1
     assert json.loads(bad.stdout)["error"]["type"] == "validation_error"
 

@@ -33,7 +33,11 @@ async def test_every_tool_answers_on_the_hedge_fund_portfolio(services, registry
             assert env["meta"]["applied"]["portfolio_id"] == hedge.portfolio_id  # injected from the conversation
         parsed = json.loads(result.model_text)  # finite numbers only, or json.loads would choke on NaN
         assert parsed["meta"]["tool"] == spec.name
-        budget = services.settings.tool_max_chars_portfolio if spec.portfolio_scoped else services.settings.tool_max_chars_default
+        budget = (
+            services.settings.tool_max_chars_portfolio
+            if spec.portfolio_scoped
+            else services.settings.tool_max_chars_default
+        )
         assert len(result.model_text) <= budget
         assert result.summary and result.duration_ms > 0
 
@@ -46,9 +50,21 @@ async def test_portfolio_numbers_match_the_portfolio_api(client, app):
     detail = (await client.get(f"/api/v1/portfolios/{summary['id']}", headers=headers)).json()
     services = app.state.services
     hnw = await caller(services, HNW)
-    result = await services.registry.call("get_portfolio_complete", {"portfolio_id": summary["id"]}, context(services, hnw, None))
+    result = await services.registry.call(
+        "get_portfolio_complete", {"portfolio_id": summary["id"]}, context(services, hnw, None)
+    )
     data = result.envelope["data"]
-    for key in ("nav", "cash", "long_value", "short_value", "gross_exposure", "net_exposure", "unrealized_pnl", "holding_count", "position_count"):
+    for key in (
+        "nav",
+        "cash",
+        "long_value",
+        "short_value",
+        "gross_exposure",
+        "net_exposure",
+        "unrealized_pnl",
+        "holding_count",
+        "position_count",
+    ):
         assert data[key] == summary[key], key
     api_holdings = {h["symbol"]: h for h in detail["holdings"]}
     for h in data["holdings"]:
@@ -91,10 +107,18 @@ async def test_factor_betas_and_stress_are_coherent(services, registry):
     assert factors["data"]["observations"] == 126
     market = next(f for f in factors["data"]["factors"] if f["factor"] == "Market")
     assert 0.3 < market["beta"] < 1.5
-    stress = (await registry.call("get_stress_test_results", {"scenarios": ["market_down_10", "market_down_20"], "custom_market_move_pct": -15}, ctx)).envelope
+    stress = (
+        await registry.call(
+            "get_stress_test_results",
+            {"scenarios": ["market_down_10", "market_down_20"], "custom_market_move_pct": -15},
+            ctx,
+        )
+    ).envelope
     pnl = {s["id"]: s["pnl"] for s in stress["data"]["scenarios"]}
     assert list(pnl) == ["market_down_10", "market_down_20", "custom_market"]
-    assert pnl["market_down_20"] < pnl["custom_market"] < pnl["market_down_10"] < 0  # a long-only book loses more the more it falls
+    assert (
+        pnl["market_down_20"] < pnl["custom_market"] < pnl["market_down_10"] < 0
+    )  # a long-only book loses more the more it falls
     for s in stress["data"]["scenarios"]:
         assert s["pnl"] == pytest.approx(sum(p["pnl"] for p in s["positions"]), abs=1.0)
 
@@ -131,7 +155,10 @@ async def test_bad_calls_never_raise(services, registry):
     hnw = await caller(services, HNW)
     ctx = context(services, hnw)
     unknown = await registry.call("get_horoscope", {}, ctx)
-    assert unknown.envelope["error"]["type"] == "validation_error" and "get_horoscope" in unknown.envelope["error"]["message"]
+    assert (
+        unknown.envelope["error"]["type"] == "validation_error"
+        and "get_horoscope" in unknown.envelope["error"]["message"]
+    )
     garbled = await registry.call("get_analytics_overview", '{"portfolio_id": ', ctx)
     assert garbled.envelope["error"]["type"] == "validation_error" and "JSON" in garbled.envelope["error"]["message"]
     as_text = await registry.call("get_factor_exposures", '{"lookback_days": 60}', ctx)
@@ -169,7 +196,10 @@ async def test_another_users_portfolio_is_not_found_exactly_like_an_unknown_id(s
     assert foreign.envelope["data"] is None
 
     def without_ids_and_timing(env):
-        return {**env, "meta": {k: v for k, v in env["meta"].items() if k not in ("requested", "applied", "duration_ms")}}
+        return {
+            **env,
+            "meta": {k: v for k, v in env["meta"].items() if k not in ("requested", "applied", "duration_ms")},
+        }
 
     assert without_ids_and_timing(foreign.envelope) == without_ids_and_timing(unknown.envelope)
     # Nor through the conversation's portfolio.
@@ -268,7 +298,11 @@ async def test_a_tool_bug_is_an_execution_error_without_internals(services):
     registry = ToolRegistry(services.settings, [Tool("broken_tool", "Breaks.", ToolArgs, broken, lambda d: "")])
     hnw = await caller(services, HNW)
     result = await registry.call("broken_tool", {}, context(services, hnw))
-    assert result.envelope["error"] == {"type": "execution_error", "message": "broken_tool failed unexpectedly.", "retryable": False}
+    assert result.envelope["error"] == {
+        "type": "execution_error",
+        "message": "broken_tool failed unexpectedly.",
+        "retryable": False,
+    }
     assert "deadbeef" not in result.model_text and result.summary.startswith("execution_error")
 
 

@@ -62,7 +62,13 @@ def test_optional_parameters_are_nullable_with_their_default_described(registry)
             assert props["portfolio_id"]["type"] == ["string", "null"]
     stress = specs["get_stress_test_results"]["scenarios"]
     assert stress["type"] == ["array", "null"]
-    assert set(stress["items"]["enum"]) == {"market_down_10", "market_down_20", "tech_selloff", "rates_up_100bp", "volatility_spike"}
+    assert set(stress["items"]["enum"]) == {
+        "market_down_10",
+        "market_down_20",
+        "tech_selloff",
+        "rates_up_100bp",
+        "volatility_spike",
+    }
 
 
 def test_null_means_default_and_errors_name_the_field():

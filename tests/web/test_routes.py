@@ -11,6 +11,7 @@ import pytest
 from sigmachat.web.routes import STATIC_DIR
 from tests.conftest import ADMIN, BASE_URL, HNW, login
 
+
 async def _cookie_login(client) -> None:
     resp = await client.post("/api/v1/auth/login", json={"email": HNW, "password": "demo12345"})
     assert resp.status_code == 200
@@ -85,7 +86,9 @@ async def test_static_assets_revalidate_with_etags(client):
     assert again.status_code == 304
 
 
-@pytest.mark.parametrize("path", ["/static/nope.js", "/static/js", "/static/js/", "/static/..%2Froutes.py", "/static/%2e%2e/routes.py"])
+@pytest.mark.parametrize(
+    "path", ["/static/nope.js", "/static/js", "/static/js/", "/static/..%2Froutes.py", "/static/%2e%2e/routes.py"]
+)
 async def test_missing_files_directories_and_traversal_are_404(client, path):
     resp = await client.get(path)
     assert resp.status_code == 404

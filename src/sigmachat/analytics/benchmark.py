@@ -40,19 +40,10 @@ class FundWeights:
 
 @lru_cache(maxsize=1)
 def load_fund_weights() -> FundWeights:
-    raw = json.loads(
-        resources.files("sigmachat.data")
-        .joinpath("fund_sector_weights.json")
-        .read_text("utf-8")
-    )
-    funds = {
-        sym: {k: float(v) / 100.0 for k, v in f["weights"].items()}
-        for sym, f in raw["funds"].items()
-    }
+    raw = json.loads(resources.files("sigmachat.data").joinpath("fund_sector_weights.json").read_text("utf-8"))
+    funds = {sym: {k: float(v) / 100.0 for k, v in f["weights"].items()} for sym, f in raw["funds"].items()}
     names = {sym: str(f.get("name", sym)) for sym, f in raw["funds"].items()}
-    return FundWeights(
-        str(raw["as_of"]), str(raw["source"]), str(raw["benchmark"]), funds, names
-    )
+    return FundWeights(str(raw["as_of"]), str(raw["source"]), str(raw["benchmark"]), funds, names)
 
 
 @dataclass(slots=True)
@@ -82,11 +73,7 @@ def look_through(
         value = float(row["market_value"])
         sym = str(symbol)
         sec = master.get(sym)
-        asset_type = (
-            sec.asset_type
-            if sec
-            else ("option" if bool(row.get("is_option")) else "unknown")
-        )
+        asset_type = sec.asset_type if sec else ("option" if bool(row.get("is_option")) else "unknown")
         sector = str(row.get("sector") or "Unknown")
         fund = weights.funds.get(sym)
         if fund is None and sym in sector_etfs:
@@ -118,15 +105,11 @@ def look_through(
             }.get(asset_type, "not an equity")
             if sector in ("Commodities", "Cash"):
                 reason = sector.lower()
-            out.not_compared.append(
-                {"symbol": sym, "reason": reason, "market_value": value}
-            )
+            out.not_compared.append({"symbol": sym, "reason": reason, "market_value": value})
     return out
 
 
-def compare_to_benchmark(
-    lt: LookThrough, weights: FundWeights | None = None
-) -> list[dict[str, Any]]:
+def compare_to_benchmark(lt: LookThrough, weights: FundWeights | None = None) -> list[dict[str, Any]]:
     """Per GICS sector: the portfolio's share of its equities and of NAV against the benchmark's weight."""
     weights = weights or load_fund_weights()
     bench = weights.funds[weights.benchmark]

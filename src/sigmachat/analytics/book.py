@@ -93,7 +93,9 @@ def build_book(
     return pd.DataFrame(rows).set_index("symbol")[BOOK_COLUMNS]
 
 
-def _add_option_risk(row: dict, underlying: str, prices: Mapping[str, float], realised_vols: Mapping[str, float], und_sec) -> None:
+def _add_option_risk(
+    row: dict, underlying: str, prices: Mapping[str, float], realised_vols: Mapping[str, float], und_sec
+) -> None:
     spot = prices.get(underlying)
     row["underlying_price"] = spot
     if spot is None or not math.isfinite(spot) or not row["strike"]:

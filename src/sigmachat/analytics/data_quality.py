@@ -21,7 +21,9 @@ class SymbolQuality:
     lots: int
     last_price_date: dt.date | None
     observations: int  # daily closes up to the as-of date
-    issues: list[str] = field(default_factory=list)  # missing_price | stale_price | insufficient_history | short_history
+    issues: list[str] = field(
+        default_factory=list
+    )  # missing_price | stale_price | insufficient_history | short_history
 
 
 def assess(symbols_lots: dict[str, int], closes: pd.DataFrame, as_of: dt.date) -> list[SymbolQuality]:

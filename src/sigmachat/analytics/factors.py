@@ -52,7 +52,9 @@ def factor_exposures(
     Only days where the portfolio and every available ETF have a return are used; an ETF
     with no data at all is left out and named in ``missing_factors``.
     """
-    available = {f: etf for f, etf in factor_etfs.items() if etf in etf_returns.columns and etf_returns[etf].notna().any()}
+    available = {
+        f: etf for f, etf in factor_etfs.items() if etf in etf_returns.columns and etf_returns[etf].notna().any()
+    }
     missing = [f for f in factor_etfs if f not in available]
     frame = pd.concat([portfolio.rename("__y__"), etf_returns[list(available.values())]], axis=1).dropna()
     factors = list(available)
@@ -66,10 +68,10 @@ def factor_exposures(
     fit = ols(y, x.to_numpy(dtype=float)) if factors else None
     market_fit = ols(y, frame[market_etf].to_numpy(dtype=float)) if market_etf is not None else None
     if fit is None:
-        return FactorModel([], float("nan"), float("nan"), float("nan"), int(len(frame)), float("nan"), float("nan"), missing)
-    betas = [
-        FactorBeta(f, available[f], float(fit.betas[i]), float(fit.t_stats[i])) for i, f in enumerate(factors)
-    ]
+        return FactorModel(
+            [], float("nan"), float("nan"), float("nan"), int(len(frame)), float("nan"), float("nan"), missing
+        )
+    betas = [FactorBeta(f, available[f], float(fit.betas[i]), float(fit.t_stats[i])) for i, f in enumerate(factors)]
     return FactorModel(
         betas=betas,
         r_squared=fit.r_squared,

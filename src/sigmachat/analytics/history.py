@@ -29,7 +29,7 @@ class SeriesSummary:
 def window_closes(closes: pd.DataFrame, days: int) -> pd.DataFrame:
     """The last ``days`` trading days plus the close before them, so the window's first
     day has a return (a 30-day lookback spans 30 daily moves)."""
-    return closes.iloc[-(days + 1):]
+    return closes.iloc[-(days + 1) :]
 
 
 def summarise(closes: pd.DataFrame) -> list[SeriesSummary]:

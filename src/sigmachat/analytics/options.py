@@ -27,7 +27,9 @@ def years_to_expiry(expiry: dt.date | None, as_of: dt.date) -> float:
     return max((expiry - as_of).days, 0) / 365.0
 
 
-def option_price(spot: float | np.ndarray, strike: float, t_years: float, vol: float, kind: str, rate: float = RISK_FREE_RATE) -> np.ndarray:
+def option_price(
+    spot: float | np.ndarray, strike: float, t_years: float, vol: float, kind: str, rate: float = RISK_FREE_RATE
+) -> np.ndarray:
     """Black-Scholes price per share (intrinsic value at expiry)."""
     return black_scholes(spot, strike, t_years, vol, rate, kind)
 

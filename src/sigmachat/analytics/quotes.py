@@ -91,7 +91,20 @@ def daily_moves(book: pd.DataFrame, closes: pd.DataFrame) -> pd.DataFrame:
             }
         )
     if not rows:
-        return pd.DataFrame(columns=["name", "date", "previous_date", "close", "previous_close", "change", "change_pct", "pnl_impact", "market_value", "side"])
+        return pd.DataFrame(
+            columns=[
+                "name",
+                "date",
+                "previous_date",
+                "close",
+                "previous_close",
+                "change",
+                "change_pct",
+                "pnl_impact",
+                "market_value",
+                "side",
+            ]
+        )
     frame = pd.DataFrame(rows).set_index("symbol")
     frame = frame[np.isfinite(frame["change_pct"].astype(float))]
     return frame.sort_values("change_pct", ascending=False, kind="stable")

@@ -55,7 +55,12 @@ RATE_SENSITIVITY_PER_100BP: dict[str, float] = {
 }
 DEFAULT_RATE_SENSITIVITY = -0.03
 # Modified duration of bond funds by the words of their industry.
-DURATION_BY_KEYWORD: tuple[tuple[str, float], ...] = (("bill", 0.25), ("money market", 0.1), ("short", 2.5), ("long", 16.0))
+DURATION_BY_KEYWORD: tuple[tuple[str, float], ...] = (
+    ("bill", 0.25),
+    ("money market", 0.1),
+    ("short", 2.5),
+    ("long", 16.0),
+)
 DEFAULT_BOND_DURATION = 6.0
 
 
@@ -86,8 +91,12 @@ class Scenario:
 
 
 SCENARIOS: tuple[Scenario, ...] = (
-    Scenario("market_down_10", "Market -10%", "The S&P 500 falls 10%; each holding moves by its beta to SPY.", market=-0.10),
-    Scenario("market_down_20", "Market -20%", "The S&P 500 falls 20%; each holding moves by its beta to SPY.", market=-0.20),
+    Scenario(
+        "market_down_10", "Market -10%", "The S&P 500 falls 10%; each holding moves by its beta to SPY.", market=-0.10
+    ),
+    Scenario(
+        "market_down_20", "Market -20%", "The S&P 500 falls 20%; each holding moves by its beta to SPY.", market=-0.20
+    ),
     Scenario(
         "tech_selloff",
         "Technology selloff",
@@ -141,8 +150,13 @@ def sensitivities(
     """
     symbols = list(returns.columns)
     beta = betas_to(returns, market, min_obs=min_obs) if market is not None else pd.Series(np.nan, index=symbols)
-    tech = betas_to(returns, tech_factor, min_obs=min_obs) if tech_factor is not None else pd.Series(np.nan, index=symbols)
-    out = pd.DataFrame({"market_beta": beta.reindex(symbols), "tech_beta": tech.reindex(symbols)}, index=pd.Index(symbols, name="symbol"))
+    tech = (
+        betas_to(returns, tech_factor, min_obs=min_obs) if tech_factor is not None else pd.Series(np.nan, index=symbols)
+    )
+    out = pd.DataFrame(
+        {"market_beta": beta.reindex(symbols), "tech_beta": tech.reindex(symbols)},
+        index=pd.Index(symbols, name="symbol"),
+    )
     estimated = out["market_beta"].notna()
     out["source"] = np.where(estimated, "estimated", "fallback")
     fb = pd.Series({s: fallback_beta.get(s, 1.0) for s in symbols}, dtype=float)
@@ -194,7 +208,11 @@ def revalue(book: pd.DataFrame, shocks: pd.Series, vol_multiplier: float = 1.0) 
         s0 = float(o["underlying_price"])
         s1 = s0 * (1.0 + shock[symbol])
         base = float(option_price(s0, float(o["strike"]), float(o["t_years"]), float(o["vol"]), o["option_type"]))
-        moved = float(option_price(s1, float(o["strike"]), float(o["t_years"]), float(o["vol"]) * vol_multiplier, o["option_type"]))
+        moved = float(
+            option_price(
+                s1, float(o["strike"]), float(o["t_years"]), float(o["vol"]) * vol_multiplier, o["option_type"]
+            )
+        )
         pnl[symbol] = float(o["quantity"]) * float(o["multiplier"]) * (moved - base)
     unpriced = ~book["priced"].astype(bool)
     pnl[unpriced] = 0.0

@@ -12,8 +12,8 @@ from fastapi import FastAPI
 from sigmachat import __version__
 from sigmachat.api.errors import install_error_handlers
 from sigmachat.api.middleware import BodySizeLimitMiddleware, ClosingMiddleware, RequestIdMiddleware
-from sigmachat.api.routes import auth, chat, chatkit, feedback, health, memories, portfolios
 from sigmachat.api.routes import admin as admin_routes
+from sigmachat.api.routes import auth, chat, chatkit, feedback, health, memories, portfolios
 from sigmachat.api.routes import tools as tool_routes
 from sigmachat.bootstrap import prepare_database
 from sigmachat.logging import configure_logging, get_logger
@@ -65,7 +65,9 @@ def create_served_app() -> FastAPI:
     return create_app(get_settings(), handle_sigterm=True)
 
 
-def create_app(settings: Settings | None = None, *, model_http_client: Any = None, handle_sigterm: bool = False) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, model_http_client: Any = None, handle_sigterm: bool = False
+) -> FastAPI:
     """Build the app. ``model_http_client`` swaps the model transport (tests, simulator);
     ``handle_sigterm`` turns SIGTERM into a graceful drain (``sigmachat serve``)."""
     settings = settings or get_settings()
@@ -103,7 +105,9 @@ def create_app(settings: Settings | None = None, *, model_http_client: Any = Non
     )
     install_error_handlers(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(ClosingMiddleware, is_closing=lambda: getattr(getattr(app.state, "services", None), "closing", False))
+    app.add_middleware(
+        ClosingMiddleware, is_closing=lambda: getattr(getattr(app.state, "services", None), "closing", False)
+    )
     app.add_middleware(RequestIdMiddleware)  # added last = outermost: ids on every response
     for module in (health, auth, portfolios, chat, feedback, memories, chatkit):
         app.include_router(module.router)

@@ -85,7 +85,9 @@ async def get_identity(request: Request, services: ServicesDep) -> Identity:
         claims = services.tokens.verify(token)
     except InvalidToken as exc:
         if str(exc) == "expired":
-            raise TokenExpired("Your session has expired; sign in again.", headers={"WWW-Authenticate": "Bearer"}) from exc
+            raise TokenExpired(
+                "Your session has expired; sign in again.", headers={"WWW-Authenticate": "Bearer"}
+            ) from exc
         raise NotAuthenticated("Invalid authentication token.", headers={"WWW-Authenticate": "Bearer"}) from exc
     # A short session of its own: identity must not pin a pooled connection while the route
     # waits on other work (a streaming send waits for the run manager, which needs one too).

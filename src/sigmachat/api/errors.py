@@ -41,7 +41,14 @@ def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     out = []
     for err in exc.errors():
         loc = [str(p) for p in err.get("loc", ())]
-        out.append({"loc": loc, "field": ".".join(loc[1:]) or loc[0] if loc else "", "message": err.get("msg", ""), "type": err.get("type", "")})
+        out.append(
+            {
+                "loc": loc,
+                "field": ".".join(loc[1:]) or loc[0] if loc else "",
+                "message": err.get("msg", ""),
+                "type": err.get("type", ""),
+            }
+        )
     return out
 
 
@@ -74,7 +81,12 @@ def install_error_handlers(app: FastAPI) -> None:
         # The database is down, unreachable or saturated: a retryable 503, never SQL in the response.
         orig = getattr(exc, "orig", None)
         log.error("database_error", path=request.url.path, error=type(orig or exc).__name__)
-        body = {"error": {"code": "service_unavailable", "message": "The database is unavailable right now; nothing was changed. Try again shortly."}}
+        body = {
+            "error": {
+                "code": "service_unavailable",
+                "message": "The database is unavailable right now; nothing was changed. Try again shortly.",
+            }
+        }
         if rid := _request_id(request):
             body["error"]["request_id"] = rid
         return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
@@ -86,7 +98,12 @@ def install_error_handlers(app: FastAPI) -> None:
         # Redis (shared run state) is down: a retryable 503; nothing half-written (runs are
         # admitted in Redis before any database write).
         log.error("run_state_error", path=request.url.path, error=type(exc).__name__)
-        body = {"error": {"code": "service_unavailable", "message": "Live answers are unavailable right now; try again shortly."}}
+        body = {
+            "error": {
+                "code": "service_unavailable",
+                "message": "Live answers are unavailable right now; try again shortly.",
+            }
+        }
         if rid := _request_id(request):
             body["error"]["request_id"] = rid
         return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})

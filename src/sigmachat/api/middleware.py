@@ -122,7 +122,7 @@ class ClosingMiddleware:
     sends the client (nginx: ``proxy_next_upstream http_503``) to another instance instead.
     """
 
-    def __init__(self, app: ASGIApp, is_closing) -> None:  # noqa: ANN001 - a zero-argument callable
+    def __init__(self, app: ASGIApp, is_closing) -> None:
         self.app = app
         self.is_closing = is_closing
 
@@ -130,7 +130,9 @@ class ClosingMiddleware:
         if scope["type"] != "http" or not self.is_closing() or scope["path"] in ("/healthz", "/readyz"):
             await self.app(scope, receive, send)
             return
-        body = json.dumps({"error": {"code": "service_unavailable", "message": "This instance is shutting down; try again."}})
+        body = json.dumps(
+            {"error": {"code": "service_unavailable", "message": "This instance is shutting down; try again."}}
+        )
         await send({
             "type": "http.response.start", "status": 503,
             "headers": [(b"content-type", b"application/json"), (b"retry-after", b"1"), (b"connection", b"close")],

@@ -30,16 +30,8 @@ def _account_key(email: str) -> str:
 
 class LoginThrottle:
     def __init__(self, settings: Settings) -> None:
-        self._account = (
-            parse(settings.login_rate_limit_account)
-            if settings.login_rate_limit_account
-            else None
-        )
-        self._client = (
-            parse(settings.login_rate_limit_client)
-            if settings.login_rate_limit_client
-            else None
-        )
+        self._account = parse(settings.login_rate_limit_account) if settings.login_rate_limit_account else None
+        self._client = parse(settings.login_rate_limit_client) if settings.login_rate_limit_client else None
         self._limiter = MovingWindowRateLimiter(rate_limit_storage(settings))
 
     def _windows(self, email: str, client: str) -> list[tuple[RateLimitItem, str, str]]:

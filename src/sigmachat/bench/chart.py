@@ -76,8 +76,12 @@ def line_chart(
     if lo < 0 < hi:
         out.append(f'<line x1="{left}" x2="{left + pw}" y1="{y(0):.1f}" y2="{y(0):.1f}" stroke="#9ca3af"/>')
     for i, label in enumerate(x_labels):
-        out.append(f'<text x="{x(i):.1f}" y="{top + ph + 18}" text-anchor="middle" fill="#374151">{escape(label)}</text>')
-    out.append(f'<text x="{left + pw / 2:.1f}" y="{height - 8}" text-anchor="middle" fill="#6b7280">{escape(x_label)}</text>')
+        out.append(
+            f'<text x="{x(i):.1f}" y="{top + ph + 18}" text-anchor="middle" fill="#374151">{escape(label)}</text>'
+        )
+    out.append(
+        f'<text x="{left + pw / 2:.1f}" y="{height - 8}" text-anchor="middle" fill="#6b7280">{escape(x_label)}</text>'
+    )
     out.append(
         f'<text x="14" y="{top + ph / 2:.1f}" text-anchor="middle" fill="#6b7280" '
         f'transform="rotate(-90 14 {top + ph / 2:.1f})">{escape(y_label)}</text>'
@@ -90,15 +94,21 @@ def line_chart(
         for i, v in enumerate(s.values):
             if v is None:
                 if len(segment) > 1:
-                    out.append(f'<polyline points="{" ".join(segment)}" fill="none" stroke="{color}" stroke-width="2"{dash}/>')
+                    out.append(
+                        f'<polyline points="{" ".join(segment)}" fill="none" stroke="{color}" stroke-width="2"{dash}/>'
+                    )
                 segment = []
                 continue
             segment.append(f"{x(i):.1f},{y(v):.1f}")
-            out.append(f'<circle cx="{x(i):.1f}" cy="{y(v):.1f}" r="3" fill="{color}"><title>{escape(s.name)}: {v:,.1f}</title></circle>')
+            out.append(
+                f'<circle cx="{x(i):.1f}" cy="{y(v):.1f}" r="3" fill="{color}"><title>{escape(s.name)}: {v:,.1f}</title></circle>'
+            )
         if len(segment) > 1:
             out.append(f'<polyline points="{" ".join(segment)}" fill="none" stroke="{color}" stroke-width="2"{dash}/>')
         ly = top + 8 + n * 18
-        out.append(f'<line x1="{left + pw + 12}" x2="{left + pw + 32}" y1="{ly}" y2="{ly}" stroke="{color}" stroke-width="2"{dash}/>')
+        out.append(
+            f'<line x1="{left + pw + 12}" x2="{left + pw + 32}" y1="{ly}" y2="{ly}" stroke="{color}" stroke-width="2"{dash}/>'
+        )
         out.append(f'<text x="{left + pw + 38}" y="{ly + 4}" fill="#111827">{escape(s.name)}</text>')
     out.append("</svg>")
     return "\n".join(out)

@@ -124,7 +124,10 @@ async def legacy_stream(
         result.t_sent = time.perf_counter()
         expected_seq = 1
         async with client.stream(
-            "POST", f"{base_url}/api/v1/chat/send", headers=headers, json={"conversation_id": conversation_id, "text": question}
+            "POST",
+            f"{base_url}/api/v1/chat/send",
+            headers=headers,
+            json={"conversation_id": conversation_id, "text": question},
         ) as resp:
             await _raise_for_status(resp)
             result.run_id = resp.headers.get("x-run-id")
@@ -185,7 +188,9 @@ async def chatkit_stream(
     async def body() -> None:
         result.t_sent = time.perf_counter()
         last_seq = 0
-        async with client.stream("POST", f"{base_url}/chatkit", headers=headers, json=chatkit_create_body(question)) as resp:
+        async with client.stream(
+            "POST", f"{base_url}/chatkit", headers=headers, json=chatkit_create_body(question)
+        ) as resp:
             await _raise_for_status(resp)
             result.run_id = resp.headers.get("x-run-id")
             async for sse in httpx2.EventSource(resp):
@@ -282,7 +287,14 @@ async def direct_stream(
                         result.add_delta(event.delta)
                     elif etype == "response.output_item.done" and getattr(event.item, "type", None) == "function_call":
                         item = event.item
-                        calls.append({"type": "function_call", "call_id": item.call_id, "name": item.name, "arguments": item.arguments})
+                        calls.append(
+                            {
+                                "type": "function_call",
+                                "call_id": item.call_id,
+                                "name": item.name,
+                                "arguments": item.arguments,
+                            }
+                        )
                     elif etype in ("response.completed", "response.incomplete", "response.failed"):
                         completed = event
                         break

@@ -54,7 +54,7 @@ def pg_bin(name: str) -> str:
 
 def _start(name: str, argv: list[str], log_path: Path, url: str, *, preexec: Callable[[], None] | None = None,
            cwd: Path | None = None) -> ManagedProcess:  # fmt: skip
-    log = open(log_path, "wb")  # noqa: SIM115 - closed by ManagedProcess.stop
+    log = open(log_path, "wb")
 
     def child_setup() -> None:  # pragma: no cover - runs in the child
         _die_with_parent()
@@ -63,7 +63,7 @@ def _start(name: str, argv: list[str], log_path: Path, url: str, *, preexec: Cal
 
     popen = subprocess.Popen(
         argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=cwd,
-        start_new_session=True, preexec_fn=child_setup,  # noqa: PLW1509
+        start_new_session=True, preexec_fn=child_setup,
     )  # fmt: skip
     proc = ManagedProcess(name, popen, url, log_path, log)
     _LIVE.add(proc)

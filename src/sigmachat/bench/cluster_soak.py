@@ -89,7 +89,9 @@ class ClusterClient:
     async def legacy(self, t: Turn) -> None:
         for _ in range(10):
             try:
-                resp = await self.http.post(f"{self.base}/api/v1/chat/conversations", headers=self._auth(t.user), json={})
+                resp = await self.http.post(
+                    f"{self.base}/api/v1/chat/conversations", headers=self._auth(t.user), json={}
+                )
             except httpx2.TransportError:
                 await self._pause()
                 continue
@@ -377,7 +379,9 @@ def run_cluster_soak(opts: ClusterSoakOptions, console: Any) -> dict[str, Any]:
                 # Idle: every run ended (wait for the survivors to close the last ones).
                 deadline = time.monotonic() + 60
                 while time.monotonic() < deadline:
-                    n = asyncio.run(_query(c.database_url, "SELECT count(*) FROM messages WHERE status='streaming'"))[0][0]
+                    n = asyncio.run(_query(c.database_url, "SELECT count(*) FROM messages WHERE status='streaming'"))[
+                        0
+                    ][0]
                     if n == 0:
                         break
                     time.sleep(0.5)
@@ -389,7 +393,9 @@ def run_cluster_soak(opts: ClusterSoakOptions, console: Any) -> dict[str, Any]:
                     locked = sum(1 for _ in r.scan_iter("sigmachat:conv:*:run"))
                     active_claims = r.hlen("sigmachat:runs:active")
                 taken_over = _taken_over(workdir)
-        result = _account(turns, rows, locked, active_claims, streaming_after_kill, taken_over, killed_runs, events, opts)
+        result = _account(
+            turns, rows, locked, active_claims, streaming_after_kill, taken_over, killed_runs, events, opts
+        )
         result["soak_seconds"] = round(time.perf_counter() - t0, 1)
         result["started_at"] = started_at.isoformat(timespec="seconds")
         if opts.keep_workdir:
@@ -442,7 +448,9 @@ def _account(turns: list[Turn], rows: list[Any], locked: int, active_claims: int
                 problems.append({"run_id": t.run_id, "problem": "interrupted, saved text differs from what the client got",
                                  "client": t.outcome, "path": t.path})  # fmt: skip
         else:
-            problems.append({"run_id": t.run_id, "problem": f"status {row.status}", "client": t.outcome, "path": t.path})
+            problems.append(
+                {"run_id": t.run_id, "problem": f"status {row.status}", "client": t.outcome, "path": t.path}
+            )
     outcomes = Counter(t.outcome for t in turns)
     client_failures = sum(n for k, n in outcomes.items() if k.startswith(("client_error", "client_timeout")))
     result = {
@@ -495,4 +503,3 @@ def summary_table(result: dict[str, Any]) -> Any:
               "client_outcomes", "events_s"):  # fmt: skip
         t.add_row(k.replace("_", " "), str(result.get(k)))
     return t
-

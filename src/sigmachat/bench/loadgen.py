@@ -200,11 +200,17 @@ def summarize_cell(
     good = [r for r in results if r.ok]
     errors = Counter(r.error for r in results if not r.ok)
     verdicts = [
-        Verdict(False, NO_EXPECTED) if require_expected and expected(r) is None else check_stream(r, expected(r)) for r in good
+        Verdict(False, NO_EXPECTED) if require_expected and expected(r) is None else check_stream(r, expected(r))
+        for r in good
     ]
     problems = Counter(v.problem for v in verdicts if not v.intact)
     examples = [
-        {"user": r.user, "run_id": r.run_id, "problem": v.problem, **first_difference(r.text, expected(r) or r.final_text or "")}
+        {
+            "user": r.user,
+            "run_id": r.run_id,
+            "problem": v.problem,
+            **first_difference(r.text, expected(r) or r.final_text or ""),
+        }
         for r, v in zip(good, verdicts, strict=True)
         if not v.intact
     ][:MAX_EXAMPLES]
@@ -241,7 +247,13 @@ def first_difference(got: str, want: str, context: int = 60) -> dict[str, Any]:
     token from an answer that changed (a tool that failed under load writes another answer)."""
     i = next((k for k, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
     start = max(0, i - context)
-    return {"at": i, "got_len": len(got), "want_len": len(want), "got": got[start : i + context], "want": want[start : i + context]}
+    return {
+        "at": i,
+        "got_len": len(got),
+        "want_len": len(want),
+        "got": got[start : i + context],
+        "want": want[start : i + context],
+    }
 
 
 class LoadGenerator:
@@ -269,7 +281,9 @@ class LoadGenerator:
         tools = self.registry.openai_tools()
         extra = {"store": False} if plan.upstream == "openai" else {}
         for email in plan.users:
-            resp = await http.post(f"{plan.app_url}/api/v1/auth/login", json={"email": email, "password": plan.password})
+            resp = await http.post(
+                f"{plan.app_url}/api/v1/auth/login", json={"email": email, "password": plan.password}
+            )
             resp.raise_for_status()
             token = resp.json()["access_token"]
             auth = {"Authorization": f"Bearer {token}"}
@@ -300,24 +314,51 @@ class LoadGenerator:
         fut = self._tool_cache.get(key)
         if fut is None:
             user = next(u for u in self.users if u.email == email)
-            ctx = ToolContext(user_id=user.user_id, portfolio_id=user.portfolio_id, session_factory=self.db.session, settings=self.settings)
+            ctx = ToolContext(
+                user_id=user.user_id,
+                portfolio_id=user.portfolio_id,
+                session_factory=self.db.session,
+                settings=self.settings,
+            )
             fut = asyncio.ensure_future(self.registry.call(name, arguments, ctx))
             self._tool_cache[key] = fut
         return (await fut).model_text
 
     # ---- one stream ------------------------------------------------------------------------
 
-    async def one(self, path: str, user: UserCtx, question: Question, http: httpx2.AsyncClient, oa: Any, conv_id: str | None) -> StreamResult:
+    async def one(
+        self, path: str, user: UserCtx, question: Question, http: httpx2.AsyncClient, oa: Any, conv_id: str | None
+    ) -> StreamResult:
         deadline = self.plan.stream_deadline_s
         if path == "direct":
-            return await direct_stream(oa, user.direct, question.text, self.tool_output, user=user.email, deadline_s=deadline)
+            return await direct_stream(
+                oa, user.direct, question.text, self.tool_output, user=user.email, deadline_s=deadline
+            )
         if path == "raw":
             base = self.plan.upstream_base_url or ""
-            return await raw_stream(base, self.plan.upstream_api_key, user.direct, question.text, self.tool_output, user=user.email, deadline_s=deadline)
+            return await raw_stream(
+                base,
+                self.plan.upstream_api_key,
+                user.direct,
+                question.text,
+                self.tool_output,
+                user=user.email,
+                deadline_s=deadline,
+            )
         if path == "responses":
-            return await legacy_stream(http, self.plan.app_url, user.token, conv_id or "", question.text, user=user.email, deadline_s=deadline)
+            return await legacy_stream(
+                http, self.plan.app_url, user.token, conv_id or "", question.text, user=user.email, deadline_s=deadline
+            )
         if path == "chatkit":
-            return await chatkit_stream(http, self.plan.app_url, user.token, user.portfolio_id, question.text, user=user.email, deadline_s=deadline)
+            return await chatkit_stream(
+                http,
+                self.plan.app_url,
+                user.token,
+                user.portfolio_id,
+                question.text,
+                user=user.email,
+                deadline_s=deadline,
+            )
         raise ValueError(f"unknown path {path}")
 
     async def _conversations(self, http: httpx2.AsyncClient, users: list[UserCtx]) -> list[str]:
@@ -366,7 +407,9 @@ class LoadGenerator:
         firsts = [(self.users[0], q) for q in self.plan.questions]
         jobs = []
         for path in app_paths:
-            convs = await self._conversations(http, [u for u, _ in firsts]) if path == "responses" else [None] * len(firsts)
+            convs = (
+                await self._conversations(http, [u for u, _ in firsts]) if path == "responses" else [None] * len(firsts)
+            )
             jobs += [(path, u, q, c) for (u, q), c in zip(firsts, convs, strict=True)]
         # One at a time: these are all the first user's, and the server admits only a few
         # concurrent runs per user (a refusal here would say nothing about the paths).
@@ -385,7 +428,9 @@ class LoadGenerator:
 
     # ---- a cell ----------------------------------------------------------------------------
 
-    async def cell(self, path: str, question: Question, level: int, n: int, http: httpx2.AsyncClient, oa: Any) -> CellResult:
+    async def cell(
+        self, path: str, question: Question, level: int, n: int, http: httpx2.AsyncClient, oa: Any
+    ) -> CellResult:
         users = [self.users[i % len(self.users)] for i in range(n)]
         convs: list[str | None] = await self._conversations(http, users) if path == "responses" else [None] * n
         results: list[StreamResult | None] = [None] * n

@@ -119,8 +119,23 @@ async def store_microbench(settings: Settings, *, runs: int) -> dict[str, Any]:
         "store": "SqlChatKitStore (sigmachat.store.chatkit_store)",
         "database": settings.database_url.split("://", 1)[0],
         "operations": [
-            {"op": "append item", "detail": f"add_thread_item, each of {THREAD_ITEMS} items", "n": len(appends), "ms": _timed_summary(appends)},
-            {"op": f"load {THREAD_ITEMS}-item thread", "detail": f"load_thread_items(limit={THREAD_ITEMS}) returned {loaded}", "n": len(loads), "ms": _timed_summary(loads)},
-            {"op": "list threads", "detail": f"load_threads(limit=20) of a user with {threads_before + 1} threads, returned {listed}", "n": len(lists), "ms": _timed_summary(lists)},
+            {
+                "op": "append item",
+                "detail": f"add_thread_item, each of {THREAD_ITEMS} items",
+                "n": len(appends),
+                "ms": _timed_summary(appends),
+            },
+            {
+                "op": f"load {THREAD_ITEMS}-item thread",
+                "detail": f"load_thread_items(limit={THREAD_ITEMS}) returned {loaded}",
+                "n": len(loads),
+                "ms": _timed_summary(loads),
+            },
+            {
+                "op": "list threads",
+                "detail": f"load_threads(limit=20) of a user with {threads_before + 1} threads, returned {listed}",
+                "n": len(lists),
+                "ms": _timed_summary(lists),
+            },
         ],
     }

@@ -98,7 +98,7 @@ atexit.register(_stop_all)
 def spawn(name: str, args: list[str], *, env: Mapping[str, str], cwd: Path, url: str) -> ManagedProcess:
     """Start ``python -m sigmachat.cli.main ARGS`` with ``env``; output goes to ``cwd/NAME.log``."""
     log_path = cwd / f"{name}.log"
-    log = open(log_path, "wb")  # noqa: SIM115 - closed by ManagedProcess.stop
+    log = open(log_path, "wb")
     popen = subprocess.Popen(
         [sys.executable, "-m", "sigmachat.cli.main", *args],
         env=dict(env),
@@ -109,7 +109,7 @@ def spawn(name: str, args: list[str], *, env: Mapping[str, str], cwd: Path, url:
         # Own session: a Ctrl-C in the terminal reaches the benchmark, which then stops its
         # children in order, instead of killing everything at once mid-measurement.
         start_new_session=True,
-        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,  # noqa: PLW1509
+        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
     )
     proc = ManagedProcess(name, popen, url, log_path, log)
     _LIVE.add(proc)
@@ -182,7 +182,9 @@ def app_env(
     return env
 
 
-def seed_database(workdir: Path, database_url: str, *, cache_dir: Path | None, timeout_s: float = 300.0) -> tuple[float, bool]:
+def seed_database(
+    workdir: Path, database_url: str, *, cache_dir: Path | None, timeout_s: float = 300.0
+) -> tuple[float, bool]:
     """Migrate and seed the demo data into ``database_url`` (a SQLite file URL).
 
     Seeding writes ~46,000 demo price rows (10+ s on a small machine); the result is a pure
@@ -197,7 +199,9 @@ def seed_database(workdir: Path, database_url: str, *, cache_dir: Path | None, t
         shutil.copyfile(cached, target)
         return time.perf_counter() - started, True
     env = base_env()
-    env.update({"SIGMACHAT_DATABASE_URL": database_url, "SIGMACHAT_VAR_DIR": str(workdir), "SIGMACHAT_LOG_LEVEL": "WARNING"})
+    env.update(
+        {"SIGMACHAT_DATABASE_URL": database_url, "SIGMACHAT_VAR_DIR": str(workdir), "SIGMACHAT_LOG_LEVEL": "WARNING"}
+    )
     done = subprocess.run(
         [sys.executable, "-m", "sigmachat.cli.main", "seed"],
         env=env, cwd=workdir, capture_output=True, text=True, timeout=timeout_s, check=False,
@@ -294,7 +298,9 @@ def start_stack(
         raise ValueError("start_stack needs sim=(ttfb_ms, tokens_per_s) or openai=(key, base_url)")
     env = app_env(workdir, database_url=database_url, openai_base_url=base_url, openai_api_key=api_key, extra=extra_env)
     port = free_port()
-    app = spawn("app", ["serve", "--host", LOOPBACK, "--port", str(port)], env=env, cwd=workdir, url=f"http://{LOOPBACK}:{port}")
+    app = spawn(
+        "app", ["serve", "--host", LOOPBACK, "--port", str(port)], env=env, cwd=workdir, url=f"http://{LOOPBACK}:{port}"
+    )
     group.append(app)
     if sim_proc is not None:
         wait_ready(sim_proc, "/v1/models", timeout_s=60)

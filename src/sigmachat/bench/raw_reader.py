@@ -98,7 +98,14 @@ async def raw_stream(
                     result.add_delta(event.get("delta", ""))
                 elif etype == "response.output_item.done" and (event.get("item") or {}).get("type") == "function_call":
                     item = event["item"]
-                    calls.append({"type": "function_call", "call_id": item["call_id"], "name": item["name"], "arguments": item["arguments"]})
+                    calls.append(
+                        {
+                            "type": "function_call",
+                            "call_id": item["call_id"],
+                            "name": item["name"],
+                            "arguments": item["arguments"],
+                        }
+                    )
                 elif etype == "response.completed":
                     if not calls:
                         result.final_text = "".join(

@@ -214,7 +214,11 @@ def cpu_headline(report: dict[str, Any]) -> str:
     bits = []
     for path in APP_PATHS:
         for q in report.get("questions", []):
-            cells = [c for c in report.get("cells", []) if c["path"] == path and c["question"] == q["key"] and (c.get("cpu") or {}).get("ratio")]
+            cells = [
+                c
+                for c in report.get("cells", [])
+                if c["path"] == path and c["question"] == q["key"] and (c.get("cpu") or {}).get("ratio")
+            ]
             if not cells:
                 continue
             c = max(cells, key=lambda c: c.get("tokens", 0))
@@ -249,7 +253,11 @@ def terminal_tables(report: dict[str, Any]) -> list[Any]:
             title_justify="left",
         )
         for h in COMPACT_HEADERS:
-            table.add_column(h, justify="left" if h in ("path", "errors", "intact") else "right", no_wrap=h not in ("errors", "intact"))
+            table.add_column(
+                h,
+                justify="left" if h in ("path", "errors", "intact") else "right",
+                no_wrap=h not in ("errors", "intact"),
+            )
         last_level = None
         for row in result_rows(report, q["key"], compact=True):
             if last_level is not None and row[0] != last_level:
@@ -266,7 +274,10 @@ def terminal_tables(report: dict[str, Any]) -> list[Any]:
             tables.append(t)
     tools = report.get("tools") or {}
     if tools.get("timings"):
-        t = Table(title=f"Tools on {tools['portfolio_name']} ({tools['lots']} lots), {tools['runs']} warm runs each", title_justify="left")
+        t = Table(
+            title=f"Tools on {tools['portfolio_name']} ({tools['lots']} lots), {tools['runs']} warm runs each",
+            title_justify="left",
+        )
         for h in ("tool", "cold ms", "median ms", "p95 ms", "chars"):
             t.add_column(h, justify="left" if h == "tool" else "right")
         for row in tools["timings"]:
@@ -278,7 +289,14 @@ def terminal_tables(report: dict[str, Any]) -> list[Any]:
         for h in ("operation", "n", "p50 ms", "p95 ms", "max ms", "detail"):
             t.add_column(h, justify="left" if h in ("operation", "detail") else "right")
         for op in store["operations"]:
-            t.add_row(op["op"], str(op["n"]), num(op["ms"]["p50"], 2), num(op["ms"]["p95"], 2), num(op["ms"]["max"], 2), op["detail"])
+            t.add_row(
+                op["op"],
+                str(op["n"]),
+                num(op["ms"]["p50"], 2),
+                num(op["ms"]["p95"], 2),
+                num(op["ms"]["max"], 2),
+                op["detail"],
+            )
         tables.append(t)
     return tables
 
@@ -296,8 +314,18 @@ def charts(report: dict[str, Any]) -> list[str]:
         cells = {(c["path"], c["level"]): c for c in report.get("cells", []) if c["question"] == q["key"]}
         ttfb = []
         for path in paths:
-            ttfb.append(Series(f"{path} p50", [_p(cells[(path, lv)], "ttfb_ms") if (path, lv) in cells else None for lv in levels]))
-            ttfb.append(Series(f"{path} p95", [_p(cells[(path, lv)], "ttfb_ms", "p95") if (path, lv) in cells else None for lv in levels], dashed=True))
+            ttfb.append(
+                Series(
+                    f"{path} p50", [_p(cells[(path, lv)], "ttfb_ms") if (path, lv) in cells else None for lv in levels]
+                )
+            )
+            ttfb.append(
+                Series(
+                    f"{path} p95",
+                    [_p(cells[(path, lv)], "ttfb_ms", "p95") if (path, lv) in cells else None for lv in levels],
+                    dashed=True,
+                )
+            )
         svgs.append(line_chart(f"Time to first token: {q['label']}", labels, ttfb, y_label="ms (client-observed)"))
         over = []
         for path in paths:
@@ -307,7 +335,11 @@ def charts(report: dict[str, Any]) -> list[str]:
             over.append(Series(f"{path} p50", values))
             values95 = [((cells.get((path, lv)) or {}).get("overhead") or {}).get("ttfb_p95_ms") for lv in levels]
             over.append(Series(f"{path} p95", values95, dashed=True))
-        svgs.append(line_chart(f"TTFB overhead vs direct: {q['label']}", labels, over, y_label="ms added to time to first token"))
+        svgs.append(
+            line_chart(
+                f"TTFB overhead vs direct: {q['label']}", labels, over, y_label="ms added to time to first token"
+            )
+        )
     return svgs
 
 
@@ -334,7 +366,11 @@ def html(report: dict[str, Any]) -> str:
             parts.append("<tr>" + "".join(f"<td>{escape(v)}</td>" for v in row) + "</tr>")
         parts.append("</table>")
         if cpu := cpu_rows(report, q["key"]):
-            parts.append("<h3>CPU per streamed token</h3><table><tr>" + "".join(f"<th>{escape(h)}</th>" for h in CPU_HEADERS) + "</tr>")
+            parts.append(
+                "<h3>CPU per streamed token</h3><table><tr>"
+                + "".join(f"<th>{escape(h)}</th>" for h in CPU_HEADERS)
+                + "</tr>"
+            )
             parts += ["<tr>" + "".join(f"<td>{escape(v)}</td>" for v in row) + "</tr>" for row in cpu]
             parts.append("</table>")
     parts.append("<h2>Raw report</h2><pre>" + escape(json.dumps(report, indent=2)) + "</pre></body></html>")
@@ -346,7 +382,10 @@ def html(report: dict[str, Any]) -> str:
 
 def _md_table(headers: list[str], rows: list[list[str]], right: set[int] | None = None) -> str:
     right = right if right is not None else set(range(1, len(headers)))
-    lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join("---:" if i in right else "---" for i in range(len(headers))) + " |"]
+    lines = [
+        "| " + " | ".join(headers) + " |",
+        "| " + " | ".join("---:" if i in right else "---" for i in range(len(headers))) + " |",
+    ]
     lines += ["| " + " | ".join(v.replace("|", "\\|") for v in row) + " |" for row in rows]
     return "\n".join(lines)
 
@@ -441,7 +480,7 @@ def markdown(report: dict[str, Any]) -> str:
         "- The app: a separate `sigmachat serve` process (uvicorn) configured like production: the simulator (or OpenAI)",
         "  as its model (`SIGMACHAT_OPENAI_BASE_URL`, `SIGMACHAT_OPENAI_API_KEY`), offline model off, its own temporary",
         "  SQLite database seeded with the demo data, logs at WARNING. The per-user abuse controls are off",
-        "  (`SIGMACHAT_SEND_RATE_LIMIT=\"\"`, `MAX_CONCURRENT_RUNS_PER_USER=0`, `DAILY_TOKEN_BUDGET=0`): four demo users",
+        '  (`SIGMACHAT_SEND_RATE_LIMIT=""`, `MAX_CONCURRENT_RUNS_PER_USER=0`, `DAILY_TOKEN_BUDGET=0`): four demo users',
         "  send hundreds of messages a minute here.",
         "- The load generator: its own process (`multiprocessing`, spawn), async `httpx2` (the HTTP client the `openai`",
         "  SDK uses) and the `openai` SDK; streams are spread over the four demo users round-robin.",
@@ -479,7 +518,9 @@ def markdown(report: dict[str, Any]) -> str:
             "",
             f"Expected answer ≈ {q.get('expected_tokens', '?')} tokens ({q.get('expected_chars', '?')} characters).",
             "",
-            _md_table(RESULT_HEADERS, result_rows(report, q["key"]), right=set(range(len(RESULT_HEADERS))) - {1, 11, 12}),
+            _md_table(
+                RESULT_HEADERS, result_rows(report, q["key"]), right=set(range(len(RESULT_HEADERS))) - {1, 11, 12}
+            ),
             "",
         ]
         if cpu := cpu_rows(report, q["key"]):
@@ -502,8 +543,15 @@ def markdown(report: dict[str, Any]) -> str:
             _md_table(
                 ["tool", "cold ms", "median ms", "p95 ms", "max ms", "chars to model", "summary"],
                 [
-                    [t["tool"], num(t["cold_ms"]), num(t["median_ms"]), num(t["p95_ms"]), num(t["max_ms"]),
-                     f"{t['chars']:,}" + (" (truncated)" if t["truncated"] else ""), t["summary"]]
+                    [
+                        t["tool"],
+                        num(t["cold_ms"]),
+                        num(t["median_ms"]),
+                        num(t["p95_ms"]),
+                        num(t["max_ms"]),
+                        f"{t['chars']:,}" + (" (truncated)" if t["truncated"] else ""),
+                        t["summary"],
+                    ]
                     for t in tools["timings"]
                 ],  # fmt: skip
                 right={1, 2, 3, 4, 5},
@@ -520,7 +568,17 @@ def markdown(report: dict[str, Any]) -> str:
             "",
             _md_table(
                 ["operation", "n", "p50 ms", "p95 ms", "max ms", "detail"],
-                [[o["op"], str(o["n"]), num(o["ms"]["p50"], 2), num(o["ms"]["p95"], 2), num(o["ms"]["max"], 2), o["detail"]] for o in store["operations"]],
+                [
+                    [
+                        o["op"],
+                        str(o["n"]),
+                        num(o["ms"]["p50"], 2),
+                        num(o["ms"]["p95"], 2),
+                        num(o["ms"]["max"], 2),
+                        o["detail"],
+                    ]
+                    for o in store["operations"]
+                ],
                 right={1, 2, 3, 4},
             ),
             "",
@@ -587,7 +645,12 @@ def write_outputs(report: dict[str, Any], out_dir: Path, docs_path: Path | None)
     written: dict[str, Path] = {}
     body = json.dumps(report, indent=2)
     page = html(report)
-    for name, content in ((f"bench-{stamp}.json", body), (f"bench-{stamp}.html", page), ("latest.json", body), ("latest.html", page)):
+    for name, content in (
+        (f"bench-{stamp}.json", body),
+        (f"bench-{stamp}.html", page),
+        ("latest.json", body),
+        ("latest.html", page),
+    ):
         path = out_dir / name
         path.write_text(content, encoding="utf-8")
         written[name] = path

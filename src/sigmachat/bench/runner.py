@@ -33,7 +33,9 @@ QUESTIONS = (
     # The offline analyst answers this one without tools (intents.py: the "help" kind).
     Question("text", "What can you do?", "Text only"),
     # Two intents (profile, quotes) → exactly two tool calls in one model turn.
-    Question("tools", "What does NVDA do and what is its price?", "Three tool calls (profile, quote, what the user holds)"),
+    Question(
+        "tools", "What does NVDA do and what is its price?", "Three tool calls (profile, quote, what the user holds)"
+    ),
 )
 FULL_LEVELS = (1, 10, 50, 200)
 QUICK_LEVELS = (1, 10)
@@ -75,7 +77,11 @@ class BenchOptions:
         table = QUICK_STREAMS if self.quick else FULL_STREAMS
         out = {}
         for level in self.resolved_levels():
-            n = self.streams if self.streams is not None else table.get(level, max(level, 2 * level if level < 20 else level))
+            n = (
+                self.streams
+                if self.streams is not None
+                else table.get(level, max(level, 2 * level if level < 20 else level))
+            )
             out[level] = max(n, 1)
         return out
 
@@ -105,8 +111,18 @@ def machine_info() -> dict[str, Any]:
 def code_version() -> dict[str, Any]:
     """The commit measured (and whether the tree had uncommitted changes)."""
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5, check=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=5, check=True).stdout.strip())
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+        dirty = bool(
+            subprocess.run(
+                ["git", "status", "--porcelain", "--untracked-files=no"],
+                capture_output=True,
+                text=True,
+                timeout=5,
+                check=True,
+            ).stdout.strip()
+        )
         return {"commit": commit, "dirty": dirty}
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}

@@ -74,7 +74,9 @@ class RunRecord:
     conversation_id: str | None = None
     run_id: str | None = None
     http_status: int | None = None
-    outcome: str = "pending"  # complete | cancelled | failed:<code> | rejected:<why> | client_error:<why> | client_timeout
+    outcome: str = (
+        "pending"  # complete | cancelled | failed:<code> | rejected:<why> | client_error:<why> | client_timeout
+    )
     disconnected: bool = False  # the planned disconnect / cancel happened before the end
     text_before: str = ""  # deltas before the disconnect
     text_after: str = ""  # deltas after the resume (or after the cancel request)
@@ -155,7 +157,9 @@ class Client:
 
     async def _resume(self, rec: RunRecord, last_id: str) -> None:
         headers = {**self._auth(rec.user), "Last-Event-ID": last_id}
-        async with self.http.stream("GET", f"{self.base}/api/v1/chat/runs/{rec.run_id}/stream", headers=headers) as resp:
+        async with self.http.stream(
+            "GET", f"{self.base}/api/v1/chat/runs/{rec.run_id}/stream", headers=headers
+        ) as resp:
             if resp.status_code != 200:
                 body = await resp.aread()
                 rec.outcome = f"client_error:resume_http_{resp.status_code}"
@@ -239,7 +243,10 @@ class Client:
         etype = event.get("type")
         if etype == "thread.created":
             rec.conversation_id = (event.get("thread") or {}).get("id")
-        elif etype == "thread.item.updated" and (event.get("update") or {}).get("type") == "assistant_message.content_part.text_delta":
+        elif (
+            etype == "thread.item.updated"
+            and (event.get("update") or {}).get("type") == "assistant_message.content_part.text_delta"
+        ):
             if after:
                 rec.text_after += event["update"].get("delta", "")
             else:
@@ -294,7 +301,9 @@ async def _loops(app_url: str, users: list[str], password: str, opts: SoakOption
             n = 0
             while time.monotonic() < deadline:
                 path, action = _choose(rng, opts)
-                rec = RunRecord(path, action, users[(i + n) % len(users)], SOAK_QUESTIONS[(i + n) % len(SOAK_QUESTIONS)])
+                rec = RunRecord(
+                    path, action, users[(i + n) % len(users)], SOAK_QUESTIONS[(i + n) % len(SOAK_QUESTIONS)]
+                )
                 n += 1
                 records.append(rec)
                 rec.started = time.perf_counter()
@@ -361,16 +370,35 @@ def account(db_path: Path, records: list[RunRecord]) -> dict[str, Any]:
         status, content, _error = row
         expected_status = _expected_status(rec, status)
         if expected_status is not None and status not in expected_status:
-            problems.append({"run_id": rec.run_id, "problem": f"status {status}, client saw {rec.outcome}", "action": rec.action})
+            problems.append(
+                {"run_id": rec.run_id, "problem": f"status {status}, client saw {rec.outcome}", "action": rec.action}
+            )
         if rec.outcome == "complete" and rec.final_text is not None and content != rec.final_text:
-            problems.append({"run_id": rec.run_id, "problem": "stored text differs from the streamed final text", "action": rec.action})
-        if rec.outcome in ("complete", "cancelled", "ended_with_error") and rec.final_text is not None and rec.outcome != "disconnected":
+            problems.append(
+                {
+                    "run_id": rec.run_id,
+                    "problem": "stored text differs from the streamed final text",
+                    "action": rec.action,
+                }
+            )
+        if (
+            rec.outcome in ("complete", "cancelled", "ended_with_error")
+            and rec.final_text is not None
+            and rec.outcome != "disconnected"
+        ):
             received = rec.text_before + rec.text_after
             if rec.action == "disconnect_resume" and rec.disconnected:
                 resumed += 1
                 resumed_intact += int(received == rec.final_text)
             if received != rec.final_text:
-                problems.append({"run_id": rec.run_id, "problem": "text received (before + after any resume) differs from the final text", "action": rec.action, "path": rec.path})
+                problems.append(
+                    {
+                        "run_id": rec.run_id,
+                        "problem": "text received (before + after any resume) differs from the final text",
+                        "action": rec.action,
+                        "path": rec.path,
+                    }
+                )
     return {
         "user_messages": len(users),
         "assistant_messages": len(assistants),
@@ -400,8 +428,17 @@ def _expected_status(rec: RunRecord, status: str) -> set[str] | None:
 
 
 def summarize(records: list[RunRecord], db: dict[str, Any], opts: SoakOptions, extra: dict[str, Any]) -> dict[str, Any]:
-    by = Counter((r.path, r.action, r.outcome.split(":", 1)[0] if r.outcome.startswith(("rejected", "client_error")) else r.outcome) for r in records)
-    rejected = Counter(r.outcome for r in records if r.outcome.startswith(("rejected", "client_error", "client_timeout")))
+    by = Counter(
+        (
+            r.path,
+            r.action,
+            r.outcome.split(":", 1)[0] if r.outcome.startswith(("rejected", "client_error")) else r.outcome,
+        )
+        for r in records
+    )
+    rejected = Counter(
+        r.outcome for r in records if r.outcome.startswith(("rejected", "client_error", "client_timeout"))
+    )
     cancels = [r for r in records if r.action == "cancel" and r.run_id]
     disconnects = [r for r in records if r.action in ("disconnect_resume", "disconnect") and r.disconnected]
     duration = max((r.ended for r in records), default=0) - min((r.started for r in records), default=0)
@@ -419,7 +456,9 @@ def summarize(records: list[RunRecord], db: dict[str, Any], opts: SoakOptions, e
         "runs_started": sum(1 for r in records if r.run_id),
         "duration_s": round(duration, 1),
         "client": {
-            "by_path_action_outcome": [{"path": p, "action": a, "outcome": o, "n": n} for (p, a, o), n in sorted(by.items())],
+            "by_path_action_outcome": [
+                {"path": p, "action": a, "outcome": o, "n": n} for (p, a, o), n in sorted(by.items())
+            ],
             "rejected_or_client_errors": dict(rejected),
             "disconnects": len(disconnects),
             "resumes": sum(1 for r in records if r.action == "disconnect_resume" and r.disconnected),
@@ -464,7 +503,9 @@ def run_soak(opts: SoakOptions, console: Any) -> dict[str, Any]:
             cpu0 = sum(app_proc.cpu_times()[:2])
             peak = [0]
 
-            with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console) as progress:
+            with Progress(
+                TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console
+            ) as progress:
                 task = progress.add_task("starting", total=opts.seconds)
                 t_loops = time.monotonic()
 
@@ -473,7 +514,11 @@ def run_soak(opts: SoakOptions, console: Any) -> dict[str, Any]:
                         peak[0] = max(peak[0], app_proc.memory_info().rss)
                     elapsed = time.monotonic() - t_loops
                     phase = "running" if elapsed < opts.seconds else "draining"
-                    progress.update(task, completed=min(elapsed, opts.seconds), description=f"{phase}: {n} iterations, {active} in flight")
+                    progress.update(
+                        task,
+                        completed=min(elapsed, opts.seconds),
+                        description=f"{phase}: {n} iterations, {active} in flight",
+                    )
 
                 records = asyncio.run(_loops(stack.app.url, demo["users"], demo["password"], opts, tick))
             db_path = workdir / "bench.db"
@@ -512,7 +557,10 @@ def summary_tables(result: dict[str, Any]) -> list[Any]:
     from rich.table import Table
 
     db = result["db"]
-    t = Table(title=f"Soak: {result['options']['streams']} concurrent client loops for {result['options']['seconds']:g} s", title_justify="left")
+    t = Table(
+        title=f"Soak: {result['options']['streams']} concurrent client loops for {result['options']['seconds']:g} s",
+        title_justify="left",
+    )
     t.add_column("figure")
     t.add_column("value", justify="right")
     rows = [
@@ -528,7 +576,10 @@ def summary_tables(result: dict[str, Any]) -> list[Any]:
         ("  intact (before + after = final text)", db["resumed_intact"]),
         ("cancels requested", result["client"]["cancels_requested"]),
         *[(f"  cancel answered {k}", v) for k, v in sorted(result["client"]["cancel_answers"].items())],
-        *[(f"rejected / client error: {k}", v) for k, v in sorted(result["client"]["rejected_or_client_errors"].items())],
+        *[
+            (f"rejected / client error: {k}", v)
+            for k, v in sorted(result["client"]["rejected_or_client_errors"].items())
+        ],
         ("client/database disagreements", db["problem_count"]),
         ("server-side failures (5xx, dropped, timeout)", result["server_failures"]),
         ("app CPU s / peak RSS MB", f"{result['app']['cpu_s']} / {result['app']['peak_rss_mb']}"),

@@ -119,10 +119,14 @@ async def run_tool_benchmark(
 
     registry = registry or build_registry(services.settings)
     pid, name, owner_id, email, lots = await _largest_portfolio(services, user_email, portfolio_id)
-    ctx = ToolContext(user_id=owner_id, portfolio_id=pid, session_factory=services.db.session, settings=services.settings)
+    ctx = ToolContext(
+        user_id=owner_id, portfolio_id=pid, session_factory=services.db.session, settings=services.settings
+    )
     holdings = await registry.call("get_portfolio_complete", {}, ctx)
     symbols = [
-        h["symbol"] for h in (holdings.envelope.get("data") or {}).get("holdings", []) if h.get("asset_class") == "PUBLIC"
+        h["symbol"]
+        for h in (holdings.envelope.get("data") or {}).get("holdings", [])
+        if h.get("asset_class") == "PUBLIC"
     ]
     timings = []
     for tool in tools or registry.read_only_names:

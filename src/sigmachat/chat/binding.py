@@ -39,9 +39,7 @@ def bind_portfolio(conv: Conversation, requested: str | None) -> str | None:
     return requested
 
 
-async def check_portfolio(
-    session: AsyncSession, user_id: str, conversation_id: str, requested: str | None
-) -> None:
+async def check_portfolio(session: AsyncSession, user_id: str, conversation_id: str, requested: str | None) -> None:
     """Refuse a send naming another portfolio than the conversation's (nothing is written)."""
     conv = await get_conversation(session, user_id, conversation_id)
     if requested and conv.portfolio_id and requested != conv.portfolio_id:

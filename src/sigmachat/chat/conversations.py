@@ -24,7 +24,12 @@ MAX_TEXT = 4000  # the longest question either protocol accepts, in characters
 
 
 async def default_portfolio_id(session: AsyncSession, user_id: str) -> str | None:
-    stmt = select(Portfolio.id).where(Portfolio.owner_id == user_id).order_by(Portfolio.created_at, Portfolio.name).limit(1)
+    stmt = (
+        select(Portfolio.id)
+        .where(Portfolio.owner_id == user_id)
+        .order_by(Portfolio.created_at, Portfolio.name)
+        .limit(1)
+    )
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
@@ -95,7 +100,9 @@ async def list_conversations(
     if before and offset:
         raise ValidationFailed("Page with either before (a cursor) or offset, not both.")
     cursor = decode_cursor(before) if before else None
-    stmt = keyset_page(stmt, Conversation.created_at, Conversation.id, cursor, desc=True).offset(offset).limit(limit + 1)
+    stmt = (
+        keyset_page(stmt, Conversation.created_at, Conversation.id, cursor, desc=True).offset(offset).limit(limit + 1)
+    )
     rows = list((await session.execute(stmt)).scalars())
     page = rows[:limit]
     nxt = encode_cursor(as_utc(page[-1].created_at), page[-1].id) if len(rows) > limit and page else None
@@ -163,9 +170,7 @@ def message_to_dict(m: Message) -> dict[str, Any]:
         "item_type": m.item_type,
         "content": m.content,
         "status": m.status,
-        "tool_calls": [
-            {k: v for k, v in tc.items() if k != "output"} for tc in (m.tool_calls or [])
-        ],
+        "tool_calls": [{k: v for k, v in tc.items() if k != "output"} for tc in (m.tool_calls or [])],
         "model": m.model,
         "engine": m.engine,
         "offline": m.offline,

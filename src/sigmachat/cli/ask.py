@@ -41,7 +41,9 @@ async def _ask(question: str, email: str, portfolio_id: str | None, engine: str)
         await prepare_database(services)
         services.start_chat_runtime()
         async with services.db.session() as session:
-            user = (await session.execute(select(User).where(User.email == normalise_email(email)))).scalar_one_or_none()
+            user = (
+                await session.execute(select(User).where(User.email == normalise_email(email)))
+            ).scalar_one_or_none()
             if user is None:
                 err.print(f"[red]No user with email {email}.[/]")
                 return 2

@@ -17,18 +17,40 @@ def _csv(value: str | None) -> tuple[str, ...] | None:
 
 def bench(
     quick: bool = typer.Option(False, "--quick", help="Levels 1 and 10 only (under a minute)."),
-    upstream: str = typer.Option("sim", "--upstream", help="sim (the simulator, default) or openai (needs OPENAI_API_KEY)."),
-    levels: str = typer.Option(None, "--levels", help="Concurrency levels, comma-separated (default 1,10,50,200; quick 1,10)."),
-    streams: int = typer.Option(None, "--streams", min=1, help="Streams per cell at every level (default: tuned per level)."),
-    paths: str = typer.Option("direct,raw,responses,chatkit", "--paths", help="Paths to measure, comma-separated (raw: the CPU floor reader)."),
-    ttfb_ms: float = typer.Option(None, "--ttfb-ms", help="Simulator time to first byte (default SIGMACHAT_SIM_TTFB_MS, 300)."),
-    tokens_per_s: float = typer.Option(None, "--tokens-per-s", help="Simulator tokens/s (default SIGMACHAT_SIM_TOKENS_PER_S, 80)."),
+    upstream: str = typer.Option(
+        "sim", "--upstream", help="sim (the simulator, default) or openai (needs OPENAI_API_KEY)."
+    ),
+    levels: str = typer.Option(
+        None, "--levels", help="Concurrency levels, comma-separated (default 1,10,50,200; quick 1,10)."
+    ),
+    streams: int = typer.Option(
+        None, "--streams", min=1, help="Streams per cell at every level (default: tuned per level)."
+    ),
+    paths: str = typer.Option(
+        "direct,raw,responses,chatkit", "--paths", help="Paths to measure, comma-separated (raw: the CPU floor reader)."
+    ),
+    ttfb_ms: float = typer.Option(
+        None, "--ttfb-ms", help="Simulator time to first byte (default SIGMACHAT_SIM_TTFB_MS, 300)."
+    ),
+    tokens_per_s: float = typer.Option(
+        None, "--tokens-per-s", help="Simulator tokens/s (default SIGMACHAT_SIM_TOKENS_PER_S, 80)."
+    ),
     out_dir: Path = typer.Option(Path("bench/results"), "--out", help="Where the JSON and HTML go."),
-    docs: bool = typer.Option(None, "--docs/--no-docs", help="Regenerate docs/benchmarks.md (default: on for full runs, off for quick)."),
+    docs: bool = typer.Option(
+        None, "--docs/--no-docs", help="Regenerate docs/benchmarks.md (default: on for full runs, off for quick)."
+    ),
     docs_path: Path = typer.Option(Path("docs/benchmarks.md"), "--docs-path", help="The docs page to regenerate."),
     keep_workdir: bool = typer.Option(False, "--keep-workdir", help="Keep the temporary database and server logs."),
-    no_seed_cache: bool = typer.Option(False, "--no-seed-cache", help="Seed a fresh database instead of copying the cached template."),
-    from_json: Path = typer.Option(None, "--from-json", exists=True, dir_okay=False, help="Measure nothing: render the tables, HTML and docs of a saved report."),
+    no_seed_cache: bool = typer.Option(
+        False, "--no-seed-cache", help="Seed a fresh database instead of copying the cached template."
+    ),
+    from_json: Path = typer.Option(
+        None,
+        "--from-json",
+        exists=True,
+        dir_okay=False,
+        help="Measure nothing: render the tables, HTML and docs of a saved report.",
+    ),
     note: str = typer.Option(None, "--note", help="What else the machine was doing (printed with the results)."),
 ) -> None:
     """Benchmark the chat paths against the simulator (or OpenAI): direct, responses, chatkit.
@@ -49,7 +71,9 @@ def bench(
         for table in terminal_tables(report):
             console.print(table)
         wrote = write_outputs(report, out_dir, docs_path if docs is not False else None)
-        console.print("written: " + ", ".join(str(p) for k, p in wrote.items() if k.startswith("latest") or k == "docs"))
+        console.print(
+            "written: " + ", ".join(str(p) for k, p in wrote.items() if k.startswith("latest") or k == "docs")
+        )
         return
 
     try:

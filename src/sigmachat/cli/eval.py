@@ -16,21 +16,15 @@ err = Console(stderr=True)
 
 
 def eval_command(
-    engines: str = typer.Option(
-        "responses,agents", "--engines", help="Comma-separated: responses, agents."
-    ),
-    only: str = typer.Option(
-        "", "--only", help="Comma-separated case ids (default: every case)."
-    ),
+    engines: str = typer.Option("responses,agents", "--engines", help="Comma-separated: responses, agents."),
+    only: str = typer.Option("", "--only", help="Comma-separated case ids (default: every case)."),
     tag: str = typer.Option(
         "",
         "--tag",
         help="Only cases with this tag (follow-up, benchmark, out-of-scope, ...).",
     ),
     html: Path = typer.Option(None, "--html", help="Write an HTML report here."),
-    json_out: Path = typer.Option(
-        None, "--json", help="Write the results as JSON here."
-    ),
+    json_out: Path = typer.Option(None, "--json", help="Write the results as JSON here."),
     fail_under: float = typer.Option(
         0.0,
         "--fail-under",
@@ -41,9 +35,7 @@ def eval_command(
         "--database-url",
         help="Use this database (it must hold the demo users); default: a fresh seeded SQLite.",
     ),
-    keep_pacing: bool = typer.Option(
-        False, "--keep-pacing", help="Keep the offline model's simulated latency."
-    ),
+    keep_pacing: bool = typer.Option(False, "--keep-pacing", help="Keep the offline model's simulated latency."),
 ) -> None:
     """Ask the evaluation set on each engine and score the answers against facts computed from the tools.
 

@@ -26,7 +26,9 @@ err = Console(stderr=True)
 def serve(
     host: str = typer.Option(None, help="Bind address (default from SIGMACHAT_HOST)."),
     port: int = typer.Option(None, help="Port (default from SIGMACHAT_PORT)."),
-    workers: int = typer.Option(1, min=1, max=64, help="Worker processes sharing the port (more than 1 needs SIGMACHAT_REDIS_URL)."),
+    workers: int = typer.Option(
+        1, min=1, max=64, help="Worker processes sharing the port (more than 1 needs SIGMACHAT_REDIS_URL)."
+    ),
 ) -> None:
     """Serve the app (applies migrations and seeds demo data on first run).
 
@@ -51,8 +53,9 @@ def serve(
         f"[bold]SigmaSight Chat[/] on http://{host}:{port}  (database: {settings.database_url.split('://', 1)[0]}, "
         f"workers: {workers}, run state: {'redis' if settings.redis_url else 'in-process'})"
     )
-    options = dict(host=host, port=port, log_config=None, access_log=False, factory=True,
-                   timeout_graceful_shutdown=5)  # after the drain: streams of other instances' runs reconnect elsewhere
+    options = dict(
+        host=host, port=port, log_config=None, access_log=False, factory=True, timeout_graceful_shutdown=5
+    )  # after the drain: streams of other instances' runs reconnect elsewhere
     if workers > 1:
         # Migrate and seed once here, not racing in every worker.
         from sigmachat.bootstrap import prepare_database
@@ -122,8 +125,7 @@ def import_prices(file: Path = typer.Argument(..., exists=True, dir_okay=False, 
         err.print(f"[red]Import failed:[/] {exc}. Nothing was imported.")
         raise typer.Exit(2) from exc
     console.print(
-        f"Imported {result.rows} closes for {result.symbols} symbols "
-        f"({result.first_date} to {result.last_date})."
+        f"Imported {result.rows} closes for {result.symbols} symbols ({result.first_date} to {result.last_date})."
     )
 
 

@@ -20,7 +20,9 @@ def report(
     since: str = typer.Option("24h", "--since", help="Window back from now: 30m, 24h, 7d, 2w."),
     html: Path | None = typer.Option(None, "--html", dir_okay=False, help="Also write the HTML report (charts) here."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON instead of tables."),
-    fail_on_no_go: bool = typer.Option(False, "--fail-on-no-go", help="Exit 1 when the verdict is no-go (for scripts)."),
+    fail_on_no_go: bool = typer.Option(
+        False, "--fail-on-no-go", help="Exit 1 when the verdict is no-go (for scripts)."
+    ),
 ) -> None:
     """Compare the Responses and ChatKit paths over a window, with a go / no-go verdict."""
     from sigmachat.db.migrate import upgrade
@@ -60,7 +62,9 @@ def report(
 
 def _print(data: dict) -> None:
     paths = data["paths"]
-    t = Table(title=f"Responses vs ChatKit, {data['window']['since'][:16]} → {data['window']['until'][:16]} (live runs)")
+    t = Table(
+        title=f"Responses vs ChatKit, {data['window']['since'][:16]} → {data['window']['until'][:16]} (live runs)"
+    )
     t.add_column("")
     t.add_column("Responses", justify="right")
     t.add_column("ChatKit", justify="right")
@@ -80,13 +84,20 @@ def _print(data: dict) -> None:
     for q in ("p50", "p95", "p99"):
         add(f"tokens/s {q}", lambda s, q=q: s["tokens_per_s"][q], "", 1)
     add("tool calls / turn", lambda s: s["tool_calls_per_turn"]["mean"], "", 2)
-    add("feedback positive share", lambda s: None if s["feedback"]["ratio"] is None else 100 * s["feedback"]["ratio"], " %", 1)
+    add(
+        "feedback positive share",
+        lambda s: None if s["feedback"]["ratio"] is None else 100 * s["feedback"]["ratio"],
+        " %",
+        1,
+    )
     add("answers edited by the user", lambda s: s["feedback"].get("edited", 0), "", 0)
     console.print(t)
     for path in ("responses", "chatkit"):
         codes = paths[path]["errors_by_code"]
         if codes:
-            console.print(f"{path} errors: " + ", ".join(f"{c} {v['count']} ({v['rate_pct']}%)" for c, v in codes.items()))
+            console.print(
+                f"{path} errors: " + ", ".join(f"{c} {v['count']} ({v['rate_pct']}%)" for c, v in codes.items())
+            )
     for s in data["shadow"]:
         console.print(
             f"shadow {s['shadow_path']} of {s['live_path']}: {s['pairs']} pairs, {s['both_completed']} both completed, "

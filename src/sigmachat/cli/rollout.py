@@ -68,7 +68,9 @@ def show(as_json: bool = typer.Option(False, "--json", help="Print the state as 
 
 @rollout_app.command("set")
 def set_(
-    percent: int | None = typer.Option(None, "--percent", min=0, max=100, help="Share of users (by bucket) on chatkit."),
+    percent: int | None = typer.Option(
+        None, "--percent", min=0, max=100, help="Share of users (by bucket) on chatkit."
+    ),
     allow_user: list[str] = typer.Option([], "--allow-user", help="Put this email on chatkit (repeatable)."),
     allow_portfolio: list[str] = typer.Option([], "--allow-portfolio", help="Put this portfolio's users on chatkit."),
     deny_user: list[str] = typer.Option([], "--deny-user", help="Keep this email on responses."),
@@ -96,7 +98,9 @@ def set_(
         err.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from exc
     portfolios_removed = {p.strip() for p in remove_portfolio}
-    if not any((percent is not None, allow_add, allow_portfolio, deny_add, removed, portfolios_removed, kill, unkill, default)):
+    if not any(
+        (percent is not None, allow_add, allow_portfolio, deny_add, removed, portfolios_removed, kill, unkill, default)
+    ):
         err.print("Nothing to change; see --help.")
         raise typer.Exit(2)
 
@@ -114,7 +118,9 @@ def set_(
             patch["deny_users"] = [e for e in (*state.deny_users, *deny_add) if e not in removed]
         if allow_portfolio or portfolios_removed:
             patch["allow_portfolios"] = [
-                p for p in (*state.allow_portfolios, *(p.strip() for p in allow_portfolio)) if p not in portfolios_removed
+                p
+                for p in (*state.allow_portfolios, *(p.strip() for p in allow_portfolio))
+                if p not in portfolios_removed
             ]
         return patch
 
@@ -131,7 +137,9 @@ def set_(
     if state["version"] == before:
         console.print("Nothing changed (the flag already had these values).")
     else:
-        console.print(f"Changed: version {before} → {state['version']}. Every instance applies it within {ttl:g} s (+ one query).")
+        console.print(
+            f"Changed: version {before} → {state['version']}. Every instance applies it within {ttl:g} s (+ one query)."
+        )
     _print_state(state)
 
 

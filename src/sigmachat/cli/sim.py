@@ -14,9 +14,13 @@ def sim(
     port: int = typer.Option(None, help="Port (default from SIGMACHAT_SIM_PORT, 9100)."),
     host: str = typer.Option("127.0.0.1", help="Bind address."),
     ttfb_ms: float = typer.Option(None, "--ttfb-ms", help="Time to first byte in ms (default SIGMACHAT_SIM_TTFB_MS)."),
-    tokens_per_s: float = typer.Option(None, "--tokens-per-s", help="Streaming rate; 0 = as fast as possible (default SIGMACHAT_SIM_TOKENS_PER_S)."),
+    tokens_per_s: float = typer.Option(
+        None, "--tokens-per-s", help="Streaming rate; 0 = as fast as possible (default SIGMACHAT_SIM_TOKENS_PER_S)."
+    ),
     slow_tokens_per_s: float = typer.Option(5.0, "--slow-tokens-per-s", help="Token rate of the slow_tokens scenario."),
-    retry_after_s: float = typer.Option(1.0, "--retry-after-s", help="Retry-After of the rate_limit scenario, in seconds."),
+    retry_after_s: float = typer.Option(
+        1.0, "--retry-after-s", help="Retry-After of the rate_limit scenario, in seconds."
+    ),
     log_level: str = typer.Option("warning", help="uvicorn log level."),
     chat_only: bool = typer.Option(
         False, "--chat-only", help="Serve Chat Completions only (no /v1/responses), like many self-hosted servers."

@@ -15,14 +15,21 @@ def soak(
     streams: int = typer.Option(100, "--streams", min=1, max=1000, help="Concurrent client loops."),
     seconds: float = typer.Option(60.0, "--seconds", min=1, max=3600, help="How long the loops start new answers."),
     paths: str = typer.Option("responses,chatkit", "--paths", help="responses, chatkit or both (comma-separated)."),
-    disconnect_share: float = typer.Option(0.2, "--disconnect-share", min=0, max=1, help="Share of answers cut mid-stream (responses: then resumed)."),
-    cancel_share: float = typer.Option(0.1, "--cancel-share", min=0, max=1, help="Share of responses-path answers cancelled mid-stream."),
-    chatkit_share: float = typer.Option(0.3, "--chatkit-share", min=0, max=1, help="Share of answers on the ChatKit path when both are on."),
+    disconnect_share: float = typer.Option(
+        0.2, "--disconnect-share", min=0, max=1, help="Share of answers cut mid-stream (responses: then resumed)."
+    ),
+    cancel_share: float = typer.Option(
+        0.1, "--cancel-share", min=0, max=1, help="Share of responses-path answers cancelled mid-stream."
+    ),
+    chatkit_share: float = typer.Option(
+        0.3, "--chatkit-share", min=0, max=1, help="Share of answers on the ChatKit path when both are on."
+    ),
     seed: int = typer.Option(20250711, "--seed", help="Random seed of the clients' choices."),
     out_dir: Path = typer.Option(Path("bench/results"), "--out", help="Where the JSON goes."),
     keep_workdir: bool = typer.Option(False, "--keep-workdir", help="Keep the temporary database and server logs."),
     cluster: bool = typer.Option(
-        False, "--cluster",
+        False,
+        "--cluster",
         help="PostgreSQL + Redis + two instances behind nginx; one drained with SIGTERM, the other SIGKILLed, mid-soak.",
     ),
 ) -> None:
@@ -85,7 +92,9 @@ def _soak_cluster(streams, seconds, chatkit_share, disconnect_share, seed, out_d
     console.print(summary_table(result))
     for problem in result["problems"][:10]:
         err.print(f"  {problem}")
-    verdict = "[green]every answer intact or interrupted with its partial text saved[/]" if result["ok"] else "[red]NOT OK[/]"
+    verdict = (
+        "[green]every answer intact or interrupted with its partial text saved[/]" if result["ok"] else "[red]NOT OK[/]"
+    )
     console.print(f"{verdict} · took {result['soak_seconds']:.0f} s · written: {', '.join(result['outputs'])}")
     if not result["ok"]:
         raise typer.Exit(1)

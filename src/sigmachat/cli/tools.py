@@ -18,7 +18,9 @@ err = Console(stderr=True)
 
 
 @tools_app.command("list")
-def list_tools(as_json: bool = typer.Option(False, "--json", help="Print the specs (name, description, parameters) as JSON.")) -> None:
+def list_tools(
+    as_json: bool = typer.Option(False, "--json", help="Print the specs (name, description, parameters) as JSON."),
+) -> None:
     """The tools the model can call, with their parameter schemas."""
     from sigmachat.settings import get_settings
     from sigmachat.tools.registry import build_registry
@@ -45,8 +47,12 @@ def call_tool(
     name: str = typer.Argument(..., help="Tool name, e.g. get_analytics_overview."),
     user: str = typer.Option(..., "--user", help="Email of the user the tool runs as."),
     args: str = typer.Option("{}", "--args", help="Arguments as a JSON object."),
-    portfolio: str = typer.Option(None, "--portfolio", help="The conversation's portfolio id (injected when args omit it)."),
-    model_text: bool = typer.Option(False, "--model-text", help="Print what the model receives (after truncation) instead."),
+    portfolio: str = typer.Option(
+        None, "--portfolio", help="The conversation's portfolio id (injected when args omit it)."
+    ),
+    model_text: bool = typer.Option(
+        False, "--model-text", help="Print what the model receives (after truncation) instead."
+    ),
 ) -> None:
     """Call one tool as a user and print its envelope."""
     from sqlalchemy import select
@@ -57,10 +63,17 @@ def call_tool(
     async def _run():
         async with cli_services() as services:
             async with services.db.session() as session:
-                found = (await session.execute(select(User).where(User.email == user.strip().lower()))).scalar_one_or_none()
+                found = (
+                    await session.execute(select(User).where(User.email == user.strip().lower()))
+                ).scalar_one_or_none()
             if found is None:
                 return None
-            ctx = ToolContext(user_id=found.id, portfolio_id=portfolio, session_factory=services.db.session, settings=services.settings)
+            ctx = ToolContext(
+                user_id=found.id,
+                portfolio_id=portfolio,
+                session_factory=services.db.session,
+                settings=services.settings,
+            )
             return await build_registry(services.settings).call(name, args, ctx)
 
     result = asyncio.run(_run())

@@ -88,9 +88,7 @@ class Position(Base):
     __tablename__ = "positions"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
-    portfolio_id: Mapped[str] = mapped_column(
-        ForeignKey("portfolios.id", ondelete="CASCADE"), index=True
-    )
+    portfolio_id: Mapped[str] = mapped_column(ForeignKey("portfolios.id", ondelete="CASCADE"), index=True)
     symbol: Mapped[str] = mapped_column(String(40), index=True)
     quantity: Mapped[float] = mapped_column(Float)  # signed: negative means short
     entry_price: Mapped[float] = mapped_column(Float, default=0.0)
@@ -143,9 +141,7 @@ class Conversation(Base):
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True, default=lambda: prefixed_id("thr"))
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    portfolio_id: Mapped[str | None] = mapped_column(
-        ForeignKey("portfolios.id", ondelete="SET NULL"), nullable=True
-    )
+    portfolio_id: Mapped[str | None] = mapped_column(ForeignKey("portfolios.id", ondelete="SET NULL"), nullable=True)
     title: Mapped[str | None] = mapped_column(String(200), nullable=True)
     # The analyst style of the conversation (agent/instructions.py MODES); changeable any time.
     mode: Mapped[str] = mapped_column(String(16), default="green", server_default="green")
@@ -216,7 +212,21 @@ class Attachment(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
-__all__ = ["Attachment", "AppState", "Base", "Conversation", "Message", "prefixed_id", "DailyPrice", "Portfolio", "Position", "User", "as_utc", "new_id", "utcnow"]
+__all__ = [
+    "Attachment",
+    "AppState",
+    "Base",
+    "Conversation",
+    "Message",
+    "prefixed_id",
+    "DailyPrice",
+    "Portfolio",
+    "Position",
+    "User",
+    "as_utc",
+    "new_id",
+    "utcnow",
+]
 
 
 # --- rollout control (issue 7) -------------------------------------------------------------
@@ -326,9 +336,7 @@ class Memory(Base):
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     content: Mapped[str] = mapped_column(Text)
     scope: Mapped[str] = mapped_column(String(16), default="user")  # user | portfolio
-    portfolio_id: Mapped[str | None] = mapped_column(
-        ForeignKey("portfolios.id", ondelete="CASCADE"), nullable=True
-    )
+    portfolio_id: Mapped[str | None] = mapped_column(ForeignKey("portfolios.id", ondelete="CASCADE"), nullable=True)
     tags: Mapped[dict] = mapped_column(JSON, default=dict)
     source: Mapped[str] = mapped_column(String(16), default="api")  # api | tool (the remember tool)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

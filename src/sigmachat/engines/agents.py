@@ -277,7 +277,10 @@ class _GuardedModel(Model):
                                 state.emit(TextDelta, delta=delta)
                             if budget.exhausted:
                                 terminal = "bounded"
-                    elif ctype == "response.output_item.added" and _type_of(getattr(chunk, "item", None)) == "function_call":
+                    elif (
+                        ctype == "response.output_item.added"
+                        and _type_of(getattr(chunk, "item", None)) == "function_call"
+                    ):
                         produced = True
                     elif ctype == "response.output_item.done":
                         self._remember_call(getattr(chunk, "item", None), budget)
@@ -349,7 +352,9 @@ class _GuardedModel(Model):
                     state.emit(Info, kind="retry_scheduled", attempt=attempt + 1, delay_ms=delay, reason=failure.code)
                     fallback = self.engine.mc.fallback_model
                     if attempt == 1 and fallback and fallback != state.model:
-                        state.emit(Info, kind="model_switch", from_model=state.model, to_model=fallback, reason=failure.code)
+                        state.emit(
+                            Info, kind="model_switch", from_model=state.model, to_model=fallback, reason=failure.code
+                        )
                         state.model = fallback
                         state.switched = True
                         self.inner = self._sdk_model(fallback)
@@ -402,7 +407,15 @@ class AgentsEngine(ModelEngine):
 
     name = "agents"
 
-    def __init__(self, model_client: ModelClient, registry: Any, settings: Settings, session_factory: Any, *, sleep: Any = asyncio.sleep) -> None:
+    def __init__(
+        self,
+        model_client: ModelClient,
+        registry: Any,
+        settings: Settings,
+        session_factory: Any,
+        *,
+        sleep: Any = asyncio.sleep,
+    ) -> None:
         super().__init__(model_client, registry, settings, session_factory, sleep=sleep)
         if not settings.agents_tracing:
             # The SDK exports traces to OpenAI by default; they would carry portfolio data.
@@ -471,7 +484,9 @@ class AgentsEngine(ModelEngine):
         ev = EventFactory(request.run_id)
         started = time.perf_counter()
         model = request.model or self.mc.default_model
-        yield ev.make(RunStarted, conversation_id=request.conversation_id, model=model, engine=self.name, offline=self.mc.offline)
+        yield ev.make(
+            RunStarted, conversation_id=request.conversation_id, model=model, engine=self.name, offline=self.mc.offline
+        )
 
         queue: asyncio.Queue = asyncio.Queue()
         api = await self.mc.api()
@@ -601,4 +616,3 @@ async def _pump(result: Any, queue: asyncio.Queue) -> None:
         queue.put_nowait(("error", exc))
         return
     queue.put_nowait(("done", None))
-

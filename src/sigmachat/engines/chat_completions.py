@@ -34,9 +34,7 @@ def max_tokens_param(is_openai: bool) -> str:
     return "max_completion_tokens" if is_openai else "max_tokens"
 
 
-def chat_messages(
-    instructions: str | None, items: list[dict[str, Any]]
-) -> list[dict[str, Any]]:
+def chat_messages(instructions: str | None, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Responses input items as Chat Completions messages.
 
     Consecutive ``function_call`` items become one assistant message with ``tool_calls`` (the
@@ -57,16 +55,10 @@ def chat_messages(
                 },
             }
             last = messages[-1] if messages else None
-            if (
-                last is not None
-                and last["role"] == "assistant"
-                and "tool_calls" in last
-            ):
+            if last is not None and last["role"] == "assistant" and "tool_calls" in last:
                 last["tool_calls"].append(call)
             else:
-                messages.append(
-                    {"role": "assistant", "content": None, "tool_calls": [call]}
-                )
+                messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
         elif itype == "function_call_output":
             messages.append(
                 {
@@ -78,9 +70,7 @@ def chat_messages(
         elif itype == "reasoning":
             continue  # no place for it in Chat Completions
         elif item.get("role") in ("user", "assistant", "system", "developer"):
-            messages.append(
-                {"role": item["role"], "content": item.get("content") or ""}
-            )
+            messages.append({"role": item["role"], "content": item.get("content") or ""})
     return messages
 
 
@@ -91,8 +81,7 @@ def chat_tools(tools: list[dict[str, Any]], *, strict: bool) -> list[dict[str, A
         function: dict[str, Any] = {
             "name": tool["name"],
             "description": tool.get("description") or "",
-            "parameters": tool.get("parameters")
-            or {"type": "object", "properties": {}},
+            "parameters": tool.get("parameters") or {"type": "object", "properties": {}},
         }
         if strict and tool.get("strict") is not None:
             function["strict"] = tool["strict"]
@@ -138,9 +127,7 @@ class ChatCompletionsStreamReader:
     Tolerant like the Responses reader: no ``id``, ``index`` or usage is required.
     """
 
-    _calls: dict[int, dict[str, Any]] = field(
-        default_factory=dict
-    )  # tool_calls index -> partial call
+    _calls: dict[int, dict[str, Any]] = field(default_factory=dict)  # tool_calls index -> partial call
     finish_reason: str | None = None
     usage: Usage = field(default_factory=Usage)
     response_id: str | None = None
@@ -177,9 +164,7 @@ class ChatCompletionsStreamReader:
             for tc in delta.get("tool_calls") or []:
                 index = tc.get("index")
                 index = len(self._calls) if index is None else int(index)
-                call = self._calls.setdefault(
-                    index, {"id": "", "name": "", "arguments": ""}
-                )
+                call = self._calls.setdefault(index, {"id": "", "name": "", "arguments": ""})
                 function = tc.get("function") or {}
                 call["id"] = tc.get("id") or call["id"]
                 call["name"] = function.get("name") or call["name"]
@@ -223,10 +208,6 @@ def _usage(raw: dict[str, Any]) -> Usage:
     return Usage(
         input_tokens=int(raw.get("prompt_tokens") or 0),
         output_tokens=int(raw.get("completion_tokens") or 0),
-        cached_tokens=int(
-            (raw.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
-        ),
-        reasoning_tokens=int(
-            (raw.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0
-        ),
+        cached_tokens=int((raw.get("prompt_tokens_details") or {}).get("cached_tokens") or 0),
+        reasoning_tokens=int((raw.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0),
     )

@@ -59,7 +59,9 @@ log = get_logger("sigmachat.engines.responses")
 STATELESS_INCLUDE = ("reasoning.encrypted_content",)
 
 # Failures worth retrying when no output has been produced yet (the contract).
-RETRYABLE_BEFORE_OUTPUT = frozenset({"rate_limited", "upstream_error", "upstream_overloaded", "timeout", "network_error"})
+RETRYABLE_BEFORE_OUTPUT = frozenset(
+    {"rate_limited", "upstream_error", "upstream_overloaded", "timeout", "network_error"}
+)
 
 
 class UpstreamFailure(Exception):
@@ -128,7 +130,9 @@ def _classify_api_error(exc: openai.APIError) -> UpstreamFailure:
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
         if status == 503 or status == 529:
-            return UpstreamFailure("upstream_overloaded", f"upstream overloaded ({status})", retry_after_ms=_retry_after_ms(exc))
+            return UpstreamFailure(
+                "upstream_overloaded", f"upstream overloaded ({status})", retry_after_ms=_retry_after_ms(exc)
+            )
         if status >= 500:
             return UpstreamFailure("upstream_error", f"upstream error ({status})", retry_after_ms=_retry_after_ms(exc))
         if status == 408:
@@ -157,8 +161,16 @@ def history_items(history: list[HistoryTurn], limit: int) -> list[dict[str, Any]
             items.append({"role": "user", "content": turn.text})
             continue
         for tc in turn.tool_calls:
-            items.append({"type": "function_call", "call_id": tc.call_id, "name": tc.name, "arguments": json.dumps(tc.arguments)})
-            items.append({"type": "function_call_output", "call_id": tc.call_id, "output": tc.output or json.dumps({"summary": tc.summary})})
+            items.append(
+                {"type": "function_call", "call_id": tc.call_id, "name": tc.name, "arguments": json.dumps(tc.arguments)}
+            )
+            items.append(
+                {
+                    "type": "function_call_output",
+                    "call_id": tc.call_id,
+                    "output": tc.output or json.dumps({"summary": tc.summary}),
+                }
+            )
         if turn.text:
             items.append({"role": "assistant", "content": turn.text})
     return items
@@ -171,7 +183,9 @@ class ResponsesEngine(ModelEngine):
         ev = EventFactory(request.run_id)
         started = time.perf_counter()
         model = request.model or self.mc.default_model
-        yield ev.make(RunStarted, conversation_id=request.conversation_id, model=model, engine=self.name, offline=self.mc.offline)
+        yield ev.make(
+            RunStarted, conversation_id=request.conversation_id, model=model, engine=self.name, offline=self.mc.offline
+        )
 
         ctx = ToolContext(
             user_id=request.user_id,
@@ -295,12 +309,24 @@ class ResponsesEngine(ModelEngine):
                     failure = classify_exception(exc)
                     if failure.code == "internal_error":
                         log.exception("engine_unexpected_error", run_id=request.run_id)
-                    if failure.code in RETRYABLE_BEFORE_OUTPUT and not produced and attempt < self.settings.retry_max_attempts:
+                    if (
+                        failure.code in RETRYABLE_BEFORE_OUTPUT
+                        and not produced
+                        and attempt < self.settings.retry_max_attempts
+                    ):
                         retries += 1
                         delay = self.backoff_ms(attempt, failure.retry_after_ms)
-                        yield ev.make(Info, kind="retry_scheduled", attempt=attempt + 1, delay_ms=delay, reason=failure.code)
+                        yield ev.make(
+                            Info, kind="retry_scheduled", attempt=attempt + 1, delay_ms=delay, reason=failure.code
+                        )
                         if attempt == 1 and self.mc.fallback_model and self.mc.fallback_model != used_model:
-                            yield ev.make(Info, kind="model_switch", from_model=used_model, to_model=self.mc.fallback_model, reason=failure.code)
+                            yield ev.make(
+                                Info,
+                                kind="model_switch",
+                                from_model=used_model,
+                                to_model=self.mc.fallback_model,
+                                reason=failure.code,
+                            )
                             used_model = self.mc.fallback_model
                             switched = True
                         await self.sleep(delay / 1000)
@@ -352,10 +378,10 @@ class ResponsesEngine(ModelEngine):
 
             # Run this turn's calls concurrently; report each as it finishes.
             for call in calls:
-                yield ev.make(ToolStarted, call_id=call.call_id, name=call.name, arguments=parse_tool_arguments(call.arguments))
-            tasks = {
-                asyncio.ensure_future(self._call_tool(call, ctx)): call for call in calls
-            }
+                yield ev.make(
+                    ToolStarted, call_id=call.call_id, name=call.name, arguments=parse_tool_arguments(call.arguments)
+                )
+            tasks = {asyncio.ensure_future(self._call_tool(call, ctx)): call for call in calls}
             try:
                 for fut in asyncio.as_completed(list(tasks)):
                     call, result = await fut
@@ -372,8 +398,17 @@ class ResponsesEngine(ModelEngine):
             # chain of thought across tool turns only if its reasoning items come back.
             items.extend(getattr(reader, "reasoning_items", []))
             for call in calls:
-                call_item = {"type": "function_call", "call_id": call.call_id, "name": call.name, "arguments": call.arguments}
-                output_item = {"type": "function_call_output", "call_id": call.call_id, "output": by_id[call.call_id].output}
+                call_item = {
+                    "type": "function_call",
+                    "call_id": call.call_id,
+                    "name": call.name,
+                    "arguments": call.arguments,
+                }
+                output_item = {
+                    "type": "function_call_output",
+                    "call_id": call.call_id,
+                    "output": by_id[call.call_id].output,
+                }
                 items.extend([call_item, output_item])
                 pending_outputs.append(output_item)
             previous_response_id = response_id
@@ -421,4 +456,3 @@ class ResponsesEngine(ModelEngine):
     async def _call_tool(self, call: FunctionCall, ctx: ToolContext):
         result = await self.registry.call(call.name, call.arguments, ctx)
         return call, result
-

@@ -164,16 +164,21 @@ class ResponsesStreamReader:
         arguments = item.get("arguments")
         if arguments is None or (arguments == "" and partial.get("arguments")):
             arguments = partial.get("arguments", "")
-        return [FunctionCall(call_id=call_id, name=item.get("name") or partial.get("name", ""), arguments=arguments or "{}", item_id=item.get("id"))]
+        return [
+            FunctionCall(
+                call_id=call_id,
+                name=item.get("name") or partial.get("name", ""),
+                arguments=arguments or "{}",
+                item_id=item.get("id"),
+            )
+        ]
 
     def _message_text_fallback(self, item: dict[str, Any]) -> list[TextChunk]:
         item_id = item.get("id") or ""
         if item_id in self._text_items_with_deltas:
             return []
         text = "".join(
-            part.get("text") or ""
-            for part in item.get("content") or []
-            if part.get("type") in ("output_text", "text")
+            part.get("text") or "" for part in item.get("content") or [] if part.get("type") in ("output_text", "text")
         )
         if not text:
             return []

@@ -12,9 +12,7 @@ from typing import Any
 class Turn:
     ask: str
     expect: tuple[dict[str, Any], ...]
-    tools: tuple[str, ...] | None = (
-        None  # tools the answer must use ([] = none at all); None = no check
-    )
+    tools: tuple[str, ...] | None = None  # tools the answer must use ([] = none at all); None = no check
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,9 +20,7 @@ class Case:
     id: str
     email: str
     turns: tuple[Turn, ...]
-    portfolio: str | None = (
-        None  # a fragment of the conversation's portfolio name; None = the user's first
-    )
+    portfolio: str | None = None  # a fragment of the conversation's portfolio name; None = the user's first
     tags: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -33,9 +29,7 @@ def load_cases(text: str | None = None) -> list[Case]:
     raw = json.loads(
         text
         if text is not None
-        else resources.files("sigmachat.data")
-        .joinpath("eval_questions.json")
-        .read_text("utf-8")
+        else resources.files("sigmachat.data").joinpath("eval_questions.json").read_text("utf-8")
     )
     users = raw["users"]
     cases = []

@@ -28,16 +28,8 @@ def turn_row(r: TurnResult, engines: tuple[str, ...]) -> list[str]:
             missing.append(f"{e}: " + "; ".join(t.missing))
     same = r.same_tools
     cells.append("–" if same is None else "[green]yes[/]" if same else "[red]no[/]")
-    cells.append(
-        " / ".join(
-            _ms(r.engines[e].ttfb_ms) if e in r.engines else "–" for e in engines
-        )
-    )
-    cells.append(
-        " / ".join(
-            _ms(r.engines[e].total_ms) if e in r.engines else "–" for e in engines
-        )
-    )
+    cells.append(" / ".join(_ms(r.engines[e].ttfb_ms) if e in r.engines else "–" for e in engines))
+    cells.append(" / ".join(_ms(r.engines[e].total_ms) if e in r.engines else "–" for e in engines))
     cells.append("\n".join(missing))
     return cells
 
@@ -74,9 +66,7 @@ def print_summary(report: EvalReport, console: Console) -> None:
     agreement = report.agreement()
     if agreement is not None:
         same = sum(1 for r in report.results if r.same_tools)
-        console.print(
-            f"[bold]tool-sequence agreement[/]: {same}/{n} ({agreement:.1f}%) same tools in the same order"
-        )
+        console.print(f"[bold]tool-sequence agreement[/]: {same}/{n} ({agreement:.1f}%) same tools in the same order")
 
 
 _CSS = """body{font:14px system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;width:100%}
@@ -100,37 +90,25 @@ def html_report(report: EvalReport) -> str:
     head = "".join(f"<th>{escape(e)}</th>" for e in engines)
     rows = []
     for r in report.results:
-        cells = [
-            f"<td>{escape(r.key)}</td><td>{escape(r.question)}<br><small>{escape(r.email)}</small></td>"
-        ]
+        cells = [f"<td>{escape(r.key)}</td><td>{escape(r.question)}<br><small>{escape(r.email)}</small></td>"]
         for e in engines:
             t = r.engines.get(e)
             if t is None:
                 cells.append("<td>–</td>")
                 continue
-            verdict = (
-                '<span class="pass">pass</span>'
-                if t.passed
-                else '<span class="fail">fail</span>'
-            )
+            verdict = '<span class="pass">pass</span>' if t.passed else '<span class="fail">fail</span>'
             missing = "".join(f"<li>{escape(m)}</li>" for m in t.missing)
             cells.append(
                 f"<td>{verdict}{f'<ul>{missing}</ul>' if missing else ''}<details><summary>answer · tools: "
                 f"{escape(', '.join(t.tools) or 'none')}</summary><pre>{escape(t.text)}</pre></details></td>"
             )
         same = r.same_tools
+        cells.append(f"<td>{'–' if same is None else 'yes' if same else '<span class=fail>no</span>'}</td>")
         cells.append(
-            f"<td>{'–' if same is None else 'yes' if same else '<span class=fail>no</span>'}</td>"
+            "<td class=num>" + " / ".join(_ms(r.engines[e].ttfb_ms) for e in engines if e in r.engines) + "</td>"
         )
         cells.append(
-            "<td class=num>"
-            + " / ".join(_ms(r.engines[e].ttfb_ms) for e in engines if e in r.engines)
-            + "</td>"
-        )
-        cells.append(
-            "<td class=num>"
-            + " / ".join(_ms(r.engines[e].total_ms) for e in engines if e in r.engines)
-            + "</td>"
+            "<td class=num>" + " / ".join(_ms(r.engines[e].total_ms) for e in engines if e in r.engines) + "</td>"
         )
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return (

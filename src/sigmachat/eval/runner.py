@@ -73,9 +73,7 @@ class EvalReport:
         return 100.0 * sum(t.passed for t in turns) / len(turns) if turns else 0.0
 
     def passed(self, engine: str) -> int:
-        return sum(
-            r.engines[engine].passed for r in self.results if engine in r.engines
-        )
+        return sum(r.engines[engine].passed for r in self.results if engine in r.engines)
 
     def agreement(self) -> float | None:
         same = [r.same_tools for r in self.results if r.same_tools is not None]
@@ -83,10 +81,7 @@ class EvalReport:
 
     def latency(self, engine: str, what: str) -> dict[str, float | None]:
         values = sorted(
-            v
-            for r in self.results
-            if engine in r.engines
-            if (v := getattr(r.engines[engine], what)) is not None
+            v for r in self.results if engine in r.engines if (v := getattr(r.engines[engine], what)) is not None
         )
         if not values:
             return {"p50": None, "p95": None}
@@ -113,19 +108,13 @@ class EvalReport:
 
 async def _user_id(services: Services, email: str) -> str:
     async with services.db.session() as session:
-        user = (
-            await session.execute(
-                select(User).where(User.email == normalise_email(email))
-            )
-        ).scalar_one_or_none()
+        user = (await session.execute(select(User).where(User.email == normalise_email(email)))).scalar_one_or_none()
     if user is None:
         raise FactError(f"no user {email} in this database (seed the demo data)")
     return user.id
 
 
-async def _ask(
-    services: Services, user_id: str, conversation_id: str, text: str, engine: str
-) -> EngineTurn:
+async def _ask(services: Services, user_id: str, conversation_id: str, text: str, engine: str) -> EngineTurn:
     out = EngineTurn()
     started = time.perf_counter()
     run = await services.runs.start(
@@ -149,9 +138,7 @@ async def _ask(
     return out
 
 
-def score(
-    turn: EngineTurn, expectations: list[Expectation], tools: tuple[str, ...] | None
-) -> None:
+def score(turn: EngineTurn, expectations: list[Expectation], tools: tuple[str, ...] | None) -> None:
     lead = first_sentence(turn.text)
     for e in expectations:
         if not e.found_in(turn.text):
@@ -178,11 +165,7 @@ async def run_eval(
     """Ask every case on every engine; expected facts come from the tools for the same portfolio."""
     if services.runs is None:
         services.start_chat_runtime()
-    assert (
-        services.runs is not None
-        and services.registry is not None
-        and services.model is not None
-    )
+    assert services.runs is not None and services.registry is not None and services.model is not None
     engines = tuple(engines)
     report = EvalReport(engines, services.model.default_model)
     registry = services.registry
@@ -210,28 +193,15 @@ async def run_eval(
         expected: list[list[Expectation] | str] = []
         for turn in case.turns:
             try:
-                expected.append(
-                    [
-                        e
-                        for spec in turn.expect
-                        for e in await facts.expectations(spec, bound)
-                    ]
-                )
+                expected.append([e for spec in turn.expect for e in await facts.expectations(spec, bound)])
             except FactError as exc:
                 expected.append(f"fact not computable: {exc}")
-        results = [
-            TurnResult(case.id, i, case.email, t.ask, case.tags)
-            for i, t in enumerate(case.turns)
-        ]
+        results = [TurnResult(case.id, i, case.email, t.ask, case.tags) for i, t in enumerate(case.turns)]
         # Alternate which engine goes first, so neither always meets the colder process.
         order = engines if len(report.results) % 2 == 0 else tuple(reversed(engines))
         for engine in order:
-            for turn, result, facts_or_error in zip(
-                case.turns, results, expected, strict=True
-            ):
-                answer = await _ask(
-                    services, user_id, conversations[engine].id, turn.ask, engine
-                )
+            for turn, result, facts_or_error in zip(case.turns, results, expected, strict=True):
+                answer = await _ask(services, user_id, conversations[engine].id, turn.ask, engine)
                 if isinstance(facts_or_error, str):
                     answer.missing.append(facts_or_error)
                 score(

@@ -106,15 +106,13 @@ class DemoPriceGenerator:
         mkt_rng = _rng(self.seed, "market")
         self.market = mkt_rng.standard_t(6, n) * math.sqrt(4 / 6) * 0.15 * daily * self.vol_mult + 0.08 / TRADING_DAYS
         self.sectors: dict[str, np.ndarray] = {}
-        self.styles = {
-            name: _rng(self.seed, f"style:{name}").normal(0.0, 0.06 * daily, n) for name in STYLE_FACTORS
-        }
+        self.styles = {name: _rng(self.seed, f"style:{name}").normal(0.0, 0.06 * daily, n) for name in STYLE_FACTORS}
 
     def _sector(self, sector: str) -> np.ndarray:
         if sector not in self.sectors:
-            self.sectors[sector] = _rng(self.seed, f"sector:{sector}").normal(0.0, 0.10, self.n) / math.sqrt(
-                TRADING_DAYS
-            ) * self.vol_mult
+            self.sectors[sector] = (
+                _rng(self.seed, f"sector:{sector}").normal(0.0, 0.10, self.n) / math.sqrt(TRADING_DAYS) * self.vol_mult
+            )
         return self.sectors[sector]
 
     def _returns(self, sec: Security) -> np.ndarray:
@@ -164,9 +162,12 @@ class DemoPriceGenerator:
         x[0] = math.log(16.0)
         eps = rng.normal(0.0, 0.045, self.n)
         for i in range(1, self.n):
-            x[i] = x[i - 1] + 0.06 * (math.log(16.0) + 0.4 * math.log(self.vol_mult[i]) - x[i - 1]) - 4.0 * (
-                self.market[i] - 0.08 / TRADING_DAYS
-            ) + eps[i]
+            x[i] = (
+                x[i - 1]
+                + 0.06 * (math.log(16.0) + 0.4 * math.log(self.vol_mult[i]) - x[i - 1])
+                - 4.0 * (self.market[i] - 0.08 / TRADING_DAYS)
+                + eps[i]
+            )
         return np.exp(x)
 
     def _anchor_index(self) -> int | None:
@@ -187,7 +188,9 @@ class DemoPriceGenerator:
             path = path * (ref / path[-1])
         return np.round(path, 4)
 
-    def option_series(self, spec: OptionSpec, underlying: np.ndarray, und_vol: float) -> tuple[list[dt.date], np.ndarray]:
+    def option_series(
+        self, spec: OptionSpec, underlying: np.ndarray, und_vol: float
+    ) -> tuple[list[dt.date], np.ndarray]:
         """Model closes for a listed option from its underlying's closes, up to expiry."""
         keep = [i for i, d in enumerate(self.dates) if d <= spec.expiry]
         if not keep:

@@ -126,9 +126,7 @@ async def import_csv(session: AsyncSession, path: Path) -> ImportResult:
     )
 
 
-async def _load_ranked(
-    session: AsyncSession, symbols: Iterable[str] | None, until: dt.date | None
-) -> pd.DataFrame:
+async def _load_ranked(session: AsyncSession, symbols: Iterable[str] | None, until: dt.date | None) -> pd.DataFrame:
     """One row per (symbol, date): the winning close and its source."""
     stmt = select(DailyPrice.symbol, DailyPrice.date, DailyPrice.source, DailyPrice.close)
     if symbols is not None:
@@ -199,4 +197,3 @@ def describe_sources(sources: Iterable[str]) -> str:
     if not found:
         return "none"
     return found.pop() if len(found) == 1 else "mixed"
-

@@ -70,9 +70,7 @@ class SecurityMaster:
 
 @lru_cache(maxsize=1)
 def load_security_master() -> SecurityMaster:
-    raw = json.loads(
-        resources.files("sigmachat.data").joinpath("security_master.json").read_text("utf-8")
-    )
+    raw = json.loads(resources.files("sigmachat.data").joinpath("security_master.json").read_text("utf-8"))
     secs = {
         sym: Security(
             symbol=sym,

@@ -47,9 +47,18 @@ from sigmachat.offline.protocol import ToolCallPlan, Turn
 # Tools that need a portfolio; without a selected portfolio the analyst lists portfolios first.
 _PORTFOLIO_TOOLS = frozenset(
     {
-        "get_portfolio_complete", "get_positions_details", "get_portfolio_data_quality", "get_prices_historical",
-        "get_analytics_overview", "get_factor_exposures", "get_sector_exposure", "get_correlation_matrix",
-        "get_stress_test_results", "get_concentration_metrics", "get_volatility_analysis", "get_daily_movers",
+        "get_portfolio_complete",
+        "get_positions_details",
+        "get_portfolio_data_quality",
+        "get_prices_historical",
+        "get_analytics_overview",
+        "get_factor_exposures",
+        "get_sector_exposure",
+        "get_correlation_matrix",
+        "get_stress_test_results",
+        "get_concentration_metrics",
+        "get_volatility_analysis",
+        "get_daily_movers",
         "get_benchmark_comparison",
     }
 )
@@ -205,7 +214,9 @@ class OfflineAnalyst:
         conv = parse_conversation(request)
         question = conv.question
         if question is None or not question.strip():
-            return Turn(text="I did not receive a question. Ask me about your portfolio: holdings, exposure, risk, factors, stress tests and more.")
+            return Turn(
+                text="I did not receive a question. Ask me about your portfolio: holdings, exposure, risk, factors, stress tests and more."
+            )
         tools = offered_tools(request)
         personal = self._personal(conv, question, tools)
         if personal is not None:
@@ -237,12 +248,14 @@ class OfflineAnalyst:
         if _NO_PORTFOLIO_NOTE.search(conv.instructions) and "list_user_portfolios" in tools:
             if any(c.name in _PORTFOLIO_TOOLS and not c.arguments.get("portfolio_id") for c in calls):
                 # No portfolio in this conversation: find the user's portfolios first.
-                return Turn(calls=(ToolCallPlan("list_user_portfolios", fit_arguments({}, tools["list_user_portfolios"])),))
+                return Turn(
+                    calls=(ToolCallPlan("list_user_portfolios", fit_arguments({}, tools["list_user_portfolios"])),)
+                )
         return Turn(calls=tuple(calls))
 
     @staticmethod
     def _personal(conv: Conversation, question: str, tools: dict[str, dict[str, Any]]) -> Turn | None:
-        """"Remember that ..." (the remember tool, then a confirmation) and "what do you
+        """ "Remember that ..." (the remember tool, then a confirmation) and "what do you
         remember about me?" (answered from the memories in the instructions)."""
         fact = remember_fact(question)
         if fact is not None and "remember" in tools:
@@ -272,7 +285,9 @@ class OfflineAnalyst:
         if portfolio_id is None:
             return None  # compose explains there is no portfolio to analyse
         calls = [
-            ToolCallPlan(c.name, {**c.arguments, "portfolio_id": portfolio_id} if c.name in _PORTFOLIO_TOOLS else c.arguments)
+            ToolCallPlan(
+                c.name, {**c.arguments, "portfolio_id": portfolio_id} if c.name in _PORTFOLIO_TOOLS else c.arguments
+            )
             for c in wanted
         ]
         planned = self._plan(tuple(calls), tools)

@@ -68,7 +68,9 @@ class Focus:
 
     @property
     def wants_short(self) -> bool:
-        return self.short or bool(re.search(r"\bshorts?\b|\bshorted\b|\bshort (side|book|positions?)\b", self.question.lower()))
+        return self.short or bool(
+            re.search(r"\bshorts?\b|\bshorted\b|\bshort (side|book|positions?)\b", self.question.lower())
+        )
 
 
 # --------------------------------------------------------------------------- formatting
@@ -304,7 +306,9 @@ def compose_portfolio_complete(result: ToolResult, focus: Focus) -> str:
         # A question about a ticker: what the user holds in it, first.
         for sym in focus.symbols:
             lines.append(_holding_sentence(sym, held.get(sym.upper()), nav, where))
-        if not focus.has("summary") and not re.search(r"\b(show|list|all)\b.{0,20}\b(holdings|positions)\b", focus.question.lower()):
+        if not focus.has("summary") and not re.search(
+            r"\b(show|list|all)\b.{0,20}\b(holdings|positions)\b", focus.question.lower()
+        ):
             return " ".join(lines)
         asked = []
     if focus.has("largest") and (focus.top_n or 0) > 1 and not focus.rank:
@@ -317,7 +321,9 @@ def compose_portfolio_complete(result: ToolResult, focus: Focus) -> str:
     elif focus.has("largest") and focus.rank and focus.rank > 1:
         pool = [r for r in ordered if _mv(r) < 0] if focus.wants_short and any(_mv(r) < 0 for r in ordered) else ordered
         if focus.rank > len(pool):
-            lines.append(f"You hold only {len(pool)} position{'s' if len(pool) != 1 else ''}{where}, so there is no {ordinal(focus.rank)}-largest.")
+            lines.append(
+                f"You hold only {len(pool)} position{'s' if len(pool) != 1 else ''}{where}, so there is no {ordinal(focus.rank)}-largest."
+            )
         else:
             row = pool[focus.rank - 1]
             w = _holding_weight(row, nav)
@@ -349,21 +355,31 @@ def compose_portfolio_complete(result: ToolResult, focus: Focus) -> str:
         if lots and lots > 1:
             sentence += f" That is {int(lots)} lots of {_symbol(top)} added together."
         if _mv(top) < 0 and not focus.wants_short:
-            sentence += " It is a short position (negative market value): positions are ranked by absolute market value."
+            sentence += (
+                " It is a short position (negative market value): positions are ranked by absolute market value."
+            )
         terms = _option_terms(top)
         if terms:
             sentence += f" It is an option: {terms}."
         pnl = _pnl(top)
         if pnl is not None:
             ret = _num(first(top, "unrealized_return"))
-            sentence += f" Unrealised P&L is {signed_money(pnl)}" + (f" ({pct(ret, signed=True)} on cost)." if ret is not None else ".")
+            sentence += f" Unrealised P&L is {signed_money(pnl)}" + (
+                f" ({pct(ret, signed=True)} on cost)." if ret is not None else "."
+            )
         lines.append(sentence)
         if len(pool) > 1:
             nxt = pool[1:3]
-            text = "Next: " + "; ".join(f"**{_symbol(r)}** {money(_mv(r))} ({pct(_holding_weight(r, nav))})" for r in nxt) + "."
+            text = (
+                "Next: "
+                + "; ".join(f"**{_symbol(r)}** {money(_mv(r))} ({pct(_holding_weight(r, nav))})" for r in nxt)
+                + "."
+            )
             gap = abs(_mv(top)) - abs(_mv(pool[1]))
             if abs(_mv(top)) and gap < 0.05 * abs(_mv(top)):
-                text += f" The lead over {_symbol(pool[1])} is only {money(gap)}, so a small price move could swap them."
+                text += (
+                    f" The lead over {_symbol(pool[1])} is only {money(gap)}, so a small price move could swap them."
+                )
             lines.append(text)
 
     for sym in asked:
@@ -374,7 +390,10 @@ def compose_portfolio_complete(result: ToolResult, focus: Focus) -> str:
         w = _holding_weight(row, nav)
         qty = first(row, "quantity", "shares")
         side = " short" if _mv(row) < 0 else ""
-        bits = [f"**{sym}**: {_qty(qty)}{side} units" if qty is not None else f"**{sym}**", f"market value {money(_mv(row))}"]
+        bits = [
+            f"**{sym}**: {_qty(qty)}{side} units" if qty is not None else f"**{sym}**",
+            f"market value {money(_mv(row))}",
+        ]
         if w is not None:
             bits.append(f"{pct(w)} of NAV")
         if _pnl(row) is not None:
@@ -394,9 +413,13 @@ def compose_portfolio_complete(result: ToolResult, focus: Focus) -> str:
             head += f" Long {money(long_v)}, short {money(short_v)}."
         lines.append(head)
 
-    wants_pnl = bool(re.search(r"p&l|pnl|profit|gain|loss|winner|loser|made money|unreali|performance|doing", focus.question.lower()))
+    wants_pnl = bool(
+        re.search(r"p&l|pnl|profit|gain|loss|winner|loser|made money|unreali|performance|doing", focus.question.lower())
+    )
     if wants_pnl:
-        total_pnl = _num(first(data, "unrealized_pnl", "unrealised_pnl", "portfolio.unrealized_pnl", "summary.unrealized_pnl"))
+        total_pnl = _num(
+            first(data, "unrealized_pnl", "unrealised_pnl", "portfolio.unrealized_pnl", "summary.unrealized_pnl")
+        )
         pnls = [(r, _pnl(r)) for r in holdings if _pnl(r) is not None]
         if total_pnl is None and pnls:
             total_pnl = sum(p for _, p in pnls)  # type: ignore[misc]
@@ -405,7 +428,9 @@ def compose_portfolio_complete(result: ToolResult, focus: Focus) -> str:
         if pnls:
             best = max(pnls, key=lambda x: x[1])  # type: ignore[arg-type,return-value]
             worst = min(pnls, key=lambda x: x[1])  # type: ignore[arg-type,return-value]
-            lines.append(f"Biggest gain: **{_symbol(best[0])}** ({signed_money(best[1])}); biggest loss: **{_symbol(worst[0])}** ({signed_money(worst[1])}).")
+            lines.append(
+                f"Biggest gain: **{_symbol(best[0])}** ({signed_money(best[1])}); biggest loss: **{_symbol(worst[0])}** ({signed_money(worst[1])})."
+            )
 
     missing = first(data, "missing_prices")
     if isinstance(missing, list) and missing:
@@ -420,10 +445,16 @@ def compose_portfolio_complete(result: ToolResult, focus: Focus) -> str:
     for r in shown[:limit]:
         w = _holding_weight(r, nav)
         rows.append([_symbol(r), _name(r), money(_mv(r)), pct(w) if w is not None else "n/a", signed_money(_pnl(r))])
-    text = "\n\n".join(lines) + "\n\n" + table(["Symbol", "Name", "Market value", "% of NAV", "Unrealised P&L"], rows, ["l", "l", "r", "r", "r"])
+    text = (
+        "\n\n".join(lines)
+        + "\n\n"
+        + table(["Symbol", "Name", "Market value", "% of NAV", "Unrealised P&L"], rows, ["l", "l", "r", "r", "r"])
+    )
     if count > len(rows):
         kind = "short positions" if shown is not ordered else "holdings"
-        text += f"\n\nTop {len(rows)} of {int(count)} {kind} by absolute market value; " + more(len(rows), int(count), kind)
+        text += f"\n\nTop {len(rows)} of {int(count)} {kind} by absolute market value; " + more(
+            len(rows), int(count), kind
+        )
     return text
 
 
@@ -434,7 +465,13 @@ def _holding_sentence(sym: str, row: dict[str, Any] | None, nav: float | None, w
     qty = _num(first(row, "quantity", "shares"))
     w = _holding_weight(row, nav)
     asset = str(first(row, "asset_class", default="")).upper()
-    unit = "contracts" if asset == "OPTIONS" or first(row, "strike") is not None else "units" if asset == "PRIVATE" else "shares"
+    unit = (
+        "contracts"
+        if asset == "OPTIONS" or first(row, "strike") is not None
+        else "units"
+        if asset == "PRIVATE"
+        else "shares"
+    )
     side = " short" if _mv(row) < 0 else ""
     amount = f"{_qty(abs(qty))}{side} {unit} of " if qty is not None else ""
     text = f"You hold {amount}{_labelled(row)}{where} worth {money(_mv(row))}"
@@ -464,8 +501,12 @@ def compose_analytics_overview(result: ToolResult, focus: Focus) -> str:
     show_delta = isinstance(delta, dict) and (_num(first(options, "count")) or 0) > 0
     rows = []
     facts: dict[str, tuple[float | None, float | None]] = {}
-    for label, keys in (("Long", ("long", "long_exposure", "long_value")), ("Short", ("short", "short_exposure", "short_value")),
-                        ("Gross", ("gross", "gross_exposure")), ("Net", ("net", "net_exposure"))):
+    for label, keys in (
+        ("Long", ("long", "long_exposure", "long_value")),
+        ("Short", ("short", "short_exposure", "short_value")),
+        ("Gross", ("gross", "gross_exposure")),
+        ("Net", ("net", "net_exposure")),
+    ):
         amount, share = _exposure_row(first(exp, *keys), nav)
         if amount is None:
             continue
@@ -483,12 +524,17 @@ def compose_analytics_overview(result: ToolResult, focus: Focus) -> str:
         if cash is not None:
             share = _pct_field(data, "cash_of_nav")
             share_text = f", {pct(share)} of NAV" if share is not None else ""
-            cash_text = (f", with {money(cash)} in cash{share_text}." if cash >= 0 else
-                         f", with a cash balance of {money(cash)}{share_text} (the positions are partly financed).")
+            cash_text = (
+                f", with {money(cash)} in cash{share_text}."
+                if cash >= 0
+                else f", with a cash balance of {money(cash)}{share_text} (the positions are partly financed)."
+            )
         lines.append(f"NAV{' of **' + name + '**' if name else ''} is {money(nav)}" + cash_text)
     if "Gross" in facts and "Net" in facts:
         (g, gs), (n, ns) = facts["Gross"], facts["Net"]
-        lines.append(f"Gross exposure is **{money(g)}** ({pct(gs)} of NAV) and net exposure is **{money(n)}** ({pct(ns)} of NAV).")
+        lines.append(
+            f"Gross exposure is **{money(g)}** ({pct(gs)} of NAV) and net exposure is **{money(n)}** ({pct(ns)} of NAV)."
+        )
     leverage = _num(first(data, "leverage"))
     if leverage is not None:
         lines.append(f"Gross leverage is {leverage:.2f}x.")
@@ -497,14 +543,26 @@ def compose_analytics_overview(result: ToolResult, focus: Focus) -> str:
     pnl_bits = []
     if pnl is not None:
         ret = _num(first(data, "unrealized_return_on_cost"))
-        pnl_bits.append(f"unrealised P&L is {signed_money(pnl)}" + (f" ({pct(ret, signed=True)} on cost)" if ret is not None else ""))
+        pnl_bits.append(
+            f"unrealised P&L is {signed_money(pnl)}"
+            + (f" ({pct(ret, signed=True)} on cost)" if ret is not None else "")
+        )
     if day is not None:
-        pnl_bits.append(f"the last day's P&L was {signed_money(day)}" + (f" ({pct(_pct_field(data, 'day_pnl_of_nav'), signed=True, digits=2)} of NAV)" if _pct_field(data, "day_pnl_of_nav") is not None else ""))
+        pnl_bits.append(
+            f"the last day's P&L was {signed_money(day)}"
+            + (
+                f" ({pct(_pct_field(data, 'day_pnl_of_nav'), signed=True, digits=2)} of NAV)"
+                if _pct_field(data, "day_pnl_of_nav") is not None
+                else ""
+            )
+        )
     if pnl_bits:
         lines.append(("; ".join(pnl_bits) + ".")[0].upper() + ("; ".join(pnl_bits) + ".")[1:])
     text = " ".join(lines)
     if rows:
-        headers = ["Exposure", "Market value", "% of NAV"] + (["Delta-adjusted", "% of NAV (delta)"] if show_delta else [])
+        headers = ["Exposure", "Market value", "% of NAV"] + (
+            ["Delta-adjusted", "% of NAV (delta)"] if show_delta else []
+        )
         text += "\n\n" + table(headers, rows)
     if show_delta:
         text += f"\n\n{int(_num(first(options, 'count')) or 0)} option holdings: delta-adjusted exposure counts them by delta (a short put is long exposure)."
@@ -525,7 +583,11 @@ def compose_sector_exposure(result: ToolResult, focus: Focus) -> str:
     data = result.data
     sectors = rows_of(data, "sectors", "by_sector", "sector_exposure", "exposures")
     if not sectors:
-        return "There are no holdings to group by sector." if isinstance(data, dict) and "sectors" in data else _generic(result, focus)
+        return (
+            "There are no holdings to group by sector."
+            if isinstance(data, dict) and "sectors" in data
+            else _generic(result, focus)
+        )
 
     def w(r: dict[str, Any]) -> float:
         return _weight(r, "weight", "weight_pct", "pct_of_nav", "net_weight") or 0.0
@@ -533,28 +595,47 @@ def compose_sector_exposure(result: ToolResult, focus: Focus) -> str:
     ordered = sorted(sectors, key=lambda r: (-abs(w(r)), str(first(r, "sector", "_key", "name"))))
     top = ordered[0]
     top_name = first(top, "sector", "_key", "name", default="?")
-    lines = [f"Your largest sector is **{top_name}** at {pct(w(top))} of NAV ({money(first(top, 'market_value', 'value', 'exposure'))})."]
+    lines = [
+        f"Your largest sector is **{top_name}** at {pct(w(top))} of NAV ({money(first(top, 'market_value', 'value', 'exposure'))})."
+    ]
     named = [r for name in focus.sectors for r in ordered if first(r, "sector") == name]
     if focus.rank and focus.rank > 1:
         if focus.rank <= len(ordered):
             r = ordered[focus.rank - 1]
-            lines = [f"Your {ordinal(focus.rank)}-largest sector is **{first(r, 'sector', default='?')}** at {pct(w(r))} of NAV "
-                     f"({money(first(r, 'market_value'))}), after {first(ordered[focus.rank - 2], 'sector', default='?')}."]
+            lines = [
+                f"Your {ordinal(focus.rank)}-largest sector is **{first(r, 'sector', default='?')}** at {pct(w(r))} of NAV "
+                f"({money(first(r, 'market_value'))}), after {first(ordered[focus.rank - 2], 'sector', default='?')}."
+            ]
         else:
             lines = [f"You have only {len(ordered)} sectors, so there is no {ordinal(focus.rank)}-largest."]
     elif focus.sectors:
-        lines = [f"**{first(r, 'sector')}** is {pct(w(r))} of NAV ({money(first(r, 'market_value'))})." for r in named[:2]]
-        lines += [f"You have no {name} exposure." for name in focus.sectors[:2] if name not in {first(r, "sector") for r in named}]
+        lines = [
+            f"**{first(r, 'sector')}** is {pct(w(r))} of NAV ({money(first(r, 'market_value'))})." for r in named[:2]
+        ]
+        lines += [
+            f"You have no {name} exposure."
+            for name in focus.sectors[:2]
+            if name not in {first(r, "sector") for r in named}
+        ]
         lines.append(f"Your largest sector is {top_name} at {pct(w(top))}.")
     elif len(ordered) > 1:
         second = ordered[1]
         lines[0] += f" Next is {first(second, 'sector', '_key', 'name', default='?')} at {pct(w(second))}."
     shorts = [r for r in ordered if (_num(first(r, "short")) or 0) < 0]
     if shorts:
-        lines.append("Short exposure sits in " + ", ".join(f"{first(r, 'sector', default='?')} ({money(first(r, 'short'))})" for r in shorts[:4]) + ".")
-    asked = [] if focus.sectors else re.findall(
-        r"\b(tech\w*|financ\w*|energy|health ?care|industrials?|utilities|materials|real estate|consumer \w+|communication \w+)\b",
-        focus.question.lower())
+        lines.append(
+            "Short exposure sits in "
+            + ", ".join(f"{first(r, 'sector', default='?')} ({money(first(r, 'short'))})" for r in shorts[:4])
+            + "."
+        )
+    asked = (
+        []
+        if focus.sectors
+        else re.findall(
+            r"\b(tech\w*|financ\w*|energy|health ?care|industrials?|utilities|materials|real estate|consumer \w+|communication \w+)\b",
+            focus.question.lower(),
+        )
+    )
     for word in asked[:2]:
         key = "information technology" if word.startswith("tech") else word
         match = next((r for r in ordered if key.split()[0][:6] in str(first(r, "sector", default="")).lower()), None)
@@ -562,11 +643,23 @@ def compose_sector_exposure(result: ToolResult, focus: Focus) -> str:
             lines.append(f"{first(match, 'sector')}: {pct(w(match))} of NAV ({money(first(match, 'market_value'))}).")
         elif match is None:
             lines.append(f"You have no {word} exposure.")
-    has_delta = any(_weight(r, "delta_adjusted_weight") is not None and abs((_weight(r, "delta_adjusted_weight") or 0) - w(r)) > 0.0005 for r in ordered)
-    headers = ["Sector", "Net market value", "% of NAV"] + (["Delta-adj. % of NAV"] if has_delta else []) + ["Largest holdings"]
+    has_delta = any(
+        _weight(r, "delta_adjusted_weight") is not None
+        and abs((_weight(r, "delta_adjusted_weight") or 0) - w(r)) > 0.0005
+        for r in ordered
+    )
+    headers = (
+        ["Sector", "Net market value", "% of NAV"]
+        + (["Delta-adj. % of NAV"] if has_delta else [])
+        + ["Largest holdings"]
+    )
     rows = []
     for r in ordered[:12]:
-        row = [first(r, "sector", "_key", "name", default="?"), money(first(r, "market_value", "value", "exposure")), pct(w(r))]
+        row = [
+            first(r, "sector", "_key", "name", default="?"),
+            money(first(r, "market_value", "value", "exposure")),
+            pct(w(r)),
+        ]
         if has_delta:
             row.append(pct(_weight(r, "delta_adjusted_weight")))
         tops = first(r, "top_symbols")
@@ -575,9 +668,14 @@ def compose_sector_exposure(result: ToolResult, focus: Focus) -> str:
     align = ["l", "r", "r"] + (["r"] if has_delta else []) + ["l"]
     text = " ".join(lines) + "\n\n" + table(headers, rows, align)
     if len(ordered) > len(rows):
-        rest = ordered[len(rows):]
-        text += "\n\n" + more(len(rows), len(ordered), "sectors") + " The rest: " + ", ".join(
-            f"{first(r, 'sector', default='?')} {pct(w(r))}" for r in rest) + "."
+        rest = ordered[len(rows) :]
+        text += (
+            "\n\n"
+            + more(len(rows), len(ordered), "sectors")
+            + " The rest: "
+            + ", ".join(f"{first(r, 'sector', default='?')} {pct(w(r))}" for r in rest)
+            + "."
+        )
     cash_share = _pct_field(data, "cash_of_nav")
     if cash_share is not None and abs(cash_share) >= 0.005:
         text += f"\n\nCash is {pct(cash_share)} of NAV."
@@ -598,34 +696,53 @@ def compose_volatility(result: ToolResult, focus: Focus) -> str:
     port = _num(first(data, "portfolio_volatility", "portfolio_vol", "annualized_volatility"))
     dollar = _num(first(data, "dollar_volatility"))
     if port is not None:
-        lines.append(f"Annualised portfolio volatility from the covariance matrix is **{pct(port)}**" + (f" (about {money(dollar)} a year, one standard deviation)." if dollar is not None else "."))
+        lines.append(
+            f"Annualised portfolio volatility from the covariance matrix is **{pct(port)}**"
+            + (f" (about {money(dollar)} a year, one standard deviation)." if dollar is not None else ".")
+        )
     if vols:
         lines.append("Realised volatility, annualised: " + ", ".join(f"{pct(v)} over {w} days" for w, v in vols) + ".")
     var = first(data, "value_at_risk_95_1d")
     if isinstance(var, dict):
         para, hist = _num(first(var, "parametric")), _num(first(var, "historical"))
         if para is not None or hist is not None:
-            bits = [f"{money(abs(x))} {label}" for x, label in ((para, "parametric"), (hist, "historical")) if x is not None]
+            bits = [
+                f"{money(abs(x))} {label}" for x, label in ((para, "parametric"), (hist, "historical")) if x is not None
+            ]
             lines.append("One-day 95% value at risk: " + " / ".join(bits) + ".")
     contributors = rows_of(data, "contributions", "risk_contributions", "contributors")
     if contributors:
+
         def share(r: dict[str, Any]) -> float:
             return _weight(r, "share_of_risk", "pct_of_risk", "contribution_pct", "contribution") or 0.0
 
         ordered = sorted(contributors, key=lambda r: (-share(r), _symbol(r)))
         top = ordered[0]
-        lines.append(f"**{_symbol(top)}** contributes the most risk: {pct(share(top))} of portfolio variance" + (f" from a {pct(_weight(top, 'weight'))} weight." if _weight(top, "weight") is not None else "."))
+        lines.append(
+            f"**{_symbol(top)}** contributes the most risk: {pct(share(top))} of portfolio variance"
+            + (f" from a {pct(_weight(top, 'weight'))} weight." if _weight(top, "weight") is not None else ".")
+        )
         hedges = [r for r in ordered if share(r) < 0]
         if hedges:
-            lines.append("Risk reducers (negative contribution, acting as hedges): " + ", ".join(f"{_symbol(r)} ({pct(share(r))})" for r in hedges[:3]) + ".")
-        rows = [[_symbol(r), pct(_weight(r, "weight")), pct(_num(first(r, "volatility", "vol"))), pct(share(r))] for r in ordered[:8]]
+            lines.append(
+                "Risk reducers (negative contribution, acting as hedges): "
+                + ", ".join(f"{_symbol(r)} ({pct(share(r))})" for r in hedges[:3])
+                + "."
+            )
+        rows = [
+            [_symbol(r), pct(_weight(r, "weight")), pct(_num(first(r, "volatility", "vol"))), pct(share(r))]
+            for r in ordered[:8]
+        ]
         lines.append(table(["Symbol", "Weight", "Volatility", "Share of risk"], rows))
         if len(ordered) > 8:
             lines.append("Largest risk contributors shown; " + more(8, len(ordered), "holdings"))
     excluded = first(data, "excluded_holdings")
     if isinstance(excluded, list) and excluded:
         names = [str(first(x, "symbol", default=x)) if isinstance(x, dict) else str(x) for x in excluded]
-        lines.append(f"Left out for lack of price history: {', '.join(names[:8])}" + (f"; {more(8, len(names), 'holdings')}" if len(names) > 8 else "."))
+        lines.append(
+            f"Left out for lack of price history: {', '.join(names[:8])}"
+            + (f"; {more(8, len(names), 'holdings')}" if len(names) > 8 else ".")
+        )
     return "\n\n".join(lines) if lines else _generic(result, focus)
 
 
@@ -656,10 +773,17 @@ def compose_factor_exposures(result: ToolResult, focus: Focus) -> str:
         rows.append(row)
     lines = []
     if market_beta is not None:
-        lines.append(f"Market beta is **{ratio(market_beta)}**: for each 1% move in the S&P 500 the portfolio has moved about {market_beta:.2f}% in the same direction." if market_beta >= 0 else
-                     f"Market beta is **{ratio(market_beta)}**: the portfolio has tended to move against the S&P 500, about {abs(market_beta):.2f}% for each 1% market move.")
+        lines.append(
+            f"Market beta is **{ratio(market_beta)}**: for each 1% move in the S&P 500 the portfolio has moved about {market_beta:.2f}% in the same direction."
+            if market_beta >= 0
+            else f"Market beta is **{ratio(market_beta)}**: the portfolio has tended to move against the S&P 500, about {abs(market_beta):.2f}% for each 1% market move."
+        )
     if tilts:
-        lines.append("Style tilts beyond the market that are statistically meaningful (|t| ≥ 2): " + ", ".join(f"{n} {b:+.2f}" for n, b in tilts) + ".")
+        lines.append(
+            "Style tilts beyond the market that are statistically meaningful (|t| ≥ 2): "
+            + ", ".join(f"{n} {b:+.2f}" for n, b in tilts)
+            + "."
+        )
     elif has_t:
         lines.append("No style tilt beyond the market is statistically meaningful (every |t| < 2).")
     r2 = _num(first(data, "r_squared", "r2"))
@@ -701,6 +825,7 @@ def compose_stress(result: ToolResult, focus: Focus) -> str:
 
     worst = min(scenarios, key=pnl)
     custom = [r for r in scenarios if str(first(r, "id", default="")).startswith("custom")]
+
     def verb(r: dict[str, Any]) -> str:
         v = pnl(r)
         amount = money(abs(v)) + (f" ({pct(share(r), signed=True)} of NAV)" if share(r) is not None else "")
@@ -709,12 +834,19 @@ def compose_stress(result: ToolResult, focus: Focus) -> str:
     lines = [f"In your scenario, **{label(r)}**, the portfolio would {verb(r)}." for r in custom]
     if not custom or worst is not custom[0]:
         lines.append(f"The worst {'standard ' if custom else ''}scenario is **{label(worst)}**: {result_text(worst)}.")
-    rows = [[label(r), signed_money(pnl(r)), pct(share(r), signed=True) if share(r) is not None else "n/a"] for r in scenarios]
+    rows = [
+        [label(r), signed_money(pnl(r)), pct(share(r), signed=True) if share(r) is not None else "n/a"]
+        for r in scenarios
+    ]
     lines.append(table(["Scenario", "P&L", "% of NAV"], rows))
     drivers = rows_of(worst, "positions", "by_position", "contributors")
     if drivers:
         losers = sorted(drivers, key=pnl)[:3]
-        lines.append(f"Largest losses in {label(worst)}: " + ", ".join(f"{_symbol(r)} {signed_money(pnl(r))}" for r in losers) + ".")
+        lines.append(
+            f"Largest losses in {label(worst)}: "
+            + ", ".join(f"{_symbol(r)} {signed_money(pnl(r))}" for r in losers)
+            + "."
+        )
         floor = max(1.0, 0.01 * abs(pnl(worst)))  # offsets worth naming, not rounding noise
         gainers = [r for r in sorted(drivers, key=lambda r: -pnl(r)) if pnl(r) > floor][:3]
         if gainers:
@@ -732,10 +864,20 @@ def compose_concentration(result: ToolResult, focus: Focus) -> str:
     count = _num(first(by_symbol, "count"))
     lines = []
     if hhi is not None:
-        level = "highly concentrated" if hhi > 0.25 else "moderately concentrated" if hhi > 0.15 else "moderately diversified" if hhi > 0.10 else "well diversified"
+        level = (
+            "highly concentrated"
+            if hhi > 0.25
+            else "moderately concentrated"
+            if hhi > 0.15
+            else "moderately diversified"
+            if hhi > 0.10
+            else "well diversified"
+        )
         sentence = f"By symbol the portfolio is **{level}**: HHI {ratio(hhi, 3)}"
         if eff is not None:
-            sentence += f", the equivalent of {eff:.1f} equally sized positions" + (f" across {int(count)} holdings" if count else "")
+            sentence += f", the equivalent of {eff:.1f} equally sized positions" + (
+                f" across {int(count)} holdings" if count else ""
+            )
         lines.append(sentence + ".")
     tops = []
     for n in (1, 5, 10):
@@ -746,14 +888,30 @@ def compose_concentration(result: ToolResult, focus: Focus) -> str:
         lines.append("Share of gross exposure in the largest names: " + ", ".join(tops) + ".")
     largest = rows_of(by_symbol, "largest")
     if largest:
-        lines.append(table(["Symbol", "Share of gross", "Market value", "% of NAV"],
-                           [[_symbol(r), pct(_weight(r, "share_of_gross")), money(first(r, "market_value")), pct(_weight(r, "weight"))] for r in largest[:5]]))
+        lines.append(
+            table(
+                ["Symbol", "Share of gross", "Market value", "% of NAV"],
+                [
+                    [
+                        _symbol(r),
+                        pct(_weight(r, "share_of_gross")),
+                        money(first(r, "market_value")),
+                        pct(_weight(r, "weight")),
+                    ]
+                    for r in largest[:5]
+                ],
+            )
+        )
     by_sector = first(data, "by_sector")
     if isinstance(by_sector, dict):
         shhi = _num(first(by_sector, "hhi"))
         top_sector = first(by_sector, "top_sector")
         if shhi is not None:
-            text = f"By sector, HHI is {ratio(shhi, 3)}" + (f" (effective {_num(first(by_sector, 'effective_n')):.1f} sectors)" if _num(first(by_sector, "effective_n")) is not None else "")
+            text = f"By sector, HHI is {ratio(shhi, 3)}" + (
+                f" (effective {_num(first(by_sector, 'effective_n')):.1f} sectors)"
+                if _num(first(by_sector, "effective_n")) is not None
+                else ""
+            )
             if isinstance(top_sector, dict):
                 text += f"; the largest is {first(top_sector, 'sector', 'name', default='?')} with {pct(_weight(top_sector, 'share_of_gross', 'weight'))} of gross exposure"
             lines.append(text + ".")
@@ -777,7 +935,11 @@ def compose_correlation(result: ToolResult, focus: Focus) -> str:
                     pairs.append({"a": a, "b": symbols[j], "correlation": value})
     if not pairs:
         n = len(symbols) if isinstance(symbols, list) else 0
-        return f"Correlations need at least two holdings with enough price history; {n} qualified." if isinstance(data, dict) and data else _generic(result, focus)
+        return (
+            f"Correlations need at least two holdings with enough price history; {n} qualified."
+            if isinstance(data, dict) and data
+            else _generic(result, focus)
+        )
 
     def corr(r: dict[str, Any]) -> float:
         return _num(first(r, "correlation", "corr", "value")) or 0.0
@@ -788,15 +950,23 @@ def compose_correlation(result: ToolResult, focus: Focus) -> str:
     ordered = sorted(pairs, key=lambda r: -corr(r))
     high, low = ordered[0], ordered[-1]
     n = len(symbols) if isinstance(symbols, list) else None
-    lines = [f"Across your {n} largest holdings, the most correlated pair is **{label(high)}** ({ratio(corr(high))}) and the least correlated is **{label(low)}** ({ratio(corr(low))})." if n else
-             f"The most correlated pair is **{label(high)}** ({ratio(corr(high))}); the least is **{label(low)}** ({ratio(corr(low))})."]
+    lines = [
+        f"Across your {n} largest holdings, the most correlated pair is **{label(high)}** ({ratio(corr(high))}) and the least correlated is **{label(low)}** ({ratio(corr(low))})."
+        if n
+        else f"The most correlated pair is **{label(high)}** ({ratio(corr(high))}); the least is **{label(low)}** ({ratio(corr(low))})."
+    ]
     avg = _num(first(data, "average_correlation", "avg_correlation"))
     if avg is not None:
-        lines.append(f"Average pairwise correlation is {ratio(avg)}" + (f" over {first(data, 'observations')} days of returns." if first(data, "observations") else "."))
+        lines.append(
+            f"Average pairwise correlation is {ratio(avg)}"
+            + (f" over {first(data, 'observations')} days of returns." if first(data, "observations") else ".")
+        )
     sides = first(data, "sides")
     if isinstance(sides, list) and "short" in sides and isinstance(symbols, list):
         shorts = [s for s, side in zip(symbols, sides, strict=False) if side == "short"]
-        lines.append(f"{', '.join(shorts)} {'is' if len(shorts) == 1 else 'are'} held short, so a high price correlation with a long holding is a hedge, not added risk.")
+        lines.append(
+            f"{', '.join(shorts)} {'is' if len(shorts) == 1 else 'are'} held short, so a high price correlation with a long holding is a hedge, not added risk."
+        )
     lines.append(table(["Pair", "Correlation"], [[label(r), ratio(corr(r))] for r in ordered]))
     return "\n\n".join(lines)
 
@@ -810,7 +980,12 @@ def compose_movers(result: ToolResult, focus: Focus) -> str:
     total = _num(first(data, "total_pnl_impact", "total_impact", "day_pnl"))
     total_share = _pct_field(data, "total_pnl_impact_of_nav")
     day = f" on {date}" if date else ""
-    total_text = f"The day's P&L across all holdings was {signed_money(total)}" + (f" ({pct(total_share, signed=True, digits=2)} of NAV)." if total_share is not None else ".") if total is not None else ""
+    total_text = (
+        f"The day's P&L across all holdings was {signed_money(total)}"
+        + (f" ({pct(total_share, signed=True, digits=2)} of NAV)." if total_share is not None else ".")
+        if total is not None
+        else ""
+    )
     if not gainers and not losers:
         limit = f" by {threshold:g}% or more" if threshold is not None else ""
         return (f"None of your holdings moved{limit}{day}. " + total_text).strip()
@@ -846,8 +1021,19 @@ def compose_movers(result: ToolResult, focus: Focus) -> str:
     if total_l > shown_l:
         hidden.append(f"+{total_l - shown_l} more of the {total_l} that fell")
     has_side = any(first(r, "side") == "short" for r in everyone)
-    rows = [[_symbol(r), chg(r), signed_money(impact(r))] + ([first(r, "side", default="")] if has_side else []) for r in gainers[:5] + losers[:5]]
-    text = " ".join(lines) + "\n\n" + table(["Symbol", "Day change", "P&L impact"] + (["Side"] if has_side else []), rows, ["l", "r", "r"] + (["l"] if has_side else []))
+    rows = [
+        [_symbol(r), chg(r), signed_money(impact(r))] + ([first(r, "side", default="")] if has_side else [])
+        for r in gainers[:5] + losers[:5]
+    ]
+    text = (
+        " ".join(lines)
+        + "\n\n"
+        + table(
+            ["Symbol", "Day change", "P&L impact"] + (["Side"] if has_side else []),
+            rows,
+            ["l", "r", "r"] + (["l"] if has_side else []),
+        )
+    )
     if hidden:
         text += "\n\nThe table shows the five largest moves each way: " + "; ".join(hidden) + "."
     if has_side:
@@ -871,13 +1057,26 @@ def compose_quotes(result: ToolResult, focus: Focus) -> str:
         priced.append(q)
         change = _weight(q, "change_pct", "day_change_pct")
         low, high = first(q, "low_52w"), first(q, "high_52w")
-        rows.append([sym, money(price_value, cents=True), pct(change, signed=True, digits=2) if change is not None else "n/a",
-                     f"{money(low, cents=True)} – {money(high, cents=True)}" if low is not None and high is not None else "n/a"])
+        rows.append(
+            [
+                sym,
+                money(price_value, cents=True),
+                pct(change, signed=True, digits=2) if change is not None else "n/a",
+                f"{money(low, cents=True)} – {money(high, cents=True)}"
+                if low is not None and high is not None
+                else "n/a",
+            ]
+        )
     if len(priced) == 1:
         q = priced[0]
         sym, close, change, rng = rows[0]
         date = first(q, "date", "price_date")
-        text = f"{_labelled(q)} last closed at {close}" + (f" on {date}" if date else "") + (f", {change} on the day" if change != "n/a" else "") + "."
+        text = (
+            f"{_labelled(q)} last closed at {close}"
+            + (f" on {date}" if date else "")
+            + (f", {change} on the day" if change != "n/a" else "")
+            + "."
+        )
         if rng != "n/a":
             low, high = _num(first(q, "low_52w")), _num(first(q, "high_52w"))
             where = ""
@@ -911,7 +1110,9 @@ def compose_company_profile(result: ToolResult, focus: Focus) -> str:
     stats = []
     close = _num(first(data, "last_close", "close", "price"))
     if close is not None:
-        stats.append(f"last close {money(close, cents=True)}" + (f" on {first(data, 'date')}" if first(data, "date") else ""))
+        stats.append(
+            f"last close {money(close, cents=True)}" + (f" on {first(data, 'date')}" if first(data, "date") else "")
+        )
     if _num(first(data, "return_1y")) is not None:
         stats.append(f"one-year return {pct(first(data, 'return_1y'), signed=True)}")
     if _num(first(data, "volatility_1y", "volatility")) is not None:
@@ -945,19 +1146,29 @@ def compose_market_overview(result: ToolResult, focus: Focus) -> str:
     if indices:
         spy = next((r for r in indices if _symbol(r).upper() == "SPY"), indices[0])
         lines.append(f"On {date}, " if date else "")
-        lines[-1] += f"**{_symbol(spy)}** closed at {money(first(spy, 'close', 'price'), cents=True)} ({chg(spy)} on the day, {chg(spy, 'change_21d_pct')} over 21 trading days)."
-        rows = [[_symbol(r), money(first(r, "close", "price"), cents=True), chg(r), chg(r, "change_21d_pct")] for r in indices]
+        lines[-1] += (
+            f"**{_symbol(spy)}** closed at {money(first(spy, 'close', 'price'), cents=True)} ({chg(spy)} on the day, {chg(spy, 'change_21d_pct')} over 21 trading days)."
+        )
+        rows = [
+            [_symbol(r), money(first(r, "close", "price"), cents=True), chg(r), chg(r, "change_21d_pct")]
+            for r in indices
+        ]
         lines.append(table(["Index ETF", "Close", "Day", "21 days"], rows))
     if sectors:
         ordered = sorted(sectors, key=lambda r: -(_num(first(r, "change_pct")) or 0.0))
         best, worst = ordered[0], ordered[-1]
-        lines.append(f"Best sector: {first(best, 'sector', default=_symbol(best))} ({_symbol(best)}, {chg(best)}); weakest: {first(worst, 'sector', default=_symbol(worst))} ({_symbol(worst)}, {chg(worst)}).")
+        lines.append(
+            f"Best sector: {first(best, 'sector', default=_symbol(best))} ({_symbol(best)}, {chg(best)}); weakest: {first(worst, 'sector', default=_symbol(worst))} ({_symbol(worst)}, {chg(worst)})."
+        )
     if isinstance(vol, dict):
         level = _num(first(vol, "level", "value", "close"))
         realised = _num(first(vol, "spy_realized_vol_21d"))
         bits = []
         if level is not None:
-            bits.append(f"{first(vol, 'symbol', default='VIX')} at {level:.2f}" + (f" ({chg(vol)})" if _num(first(vol, "change_pct")) is not None else ""))
+            bits.append(
+                f"{first(vol, 'symbol', default='VIX')} at {level:.2f}"
+                + (f" ({chg(vol)})" if _num(first(vol, "change_pct")) is not None else "")
+            )
         if realised is not None:
             bits.append(f"S&P 500 realised volatility {pct(realised)} over 21 days")
         if bits:
@@ -972,7 +1183,11 @@ def compose_data_quality(result: ToolResult, focus: Focus) -> str:
     lines = []
     if coverage is not None:
         checked = first(data, "positions_checked")
-        lines.append(f"Price coverage is **{pct(coverage)}** of {checked} open positions" if checked is not None else f"Price coverage is **{pct(coverage)}**")
+        lines.append(
+            f"Price coverage is **{pct(coverage)}** of {checked} open positions"
+            if checked is not None
+            else f"Price coverage is **{pct(coverage)}**"
+        )
         lines[-1] += f"; {pct(history)} have enough history for the risk models." if history is not None else "."
 
     def names(value: Any) -> list[str]:
@@ -984,25 +1199,36 @@ def compose_data_quality(result: ToolResult, focus: Focus) -> str:
                 sym = str(first(v, "symbol", default="?"))
                 extra = first(v, "last_price_date")
                 obs = first(v, "observations")
-                out.append(f"{sym} (last price {extra})" if extra else f"{sym} ({obs} closes)" if obs is not None else sym)
+                out.append(
+                    f"{sym} (last price {extra})" if extra else f"{sym} ({obs} closes)" if obs is not None else sym
+                )
             else:
                 out.append(str(v))
         return out
 
     found_issue = False
-    for label, key in (("Missing prices", "missing_prices"), ("Stale prices", "stale_prices"),
-                       ("Too little history for risk models", "insufficient_history"), ("Short history", "short_history"),
-                       ("Option underlyings without history", "underlyings_without_history")):
+    for label, key in (
+        ("Missing prices", "missing_prices"),
+        ("Stale prices", "stale_prices"),
+        ("Too little history for risk models", "insufficient_history"),
+        ("Short history", "short_history"),
+        ("Option underlyings without history", "underlyings_without_history"),
+    ):
         items = names(first(data, key))
         if items:
             found_issue = True
-            lines.append(f"- {label}: {', '.join(items[:10])}" + (f" and {len(items) - 10} more" if len(items) > 10 else ""))
+            lines.append(
+                f"- {label}: {', '.join(items[:10])}" + (f" and {len(items) - 10} more" if len(items) > 10 else "")
+            )
     if not found_issue and coverage is not None:
         lines.append("No missing or stale prices.")
     source = first(data, "price_source", default=result.meta.get("price_source"))
     if source:
         imported = first(data, "imported_symbols")
-        lines.append(f"Price source: {source}" + (f" (imported closes for {', '.join(imported[:8])})." if isinstance(imported, list) and imported else "."))
+        lines.append(
+            f"Price source: {source}"
+            + (f" (imported closes for {', '.join(imported[:8])})." if isinstance(imported, list) and imported else ".")
+        )
     text = "\n".join(lines) if any(line.startswith("- ") for line in lines) else " ".join(lines)
     return text if lines else _generic(result, focus)
 
@@ -1011,9 +1237,17 @@ def compose_portfolios(result: ToolResult, focus: Focus) -> str:
     rows_in = rows_of(result.data, "portfolios")
     if not rows_in:
         return "You have no portfolios yet."
-    rows = [[first(r, "name", default="?"), money(first(r, "nav", "total_value")), _qty(first(r, "holding_count")) if first(r, "holding_count") is not None else "n/a",
-             pct(_num(first(r, "gross_exposure")) / _num(first(r, "nav"))) if _num(first(r, "gross_exposure")) is not None and _num(first(r, "nav")) else "n/a"]  # type: ignore[operator]
-            for r in rows_in]
+    rows = [
+        [
+            first(r, "name", default="?"),
+            money(first(r, "nav", "total_value")),
+            _qty(first(r, "holding_count")) if first(r, "holding_count") is not None else "n/a",
+            pct(_num(first(r, "gross_exposure")) / _num(first(r, "nav")))
+            if _num(first(r, "gross_exposure")) is not None and _num(first(r, "nav"))
+            else "n/a",
+        ]  # type: ignore[operator]
+        for r in rows_in
+    ]
     total = sum(_num(first(r, "nav")) or 0.0 for r in rows_in)
     head = f"You have {len(rows_in)} portfolio{'s' if len(rows_in) != 1 else ''}"
     if total:
@@ -1039,17 +1273,33 @@ def compose_prices_historical(result: ToolResult, focus: Focus) -> str:
         factor = first(r, "factor")
         return f"{factor} ({_symbol(r)})" if factor else _symbol(r)
 
-    lines = [f"Price change {period}: best **{label(best)}** {pct(first(best, 'return'), signed=True)}, worst **{label(worst)}** {pct(first(worst, 'return'), signed=True)}."]
+    lines = [
+        f"Price change {period}: best **{label(best)}** {pct(first(best, 'return'), signed=True)}, worst **{label(worst)}** {pct(first(worst, 'return'), signed=True)}."
+    ]
     picked = [r for s in focus.symbols for r in ordered if _symbol(r).upper() == s.upper()]
     if picked:
         # A question about one holding ("how has it done?") leads with that holding.
-        lines = [f"**{_symbol(r)}** moved {pct(first(r, 'return'), signed=True)} {period}, from "
-                 f"{money(first(r, 'first_close'), cents=True)} to {money(first(r, 'last_close'), cents=True)}." for r in picked[:3]]
-        lines.append(f"Across your holdings the best was {label(best)} ({pct(first(best, 'return'), signed=True)}) and the worst "
-                     f"{label(worst)} ({pct(first(worst, 'return'), signed=True)}).")
+        lines = [
+            f"**{_symbol(r)}** moved {pct(first(r, 'return'), signed=True)} {period}, from "
+            f"{money(first(r, 'first_close'), cents=True)} to {money(first(r, 'last_close'), cents=True)}."
+            for r in picked[:3]
+        ]
+        lines.append(
+            f"Across your holdings the best was {label(best)} ({pct(first(best, 'return'), signed=True)}) and the worst "
+            f"{label(worst)} ({pct(first(worst, 'return'), signed=True)})."
+        )
         lines = [" ".join(lines)]
     shown = ordered if len(ordered) <= 10 else ordered[:5] + ordered[-5:]
-    rows = [[label(r), money(first(r, "first_close"), cents=True), money(first(r, "last_close"), cents=True), pct(first(r, "return"), signed=True), pct(first(r, "volatility"))] for r in shown]
+    rows = [
+        [
+            label(r),
+            money(first(r, "first_close"), cents=True),
+            money(first(r, "last_close"), cents=True),
+            pct(first(r, "return"), signed=True),
+            pct(first(r, "volatility")),
+        ]
+        for r in shown
+    ]
     lines.append(table(["Symbol", "First close", "Last close", "Change", "Volatility"], rows))
     if len(ordered) > 10:
         lines.append(f"The five best and five worst of {len(ordered)} series.")
@@ -1068,18 +1318,30 @@ def compose_positions(result: ToolResult, focus: Focus) -> str:
     if not rows_in:
         return "No positions match." if isinstance(result.data, dict | list) else _generic(result, focus)
     ordered = sorted(rows_in, key=lambda r: (bool(first(r, "closed")), -abs(_mv(r)), _symbol(r)))
-    options = [r for r in rows_in if str(first(r, "asset_class", default="")).upper() == "OPTIONS" or first(r, "strike") is not None]
+    options = [
+        r
+        for r in rows_in
+        if str(first(r, "asset_class", default="")).upper() == "OPTIONS" or first(r, "strike") is not None
+    ]
     shorts = [r for r in rows_in if (_num(first(r, "quantity")) or 0) < 0]
     closed = [r for r in rows_in if first(r, "closed")]
     total = first(result.data, "count") if isinstance(result.data, dict) else None
     name = _portfolio_name(result.data, result.meta)
     head = f"{total if isinstance(total, int) else len(rows_in)} lots" + (f" in **{name}**" if name else "")
-    extras = [f"{len(options)} options" if options else "", f"{len(shorts)} short" if shorts else "", f"{len(closed)} closed" if closed else ""]
+    extras = [
+        f"{len(options)} options" if options else "",
+        f"{len(shorts)} short" if shorts else "",
+        f"{len(closed)} closed" if closed else "",
+    ]
     extras = [e for e in extras if e]
     lines = [head + (f" ({', '.join(extras)})" if extras else "") + "."]
     if focus.symbols:
         wanted = {s.upper() for s in focus.symbols}
-        picked = [r for r in ordered if _symbol(r).upper() in wanted or str(first(r, "underlying", default="")).upper() in wanted]
+        picked = [
+            r
+            for r in ordered
+            if _symbol(r).upper() in wanted or str(first(r, "underlying", default="")).upper() in wanted
+        ]
         if picked:
             ordered = picked
     if re.search(r"\boptions?\b|\bstrikes?\b|\bexpir", focus.question.lower()) and options:
@@ -1088,11 +1350,28 @@ def compose_positions(result: ToolResult, focus: Focus) -> str:
         lines.append(f"The nearest expiry is {_symbol(soonest)} ({_option_terms(soonest)}).")
     rows = []
     for r in ordered[:12]:
-        rows.append([_symbol(r), _qty(first(r, "quantity")), money(first(r, "entry_price"), cents=True), first(r, "entry_date", default="n/a"),
-                     "closed" if first(r, "closed") else money(_mv(r)), signed_money(_pnl(r)) if not first(r, "closed") else "n/a", _option_terms(r)])
+        rows.append(
+            [
+                _symbol(r),
+                _qty(first(r, "quantity")),
+                money(first(r, "entry_price"), cents=True),
+                first(r, "entry_date", default="n/a"),
+                "closed" if first(r, "closed") else money(_mv(r)),
+                signed_money(_pnl(r)) if not first(r, "closed") else "n/a",
+                _option_terms(r),
+            ]
+        )
     has_terms = any(row[-1] for row in rows)
-    headers = ["Symbol", "Quantity", "Entry price", "Entry date", "Market value", "Unrealised P&L"] + (["Option"] if has_terms else [])
-    lines.append(table(headers, [row if has_terms else row[:-1] for row in rows], ["l", "r", "r", "l", "r", "r"] + (["l"] if has_terms else [])))
+    headers = ["Symbol", "Quantity", "Entry price", "Entry date", "Market value", "Unrealised P&L"] + (
+        ["Option"] if has_terms else []
+    )
+    lines.append(
+        table(
+            headers,
+            [row if has_terms else row[:-1] for row in rows],
+            ["l", "r", "r", "l", "r", "r"] + (["l"] if has_terms else []),
+        )
+    )
     if len(ordered) > 12:
         lines.append(f"The first 12 of {len(ordered)} lots shown.")
     return "\n\n".join(lines)
@@ -1143,9 +1422,19 @@ def compose_benchmark(result: ToolResult, focus: Focus) -> str:
         )
     share = _weight(data, "equity_of_nav")
     if share is not None:
-        lines.append(f"Equities (stocks and equity funds) are {pct(share)} of NAV; the rest is left out of the comparison.")
-    rows = [[first(r, "sector"), pct(w(r, "portfolio_weight")), pct(w(r, "benchmark_weight")),
-             pct(w(r, "active_weight"), signed=True), pct(w(r, "portfolio_weight_of_nav"))] for r in sectors]
+        lines.append(
+            f"Equities (stocks and equity funds) are {pct(share)} of NAV; the rest is left out of the comparison."
+        )
+    rows = [
+        [
+            first(r, "sector"),
+            pct(w(r, "portfolio_weight")),
+            pct(w(r, "benchmark_weight")),
+            pct(w(r, "active_weight"), signed=True),
+            pct(w(r, "portfolio_weight_of_nav")),
+        ]
+        for r in sectors
+    ]
     text = " ".join(lines) + "\n\n" + table(["Sector", "Your equities", "S&P 500", "Difference", "% of NAV"], rows)
     looked = [str(first(f, "symbol")) for f in rows_of(data, "looked_through")]
     if looked:
@@ -1153,10 +1442,12 @@ def compose_benchmark(result: ToolResult, focus: Focus) -> str:
     skipped = rows_of(data, "not_compared")
     if skipped:
         text += " Not compared: " + ", ".join(f"{first(f, 'symbol')} ({first(f, 'reason')})" for f in skipped[:6])
-        text += (f" {more(6, len(skipped), 'holdings')}" if len(skipped) > 6 else ".")
+        text += f" {more(6, len(skipped), 'holdings')}" if len(skipped) > 6 else "."
     if bench:
-        text += (f"\n\nIndex and fund sector weights are approximate, as of {first(bench, 'weights_as_of')} "
-                 "(issuers' published fact sheets), not a live feed.")
+        text += (
+            f"\n\nIndex and fund sector weights are approximate, as of {first(bench, 'weights_as_of')} "
+            "(issuers' published fact sheets), not a live feed."
+        )
     return text
 
 
@@ -1238,7 +1529,12 @@ def _section(result: ToolResult, focus: Focus) -> str:
 def _price_sources(results: list[ToolResult]) -> set[str]:
     sources = set()
     for r in results:
-        for value in (r.meta.get("price_source"), first(r.data, "price_source", "portfolio.price_source", "meta.price_source") if isinstance(r.data, dict) else None):
+        for value in (
+            r.meta.get("price_source"),
+            first(r.data, "price_source", "portfolio.price_source", "meta.price_source")
+            if isinstance(r.data, dict)
+            else None,
+        ):
             if isinstance(value, str):
                 sources.add(value)
     return sources
@@ -1277,13 +1573,26 @@ def compose_answer(
     """The markdown answer for a question, from the tool results of the latest turn: the answer
     in the first sentence (the first section has no heading), then the support, then any
     caveats the data warrant."""
-    focus = Focus(question=question, intents=tuple(intents), symbols=tuple(symbols), tools=tuple(r.name for r in results),
-                  rank=rank, top_n=top_n, sectors=tuple(sectors), short=short)
+    focus = Focus(
+        question=question,
+        intents=tuple(intents),
+        symbols=tuple(symbols),
+        tools=tuple(r.name for r in results),
+        rank=rank,
+        top_n=top_n,
+        sectors=tuple(sectors),
+        short=short,
+    )
     if not results:
         return "I have no tool results to answer from. Please ask again.\n\n" + footer(results)
     sections = []
     lead = ""
-    if "portfolios" not in focus.intents and len(results) > 1 and results[0].name == "list_user_portfolios" and results[0].error is None:
+    if (
+        "portfolios" not in focus.intents
+        and len(results) > 1
+        and results[0].name == "list_user_portfolios"
+        and results[0].error is None
+    ):
         # Listing portfolios was a step towards the answer (no portfolio was selected), not the question.
         lead = _portfolio_choice_note(results[0], results[1:])
         results = results[1:]
@@ -1338,12 +1647,18 @@ def _portfolio_choice_note(listing: ToolResult, rest: list[ToolResult]) -> str:
     rows = rows_of(listing.data, "portfolios")
     used = next((r.meta.get("portfolio_name") for r in rest if r.meta.get("portfolio_name")), None)
     if used is None:
-        applied = next((first(r.meta, "applied.portfolio_id") for r in rest if first(r.meta, "applied.portfolio_id")), None)
+        applied = next(
+            (first(r.meta, "applied.portfolio_id") for r in rest if first(r.meta, "applied.portfolio_id")), None
+        )
         used = next((first(p, "name") for p in rows if first(p, "id") == applied), None)
     if len(rows) <= 1:
         return f"This answer is for your portfolio **{used}**." if used else ""
     others = [str(first(p, "name")) for p in rows if first(p, "name") != used]
-    note = f"You have {len(rows)} portfolios; this answer is for **{used}**" if used else f"You have {len(rows)} portfolios"
+    note = (
+        f"You have {len(rows)} portfolios; this answer is for **{used}**"
+        if used
+        else f"You have {len(rows)} portfolios"
+    )
     if others:
         note += f". Ask about {', '.join(others[:3])} by name for {'that one' if len(others) == 1 else 'another'}"
     return note + "."

@@ -44,9 +44,7 @@ def responses_body(chat: dict[str, Any]) -> dict[str, Any]:
             items.append({"role": "user", "content": _text(message.get("content"))})
         elif role == "assistant":
             if _text(message.get("content")):
-                items.append(
-                    {"role": "assistant", "content": _text(message.get("content"))}
-                )
+                items.append({"role": "assistant", "content": _text(message.get("content"))})
             for call in message.get("tool_calls") or []:
                 function = call.get("function") or {}
                 items.append(
@@ -109,9 +107,7 @@ class ChunkEncoder:
         self.builder = builder
         self.include_usage = include_usage
         self.id = "chatcmpl-" + builder.id[len("resp_") : len("resp_") + 29]
-        self._tool_index: dict[
-            str, int
-        ] = {}  # function_call item id -> tool_calls index
+        self._tool_index: dict[str, int] = {}  # function_call item id -> tool_calls index
 
     def chunk(
         self,
@@ -148,15 +144,10 @@ class ChunkEncoder:
         yield self.chunk({"role": "assistant", "content": ""})
         for event in events:
             if not isinstance(event, dict):
-                yield (
-                    MALFORMED_CHUNK if isinstance(event, bytes) else event
-                )  # malformed bytes, or DROP
+                yield (MALFORMED_CHUNK if isinstance(event, bytes) else event)  # malformed bytes, or DROP
                 continue
             etype = event.get("type")
-            if (
-                etype == "response.output_item.added"
-                and (event.get("item") or {}).get("type") == "function_call"
-            ):
+            if etype == "response.output_item.added" and (event.get("item") or {}).get("type") == "function_call":
                 item = event["item"]
                 index = self._tool_index.setdefault(item["id"], len(self._tool_index))
                 call = {
@@ -168,13 +159,7 @@ class ChunkEncoder:
                 yield self.chunk({"tool_calls": [call]})
             elif etype == "response.function_call_arguments.delta":
                 index = self._tool_index.get(event.get("item_id") or "", 0)
-                yield self.chunk(
-                    {
-                        "tool_calls": [
-                            {"index": index, "function": {"arguments": event["delta"]}}
-                        ]
-                    }
-                )
+                yield self.chunk({"tool_calls": [{"index": index, "function": {"arguments": event["delta"]}}]})
             elif etype == "response.output_text.delta":
                 yield self.chunk({"content": event["delta"]})
             elif etype in ("response.completed", "response.incomplete"):
@@ -206,15 +191,9 @@ def chat_usage(usage: dict[str, Any]) -> dict[str, Any]:
         "prompt_tokens": usage.get("input_tokens", 0),
         "completion_tokens": usage.get("output_tokens", 0),
         "total_tokens": usage.get("total_tokens", 0),
-        "prompt_tokens_details": {
-            "cached_tokens": (usage.get("input_tokens_details") or {}).get(
-                "cached_tokens", 0
-            )
-        },
+        "prompt_tokens_details": {"cached_tokens": (usage.get("input_tokens_details") or {}).get("cached_tokens", 0)},
         "completion_tokens_details": {
-            "reasoning_tokens": (usage.get("output_tokens_details") or {}).get(
-                "reasoning_tokens", 0
-            )
+            "reasoning_tokens": (usage.get("output_tokens_details") or {}).get("reasoning_tokens", 0)
         },
     }
 
@@ -228,16 +207,13 @@ def is_token_chunk(chunk: dict[str, Any]) -> bool:
     for choice in chunk.get("choices") or []:
         delta = choice.get("delta") or {}
         if delta.get("content") or any(
-            (tc.get("function") or {}).get("arguments")
-            for tc in delta.get("tool_calls") or []
+            (tc.get("function") or {}).get("arguments") for tc in delta.get("tool_calls") or []
         ):
             return True
     return False
 
 
-def completion_object(
-    response: dict[str, Any], builder: ResponseBuilder
-) -> dict[str, Any]:
+def completion_object(response: dict[str, Any], builder: ResponseBuilder) -> dict[str, Any]:
     """A non-streaming ``chat.completion`` from the finished Responses object."""
     content = ""
     calls = []
@@ -266,8 +242,6 @@ def completion_object(
         "object": "chat.completion",
         "created": builder.created_at,
         "model": builder.model,
-        "choices": [
-            {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
-        ],
+        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
         "usage": chat_usage(response.get("usage") or {}),
     }

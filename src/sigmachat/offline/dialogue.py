@@ -31,15 +31,11 @@ from sigmachat.offline.intents import (
     classify,
 )
 
-_NEXT_RE = re.compile(
-    r"\b(the )?next( one| largest| biggest)?\b|\bone after (that|it)\b|\bafter that\b"
-)
+_NEXT_RE = re.compile(r"\b(the )?next( one| largest| biggest)?\b|\bone after (that|it)\b|\bafter that\b")
 _PRONOUN_RE = re.compile(
     r"\b(it|its|it's|that one|this one|that stock|that holding|that position|that name|that fund|this stock|them)\b"
 )
-_WHAT_ABOUT_RE = re.compile(
-    r"^\s*(and|also|what about|how about|what of|same for|now for|ok,? and)\b"
-)
+_WHAT_ABOUT_RE = re.compile(r"^\s*(and|also|what about|how about|what of|same for|now for|ok,? and)\b")
 _BARE_NUMBER_RE = re.compile(r"(\d{1,2}(?:\.\d+)?)\s*(%|percent)")
 _BOLD_TICKER_RE = re.compile(r"\*\*([A-Z][A-Z0-9_.\-]{0,24})\*\*")
 RANKABLE = ("largest", "sectors")
@@ -60,9 +56,7 @@ class Frame:
     names: list[str]
     ctx: QuestionContext
     kind: str = "tools"  # tools | greeting | help | out_of_scope | ambiguous
-    subject: tuple[
-        str, ...
-    ] = ()  # the holdings the answer is about ("it" in the next question)
+    subject: tuple[str, ...] = ()  # the holdings the answer is about ("it" in the next question)
 
 
 def answer_subject(answer: str) -> tuple[str, ...]:
@@ -70,11 +64,7 @@ def answer_subject(answer: str) -> tuple[str, ...]:
     master = load_security_master()
     for match in _BOLD_TICKER_RE.finditer(answer or ""):
         sym = match.group(1)
-        if (
-            master.securities.get(sym) is not None
-            or OPTION_SYMBOL.match(sym)
-            or "_" in sym
-        ):
+        if master.securities.get(sym) is not None or OPTION_SYMBOL.match(sym) or "_" in sym:
             return (sym,)
     return ()
 
@@ -96,9 +86,7 @@ def resolve(question: str, earlier: list[Frame], prior_answer: str = "") -> Fram
     names, ctx = classify(question)
     lowered = ctx.text
     has_prior = prior is not None and prior.kind == "tools" and bool(prior.names)
-    subject = tuple(ctx.symbols) or (
-        tuple(prior.ctx.symbols) or prior.subject if prior else ()
-    )
+    subject = tuple(ctx.symbols) or (tuple(prior.ctx.symbols) or prior.subject if prior else ())
     pronoun = bool(_PRONOUN_RE.search(lowered)) and not ctx.symbols
     if pronoun and has_prior and subject and not ctx.other_portfolio:
         # "How has it done?": ask again with the holding the previous answer was about.
@@ -106,27 +94,15 @@ def resolve(question: str, earlier: list[Frame], prior_answer: str = "") -> Fram
         ctx.portfolio_id = ctx.portfolio_id or prior.ctx.portfolio_id  # type: ignore[union-attr]
         ctx.other_portfolio = prior.ctx.other_portfolio  # type: ignore[union-attr]
     wants_next = bool(_NEXT_RE.search(lowered)) and not ctx.other_portfolio
-    follow = (
-        bool(_FOLLOW_UP.search(question) or _WHAT_ABOUT_RE.search(lowered))
-        or wants_next
-        or ctx.rank is not None
-    )
+    follow = bool(_FOLLOW_UP.search(question) or _WHAT_ABOUT_RE.search(lowered)) or wants_next or ctx.rank is not None
     if has_prior:
         assert prior is not None
         p = prior.ctx
         ranking = next(
-            (
-                f
-                for f in reversed(earlier)
-                if f.kind == "tools" and set(f.names) & set(RANKABLE)
-            ),
+            (f for f in reversed(earlier) if f.kind == "tools" and set(f.names) & set(RANKABLE)),
             None,
         )
-        if (
-            (ctx.rank is not None or wants_next)
-            and ranking is not None
-            and not (set(names) - set(RANKABLE))
-        ):
+        if (ctx.rank is not None or wants_next) and ranking is not None and not (set(names) - set(RANKABLE)):
             # "and the second largest?" / "the next one": the latest ranking, one further, in the
             # portfolio the conversation was just talking about.
             rank = ctx.rank if ctx.rank is not None else (ranking.ctx.rank or 1) + 1
@@ -143,24 +119,14 @@ def resolve(question: str, earlier: list[Frame], prior_answer: str = "") -> Fram
         elif not names and follow:
             if ctx.sectors:
                 names = ["benchmark"] if "benchmark" in prior.names else ["sectors"]
-            elif (
-                ctx.move_pct is None
-                and "stress" in prior.names
-                and (m := _BARE_NUMBER_RE.search(lowered))
-            ):
+            elif ctx.move_pct is None and "stress" in prior.names and (m := _BARE_NUMBER_RE.search(lowered)):
                 # "and 40%?" after a stress question: the same direction, the new size.
                 sign = -1.0 if (p.move_pct or -1.0) < 0 else 1.0
                 names, ctx.move_pct = ["stress"], sign * float(m.group(1))
             else:
                 names = list(prior.names)
                 _inherit(ctx, p)
-        elif (
-            names
-            and follow
-            and not ctx.symbols
-            and set(names) <= {"stress"}
-            and ctx.move_pct is None
-        ):
+        elif names and follow and not ctx.symbols and set(names) <= {"stress"} and ctx.move_pct is None:
             _inherit(ctx, p)
     if names:
         return Frame(names, ctx, "tools", tuple(ctx.symbols) or subject)

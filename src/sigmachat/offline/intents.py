@@ -29,7 +29,9 @@ _NOT_TICKERS = frozenset(
 )
 _TICKER_RE = re.compile(r"(?<![\w$])\$?([A-Z][A-Z0-9]{0,5}(?:[.\-][A-Z0-9]{1,3})?|[A-Z]{1,6}\d{6}[CP]\d{8})(?![\w])")
 _UUID_RE = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.IGNORECASE)
-_LOOKBACK_RE = re.compile(r"\b(?:last|past|previous|over|for)\s+(\d{1,4}|a|one|two|three|six|twelve)\s+(day|week|month|year)s?\b")
+_LOOKBACK_RE = re.compile(
+    r"\b(?:last|past|previous|over|for)\s+(\d{1,4}|a|one|two|three|six|twelve)\s+(day|week|month|year)s?\b"
+)
 _WORD_NUMBERS = {"a": 1, "one": 1, "two": 2, "three": 3, "six": 6, "twelve": 12}
 # The tools' lookbacks count trading days.
 _UNIT_DAYS = {"day": 1, "week": 5, "month": 21, "year": 252}
@@ -91,7 +93,9 @@ def extract_symbols(text: str) -> list[str]:
 
 # Everyday words that are also demo tickers: never read as tickers when written in lower case.
 _LOWER_CASE_WORDS = frozenset({"cost", "shop", "sly", "nee", "dia", "qual", "f", "c", "v", "a", "hd", "pg", "ge"})
-_BEFORE_SINGLE = re.compile(r"\b(about|in|of|is|on|own|hold|sell|buy|trim|add|price|quote|and|ticker)\s+$", re.IGNORECASE)
+_BEFORE_SINGLE = re.compile(
+    r"\b(about|in|of|is|on|own|hold|sell|buy|trim|add|price|quote|and|ticker)\s+$", re.IGNORECASE
+)
 
 
 def _single_letter_ticker(text: str, start: int) -> bool:
@@ -144,7 +148,9 @@ class QuestionContext:
 
 
 def _complete(ctx: QuestionContext) -> list[ToolCallPlan]:
-    return [ToolCallPlan("get_portfolio_complete", {**ctx.pid(), "include_holdings": True, "include_timeseries": False})]
+    return [
+        ToolCallPlan("get_portfolio_complete", {**ctx.pid(), "include_holdings": True, "include_timeseries": False})
+    ]
 
 
 def _one(name: str, **extra: Any) -> Callable[[QuestionContext], list[ToolCallPlan]]:
@@ -182,7 +188,9 @@ def _factor_etfs(ctx: QuestionContext) -> list[ToolCallPlan]:
 
 def _positions(ctx: QuestionContext) -> list[ToolCallPlan]:
     include_closed = bool(re.search(r"\bclosed\b|\bsold\b|\bexited\b", ctx.text))
-    return [ToolCallPlan("get_positions_details", {**ctx.pid(), "position_ids": None, "include_closed": include_closed})]
+    return [
+        ToolCallPlan("get_positions_details", {**ctx.pid(), "position_ids": None, "include_closed": include_closed})
+    ]
 
 
 def _factors(ctx: QuestionContext) -> list[ToolCallPlan]:
@@ -230,13 +238,25 @@ def _stress(ctx: QuestionContext) -> list[ToolCallPlan]:
 
 # Order matters only for the order of the calls (and so of the answer's sections).
 INTENTS: tuple[Intent, ...] = (
-    Intent("portfolios", (r"\b(my|which|list|all|other|both) portfolios\b", r"portfolios do i have", r"how many portfolios"), _no_portfolio("list_user_portfolios")),
+    Intent(
+        "portfolios",
+        (r"\b(my|which|list|all|other|both) portfolios\b", r"portfolios do i have", r"how many portfolios"),
+        _no_portfolio("list_user_portfolios"),
+    ),
     Intent(
         "summary",
         (
-            r"\bsummar(y|ise|ize)\b", r"\boverview of (my|the) portfolio", r"\bhow('s| is| has) (my|the) portfolio",
-            r"\bportfolio (doing|look|performing)", r"\bsnapshot\b", r"\bnav\b", r"\bnet asset value\b", r"\bworth\b",
-            r"\btotal value\b", r"\bhow much (is|am) (my|i)\b", r"\bcash\b",
+            r"\bsummar(y|ise|ize)\b",
+            r"\boverview of (my|the) portfolio",
+            r"\bhow('s| is| has) (my|the) portfolio",
+            r"\bportfolio (doing|look|performing)",
+            r"\bsnapshot\b",
+            r"\bnav\b",
+            r"\bnet asset value\b",
+            r"\bworth\b",
+            r"\btotal value\b",
+            r"\bhow much (is|am) (my|i)\b",
+            r"\bcash\b",
         ),
         lambda ctx: _one("get_analytics_overview")(ctx) + _complete(ctx),
     ),
@@ -244,111 +264,253 @@ INTENTS: tuple[Intent, ...] = (
         "largest",
         (
             r"\b(largest|biggest|top|main|heaviest|major|greatest)\b[\w\s-]{0,20}\b(positions?|holdings?|stakes?|names?|bets?|investments?|shorts?|longs?)\b",
-            r"\bwhat do i (own|hold) (the )?most\b", r"\bmost (money|capital) (in|into)\b",
+            r"\bwhat do i (own|hold) (the )?most\b",
+            r"\bmost (money|capital) (in|into)\b",
         ),
         _complete,
     ),
     Intent(
         "holdings",
         (
-            r"\bholdings?\b", r"\bpositions?\b", r"\bwhat do i (own|hold)\b", r"\bdo i (own|hold)\b", r"\bhow (much|many)\b.*\b(own|hold|shares)\b",
-            r"\ballocation\b", r"\bin my portfolio\b", r"\bportfolio composition\b", r"\bmy (stocks|investments|assets)\b",
-            r"\bweights?\b", r"\bunreali[sz]ed\b", r"\bp&l\b", r"\bpnl\b", r"\bprofits?\b", r"\b(gains?|losses?) (on|in)\b",
-            r"\bwinners?\b", r"\blosers? in my\b", r"\bmade money\b",
+            r"\bholdings?\b",
+            r"\bpositions?\b",
+            r"\bwhat do i (own|hold)\b",
+            r"\bdo i (own|hold)\b",
+            r"\bhow (much|many)\b.*\b(own|hold|shares)\b",
+            r"\ballocation\b",
+            r"\bin my portfolio\b",
+            r"\bportfolio composition\b",
+            r"\bmy (stocks|investments|assets)\b",
+            r"\bweights?\b",
+            r"\bunreali[sz]ed\b",
+            r"\bp&l\b",
+            r"\bpnl\b",
+            r"\bprofits?\b",
+            r"\b(gains?|losses?) (on|in)\b",
+            r"\bwinners?\b",
+            r"\blosers? in my\b",
+            r"\bmade money\b",
         ),
         _complete,
     ),
     Intent(
         "position_details",
-        (r"\blots?\b", r"\bentry (price|date)s?\b", r"\bcost basis\b", r"\bclosed positions?\b", r"\bwhen did i (buy|purchase)\b",
-         r"\bpurchase price\b", r"\boptions? (positions?|contracts?|legs?)\b", r"\bexpir(y|ies|ation|ing)\b", r"\bstrikes?\b"),
+        (
+            r"\blots?\b",
+            r"\bentry (price|date)s?\b",
+            r"\bcost basis\b",
+            r"\bclosed positions?\b",
+            r"\bwhen did i (buy|purchase)\b",
+            r"\bpurchase price\b",
+            r"\boptions? (positions?|contracts?|legs?)\b",
+            r"\bexpir(y|ies|ation|ing)\b",
+            r"\bstrikes?\b",
+        ),
         _positions,
     ),
     Intent(
         "exposure",
-        (r"\bexposures?\b", r"\bgross\b", r"\bleverage[d]?\b", r"\blong/short\b", r"\blong and short\b", r"\bnet (long|short)\b",
-         r"\bshort (book|side|positions?)\b", r"\blong (book|side)\b", r"\basset class(es)?\b"),
+        (
+            r"\bexposures?\b",
+            r"\bgross\b",
+            r"\bleverage[d]?\b",
+            r"\blong/short\b",
+            r"\blong and short\b",
+            r"\bnet (long|short)\b",
+            r"\bshort (book|side|positions?)\b",
+            r"\blong (book|side)\b",
+            r"\basset class(es)?\b",
+        ),
         _one("get_analytics_overview"),
     ),
-    Intent("sectors", (r"\bsectors?\b", r"\bindustr(y|ies)\b", r"\btech (weight|exposure|allocation|heavy)\b"), _one("get_sector_exposure")),
+    Intent(
+        "sectors",
+        (r"\bsectors?\b", r"\bindustr(y|ies)\b", r"\btech (weight|exposure|allocation|heavy)\b"),
+        _one("get_sector_exposure"),
+    ),
     Intent(
         "factors",
-        (r"\bfactors?\b", r"\bbetas?\b", r"\bmomentum\b", r"\bvalue (vs\.?|versus|or) growth\b", r"\bstyle (tilt|exposure|bias)",
-         r"\bsensitiv(e|ity) to (the )?market\b", r"\bquality factor\b", r"\bsize factor\b"),
+        (
+            r"\bfactors?\b",
+            r"\bbetas?\b",
+            r"\bmomentum\b",
+            r"\bvalue (vs\.?|versus|or) growth\b",
+            r"\bstyle (tilt|exposure|bias)",
+            r"\bsensitiv(e|ity) to (the )?market\b",
+            r"\bquality factor\b",
+            r"\bsize factor\b",
+        ),
         _factors,
     ),
     Intent(
         "risk",
-        (r"\brisk(y|iness)?\b", r"\bvolatil\w*", r"\bvol\b", r"\bvar\b", r"\bvalue at risk\b", r"\bstandard deviation\b",
-         r"\bdrawdowns?\b", r"\bcontribut\w* to risk\b", r"\brisk contribution"),
+        (
+            r"\brisk(y|iness)?\b",
+            r"\bvolatil\w*",
+            r"\bvol\b",
+            r"\bvar\b",
+            r"\bvalue at risk\b",
+            r"\bstandard deviation\b",
+            r"\bdrawdowns?\b",
+            r"\bcontribut\w* to risk\b",
+            r"\brisk contribution",
+        ),
         _one("get_volatility_analysis"),
     ),
     Intent(
         "stress",
-        (r"\bstress", r"\bscenarios?\b", r"\bwhat if\b", r"\bcrash(es)?\b", r"\bsell-?offs?\b", r"\bdownturn\b", r"\brecession\b",
-         r"\bshocks?\b", r"\bmarket (drops?|falls?|declines?|tanks?)\b", r"\brates? (rise|rises|hike|hikes|go up|up)\b",
-         r"\b(drops?|falls?) (by )?\d+ ?%", r"-\d+ ?%", r"\bbear market\b", r"\bhedged?\b",
-         r"\d+ ?(%|percent) (market |stock |equity )?(drop|fall|decline|crash|sell-?off|correction|downturn|rally)"),
+        (
+            r"\bstress",
+            r"\bscenarios?\b",
+            r"\bwhat if\b",
+            r"\bcrash(es)?\b",
+            r"\bsell-?offs?\b",
+            r"\bdownturn\b",
+            r"\brecession\b",
+            r"\bshocks?\b",
+            r"\bmarket (drops?|falls?|declines?|tanks?)\b",
+            r"\brates? (rise|rises|hike|hikes|go up|up)\b",
+            r"\b(drops?|falls?) (by )?\d+ ?%",
+            r"-\d+ ?%",
+            r"\bbear market\b",
+            r"\bhedged?\b",
+            r"\d+ ?(%|percent) (market |stock |equity )?(drop|fall|decline|crash|sell-?off|correction|downturn|rally)",
+        ),
         _stress,
     ),
     Intent(
         "concentration",
-        (r"\bconcentrat\w*", r"\bdiversif\w*", r"\bhhi\b", r"\bherfindahl\b", r"\beffective number\b",
-         r"\btop[- ]?(5|10|five|ten)\b", r"\bsingle[- ]name\b", r"\beggs in one basket\b"),
+        (
+            r"\bconcentrat\w*",
+            r"\bdiversif\w*",
+            r"\bhhi\b",
+            r"\bherfindahl\b",
+            r"\beffective number\b",
+            r"\btop[- ]?(5|10|five|ten)\b",
+            r"\bsingle[- ]name\b",
+            r"\beggs in one basket\b",
+        ),
         _one("get_concentration_metrics"),
     ),
-    Intent("correlation", (r"\bcorrelat\w*", r"\bmove together\b", r"\bco-?move"), lambda ctx: _one("get_correlation_matrix", top_n=ctx.top_n or 10)(ctx)),
+    Intent(
+        "correlation",
+        (r"\bcorrelat\w*", r"\bmove together\b", r"\bco-?move"),
+        lambda ctx: _one("get_correlation_matrix", top_n=ctx.top_n or 10)(ctx),
+    ),
     Intent(
         "movers",
-        (r"\bmovers?\b", r"\bgainers?\b", r"\blosers?\b", r"\bmoved (today|the most|most)\b", r"\btoday'?s (move|moves|change|performance)\b",
-         r"\b(up|down) today\b", r"\bbiggest (move|moves|change|changes)\b", r"\bdaily (change|move)s?\b", r"\bwhat moved\b",
-         r"\bmoving today\b", r"\bchanged today\b"),
+        (
+            r"\bmovers?\b",
+            r"\bgainers?\b",
+            r"\blosers?\b",
+            r"\bmoved (today|the most|most)\b",
+            r"\btoday'?s (move|moves|change|performance)\b",
+            r"\b(up|down) today\b",
+            r"\bbiggest (move|moves|change|changes)\b",
+            r"\bdaily (change|move)s?\b",
+            r"\bwhat moved\b",
+            r"\bmoving today\b",
+            r"\bchanged today\b",
+        ),
         _one("get_daily_movers", threshold_pct=0.5),
     ),
     Intent(
         "benchmark",
-        (r"\b(vs\.?|versus|compared?|comparison|relative|against|than)\b.{0,25}\b(s&p|sp ?500|spx|spy|benchmark|index|market)\b",
-         r"\b(over|under)[- ]?weight(ed)?\b", r"\bbenchmark\b", r"\bactive weights?\b"),
+        (
+            r"\b(vs\.?|versus|compared?|comparison|relative|against|than)\b.{0,25}\b(s&p|sp ?500|spx|spy|benchmark|index|market)\b",
+            r"\b(over|under)[- ]?weight(ed)?\b",
+            r"\bbenchmark\b",
+            r"\bactive weights?\b",
+        ),
         _one("get_benchmark_comparison"),
     ),
     Intent(
         "market",
-        (r"\bmarket (overview|today|conditions|summary|backdrop|context)\b", r"\bhow('s| is| was| did) the (overall |broad |stock )?market\b",
-         r"\bs&p\b", r"\bnasdaq\b", r"\bdow\b", r"\bvix\b", r"\bbroad market\b", r"\bindices\b", r"\bindexes\b"),
+        (
+            r"\bmarket (overview|today|conditions|summary|backdrop|context)\b",
+            r"\bhow('s| is| was| did) the (overall |broad |stock )?market\b",
+            r"\bs&p\b",
+            r"\bnasdaq\b",
+            r"\bdow\b",
+            r"\bvix\b",
+            r"\bbroad market\b",
+            r"\bindices\b",
+            r"\bindexes\b",
+        ),
         _no_portfolio("get_market_overview"),
     ),
     Intent(
         "data_quality",
-        (r"\bdata quality\b", r"\bmissing (prices?|data)\b", r"\bstale\b", r"\bcoverage\b", r"\bprice (source|quality)\b",
-         r"\bdata (issues?|gaps?|problems?)\b", r"\bdemo (prices|data)\b"),
+        (
+            r"\bdata quality\b",
+            r"\bmissing (prices?|data)\b",
+            r"\bstale\b",
+            r"\bcoverage\b",
+            r"\bprice (source|quality)\b",
+            r"\bdata (issues?|gaps?|problems?)\b",
+            r"\bdemo (prices|data)\b",
+        ),
         _one("get_portfolio_data_quality"),
     ),
     Intent(
         "history",
-        (r"\bhistor(y|ical)\b", r"\bprice (chart|trend|series|history)\b", r"\btime series\b", r"\bperformance over\b",
-         r"\breturns? over\b", r"\bover the (last|past)\b", r"\btrend\b"),
+        (
+            r"\bhistor(y|ical)\b",
+            r"\bprice (chart|trend|series|history)\b",
+            r"\btime series\b",
+            r"\bperformance over\b",
+            r"\breturns? over\b",
+            r"\bover the (last|past)\b",
+            r"\btrend\b",
+        ),
         _history,
     ),
     Intent("factor_etfs", (r"\bfactor etfs?\b", r"\bfactor (prices|performance|returns)\b"), _factor_etfs),
     Intent(
         "quotes",
-        (r"\bprices?\b", r"\bquotes?\b", r"\btrading\b", r"\bhow (is|are|did) \S+ (doing|trading|do)\b", r"\b52[- ]week\b",
-         r"\blast close\b", r"\bclos(e|ed|ing)\b", r"\bday change\b", r"\bworth\b"),
+        (
+            r"\bprices?\b",
+            r"\bquotes?\b",
+            r"\btrading\b",
+            r"\bhow (is|are|did) \S+ (doing|trading|do)\b",
+            r"\b52[- ]week\b",
+            r"\blast close\b",
+            r"\bclos(e|ed|ing)\b",
+            r"\bday change\b",
+            r"\bworth\b",
+        ),
         _quotes,
         needs_symbols=True,
     ),
     Intent(
         "profile",
-        (r"\bwhat does \S+ do\b", r"\btell me about\b", r"\bcompany\b", r"\bprofile\b", r"\bbusiness\b", r"\bwho is\b",
-         r"\bwhat is \S+\??$", r"\bdescribe\b", r"\bwhat kind of company\b", r"\bsector is\b", r"\bindustry is\b"),
+        (
+            r"\bwhat does \S+ do\b",
+            r"\btell me about\b",
+            r"\bcompany\b",
+            r"\bprofile\b",
+            r"\bbusiness\b",
+            r"\bwho is\b",
+            r"\bwhat is \S+\??$",
+            r"\bdescribe\b",
+            r"\bwhat kind of company\b",
+            r"\bsector is\b",
+            r"\bindustry is\b",
+        ),
         _profiles,
         needs_symbols=True,
     ),
 )
 INTENT_NAMES = tuple(i.name for i in INTENTS)
 
-_GREETING = re.compile(r"^\s*(hi|hello|hey|hiya|yo|good (morning|afternoon|evening)|thanks|thank you|cheers|ok|okay)\b[\s!.,]*\w{0,12}[\s!.]*$", re.IGNORECASE)
-_HELP = re.compile(r"\bwhat can you (do|tell|answer)\b|\bhelp\b|\bhow do you work\b|\bwho are you\b|\bwhat are you\b|\bcapabilit", re.IGNORECASE)
+_GREETING = re.compile(
+    r"^\s*(hi|hello|hey|hiya|yo|good (morning|afternoon|evening)|thanks|thank you|cheers|ok|okay)\b[\s!.,]*\w{0,12}[\s!.]*$",
+    re.IGNORECASE,
+)
+_HELP = re.compile(
+    r"\bwhat can you (do|tell|answer)\b|\bhelp\b|\bhow do you work\b|\bwho are you\b|\bwhat are you\b|\bcapabilit",
+    re.IGNORECASE,
+)
 _PORTFOLIO_WORDS = re.compile(r"\b(portfolio|my|i own|i hold|account|investments?|book|fund)\b")
 _FOLLOW_UP = re.compile(
     r"^\s*(and|also|what about|how about|same|more|tell me more|why|explain|break (it|that) down|details?|go on|and\b|then)\b"
@@ -368,8 +530,13 @@ _SCOPED_PHRASES = (
     (re.compile(r"\btop (gainers|losers|movers)\b"), "movers"),
     (re.compile(r"\bstress[- ]?test\w*\b"), "stress"),
     (re.compile(r"\bfactor etfs?\b"), "factor_etfs"),
-    (re.compile(r"\b(exposure|exposed|allocation|weight(ing)?)\s+(to|in)\s+(tech|technology|financials?|energy|health ?care|"
-                r"industrials?|utilities|materials|real estate|consumer \w+|communication \w+|staples|discretionary)\b"), "sectors"),
+    (
+        re.compile(
+            r"\b(exposure|exposed|allocation|weight(ing)?)\s+(to|in)\s+(tech|technology|financials?|energy|health ?care|"
+            r"industrials?|utilities|materials|real estate|consumer \w+|communication \w+|staples|discretionary)\b"
+        ),
+        "sectors",
+    ),
 )
 
 
@@ -441,8 +608,12 @@ def classify(text: str, *, symbols: list[str] | None = None) -> tuple[list[str],
     """The intent names a question matches, in table order, and its context. ``symbols``: the
     tickers the question refers to when it names none itself ("how has it done?")."""
     lowered = " ".join(text.lower().split())
-    ctx = QuestionContext(text=lowered, original=text, symbols=extract_symbols(text) or list(symbols or ()),
-                          portfolio_id=extract_portfolio_id(text))
+    ctx = QuestionContext(
+        text=lowered,
+        original=text,
+        symbols=extract_symbols(text) or list(symbols or ()),
+        portfolio_id=extract_portfolio_id(text),
+    )
     ctx.rank = extract_rank(lowered)
     ctx.top_n = extract_top_n(lowered)
     ctx.move_pct = extract_market_move_pct(lowered)
@@ -467,7 +638,13 @@ def classify(text: str, *, symbols: list[str] | None = None) -> tuple[list[str],
     if ticker_only:
         names = ["holdings", "quotes"]
     # Prices of "my" holdings without tickers are a holdings question.
-    if ctx.symbols and "holdings" in names and "quotes" in names and not ticker_only and not re.search(r"\bquotes?\b|\bprices?\b", lowered):
+    if (
+        ctx.symbols
+        and "holdings" in names
+        and "quotes" in names
+        and not ticker_only
+        and not re.search(r"\bquotes?\b|\bprices?\b", lowered)
+    ):
         names.remove("quotes")
     # "holdings" as the subject of another question ("which of my holdings move together")
     # is not a request for the holdings table.
@@ -488,10 +665,18 @@ def classify(text: str, *, symbols: list[str] | None = None) -> tuple[list[str],
         names = [n for n in names if n not in ("market", "sectors", "quotes", "profile", "holdings", "exposure")]
         ctx.symbols = [s for s in ctx.symbols if s != "SPY"]
     # A question about a ticker also says what the user holds in it.
-    if ctx.symbols and ({"quotes", "profile"} & set(names)) and not ({"holdings", "largest", "position_details"} & set(names)):
+    if (
+        ctx.symbols
+        and ({"quotes", "profile"} & set(names))
+        and not ({"holdings", "largest", "position_details"} & set(names))
+    ):
         names.append("holdings")
     # "My second largest sector" ranks sectors, not positions.
-    if "largest" in names and "sectors" in names and re.search(r"\b(largest|biggest|top|main)\b[\w\s-]{0,12}\bsectors?\b", lowered):
+    if (
+        "largest" in names
+        and "sectors" in names
+        and re.search(r"\b(largest|biggest|top|main)\b[\w\s-]{0,12}\bsectors?\b", lowered)
+    ):
         names.remove("largest")
     return names, ctx
 

@@ -207,7 +207,13 @@ class ResponseBuilder:
 
     def message_item(self, index: int, text: str | None, *, status: str = "completed") -> dict[str, Any]:
         content = [] if text is None else [{"type": "output_text", "annotations": [], "text": text}]
-        return {"id": self.make_id("msg", index), "type": "message", "status": status, "content": content, "role": "assistant"}
+        return {
+            "id": self.make_id("msg", index),
+            "type": "message",
+            "status": status,
+            "content": content,
+            "role": "assistant",
+        }
 
     # --- events ---
 
@@ -220,15 +226,28 @@ class ResponseBuilder:
     def function_call_events(self, index: int, call: ToolCallPlan) -> Iterator[dict[str, Any]]:
         """added, one delta per token of the arguments, arguments.done, item done."""
         item = self.function_call_item(index, call)
-        yield self._event("response.output_item.added", output_index=index, item=self.function_call_item(index, call, status="in_progress"))
+        yield self._event(
+            "response.output_item.added",
+            output_index=index,
+            item=self.function_call_item(index, call, status="in_progress"),
+        )
         for delta in split_tokens(call.arguments_json):
-            yield self._event("response.function_call_arguments.delta", item_id=item["id"], output_index=index, delta=delta)
-        yield self._event("response.function_call_arguments.done", item_id=item["id"], output_index=index, arguments=call.arguments_json)
+            yield self._event(
+                "response.function_call_arguments.delta", item_id=item["id"], output_index=index, delta=delta
+            )
+        yield self._event(
+            "response.function_call_arguments.done",
+            item_id=item["id"],
+            output_index=index,
+            arguments=call.arguments_json,
+        )
         yield self._event("response.output_item.done", output_index=index, item=item)
 
     def message_start_events(self, index: int) -> Iterator[dict[str, Any]]:
         item_id = self.make_id("msg", index)
-        yield self._event("response.output_item.added", output_index=index, item=self.message_item(index, None, status="in_progress"))
+        yield self._event(
+            "response.output_item.added", output_index=index, item=self.message_item(index, None, status="in_progress")
+        )
         yield self._event(
             "response.content_part.added",
             item_id=item_id,
@@ -239,7 +258,11 @@ class ResponseBuilder:
 
     def text_delta(self, index: int, delta: str) -> dict[str, Any]:
         return self._event(
-            "response.output_text.delta", item_id=self.make_id("msg", index), output_index=index, content_index=0, delta=delta
+            "response.output_text.delta",
+            item_id=self.make_id("msg", index),
+            output_index=index,
+            content_index=0,
+            delta=delta,
         )
 
     def message_end_events(self, index: int, text: str, *, status: str = "completed") -> Iterator[dict[str, Any]]:
@@ -252,17 +275,22 @@ class ResponseBuilder:
             content_index=0,
             part={"type": "output_text", "annotations": [], "text": text},
         )
-        yield self._event("response.output_item.done", output_index=index, item=self.message_item(index, text, status=status))
+        yield self._event(
+            "response.output_item.done", output_index=index, item=self.message_item(index, text, status=status)
+        )
 
     def completed(self, output: list[dict[str, Any]], usage: Usage) -> dict[str, Any]:
         return self._event("response.completed", response=self.response("completed", output=output, usage=usage))
 
-    def failed(self, error: dict[str, Any], output: list[dict[str, Any]] | None = None, usage: Usage | None = None) -> dict[str, Any]:
+    def failed(
+        self, error: dict[str, Any], output: list[dict[str, Any]] | None = None, usage: Usage | None = None
+    ) -> dict[str, Any]:
         return self._event("response.failed", response=self.response("failed", output=output, usage=usage, error=error))
 
     def incomplete(self, reason: str, output: list[dict[str, Any]], usage: Usage) -> dict[str, Any]:
         return self._event(
-            "response.incomplete", response=self.response("incomplete", output=output, usage=usage, incomplete_reason=reason)
+            "response.incomplete",
+            response=self.response("incomplete", output=output, usage=usage, incomplete_reason=reason),
         )
 
 
@@ -310,6 +338,8 @@ def response_object(builder: ResponseBuilder, turn: Turn, request: dict[str, Any
     return builder.response("completed", output=turn_output(builder, turn), usage=turn_usage(request, turn))
 
 
-def error_body(message: str, *, etype: str = "invalid_request_error", param: str | None = None, code: str | None = None) -> dict[str, Any]:
+def error_body(
+    message: str, *, etype: str = "invalid_request_error", param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
     """An OpenAI-format HTTP error body."""
     return {"error": {"message": message, "type": etype, "param": param, "code": code}}

@@ -239,7 +239,11 @@ class OfflineModelServer:
             frames = fault.json_body(obj, builder, turn) if fault is not None else None
             if frames is None:
                 return _json_response(200, obj, headers)
-            return ServerResponse(200, {"content-type": "application/json", **headers}, stream=self._frames(frames, Pacing(), first_delay=True))
+            return ServerResponse(
+                200,
+                {"content-type": "application/json", **headers},
+                stream=self._frames(frames, Pacing(), first_delay=True),
+            )
 
         events: Iterable[Frame] = turn_events(builder, turn, body)
         if fault is not None:
@@ -301,5 +305,8 @@ def _validate(body: dict[str, Any]) -> tuple[str, str] | None:
         return "stream", "Invalid type for 'stream': expected a boolean."
     if body.get("previous_response_id"):
         # Nothing is stored between requests, so a previous response cannot be found.
-        return "previous_response_id", "This model is stateless: send the full conversation as input instead of previous_response_id."
+        return (
+            "previous_response_id",
+            "This model is stateless: send the full conversation as input instead of previous_response_id.",
+        )
     return None

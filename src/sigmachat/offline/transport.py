@@ -74,7 +74,9 @@ class OfflineTransport(httpx2.AsyncBaseTransport):
             # Likewise for a reset before the first byte of the response.
             raise httpx2.ReadError(CONNECTION_RESET, request=request) from exc
         if answer.stream is not None:
-            return httpx2.Response(answer.status, headers=answer.headers, stream=_GeneratorStream(answer.stream, request), request=request)
+            return httpx2.Response(
+                answer.status, headers=answer.headers, stream=_GeneratorStream(answer.stream, request), request=request
+            )
         return httpx2.Response(answer.status, headers=answer.headers, content=answer.body, request=request)
 
 

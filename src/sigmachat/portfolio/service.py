@@ -54,6 +54,4 @@ async def value_owned_portfolio(
 ) -> PortfolioValuation:
     positions: list[Position] = list(portfolio.positions)
     closes = await latest_closes(session, {p.symbol for p in positions}, until=as_of)
-    return value_portfolio(
-        portfolio, positions, closes, load_security_master(), as_of, include_closed=include_closed
-    )
+    return value_portfolio(portfolio, positions, closes, load_security_master(), as_of, include_closed=include_closed)

@@ -15,7 +15,16 @@ from typing import Any
 import orjson
 from sse_starlette import ServerSentEvent
 
-from sigmachat.agent.events import Info, RunFailed, RunFinished, RunStarted, TextDelta, ToolFinished, ToolStarted, now_ms
+from sigmachat.agent.events import (
+    Info,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    TextDelta,
+    ToolFinished,
+    ToolStarted,
+    now_ms,
+)
 from sigmachat.agent.failures import kind
 from sigmachat.protocols.sse import parse_last_event_id, sse_id
 from sigmachat.protocols.sse_response import sse_frame
@@ -41,7 +50,9 @@ def _dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
-def message_created(*, run_id: str, conversation_id: str, user_message_id: str, assistant_message_id: str) -> ServerSentEvent:
+def message_created(
+    *, run_id: str, conversation_id: str, user_message_id: str, assistant_message_id: str
+) -> ServerSentEvent:
     data = {
         "type": "message_created",
         "run_id": run_id,
@@ -85,7 +96,13 @@ def payload(event: Any, *, portfolio_id: str | None = None) -> dict[str, Any]:
         }
     if isinstance(event, Info):
         body = {"info_type": event.kind}
-        body.update({k: v for k, v in event.model_dump(exclude={"type", "run_id", "seq", "ts", "kind"}).items() if v is not None})
+        body.update(
+            {
+                k: v
+                for k, v in event.model_dump(exclude={"type", "run_id", "seq", "ts", "kind"}).items()
+                if v is not None
+            }
+        )
         return body
     if isinstance(event, RunFinished):
         return {
@@ -119,8 +136,20 @@ def encode(event: Any, *, portfolio_id: str | None = None) -> bytes:
     if isinstance(event, TextDelta):
         # The per-token frame: only strings and ints, where orjson writes exactly what
         # json.dumps(ensure_ascii=False) writes, several times faster.
-        envelope = {"type": "token", "run_id": run_id, "seq": seq, "data": {"delta": event.delta}, "timestamp": event.ts}
+        envelope = {
+            "type": "token",
+            "run_id": run_id,
+            "seq": seq,
+            "data": {"delta": event.delta},
+            "timestamp": event.ts,
+        }
         return sse_frame(orjson.dumps(envelope).decode(), event="token", id=f"{run_id}:{seq}", sep=SEP)
     name = EVENT_NAMES[event.type]
-    envelope = {"type": name, "run_id": run_id, "seq": seq, "data": payload(event, portfolio_id=portfolio_id), "timestamp": event.ts}
+    envelope = {
+        "type": name,
+        "run_id": run_id,
+        "seq": seq,
+        "data": payload(event, portfolio_id=portfolio_id),
+        "timestamp": event.ts,
+    }
     return sse_frame(_dumps(envelope), event=name, id=sse_id(run_id, seq), sep=SEP)

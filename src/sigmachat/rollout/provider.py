@@ -89,7 +89,9 @@ class DbFlagProvider(AbstractProvider):
 
     # ---- OpenFeature ---------------------------------------------------------------------------
 
-    def _resolve(self, state: FlagState, flag_key: str, ctx: EvaluationContext | None, stale: bool = False) -> FlagResolutionDetails[str]:
+    def _resolve(
+        self, state: FlagState, flag_key: str, ctx: EvaluationContext | None, stale: bool = False
+    ) -> FlagResolutionDetails[str]:
         attrs = dict(ctx.attributes) if ctx is not None else {}
         decision = decide(
             state,

@@ -84,7 +84,9 @@ class Decision:
     version: int
 
 
-def decide(state: FlagState, user_id: str | None, email: str | None = None, portfolio_id: str | None = None) -> Decision:
+def decide(
+    state: FlagState, user_id: str | None, email: str | None = None, portfolio_id: str | None = None
+) -> Decision:
     """First match wins: kill switch, allowlists, denylist, percentage, default."""
     email = email.strip().lower() if email else None
     if state.kill_switch:

@@ -47,7 +47,9 @@ SAFE_FALLBACK = RESPONSES  # what a user gets when the flag cannot be evaluated 
 @dataclass(frozen=True, slots=True)
 class BackendDecision:
     backend: str  # responses | chatkit
-    reason: str  # kill_switch | allow_user | allow_portfolio | deny_user | percentage | default | error | <provider reason>
+    reason: (
+        str  # kill_switch | allow_user | allow_portfolio | deny_user | percentage | default | error | <provider reason>
+    )
     flag_version: int
     bucket: int | None = None
 
@@ -109,7 +111,9 @@ class RolloutService:
     def provider_name(self) -> str:
         return self.provider.get_metadata().name
 
-    async def backend_for(self, *, user_id: str, email: str | None = None, portfolio_id: str | None = None) -> BackendDecision:
+    async def backend_for(
+        self, *, user_id: str, email: str | None = None, portfolio_id: str | None = None
+    ) -> BackendDecision:
         attributes: dict[str, Any] = {}
         if email:
             attributes["email"] = email.strip().lower()

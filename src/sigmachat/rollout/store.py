@@ -100,7 +100,9 @@ class RolloutStore:
     async def version(self) -> int:
         """The current version only: the cheap query instances poll to notice a change."""
         async with self.db.session() as session:
-            v = (await session.execute(select(RolloutFlag.version).where(RolloutFlag.key == self.flag_key))).scalar_one_or_none()
+            v = (
+                await session.execute(select(RolloutFlag.version).where(RolloutFlag.key == self.flag_key))
+            ).scalar_one_or_none()
         return v or 0
 
     async def get(self) -> FlagState:
@@ -157,7 +159,9 @@ class RolloutStore:
                 if result.rowcount != 1:
                     await session.rollback()
                     raise VersionConflict("The rollout state was changed concurrently; try again.")
-            session.add(RolloutAudit(flag_key=self.flag_key, version=version, actor=actor, changed_at=now, old=old, new=new))
+            session.add(
+                RolloutAudit(flag_key=self.flag_key, version=version, actor=actor, changed_at=now, old=old, new=new)
+            )
             try:
                 await session.commit()
             except IntegrityError as exc:  # two first writes raced on the primary key

@@ -103,7 +103,9 @@ class InMemoryEventLog:
 
     async def expire(self, now: float | None = None) -> int:
         now = time.monotonic() if now is None else now
-        gone = [rid for rid, log in self._runs.items() if log.finished_at is not None and now - log.finished_at > self.ttl_s]
+        gone = [
+            rid for rid, log in self._runs.items() if log.finished_at is not None and now - log.finished_at > self.ttl_s
+        ]
         for rid in gone:
             del self._runs[rid]
         return len(gone)

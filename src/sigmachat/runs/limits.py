@@ -13,8 +13,8 @@ import datetime as dt
 import time
 
 from limits import parse
-from limits.storage import storage_from_string
 from limits.aio.strategies import MovingWindowRateLimiter
+from limits.storage import storage_from_string
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -86,6 +86,3 @@ class UsageGuard:
                 headers={"Retry-After": str(reset)},
                 details={"retry_after_ms": reset * 1000, "used_tokens": used, "budget": budget},
             )
-
-
-

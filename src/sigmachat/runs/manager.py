@@ -388,7 +388,9 @@ class RunManager:
             raise ServiceUnavailable(f"The {engine} engine is not available.")
         async with self._lock:
             if not self._accepting:  # a drain began while this admission waited for the lock
-                raise ServiceUnavailable("The server is shutting down; try again in a moment.", headers={"Retry-After": "5"})
+                raise ServiceUnavailable(
+                    "The server is shutting down; try again in a moment.", headers={"Retry-After": "5"}
+                )
             try:
                 return await self._admit_locked(user_id, conversation_id, engine, new, portfolio_id)
             except (OperationalError, DBAPIError) as exc:
@@ -808,7 +810,14 @@ class RunManager:
         records = list(getattr(terminal, "tool_calls", None) or [])
         if not records and tool_events:
             records = [
-                ToolCallRecord(call_id=e.call_id, name=e.name, summary=e.summary, ok=e.ok, duration_ms=e.duration_ms, truncated=e.truncated)
+                ToolCallRecord(
+                    call_id=e.call_id,
+                    name=e.name,
+                    summary=e.summary,
+                    ok=e.ok,
+                    duration_ms=e.duration_ms,
+                    truncated=e.truncated,
+                )
                 for e in tool_events
             ]
         usage = getattr(terminal, "usage", None)
@@ -896,7 +905,9 @@ class RunManager:
         info = await self.owned_run_info(user_id, run_id)
         return RunMeta.model_validate(info.meta) if info is not None else None
 
-    async def subscribe(self, run_id: str, after_seq: int = 0, poll_s: float = 1.0, *, coalesce: bool = False) -> AsyncIterator[Any]:
+    async def subscribe(
+        self, run_id: str, after_seq: int = 0, poll_s: float = 1.0, *, coalesce: bool = False
+    ) -> AsyncIterator[Any]:
         """Replay events after ``after_seq`` then follow live until the terminal event.
 
         ``coalesce``: consecutive text deltas already waiting when the subscriber asks for more

@@ -70,7 +70,9 @@ class RedisEventLog:
     async def create(self, run_id: str, *, owner_id: str, meta: dict[str, Any] | None = None) -> None:
         _, meta_key = self._keys(run_id)
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(meta_key, mapping={"owner_id": owner_id, "meta": json.dumps(meta or {}), "last_seq": 0, "finished": 0})
+            pipe.hset(
+                meta_key, mapping={"owner_id": owner_id, "meta": json.dumps(meta or {}), "last_seq": 0, "finished": 0}
+            )
             pipe.expire(meta_key, LIVE_SAFETY_TTL_S)
             await pipe.execute()
 

@@ -81,7 +81,9 @@ class SimParams:
         return cls(**values)
 
 
-def build_sim_server(params: SimParams, *, sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> OfflineModelServer:
+def build_sim_server(
+    params: SimParams, *, sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep
+) -> OfflineModelServer:
     return OfflineModelServer(
         model_name=params.model_name,
         pacing=Pacing(params.ttfb_ms, params.tokens_per_s),
@@ -114,7 +116,18 @@ class SimApp:
             body += message.get("body", b"")
             more = message.get("more_body", False)
             if len(body) > MAX_BODY_BYTES:
-                await self._send_json(send, 413, {"error": {"message": "Request body too large.", "type": "invalid_request_error", "param": None, "code": None}})
+                await self._send_json(
+                    send,
+                    413,
+                    {
+                        "error": {
+                            "message": "Request body too large.",
+                            "type": "invalid_request_error",
+                            "param": None,
+                            "code": None,
+                        }
+                    },
+                )
                 return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or []}
         request = ServerRequest(scope["method"], scope["path"], headers, body)
@@ -153,7 +166,9 @@ class SimApp:
     @staticmethod
     async def _send_json(send: Send, status: int, payload: Any) -> None:
         body = json.dumps(payload).encode()
-        await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json")]})
+        await send(
+            {"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json")]}
+        )
         await send({"type": "http.response.body", "body": body, "more_body": False})
 
     @staticmethod
@@ -191,4 +206,6 @@ def sim_transport(settings_or_params: Settings | SimParams | None = None, **over
 
 def sim_http_client(settings_or_params: Settings | SimParams | None = None, **overrides: Any) -> httpx2.AsyncClient:
     """An httpx2 client for ``AsyncOpenAI(http_client=...)`` that talks to an in-process simulator."""
-    return httpx2.AsyncClient(transport=sim_transport(settings_or_params, **overrides), base_url="http://sim.sigmachat.local/v1")
+    return httpx2.AsyncClient(
+        transport=sim_transport(settings_or_params, **overrides), base_url="http://sim.sigmachat.local/v1"
+    )

@@ -194,7 +194,9 @@ def _rambling(turn: Turn) -> Turn:
     return Turn(calls=turn.calls, text="\n\n".join([turn.text] * copies))
 
 
-def _error(status: int, message: str, etype: str, code: str | None, headers: dict[str, str] | None = None) -> ServerResponse:
+def _error(
+    status: int, message: str, etype: str, code: str | None, headers: dict[str, str] | None = None
+) -> ServerResponse:
     body = json.dumps(error_body(message, etype=etype, code=code), separators=(",", ":")).encode()
     return ServerResponse(status, {"content-type": "application/json", **(headers or {})}, body)
 
@@ -225,16 +227,29 @@ class ActiveScenario:
             retry_after = str(int(seconds)) if float(seconds).is_integer() else str(seconds)
             return _error(
                 429,
-                "Rate limit reached for requests (simulated). Please try again in "
-                f"{retry_after}s.",
+                f"Rate limit reached for requests (simulated). Please try again in {retry_after}s.",
                 "requests",
                 "rate_limit_exceeded",
-                {"retry-after": retry_after, "retry-after-ms": str(int(seconds * 1000)), "x-ratelimit-remaining-requests": "0"},
+                {
+                    "retry-after": retry_after,
+                    "retry-after-ms": str(int(seconds * 1000)),
+                    "x-ratelimit-remaining-requests": "0",
+                },
             )
         if self.name == "server_error":
-            return _error(500, "The server had an error while processing your request (simulated).", "server_error", "server_error")
+            return _error(
+                500,
+                "The server had an error while processing your request (simulated).",
+                "server_error",
+                "server_error",
+            )
         if self.name == "overloaded":
-            return _error(503, "The engine is currently overloaded, please try again later (simulated).", "server_error", "overloaded")
+            return _error(
+                503,
+                "The engine is currently overloaded, please try again later (simulated).",
+                "server_error",
+                "overloaded",
+            )
         return None
 
     # --- what the model says ---
@@ -267,7 +282,12 @@ class ActiveScenario:
     def stream(self, events: Iterator[dict[str, Any]], builder: ResponseBuilder, turn: Turn) -> Iterable[Frame]:
         if self.name == "response_failed":
             return self._failed(events, builder)
-        if not turn.text or self.name not in ("drop_mid_stream", "no_terminal_event", "malformed_event", "response_incomplete"):
+        if not turn.text or self.name not in (
+            "drop_mid_stream",
+            "no_terminal_event",
+            "malformed_event",
+            "response_incomplete",
+        ):
             return events
         if self.name == "no_terminal_event":
             return (e for e in events if e.get("type") != "response.completed")
@@ -279,9 +299,13 @@ class ActiveScenario:
             event = next(events, None)
             if event is not None:
                 yield event
-        yield builder.failed({"code": "server_error", "message": "The model failed to generate a response (simulated)."})
+        yield builder.failed(
+            {"code": "server_error", "message": "The model failed to generate a response (simulated)."}
+        )
 
-    def _cut_after_deltas(self, events: Iterator[dict[str, Any]], builder: ResponseBuilder, turn: Turn) -> Iterator[Frame]:
+    def _cut_after_deltas(
+        self, events: Iterator[dict[str, Any]], builder: ResponseBuilder, turn: Turn
+    ) -> Iterator[Frame]:
         total = len(split_tokens(turn.text))
         limit = max(1, min(DELTAS_BEFORE_FAULT, total // 2))
         sent = 0
@@ -321,7 +345,10 @@ class ActiveScenario:
         if self.name == "malformed_event":
             return [body[: len(body) // 2]]
         if self.name == "response_failed":
-            failed = builder.response("failed", error={"code": "server_error", "message": "The model failed to generate a response (simulated)."})
+            failed = builder.response(
+                "failed",
+                error={"code": "server_error", "message": "The model failed to generate a response (simulated)."},
+            )
             return [json.dumps(failed, separators=(",", ":")).encode()]
         if self.name == "response_incomplete" and turn.text:
             tokens = split_tokens(turn.text)

@@ -30,7 +30,9 @@ class Telemetry:
         self._own_provider = None
         if tracer_provider is None:
             tracer_provider = self._own_provider = build_tracer_provider(settings)
-        tracer = tracer_provider.get_tracer("sigmachat") if tracer_provider is not None else trace.get_tracer("sigmachat")
+        tracer = (
+            tracer_provider.get_tracer("sigmachat") if tracer_provider is not None else trace.get_tracer("sigmachat")
+        )
         self.spans = SpanEmitter(tracer)
         self.recorder = RunRecorder(db, self.metrics, self.spans)
         self.shadow = ShadowRunner(settings, self.recorder)

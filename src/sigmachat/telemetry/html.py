@@ -64,7 +64,9 @@ def grouped_bars(title: str, categories: list[str], series: dict[str, list[float
                 f"<title>{escape(LABELS[path])} {escape(cat)}: {fmt.format(v)}</title></rect>"
             )
         lx, ly = PAD_L + ci * group_w + group_w / 2, H - PAD_B + 14
-        labels.append(f'<text x="{lx:.1f}" y="{ly}" class="ax" text-anchor="end" transform="rotate(-35 {lx:.1f} {ly})">{escape(cat)}</text>')
+        labels.append(
+            f'<text x="{lx:.1f}" y="{ly}" class="ax" text-anchor="end" transform="rotate(-35 {lx:.1f} {ly})">{escape(cat)}</text>'
+        )
     return _svg(title, grid + "".join(bars) + "".join(labels))
 
 
@@ -81,14 +83,20 @@ def line_chart(title: str, x_labels: list[str], series: dict[str, list[float | N
         for i, v in enumerate(values + [None]):
             if v is None:
                 if len(segment) > 1:
-                    body.append(f'<polyline points="{" ".join(segment)}" fill="none" stroke="{COLORS[path]}" stroke-width="2"/>')
+                    body.append(
+                        f'<polyline points="{" ".join(segment)}" fill="none" stroke="{COLORS[path]}" stroke-width="2"/>'
+                    )
                 segment = []
                 continue
             x, y = x_of(i), PAD_T + plot_h - plot_h * v / top
             segment.append(f"{x:.1f},{y:.1f}")
-            body.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5" fill="{COLORS[path]}"><title>{escape(x_labels[i])}: {fmt.format(v)}</title></circle>')
+            body.append(
+                f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5" fill="{COLORS[path]}"><title>{escape(x_labels[i])}: {fmt.format(v)}</title></circle>'
+            )
     for i in range(0, len(x_labels), max(len(x_labels) // 6, 1)):
-        body.append(f'<text x="{x_of(i):.1f}" y="{H - PAD_B + 16}" class="ax" text-anchor="middle">{escape(x_labels[i])}</text>')
+        body.append(
+            f'<text x="{x_of(i):.1f}" y="{H - PAD_B + 16}" class="ax" text-anchor="middle">{escape(x_labels[i])}</text>'
+        )
     return _svg(title, grid + "".join(body))
 
 
@@ -121,7 +129,11 @@ def render_html(report: dict[str, Any]) -> str:
     )
 
     def row(label: str, getter, unit: str = "", digits: int = 0) -> str:
-        return f"<tr><th>{escape(label)}</th>" + "".join(f"<td>{_num(getter(paths[p]), unit, digits)}</td>" for p in COLORS) + "</tr>"
+        return (
+            f"<tr><th>{escape(label)}</th>"
+            + "".join(f"<td>{_num(getter(paths[p]), unit, digits)}</td>" for p in COLORS)
+            + "</tr>"
+        )
 
     table = "".join([
         row("runs", lambda s: s["runs"]),
@@ -150,7 +162,13 @@ def render_html(report: dict[str, Any]) -> str:
         grouped_bars(
             "Error rate by code (% of runs, user cancels excluded)",
             ["all errors", *codes],
-            {p: [paths[p]["error_rate_pct"] or 0.0, *((paths[p]["errors_by_code"].get(c) or {}).get("rate_pct", 0.0) for c in codes)] for p in COLORS},
+            {
+                p: [
+                    paths[p]["error_rate_pct"] or 0.0,
+                    *((paths[p]["errors_by_code"].get(c) or {}).get("rate_pct", 0.0) for c in codes),
+                ]
+                for p in COLORS
+            },
             "{:.1f}%",
         )
     )
@@ -163,14 +181,17 @@ def render_html(report: dict[str, Any]) -> str:
         )
     )
 
-    shadow_rows = "".join(
-        f"<tr><td>{LABELS.get(s['shadow_path'], s['shadow_path'])} shadowing {LABELS.get(s['live_path'], s['live_path'])}</td>"
-        f"<td>{s['pairs']}</td><td>{s['both_completed']}</td><td>{s['shadow_failed']}</td>"
-        f"<td>{_num(None if s['tool_sequence_agreement'] is None else 100 * s['tool_sequence_agreement'], ' %', 1)}</td>"
-        f"<td>{_num(None if s['tool_set_agreement'] is None else 100 * s['tool_set_agreement'], ' %', 1)}</td>"
-        f"<td>{_num(s['answer_length_ratio'], '×', 2)}</td><td>{_num(s['ttfb_ratio'], '×', 2)}</td></tr>"
-        for s in report["shadow"]
-    ) or '<tr><td colspan="8">No shadow pairs in this window (shadow_sample_rate is 0, or no turn was sampled).</td></tr>'
+    shadow_rows = (
+        "".join(
+            f"<tr><td>{LABELS.get(s['shadow_path'], s['shadow_path'])} shadowing {LABELS.get(s['live_path'], s['live_path'])}</td>"
+            f"<td>{s['pairs']}</td><td>{s['both_completed']}</td><td>{s['shadow_failed']}</td>"
+            f"<td>{_num(None if s['tool_sequence_agreement'] is None else 100 * s['tool_sequence_agreement'], ' %', 1)}</td>"
+            f"<td>{_num(None if s['tool_set_agreement'] is None else 100 * s['tool_set_agreement'], ' %', 1)}</td>"
+            f"<td>{_num(s['answer_length_ratio'], '×', 2)}</td><td>{_num(s['ttfb_ratio'], '×', 2)}</td></tr>"
+            for s in report["shadow"]
+        )
+        or '<tr><td colspan="8">No shadow pairs in this window (shadow_sample_rate is 0, or no turn was sampled).</td></tr>'
+    )
 
     w = report["window"]
     th = report["thresholds"]
@@ -188,14 +209,14 @@ td{{font-variant-numeric:tabular-nums}} tr.bad td{{color:#9b1c1c}} tr.ok td:firs
 svg .grid{{stroke:#e4e7ec}} svg .ax{{font-size:10px;fill:#667085}} svg .tt{{font-size:13px;font-weight:600;fill:#1d2430}} svg .lg{{font-size:11px;fill:#1d2430}}
 </style></head><body>
 <h1>Responses vs ChatKit</h1>
-<div class="muted">{escape(w['since'][:16].replace('T', ' '))} → {escape(w['until'][:16].replace('T', ' '))} UTC · live runs only; latency over completed runs</div>
-<div class="verdict {'go' if go else 'nogo'}">Verdict: {'GO' if go else 'NO-GO'}</div>
+<div class="muted">{escape(w["since"][:16].replace("T", " "))} → {escape(w["until"][:16].replace("T", " "))} UTC · live runs only; latency over completed runs</div>
+<div class="verdict {"go" if go else "nogo"}">Verdict: {"GO" if go else "NO-GO"}</div>
 <table><tr><th></th><th>check</th><th>measured</th><th>why it failed</th></tr>{checks}</table>
-<div class="muted">Thresholds: ChatKit p95 TTFB ≤ {th['max_ttfb_p95_ratio']:g}× Responses; error rate ≤ Responses + {th['max_error_rate_delta_points']:g} points; at least {th['min_runs_per_path']} runs per path.</div>
+<div class="muted">Thresholds: ChatKit p95 TTFB ≤ {th["max_ttfb_p95_ratio"]:g}× Responses; error rate ≤ Responses + {th["max_error_rate_delta_points"]:g} points; at least {th["min_runs_per_path"]} runs per path.</div>
 <h2>Per path</h2>
 <table><tr><th></th><th>Responses</th><th>ChatKit</th></tr>{table}</table>
 <h2>Charts</h2>
-{''.join(charts)}
+{"".join(charts)}
 <h2>Shadow pairs</h2>
 <table><tr><th>pair</th><th>pairs</th><th>both completed</th><th>shadow failed</th><th>same tool sequence</th><th>same tool set</th><th>answer length ratio</th><th>TTFB ratio</th></tr>{shadow_rows}</table>
 <p class="muted">Ratios are shadow ÷ live, medians over pairs where both completed.</p>

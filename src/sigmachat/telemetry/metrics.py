@@ -63,12 +63,16 @@ class Metrics:
             "sigmachat_tool_duration_seconds", "Duration of one tool call (live runs).",
             ["path", "tool", "ok"], buckets=TOOL_BUCKETS, registry=r,
         )  # fmt: skip
-        self.active = Gauge("sigmachat_active_streams", "Live runs streaming right now (this process).", ["path"], registry=r)
+        self.active = Gauge(
+            "sigmachat_active_streams", "Live runs streaming right now (this process).", ["path"], registry=r
+        )
         self.flag_evaluations = Counter(
             "sigmachat_flag_evaluations", "chat_backend flag evaluations by answer and matching rule.",
             ["backend", "reason"], registry=r,
         )  # fmt: skip
-        self.flag_version = Gauge("sigmachat_flag_version", "Version of the chat_backend flag last evaluated here.", registry=r)
+        self.flag_version = Gauge(
+            "sigmachat_flag_version", "Version of the chat_backend flag last evaluated here.", registry=r
+        )
         self.write_failures = Counter(
             "sigmachat_telemetry_write_failures", "Runs rows that could not be written (the run itself was unaffected).",
             registry=r,

@@ -183,9 +183,14 @@ def summarize(trace: RunTrace, terminal: RunFinished | RunFailed) -> RunSummary:
             tps = usage.output_tokens / ((terminal.ts - trace.first_delta_ts) / 1000)
     finished = [e for e in trace.items if isinstance(e, ToolFinished)]
     if finished:
-        tools = [{"name": e.name, "call_id": e.call_id, "duration_ms": round(e.duration_ms, 3), "ok": e.ok} for e in finished]
+        tools = [
+            {"name": e.name, "call_id": e.call_id, "duration_ms": round(e.duration_ms, 3), "ok": e.ok} for e in finished
+        ]
     else:
-        tools = [{"name": r.name, "call_id": r.call_id, "duration_ms": round(r.duration_ms, 3), "ok": r.ok} for r in terminal.tool_calls]
+        tools = [
+            {"name": r.name, "call_id": r.call_id, "duration_ms": round(r.duration_ms, 3), "ok": r.ok}
+            for r in terminal.tool_calls
+        ]
     if isinstance(terminal, RunFinished):
         answer_chars = len(terminal.final_text)
     else:
@@ -207,7 +212,8 @@ def summarize(trace: RunTrace, terminal: RunFinished | RunFailed) -> RunSummary:
         incomplete_reason=_clip(getattr(terminal, "incomplete_reason", None), 40),
         attempts=terminal.attempts,
         retries=terminal.retries,
-        fallback_used=terminal.fallback_used or any(isinstance(e, Info) and e.kind == "model_switch" for e in trace.items),
+        fallback_used=terminal.fallback_used
+        or any(isinstance(e, Info) and e.kind == "model_switch" for e in trace.items),
         ttfb_ms=ttfb,
         duration_ms=duration,
         input_tokens=usage.input_tokens,
@@ -294,7 +300,12 @@ class RunRecorder:
             m.shadow_runs.labels(path, status, m.error_label(s.error_code)).inc()
             return
         m.runs.labels(path, bounded(s.engine, ENGINES), status, m.error_label(s.error_code)).inc()
-        for kind, value in (("input", s.input_tokens), ("output", s.output_tokens), ("cached", s.cached_tokens), ("reasoning", s.reasoning_tokens)):
+        for kind, value in (
+            ("input", s.input_tokens),
+            ("output", s.output_tokens),
+            ("cached", s.cached_tokens),
+            ("reasoning", s.reasoning_tokens),
+        ):
             if value:
                 m.tokens.labels(path, kind).inc(value)
         if s.ttfb_ms is not None:

@@ -46,7 +46,7 @@ _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 def parse_window(text: str) -> dt.timedelta:
-    """"30m", "24h", "7d", "2w" → timedelta. Raises ValueError for anything else."""
+    """ "30m", "24h", "7d", "2w" → timedelta. Raises ValueError for anything else."""
     match = _WINDOW.match(text or "")
     if not match:
         raise ValueError(f"window must look like 30m, 24h, 7d or 2w, not {text!r}")
@@ -115,7 +115,8 @@ def _path_stats(rows: list[dict[str, Any]], feedback: dict[str, int]) -> dict[st
         "errors": len(errors),
         "error_rate_pct": _r(100 * rate) if rate is not None else None,
         "errors_by_code": {
-            code: {"count": n, "rate_pct": _r(100 * n / len(considered))} for code, n in sorted(by_code.items(), key=lambda kv: -kv[1])
+            code: {"count": n, "rate_pct": _r(100 * n / len(considered))}
+            for code, n in sorted(by_code.items(), key=lambda kv: -kv[1])
         },
         "ttfb_ms": distribution(ttfb),
         "duration_ms": distribution(duration),
@@ -131,7 +132,10 @@ def _path_stats(rows: list[dict[str, Any]], feedback: dict[str, int]) -> dict[st
             "ratio": _r(positive / (positive + negative)) if positive + negative else None,
             "edited": feedback.get("edited", 0),
         },
-        "histograms": {"ttfb_ms": histogram(ttfb, TTFB_EDGES_MS), "duration_ms": histogram(duration, DURATION_EDGES_MS)},
+        "histograms": {
+            "ttfb_ms": histogram(ttfb, TTFB_EDGES_MS),
+            "duration_ms": histogram(duration, DURATION_EDGES_MS),
+        },
     }
 
 
@@ -237,7 +241,11 @@ def verdict(paths: dict[str, dict[str, Any]], th: Thresholds) -> dict[str, Any]:
         "reason": reason,
     })  # fmt: skip
     passed = all(c["passed"] for c in checks)
-    return {"decision": "go" if passed else "no_go", "checks": checks, "reasons": [c["reason"] for c in checks if not c["passed"]]}
+    return {
+        "decision": "go" if passed else "no_go",
+        "checks": checks,
+        "reasons": [c["reason"] for c in checks if not c["passed"]],
+    }
 
 
 def compute_report(
@@ -272,11 +280,15 @@ _COLUMNS = (
 )  # fmt: skip
 
 
-async def load(db: Database, since: dt.datetime, until: dt.datetime) -> tuple[list[dict[str, Any]], dict[str, dict[str, int]]]:
+async def load(
+    db: Database, since: dt.datetime, until: dt.datetime
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, int]]]:
     """The window's runs rows and, per path, the feedback given on their answers."""
     cols = [getattr(RunRecord, c) for c in _COLUMNS]
     async with db.session() as session:
-        result = await session.execute(select(*cols).where(RunRecord.created_at >= since, RunRecord.created_at <= until))
+        result = await session.execute(
+            select(*cols).where(RunRecord.created_at >= since, RunRecord.created_at <= until)
+        )
         rows = [dict(zip(_COLUMNS, row, strict=True)) for row in result.all()]
         fb = await session.execute(
             select(RunRecord.path, Message.feedback, func.count(), func.count(Message.feedback_edited_text))
@@ -298,7 +310,9 @@ async def load(db: Database, since: dt.datetime, until: dt.datetime) -> tuple[li
     return rows, dict(feedback)
 
 
-async def build_report(db: Database, settings: Settings, window: dt.timedelta, *, now: dt.datetime | None = None) -> dict[str, Any]:
+async def build_report(
+    db: Database, settings: Settings, window: dt.timedelta, *, now: dt.datetime | None = None
+) -> dict[str, Any]:
     until = now or dt.datetime.now(dt.UTC)
     since = until - window
     rows, feedback = await load(db, since, until)

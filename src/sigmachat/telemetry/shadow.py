@@ -128,8 +128,12 @@ class ShadowRunner:
             # Close the shadow run's record ourselves, continuing its sequence.
             ev = EventFactory(meta.run_id, start_after=last_seq)
             if last_seq == 0:
-                self.recorder(meta, ev.make(RunStarted, conversation_id=meta.conversation_id, model="", engine=meta.engine))
-            self.recorder(meta, ev.make(RunFailed, code=code or "internal_error", message="shadow run ended", retryable=True))
+                self.recorder(
+                    meta, ev.make(RunStarted, conversation_id=meta.conversation_id, model="", engine=meta.engine)
+                )
+            self.recorder(
+                meta, ev.make(RunFailed, code=code or "internal_error", message="shadow run ended", retryable=True)
+            )
         log.info("shadow_finished", outcome=getattr(terminal, "type", code))
         if code == "cancelled":
             raise asyncio.CancelledError

@@ -49,12 +49,8 @@ def _comparison(p: PortfolioData) -> dict[str, Any]:
             }
             for r in rows
         ],
-        "looked_through": [
-            {**f, "market_value": usd(f["market_value"])} for f in lt.looked_through
-        ],
-        "not_compared": [
-            {**f, "market_value": usd(f["market_value"])} for f in lt.not_compared
-        ],
+        "looked_through": [{**f, "market_value": usd(f["market_value"])} for f in lt.looked_through],
+        "not_compared": [{**f, "market_value": usd(f["market_value"])} for f in lt.not_compared],
         "basis": "portfolio_weight = sector's net market value / the portfolio's equity holdings (stocks, options at market "
         "value, and equity funds looked through by their approximate sector weights); portfolio_weight_of_nav divides by NAV "
         "instead; active_weight = portfolio_weight - benchmark_weight. Bonds, cash, commodities and private holdings are "
@@ -68,9 +64,7 @@ async def get_benchmark_comparison(args: BenchmarkArgs, rt: ToolRuntime) -> Tool
 
 
 def _summarize(data: dict) -> str:
-    top = max(
-        data["sectors"], key=lambda r: abs(r["active_weight"] or 0.0), default=None
-    )
+    top = max(data["sectors"], key=lambda r: abs(r["active_weight"] or 0.0), default=None)
     if top is None or top["active_weight"] is None:
         return "no equity holdings to compare"
     return f"largest active weight {top['sector']} {short_pct(top['active_weight'], signed=True)} vs S&P 500"

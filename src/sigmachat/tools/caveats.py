@@ -49,9 +49,7 @@ def market_beta(p: PortfolioData) -> float | None:
     sens = p.memo("stress_sensitivities", lambda: _sensitivities(p))
     betas = sens["market_beta"].reindex(book["risk_symbol"]).fillna(0.0).to_numpy()
     exposure = (
-        pd.to_numeric(book["delta_exposure"], errors="coerce")
-        .fillna(book["market_value"].astype(float))
-        .to_numpy()
+        pd.to_numeric(book["delta_exposure"], errors="coerce").fillna(book["market_value"].astype(float)).to_numpy()
     )
     return float((betas * exposure).sum() / nav)
 
@@ -74,11 +72,7 @@ def _caveats(p: PortfolioData) -> list[dict[str, Any]]:
         beta = market_beta(p)
         if beta is not None and abs(beta) > NEUTRAL_MAX_BETA:
             options = book[book["is_option"]]
-            contracts = (
-                float(options["quantity"].astype(float).abs().sum())
-                if len(options)
-                else 0.0
-            )
+            contracts = float(options["quantity"].astype(float).abs().sum()) if len(options) else 0.0
             message = (
                 f"This book is described as market-neutral, yet its market beta is {beta:.1f}: a 20% market drop would "
                 f"move it by about {abs(beta) * 20:.0f}% of NAV."
@@ -106,9 +100,7 @@ def _caveats(p: PortfolioData) -> list[dict[str, Any]]:
                 "message": f"Gross exposure is {leverage:.1f}x NAV, far above an unlevered book: check the positions' sizes.",
             }
         )
-    private = book[
-        (book["asset_class"] == "PRIVATE") & ~book["sector"].isin(CASH_LIKE_SECTORS)
-    ]
+    private = book[(book["asset_class"] == "PRIVATE") & ~book["sector"].isin(CASH_LIKE_SECTORS)]
     private_value = float(private["market_value"].astype(float).sum())
     if private_value / nav >= PRIVATE_WARN:
         share = private_value / nav
@@ -121,11 +113,7 @@ def _caveats(p: PortfolioData) -> list[dict[str, Any]]:
     if homes:
         home_value = float(book.loc[homes, "market_value"].astype(float).sum())
         investable = book.drop(index=homes)
-        largest = (
-            investable["market_value"].astype(float).abs().idxmax()
-            if len(investable)
-            else None
-        )
+        largest = investable["market_value"].astype(float).abs().idxmax() if len(investable) else None
         message = (
             f"NAV counts your primary residence ({', '.join(homes)}, {_money(home_value)}). Without it NAV is "
             f"{_money(nav - home_value)}"

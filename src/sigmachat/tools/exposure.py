@@ -10,8 +10,8 @@ import pandas as pd
 from sigmachat.analytics.concentration import concentration
 from sigmachat.analytics.exposure import Exposure, by_asset_class, by_sector, exposure_of
 from sigmachat.analytics.quotes import daily_moves
-from sigmachat.tools.formatting import ratio, short_pct, short_usd, usd
 from sigmachat.tools.caveats import caveats
+from sigmachat.tools.formatting import ratio, short_pct, short_usd, usd
 from sigmachat.tools.portfolio_data import PortfolioData
 from sigmachat.tools.runtime import ToolRuntime
 from sigmachat.tools.schema import PortfolioArgs
@@ -69,8 +69,12 @@ def _overview(p: PortfolioData) -> dict[str, Any]:
         "long_count": int((book["market_value"] > 0).sum()),
         "short_count": int((book["market_value"] < 0).sum()),
         "counts_by_asset_class": {
-            cls: {"holdings": int(r["holdings"]), "lots": int(r["lots"]), "market_value": usd(r["market_value"]),
-                  "delta_adjusted_exposure": usd(r["delta_exposure"])}
+            cls: {
+                "holdings": int(r["holdings"]),
+                "lots": int(r["lots"]),
+                "market_value": usd(r["market_value"]),
+                "delta_adjusted_exposure": usd(r["delta_exposure"]),
+            }
             for cls, r in classes.iterrows()
         },  # fmt: skip
         "bases": {"exposure": MARKET_VALUE_BASIS, "delta_adjusted_exposure": DELTA_BASIS},
@@ -150,7 +154,12 @@ def _concentration_block(values: pd.Series, nav: float, label: str) -> dict[str,
         "count": c.count,
         **{f"top{n}_weight": ratio(w) for n, w in c.top_weights.items()},
         "largest": [
-            {label: name, "share_of_gross": ratio(share), "market_value": usd(values[name]), "weight": ratio(values[name] / nav) if nav else None}
+            {
+                label: name,
+                "share_of_gross": ratio(share),
+                "market_value": usd(values[name]),
+                "weight": ratio(values[name] / nav) if nav else None,
+            }
             for name, share in c.largest
         ],
     }

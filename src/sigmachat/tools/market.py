@@ -73,7 +73,9 @@ def _history(view: MarketView, symbols: list[str], days: int, master: SecurityMa
 
 class HistoricalArgs(PortfolioArgs):
     lookback_days: int = Field(30, ge=1, le=MAX_LOOKBACK, description=f"Trading days of history, 1 to {MAX_LOOKBACK}.")
-    include_factor_etfs: bool = Field(False, description="Also include the factor ETFs (SPY, VTV, VUG, MTUM, QUAL, SLY, USMV).")
+    include_factor_etfs: bool = Field(
+        False, description="Also include the factor ETFs (SPY, VTV, VUG, MTUM, QUAL, SLY, USMV)."
+    )
 
 
 def _holdings_history(p: PortfolioData, args: HistoricalArgs) -> dict[str, Any]:
@@ -146,7 +148,9 @@ def _normalise_symbol(value: str) -> str:
 
 
 class QuotesArgs(ToolArgs):
-    symbols: list[str] = Field(..., min_length=1, max_length=MAX_QUOTES, description=f"Ticker symbols, 1 to {MAX_QUOTES}.")
+    symbols: list[str] = Field(
+        ..., min_length=1, max_length=MAX_QUOTES, description=f"Ticker symbols, 1 to {MAX_QUOTES}."
+    )
 
     @field_validator("symbols")
     @classmethod
@@ -227,7 +231,7 @@ def _profile(view: MarketView, symbol: str, master: SecurityMaster, market_etf: 
     stats = quote_stats(view.closes, [symbol]).get(symbol)
     if stats is not None:
         returns = trailing(view.returns, TRADING_DAYS)
-        year = view.closes[symbol].dropna().iloc[-(TRADING_DAYS + 1):]
+        year = view.closes[symbol].dropna().iloc[-(TRADING_DAYS + 1) :]
         beta = None
         if symbol == market_etf:
             beta = 1.0
@@ -245,7 +249,9 @@ def _profile(view: MarketView, symbol: str, master: SecurityMaster, market_etf: 
             observations=int(returns[symbol].count()),
             price_source=view.price_source([symbol]),
         )
-    data["note"] = "Reference data from the SigmaSight security master and statistics from daily closes; no business description is stored."
+    data["note"] = (
+        "Reference data from the SigmaSight security master and statistics from daily closes; no business description is stored."
+    )
     return data
 
 
@@ -269,7 +275,9 @@ class MarketOverviewArgs(ToolArgs):
     pass
 
 
-def _etf_row(symbol: str, stats: dict[str, QuoteStats], master: SecurityMaster, label: str | None = None) -> dict[str, Any]:
+def _etf_row(
+    symbol: str, stats: dict[str, QuoteStats], master: SecurityMaster, label: str | None = None
+) -> dict[str, Any]:
     q = stats.get(symbol)
     sec = master.get(symbol)
     row: dict[str, Any] = {"symbol": symbol, "name": sec.name if sec else symbol}

@@ -11,8 +11,8 @@ from sigmachat.analytics.data_quality import MIN_HISTORY_DAYS, assess
 from sigmachat.analytics.history import nav_history
 from sigmachat.analytics.quotes import daily_moves
 from sigmachat.portfolio.valuation import LotValue, PortfolioValuation
-from sigmachat.tools.formatting import iso, pct_points, price, ratio, short_pct, short_usd, usd
 from sigmachat.tools.caveats import caveats
+from sigmachat.tools.formatting import iso, pct_points, price, ratio, short_pct, short_usd, usd
 from sigmachat.tools.portfolio_data import PortfolioData
 from sigmachat.tools.runtime import ToolRuntime
 from sigmachat.tools.schema import PortfolioArgs, ToolArgs
@@ -113,9 +113,12 @@ def _summarize_portfolios(data: dict) -> str:
 
 
 class PortfolioCompleteArgs(PortfolioArgs):
-    include_holdings: bool = Field(True, description="Include the holdings (lots of a symbol aggregated), largest absolute market value first.")
+    include_holdings: bool = Field(
+        True, description="Include the holdings (lots of a symbol aggregated), largest absolute market value first."
+    )
     include_timeseries: bool = Field(
-        False, description=f"Include the daily NAV over the last {NAV_HISTORY_DAYS} trading days (today's holdings at historical closes)."
+        False,
+        description=f"Include the daily NAV over the last {NAV_HISTORY_DAYS} trading days (today's holdings at historical closes).",
     )
 
 
@@ -187,7 +190,13 @@ def _lot_row(lot: LotValue, nav: float, name: str) -> dict[str, Any]:
             weight=ratio(lot.market_value / nav) if lot.market_value is not None and nav else None,
         )
     if lot.underlying:
-        row.update(underlying=lot.underlying, option_type=lot.option_type, strike=price(lot.strike), expiry=iso(lot.expiry), multiplier=lot.multiplier)
+        row.update(
+            underlying=lot.underlying,
+            option_type=lot.option_type,
+            strike=price(lot.strike),
+            expiry=iso(lot.expiry),
+            multiplier=lot.multiplier,
+        )
     return row
 
 
@@ -258,13 +267,19 @@ def _data_quality(p: PortfolioData) -> dict[str, Any]:
         "coverage_ratio": ratio(priced_lots / n) if n else None,
         "history_coverage_ratio": ratio(history_lots / n) if n else None,
         "missing_prices": sorted(q.symbol for q in held if "missing_price" in q.issues),
-        "stale_prices": [{"symbol": q.symbol, "last_price_date": iso(q.last_price_date)} for q in held if "stale_price" in q.issues],
+        "stale_prices": [
+            {"symbol": q.symbol, "last_price_date": iso(q.last_price_date)} for q in held if "stale_price" in q.issues
+        ],
         "insufficient_history": [
             {"symbol": q.symbol, "observations": q.observations} for q in held if "insufficient_history" in q.issues
         ],
-        "short_history": [{"symbol": q.symbol, "observations": q.observations} for q in held if "short_history" in q.issues],
+        "short_history": [
+            {"symbol": q.symbol, "observations": q.observations} for q in held if "short_history" in q.issues
+        ],
         "underlyings_without_history": sorted(
-            f"{u} (underlying of {s})" for u, s in underlyings.items() if und_quality[u].observations <= MIN_HISTORY_DAYS
+            f"{u} (underlying of {s})"
+            for u, s in underlyings.items()
+            if und_quality[u].observations <= MIN_HISTORY_DAYS
         ),
         # Symbols with at least one close from each source (a symbol can have both).
         "symbols_by_source": {src: sum(src in found for found in sources.values()) for src in ("demo", "import")},
@@ -297,7 +312,9 @@ def _summarize_quality(data: dict) -> str:
 
 
 class DailyMoversArgs(PortfolioArgs):
-    threshold_pct: float = Field(0.5, ge=0, le=50, description="Minimum absolute day change in percent points (0.5 = 0.5%).")
+    threshold_pct: float = Field(
+        0.5, ge=0, le=50, description="Minimum absolute day change in percent points (0.5 = 0.5%)."
+    )
 
 
 def _mover_row(symbol: str, m: pd.Series) -> dict[str, Any]:
@@ -330,7 +347,9 @@ def _movers(p: PortfolioData, args: DailyMoversArgs) -> dict[str, Any]:
         "losers_count": int(len(down)),
         "holdings_compared": int(len(moves)),
         "total_pnl_impact": usd(moves["pnl_impact"].sum()) if not moves.empty else 0.0,
-        "total_pnl_impact_of_nav": ratio(moves["pnl_impact"].sum() / p.valuation.nav) if p.valuation.nav and not moves.empty else None,
+        "total_pnl_impact_of_nav": ratio(moves["pnl_impact"].sum() / p.valuation.nav)
+        if p.valuation.nav and not moves.empty
+        else None,
         "notes": ["pnl_impact = quantity x multiplier x (close - previous close): a short that rises loses money."],
     }
 

@@ -93,7 +93,11 @@ class PortfolioData:
         return self.memo("price_source", lambda: self.market.price_source())
 
     def meta(self) -> dict[str, Any]:
-        return {"as_of": self.as_of.isoformat(), "price_source": self.price_source, "portfolio_name": self.portfolio.name}
+        return {
+            "as_of": self.as_of.isoformat(),
+            "price_source": self.price_source,
+            "portfolio_name": self.portfolio.name,
+        }
 
     def memo(self, key: Any, compute: Callable[[], T]) -> T:
         """Compute once per snapshot. Tools run their maths in worker threads; the lock keeps
@@ -107,7 +111,9 @@ class PortfolioData:
             return self._memo[key]
 
     def valuation_with_closed(self) -> PortfolioValuation:
-        return self.memo("valuation_closed", lambda: _value(self.portfolio, self.lots, self.market, self.master, self.as_of, True))
+        return self.memo(
+            "valuation_closed", lambda: _value(self.portfolio, self.lots, self.market, self.master, self.as_of, True)
+        )
 
     def book(self) -> pd.DataFrame:
         """One row per open holding with greeks and delta-adjusted exposure (see analytics.book)."""
@@ -116,7 +122,11 @@ class PortfolioData:
     def _build_book(self) -> pd.DataFrame:
         underlyings = {lot.underlying for lot in self.lots if lot.underlying}
         prices = {s: q.close for s, q in self.market.quotes(underlyings).items()}
-        vols = {s: annualised_volatility(trailing(self.market.returns[s], VOL_FALLBACK_DAYS)) for s in underlyings if s in self.market.returns}
+        vols = {
+            s: annualised_volatility(trailing(self.market.returns[s], VOL_FALLBACK_DAYS))
+            for s in underlyings
+            if s in self.market.returns
+        }
         return build_book(self.valuation, self.master, prices, vols, self.as_of)
 
     def risk_matrix(self, days: int) -> tuple[pd.DataFrame, pd.Series, list[str]]:
@@ -146,7 +156,14 @@ class PortfolioData:
         return self.memo(("portfolio_returns", days), compute)
 
 
-def _value(portfolio: PortfolioRecord, lots: tuple[LotRecord, ...], market: MarketView, master: SecurityMaster, as_of: dt.date, include_closed: bool) -> PortfolioValuation:
+def _value(
+    portfolio: PortfolioRecord,
+    lots: tuple[LotRecord, ...],
+    market: MarketView,
+    master: SecurityMaster,
+    as_of: dt.date,
+    include_closed: bool,
+) -> PortfolioValuation:
     quotes = market.quotes({lot.symbol for lot in lots})
     # The records carry every attribute value_portfolio reads from the ORM rows.
     return value_portfolio(portfolio, list(lots), quotes, master, as_of, include_closed=include_closed)  # type: ignore[arg-type]
@@ -193,7 +210,9 @@ class PortfolioDataLoader:
         if tech := self.master.sector_etfs.get(TECH_FACTOR_SECTOR):
             symbols.add(tech)
         view = await self.market.view(session, symbols, as_of, version=version)
-        record = PortfolioRecord(portfolio.id, portfolio.name, portfolio.description or "", float(portfolio.equity_balance))
+        record = PortfolioRecord(
+            portfolio.id, portfolio.name, portfolio.description or "", float(portfolio.equity_balance)
+        )
         data = PortfolioData(
             portfolio=record,
             lots=lots,

@@ -116,7 +116,11 @@ class ToolRegistry:
             "applied": None,
             "as_of": settings.as_of_date.isoformat(),
             "truncated": False,
-            "limits": {"max_chars": max_chars, "timeout_s": settings.tool_timeout_s, **(dict(tool.limits) if tool else {})},
+            "limits": {
+                "max_chars": max_chars,
+                "timeout_s": settings.tool_timeout_s,
+                **(dict(tool.limits) if tool else {}),
+            },
         }
         data: Any = None
         error: dict[str, Any] | None = None
@@ -150,7 +154,11 @@ class ToolRegistry:
             }
         except SQLAlchemyError:
             log.warning("tool_database_error", tool=name, exc_info=True)
-            error = {"type": "execution_error", "message": "The database was unavailable; try again.", "retryable": True}
+            error = {
+                "type": "execution_error",
+                "message": "The database was unavailable; try again.",
+                "retryable": True,
+            }
         except Exception:  # a tool bug must not take the run down: report it, keep going
             log.exception("tool_failed", tool=name)
             error = {"type": "execution_error", "message": f"{name} failed unexpectedly.", "retryable": False}
@@ -160,7 +168,9 @@ class ToolRegistry:
         duration = (time.perf_counter() - started) * 1000
         summary = _error_summary(error) if error else _summary(tool, data)
         truncated = bool(meta.get("truncated")) or fitted.truncated
-        log.info("tool_call", tool=name, ok=error is None, ms=round(duration, 1), truncated=truncated, chars=len(fitted.text))
+        log.info(
+            "tool_call", tool=name, ok=error is None, ms=round(duration, 1), truncated=truncated, chars=len(fitted.text)
+        )
         return ToolResult(name, envelope, fitted.text, truncated, duration, error is None, summary)
 
 

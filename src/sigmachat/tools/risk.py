@@ -12,10 +12,16 @@ from sigmachat.analytics.data_quality import MIN_HISTORY_DAYS
 from sigmachat.analytics.factors import factor_exposures
 from sigmachat.analytics.regression import residualise
 from sigmachat.analytics.returns import TRADING_DAYS, trailing
-from sigmachat.analytics.risk import correlation_matrix, correlation_pairs, covariance_risk, realised_volatility, value_at_risk
+from sigmachat.analytics.risk import (
+    correlation_matrix,
+    correlation_pairs,
+    covariance_risk,
+    realised_volatility,
+    value_at_risk,
+)
 from sigmachat.analytics.stress import SCENARIO_IDS, SCENARIOS, custom_market_scenario, run_scenarios, sensitivities
-from sigmachat.tools.formatting import iso, ratio, short_pct, short_usd, usd
 from sigmachat.tools.caveats import caveats
+from sigmachat.tools.formatting import iso, ratio, short_pct, short_usd, usd
 from sigmachat.tools.portfolio_data import TECH_FACTOR_SECTOR, PortfolioData
 from sigmachat.tools.runtime import ToolRuntime
 from sigmachat.tools.schema import PortfolioArgs
@@ -35,13 +41,17 @@ def _market_etf(p: PortfolioData) -> str:
 
 
 class FactorArgs(PortfolioArgs):
-    lookback_days: int = Field(252, ge=20, le=756, description="Trading days of daily returns in the regression (20 to 756).")
+    lookback_days: int = Field(
+        252, ge=20, le=756, description="Trading days of daily returns in the regression (20 to 756)."
+    )
 
 
 def _factors(p: PortfolioData, args: FactorArgs) -> dict[str, Any]:
     y = p.portfolio_returns(args.lookback_days)
     etfs = list(p.master.factor_etfs.values())
-    etf_returns = trailing(p.market.returns.reindex(columns=[e for e in etfs if e in p.market.returns.columns]), args.lookback_days)
+    etf_returns = trailing(
+        p.market.returns.reindex(columns=[e for e in etfs if e in p.market.returns.columns]), args.lookback_days
+    )
     model = factor_exposures(y, etf_returns, p.master.factor_etfs)
     _, _, excluded = p.risk_matrix(args.lookback_days)
     nav = p.valuation.nav
@@ -52,7 +62,13 @@ def _factors(p: PortfolioData, args: FactorArgs) -> dict[str, Any]:
         "start": iso(window.index[0]) if len(window) else None,
         "end": iso(window.index[-1]) if len(window) else None,
         "factors": [
-            {"factor": b.factor, "etf": b.etf, "beta": ratio(b.beta), "t_stat": ratio(b.t_stat, 2), "dollar_exposure": usd(b.beta * nav)}
+            {
+                "factor": b.factor,
+                "etf": b.etf,
+                "beta": ratio(b.beta),
+                "t_stat": ratio(b.t_stat, 2),
+                "dollar_exposure": usd(b.beta * nav),
+            }
             for b in model.betas
         ],
         "r_squared": ratio(model.r_squared),
@@ -78,7 +94,11 @@ def _summarize_factors(data: dict) -> str:
     market = next((f for f in data["factors"] if f["factor"] == "Market"), None)
     beta = f"market beta {market['beta']:.2f}" if market and market["beta"] is not None else "no market beta"
     r2 = data["r_squared"]
-    return f"{beta}, R² {r2:.2f}, {data['observations']} days" if r2 is not None else f"{beta}, {data['observations']} days"
+    return (
+        f"{beta}, R² {r2:.2f}, {data['observations']} days"
+        if r2 is not None
+        else f"{beta}, {data['observations']} days"
+    )
 
 
 # --------------------------------------------------------------------------- get_volatility_analysis
@@ -142,7 +162,12 @@ def _summarize_volatility(data: dict) -> str:
 
 
 class CorrelationArgs(PortfolioArgs):
-    top_n: int = Field(10, ge=2, le=25, description="How many of the largest holdings (by absolute market value) to correlate, 2 to 25.")
+    top_n: int = Field(
+        10,
+        ge=2,
+        le=25,
+        description="How many of the largest holdings (by absolute market value) to correlate, 2 to 25.",
+    )
 
 
 def _correlation(p: PortfolioData, args: CorrelationArgs) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -192,7 +217,11 @@ async def get_correlation_matrix(args: CorrelationArgs, rt: ToolRuntime) -> Tool
 
 def _summarize_correlation(data: dict) -> str:
     avg = data["average_correlation"]
-    return f"{len(data['symbols'])} holdings, average correlation {avg:.2f}" if avg is not None else f"{len(data['symbols'])} holdings"
+    return (
+        f"{len(data['symbols'])} holdings, average correlation {avg:.2f}"
+        if avg is not None
+        else f"{len(data['symbols'])} holdings"
+    )
 
 
 # --------------------------------------------------------------------------- get_stress_test_results
@@ -207,7 +236,10 @@ class StressArgs(PortfolioArgs):
         None, min_length=1, max_length=len(SCENARIO_IDS), description="Scenarios to run; null for all of them."
     )
     custom_market_move_pct: float | None = Field(
-        None, ge=-50, le=50, description="Also run a market move of this many percent (e.g. -15), through each holding's beta."
+        None,
+        ge=-50,
+        le=50,
+        description="Also run a market move of this many percent (e.g. -15), through each holding's beta.",
     )
 
 
@@ -217,8 +249,11 @@ def _stress(p: PortfolioData, args: StressArgs) -> dict[str, Any]:
     sens = p.memo("stress_sensitivities", lambda: _sensitivities(p))
     profiles = pd.DataFrame(
         {
-            s: {"sector": (sec.sector if (sec := p.master.get(s)) else "Unknown"), "industry": sec.industry if sec else "",
-                "asset_type": sec.asset_type if sec else "stock"}
+            s: {
+                "sector": (sec.sector if (sec := p.master.get(s)) else "Unknown"),
+                "industry": sec.industry if sec else "",
+                "asset_type": sec.asset_type if sec else "stock",
+            }
             for s in sens.index
         }  # fmt: skip
     ).T
@@ -238,7 +273,8 @@ def _stress(p: PortfolioData, args: StressArgs) -> dict[str, Any]:
                 "pnl": usd(res.pnl),
                 "pct_of_nav": ratio(res.pnl / nav) if nav else None,
                 "positions": [
-                    {"symbol": s, "shock": ratio(r["shock"]), "pnl": usd(r["pnl"])} for s, r in moved.head(MAX_STRESS_ROWS).iterrows()
+                    {"symbol": s, "shock": ratio(r["shock"]), "pnl": usd(r["pnl"])}
+                    for s, r in moved.head(MAX_STRESS_ROWS).iterrows()
                 ],
                 "positions_count": int(len(moved)),
             }
@@ -248,9 +284,12 @@ def _stress(p: PortfolioData, args: StressArgs) -> dict[str, Any]:
     return {
         "nav": usd(nav),
         "scenarios": scenarios,
-        "worst": {"id": worst["id"], "name": worst["name"], "pnl": worst["pnl"], "pct_of_nav": worst["pct_of_nav"]} if worst else None,
+        "worst": {"id": worst["id"], "name": worst["name"], "pnl": worst["pnl"], "pct_of_nav": worst["pct_of_nav"]}
+        if worst
+        else None,
         "betas": {
-            s: {"market": ratio(r["market_beta"]), "tech": ratio(r["tech_beta"]), "source": r["source"]} for s, r in used.iterrows()
+            s: {"market": ratio(r["market_beta"]), "tech": ratio(r["tech_beta"]), "source": r["source"]}
+            for s, r in used.iterrows()
         },
         "method": "Instantaneous shocks to today's holdings. Each underlying moves by market_beta x market + tech_beta x tech "
         "factor (XLK net of the market) + its rate sensitivity, betas from 252 days of daily returns (security-master beta "

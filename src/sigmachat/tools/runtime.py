@@ -38,7 +38,9 @@ class ToolContext:
 class ToolRuntime:
     """Handed to a tool's handler: data access scoped to ``ctx.user_id``, and a worker thread."""
 
-    def __init__(self, ctx: ToolContext, portfolios: PortfolioDataLoader, market: MarketDataCache, master: SecurityMaster) -> None:
+    def __init__(
+        self, ctx: ToolContext, portfolios: PortfolioDataLoader, market: MarketDataCache, master: SecurityMaster
+    ) -> None:
         self.ctx = ctx
         self.settings = ctx.settings
         self.master = master

@@ -102,5 +102,8 @@ def validate_arguments(model: type[ToolArgs], arguments: dict[str, Any]) -> Tool
             problems.append(f"{where}: {text}")
         raise ToolValidationError(
             "Invalid arguments: " + "; ".join(problems) + ".",
-            details=[{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors(include_url=False)],
+            details=[
+                {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
+                for e in exc.errors(include_url=False)
+            ],
         ) from exc

@@ -76,7 +76,9 @@ async def _session_state(request: Request) -> str:
 
 
 def _page(name: str, status_code: int = 200) -> FileResponse:
-    return FileResponse(STATIC_DIR / name, status_code=status_code, media_type=CONTENT_TYPES[".html"], headers=PAGE_HEADERS)
+    return FileResponse(
+        STATIC_DIR / name, status_code=status_code, media_type=CONTENT_TYPES[".html"], headers=PAGE_HEADERS
+    )
 
 
 def _to_login(state: str) -> RedirectResponse:
@@ -123,7 +125,9 @@ async def static_asset(path: str, request: Request) -> Response:
         response = await _static.get_response(path, request.scope)
     except StarletteHTTPException as exc:
         # Directory listings and traversal attempts look exactly like a missing file.
-        raise StarletteHTTPException(status_code=404 if exc.status_code in (401, 403, 404) else exc.status_code) from None
+        raise StarletteHTTPException(
+            status_code=404 if exc.status_code in (401, 403, 404) else exc.status_code
+        ) from None
     suffix = Path(path).suffix.lower()
     if response.status_code == 200 and suffix in CONTENT_TYPES:
         response.headers["content-type"] = CONTENT_TYPES[suffix]

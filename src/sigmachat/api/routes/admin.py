@@ -62,14 +62,18 @@ async def _report(services, since: str) -> dict[str, Any]:
 
 
 @router.get(f"{ADMIN}/report", tags=["admin"])
-async def report(admin: AdminDep, services: ServicesDep, since: Annotated[str, Query(max_length=16)] = "24h") -> dict[str, Any]:
+async def report(
+    admin: AdminDep, services: ServicesDep, since: Annotated[str, Query(max_length=16)] = "24h"
+) -> dict[str, Any]:
     """Responses vs ChatKit over the window: percentiles, error rates, tool calls, feedback,
     shadow pairs and the go / no-go verdict with the reason of each failed check."""
     return await _report(services, since)
 
 
 @router.get(f"{ADMIN}/report.html", tags=["admin"], response_class=HTMLResponse)
-async def report_html(admin: AdminDep, services: ServicesDep, since: Annotated[str, Query(max_length=16)] = "24h") -> HTMLResponse:
+async def report_html(
+    admin: AdminDep, services: ServicesDep, since: Annotated[str, Query(max_length=16)] = "24h"
+) -> HTMLResponse:
     """The same report as a self-contained page with charts (inline SVG, no external assets)."""
     from sigmachat.telemetry.html import render_html
 
@@ -77,7 +81,9 @@ async def report_html(admin: AdminDep, services: ServicesDep, since: Annotated[s
 
 
 @router.get(f"{ADMIN}/live", tags=["admin"])
-async def live(admin: AdminDep, services: ServicesDep, window: Annotated[str, Query(max_length=16)] = "5m") -> dict[str, Any]:
+async def live(
+    admin: AdminDep, services: ServicesDep, window: Annotated[str, Query(max_length=16)] = "5m"
+) -> dict[str, Any]:
     """Live counters for the operator page: streams now (this process), shadow runs in flight,
     the flag, and per path over the last ``window`` (all instances): runs, errors, p95 TTFB."""
     data = await _report(services, window)
@@ -85,7 +91,12 @@ async def live(admin: AdminDep, services: ServicesDep, window: Annotated[str, Qu
     return {
         "active_streams": services.telemetry.recorder.active_by_path(),
         "shadow_in_flight": services.telemetry.shadow.in_flight,
-        "flag": {"version": state.version, "kill_switch": state.kill_switch, "percent": state.percent, "default": state.default},
+        "flag": {
+            "version": state.version,
+            "kill_switch": state.kill_switch,
+            "percent": state.percent,
+            "default": state.default,
+        },
         "window": data["window"],
         "paths": {
             path: {

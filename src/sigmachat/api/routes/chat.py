@@ -159,7 +159,9 @@ async def list_conversations(
 
 
 @router.get("/conversations/{conversation_id}", response_model=ConversationOut)
-async def get_conversation(conversation_id: str, identity: IdentityDep, session: SessionDep, services: ServicesDep) -> ConversationOut:
+async def get_conversation(
+    conversation_id: str, identity: IdentityDep, session: SessionDep, services: ServicesDep
+) -> ConversationOut:
     conv = await convs.get_conversation(session, identity.id, conversation_id)
     return _conv_out(conv, await services.runs.active_run_for(conv.id))
 
@@ -176,12 +178,16 @@ async def change_mode(
 
 
 @router.patch("/conversations/{conversation_id}", response_model=ConversationOut)
-async def rename_conversation(conversation_id: str, body: RenameConversation, identity: IdentityDep, session: SessionDep) -> ConversationOut:
+async def rename_conversation(
+    conversation_id: str, body: RenameConversation, identity: IdentityDep, session: SessionDep
+) -> ConversationOut:
     return _conv_out(await convs.rename_conversation(session, identity.id, conversation_id, body.title))
 
 
 @router.delete("/conversations/{conversation_id}", status_code=204)
-async def delete_conversation(conversation_id: str, identity: IdentityDep, session: SessionDep, services: ServicesDep) -> Response:
+async def delete_conversation(
+    conversation_id: str, identity: IdentityDep, session: SessionDep, services: ServicesDep
+) -> Response:
     await convs.get_conversation(session, identity.id, conversation_id)
     if run_id := await services.runs.active_run_for(conversation_id):
         await services.runs.cancel(identity.id, run_id)
@@ -260,7 +266,12 @@ async def send(
         assistant_message_id=started.assistant_message_id,
     )
     seen = [0]
-    return _sse_response(services, started.run_id, _follow(services, started.run_id, 0, started.portfolio_id, seen, first), heartbeat_seq=seen)
+    return _sse_response(
+        services,
+        started.run_id,
+        _follow(services, started.run_id, 0, started.portfolio_id, seen, first),
+        heartbeat_seq=seen,
+    )
 
 
 async def _ui_portfolio(services, user_id: str, ui: UiContext | None) -> str | None:
@@ -288,7 +299,10 @@ async def resume_stream(
         # The run's event log has expired: hand back the persisted answer to load instead.
         return JSONResponse(
             {
-                "error": {"code": "run_expired", "message": "This run is no longer streamable; load the saved message."},
+                "error": {
+                    "code": "run_expired",
+                    "message": "This run is no longer streamable; load the saved message.",
+                },
                 "message": convs.message_to_dict(msg),
             },
             status_code=410,
@@ -297,7 +311,9 @@ async def resume_stream(
     if after_seq is None:
         after_seq = after or 0
     seen = [after_seq]
-    return _sse_response(services, run_id, _follow(services, run_id, after_seq, info.meta.get("portfolio_id"), seen), heartbeat_seq=seen)
+    return _sse_response(
+        services, run_id, _follow(services, run_id, after_seq, info.meta.get("portfolio_id"), seen), heartbeat_seq=seen
+    )
 
 
 @router.post("/runs/{run_id}/cancel")

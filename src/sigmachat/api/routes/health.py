@@ -48,4 +48,6 @@ async def readyz(services: ServicesDep) -> JSONResponse:
     if services.runs is not None and services.runs.draining:
         # SIGTERM received: the balancer should send new work elsewhere while runs finish.
         ready, checks["runs"] = False, "draining"
-    return JSONResponse({"status": "ready" if ready else "not_ready", "checks": checks}, status_code=200 if ready else 503)
+    return JSONResponse(
+        {"status": "ready" if ready else "not_ready", "checks": checks}, status_code=200 if ready else 503
+    )
