@@ -255,7 +255,7 @@ async def _disconnect_mid_run(services, policy: str):
     handle = await rt.server.handle(create(), rt.ctx())
     frames = handle.frames
     seen = []
-    async for tag, data in frames:
+    async for _tag, data in frames:
         seen.append(validate(data))
         if seen[-1].type == "thread.item.updated" and seen[-1].update.type.endswith("text_delta"):
             break

@@ -245,7 +245,7 @@ def summarize_cell(
 def first_difference(got: str, want: str, context: int = 60) -> dict[str, Any]:
     """Where two texts part, with a little context on each side: enough to tell a dropped
     token from an answer that changed (a tool that failed under load writes another answer)."""
-    i = next((k for k, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
+    i = next((k for k, (a, b) in enumerate(zip(got, want, strict=False)) if a != b), min(len(got), len(want)))
     start = max(0, i - context)
     return {
         "at": i,

@@ -325,8 +325,7 @@ class ActiveScenario:
             if self.name == "malformed_event":
                 yield MALFORMED_LINE
                 # A real server would go on; the client must already have failed on the bad line.
-                for rest in events:
-                    yield rest
+                yield from events
                 return
             if self.name == "response_incomplete":
                 yield from builder.message_end_events(index, partial, status="incomplete")
