@@ -77,7 +77,10 @@ TOOL_TURN = Turn(
     )
 )
 TEXT_TURN = Turn(
-    text="Your largest position is **MSFT** at $1,234,567, 12.3% of NAV.\n\n| Symbol | Weight |\n|---|---:|\n| MSFT | 12.3% |"
+    text=(
+        "Your largest position is **MSFT** at $1,234,567, 12.3% of NAV.\n\n"
+        "| Symbol | Weight |\n|---|---:|\n| MSFT | 12.3% |"
+    )
 )
 
 

@@ -2,7 +2,8 @@
 
 Uses the ``limits`` library (moving window) on the same storage as the send rate
 (:func:`sigmachat.runs.limits.rate_limit_storage`: in process by default, the shared Redis
-with ``REDIS_URL`` or any ``RATE_LIMIT_STORAGE``), so the limits hold across instances. Only failures count, so a user who signs in correctly is never slowed down;
+with ``REDIS_URL`` or any ``RATE_LIMIT_STORAGE``), so the limits hold across instances.
+Only failures count, so a user who signs in correctly is never slowed down;
 once either window is full every attempt is refused with 429 and ``Retry-After``, right or
 wrong password alike. The account key is the normalised email whether or not such an
 account exists, and the refusal is the same sentence, so throttling reveals nothing about

@@ -106,7 +106,8 @@ async def _run(engines: str, only: str, tag: str, html: Path | None, json_out: P
         try:
             await prepare_database(services)
             err.print(
-                f"[dim]{len(cases)} conversations, {sum(len(c.turns) for c in cases)} questions, engines {', '.join(chosen)}[/]"
+                f"[dim]{len(cases)} conversations, {sum(len(c.turns) for c in cases)} questions, "
+                f"engines {', '.join(chosen)}[/]"
             )
             report = await run_eval(
                 services,

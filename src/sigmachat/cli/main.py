@@ -53,9 +53,6 @@ def serve(
         f"[bold]SigmaSight Chat[/] on http://{host}:{port}  (database: {settings.database_url.split('://', 1)[0]}, "
         f"workers: {workers}, run state: {'redis' if settings.redis_url else 'in-process'})"
     )
-    options = dict(
-        host=host, port=port, log_config=None, access_log=False, factory=True, timeout_graceful_shutdown=5
-    )  # after the drain: streams of other instances' runs reconnect elsewhere
     if workers > 1:
         # Migrate and seed once here, not racing in every worker.
         from sigmachat.bootstrap import prepare_database
@@ -71,7 +68,16 @@ def serve(
         asyncio.run(_prepare())
         os.environ["SIGMACHAT_AUTO_MIGRATE"] = "false"
         os.environ["SIGMACHAT_AUTO_SEED"] = "false"
-    uvicorn.run("sigmachat.api.app:create_served_app", workers=workers, **options)
+    uvicorn.run(
+        "sigmachat.api.app:create_served_app",
+        workers=workers,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        factory=True,
+        timeout_graceful_shutdown=5,  # after the drain: streams of other instances' runs reconnect elsewhere
+    )
 
 
 @app.command()

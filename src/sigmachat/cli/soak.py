@@ -30,7 +30,9 @@ def soak(
     cluster: bool = typer.Option(
         False,
         "--cluster",
-        help="PostgreSQL + Redis + two instances behind nginx; one drained with SIGTERM, the other SIGKILLed, mid-soak.",
+        help=(
+            "PostgreSQL + Redis + two instances behind nginx; one drained with SIGTERM, the other SIGKILLed, mid-soak."
+        ),
     ),
 ) -> None:
     """Soak the app against the simulator: every run must end complete, cancelled or failed.

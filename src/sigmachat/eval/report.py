@@ -80,7 +80,8 @@ def html_report(report: EvalReport) -> str:
     n = len(report.results)
     summary = "".join(
         f"<li><b>{escape(e)}</b>: {report.passed(e)}/{n} passed ({report.pass_rate(e):.1f}%); TTFB p50 "
-        f"{_ms(report.latency(e, 'ttfb_ms')['p50'])} ms, p95 {_ms(report.latency(e, 'ttfb_ms')['p95'])} ms; completion p50 "
+        f"{_ms(report.latency(e, 'ttfb_ms')['p50'])} ms, p95 {_ms(report.latency(e, 'ttfb_ms')['p95'])} ms; "
+        "completion p50 "
         f"{_ms(report.latency(e, 'total_ms')['p50'])} ms, p95 {_ms(report.latency(e, 'total_ms')['p95'])} ms</li>"
         for e in engines
     )
@@ -112,7 +113,8 @@ def html_report(report: EvalReport) -> str:
         )
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return (
-        f"<!doctype html><html><head><meta charset=utf-8><title>sigmachat eval</title><style>{_CSS}</style></head><body>"
+        "<!doctype html><html><head><meta charset=utf-8><title>sigmachat eval</title>"
+        f"<style>{_CSS}</style></head><body>"
         f"<h1>sigmachat eval</h1><p>Model <code>{escape(report.model)}</code>, {n} questions.</p><ul>{summary}</ul>"
         f"<table><tr><th>id</th><th>question</th>{head}<th>same tools</th><th>TTFB ms</th><th>total ms</th></tr>"
         + "".join(rows)

@@ -100,7 +100,8 @@ class EvalReport:
             "turns": [
                 {"id": r.key, "user": r.email, "question": r.question, "tags": list(r.tags), "same_tools": r.same_tools,
                  "engines": {e: {"passed": t.passed, "missing": t.missing, "tools": t.tools, "ttfb_ms": t.ttfb_ms,
-                                 "total_ms": t.total_ms, "status": t.status, "answer": t.text} for e, t in r.engines.items()}}
+                                 "total_ms": t.total_ms, "status": t.status, "answer": t.text}
+                             for e, t in r.engines.items()}}
                 for r in self.results
             ],
         }  # fmt: skip

@@ -41,7 +41,7 @@ class OptionSpec:
 
 def trading_days(end: dt.date, count: int) -> list[dt.date]:
     """The last ``count`` weekdays up to and including ``end`` (exchange holidays are ignored)."""
-    end64 = np.datetime64(end, "D")
+    end64: np.datetime64 = np.datetime64(end, "D")
     if not np.is_busday(end64):
         end64 = np.busday_offset(end64, 0, roll="backward")
     start64 = np.busday_offset(end64, -(count - 1), roll="backward")

@@ -9,12 +9,16 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import pandas as pd
-from sqlalchemy import delete, select
+from sqlalchemy import Table, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sigmachat.db.models import AppState, DailyPrice
+
+# A declaratively mapped class's __table__ is a Table; SQLAlchemy types it as the wider FromClause.
+_DAILY_PRICE_TABLE = cast(Table, DailyPrice.__table__)
 
 PRICE_VERSION_KEY = "price_data_version"
 SOURCE_DEMO = "demo"
@@ -78,7 +82,7 @@ async def write_closes(
                 )
     payload = [{"symbol": s, "date": d, "source": source, "close": float(c)} for s, d, c in rows]
     for i in range(0, len(payload), 5000):
-        await session.execute(DailyPrice.__table__.insert(), payload[i : i + 5000])
+        await session.execute(_DAILY_PRICE_TABLE.insert(), payload[i : i + 5000])
     return len(payload)
 
 

@@ -152,14 +152,15 @@ def parse_conversation(request: dict[str, Any]) -> Conversation:
             call_id = str(item.get("call_id") or "")
             call = calls.get(call_id, {})
             args = _parse_json(call.get("arguments"))
-            envelope = _parse_json(item.get("output"))
+            output = item.get("output")
+            envelope = _parse_json(output)
             conv.results.append(
                 ToolResult(
                     call_id=call_id,
                     name=str(call.get("name") or _tool_from_envelope(envelope) or "unknown_tool"),
                     arguments=args if isinstance(args, dict) else {},
                     envelope=envelope if isinstance(envelope, dict) else None,
-                    raw=item.get("output") if isinstance(item.get("output"), str) else json.dumps(item.get("output")),
+                    raw=output if isinstance(output, str) else json.dumps(output),
                 )
             )
     return conv
@@ -177,7 +178,8 @@ def offered_tools(request: dict[str, Any]) -> dict[str, dict[str, Any]]:
     tools: dict[str, dict[str, Any]] = {}
     for tool in request.get("tools") or []:
         if isinstance(tool, dict) and tool.get("type") == "function" and isinstance(tool.get("name"), str):
-            tools[tool["name"]] = tool.get("parameters") if isinstance(tool.get("parameters"), dict) else {}
+            params = tool.get("parameters")
+            tools[tool["name"]] = params if isinstance(params, dict) else {}
     return tools
 
 
@@ -215,7 +217,10 @@ class OfflineAnalyst:
         question = conv.question
         if question is None or not question.strip():
             return Turn(
-                text="I did not receive a question. Ask me about your portfolio: holdings, exposure, risk, factors, stress tests and more."
+                text=(
+                    "I did not receive a question. Ask me about your portfolio: "
+                    "holdings, exposure, risk, factors, stress tests and more."
+                )
             )
         tools = offered_tools(request)
         personal = self._personal(conv, question, tools)

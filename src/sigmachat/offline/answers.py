@@ -177,8 +177,8 @@ def rows_of(data: Any, *keys: str) -> list[dict[str, Any]]:
 def _weight(row: dict[str, Any], *keys: str) -> float | None:
     """A weight as a fraction, whichever way the row states it (fraction or ``*_pct``)."""
     for key in keys:
-        if key in row and _num(row[key]) is not None:
-            v = _num(row[key])
+        v = _num(row[key]) if key in row else None
+        if v is not None:
             return v / 100 if key.endswith("_pct") or key.endswith("percent") else v
     return None
 
@@ -281,7 +281,10 @@ def _option_terms(row: dict[str, Any]) -> str:
     if first(row, "strike") is None:
         return ""
     kind = {"C": "call", "P": "put"}.get(str(first(row, "option_type", default="")).upper(), "option")
-    return f"{first(row, 'underlying', default='')} {money(first(row, 'strike'), cents=True)} {kind}, expiring {first(row, 'expiry', default='?')}".strip()
+    return (
+        f"{first(row, 'underlying', default='')} {money(first(row, 'strike'), cents=True)} {kind}, "
+        f"expiring {first(row, 'expiry', default='?')}"
+    ).strip()
 
 
 def compose_portfolio_complete(result: ToolResult, focus: Focus) -> str:
@@ -313,16 +316,17 @@ def compose_portfolio_complete(result: ToolResult, focus: Focus) -> str:
         asked = []
     if focus.has("largest") and (focus.top_n or 0) > 1 and not focus.rank:
         pool = [r for r in ordered if _mv(r) < 0] if focus.wants_short and any(_mv(r) < 0 for r in ordered) else ordered
-        top = pool[: focus.top_n]
-        total_w = sum(_holding_weight(r, nav) or 0.0 for r in top)
-        names = [f"**{_symbol(r)}** ({money(_mv(r))})" for r in top]
+        top_rows = pool[: focus.top_n]
+        total_w = sum(_holding_weight(r, nav) or 0.0 for r in top_rows)
+        names = [f"**{_symbol(r)}** ({money(_mv(r))})" for r in top_rows]
         listed = ", ".join(names[:-1]) + f" and {names[-1]}" if len(names) > 1 else names[0]
-        lines.append(f"Your {len(top)} largest positions{where} are {listed}: together {pct(total_w)} of NAV.")
+        lines.append(f"Your {len(top_rows)} largest positions{where} are {listed}: together {pct(total_w)} of NAV.")
     elif focus.has("largest") and focus.rank and focus.rank > 1:
         pool = [r for r in ordered if _mv(r) < 0] if focus.wants_short and any(_mv(r) < 0 for r in ordered) else ordered
         if focus.rank > len(pool):
             lines.append(
-                f"You hold only {len(pool)} position{'s' if len(pool) != 1 else ''}{where}, so there is no {ordinal(focus.rank)}-largest."
+                f"You hold only {len(pool)} position{'s' if len(pool) != 1 else ''}{where}, "
+                f"so there is no {ordinal(focus.rank)}-largest."
             )
         else:
             row = pool[focus.rank - 1]
@@ -369,10 +373,10 @@ def compose_portfolio_complete(result: ToolResult, focus: Focus) -> str:
             )
         lines.append(sentence)
         if len(pool) > 1:
-            nxt = pool[1:3]
+            runners_up = pool[1:3]
             text = (
                 "Next: "
-                + "; ".join(f"**{_symbol(r)}** {money(_mv(r))} ({pct(_holding_weight(r, nav))})" for r in nxt)
+                + "; ".join(f"**{_symbol(r)}** {money(_mv(r))} ({pct(_holding_weight(r, nav))})" for r in runners_up)
                 + "."
             )
             gap = abs(_mv(top)) - abs(_mv(pool[1]))
@@ -383,21 +387,21 @@ def compose_portfolio_complete(result: ToolResult, focus: Focus) -> str:
             lines.append(text)
 
     for sym in asked:
-        row = held.get(sym.upper())
-        if row is None:
+        held_row = held.get(sym.upper())
+        if held_row is None:
             lines.append(f"You do not hold **{sym}**{where}.")
             continue
-        w = _holding_weight(row, nav)
-        qty = first(row, "quantity", "shares")
-        side = " short" if _mv(row) < 0 else ""
+        w = _holding_weight(held_row, nav)
+        qty = first(held_row, "quantity", "shares")
+        side = " short" if _mv(held_row) < 0 else ""
         bits = [
             f"**{sym}**: {_qty(qty)}{side} units" if qty is not None else f"**{sym}**",
-            f"market value {money(_mv(row))}",
+            f"market value {money(_mv(held_row))}",
         ]
         if w is not None:
             bits.append(f"{pct(w)} of NAV")
-        if _pnl(row) is not None:
-            bits.append(f"unrealised P&L {signed_money(_pnl(row))}")
+        if _pnl(held_row) is not None:
+            bits.append(f"unrealised P&L {signed_money(_pnl(held_row))}")
         lines.append(", ".join(bits) + ".")
 
     overview_too = "get_analytics_overview" in focus.tools
@@ -420,16 +424,17 @@ def compose_portfolio_complete(result: ToolResult, focus: Focus) -> str:
         total_pnl = _num(
             first(data, "unrealized_pnl", "unrealised_pnl", "portfolio.unrealized_pnl", "summary.unrealized_pnl")
         )
-        pnls = [(r, _pnl(r)) for r in holdings if _pnl(r) is not None]
+        pnls = [(r, p) for r in holdings if (p := _pnl(r)) is not None]
         if total_pnl is None and pnls:
-            total_pnl = sum(p for _, p in pnls)  # type: ignore[misc]
+            total_pnl = sum(p for _, p in pnls)
         if total_pnl is not None and not overview_too:
             lines.append(f"Total unrealised P&L is {signed_money(total_pnl)}.")
         if pnls:
-            best = max(pnls, key=lambda x: x[1])  # type: ignore[arg-type,return-value]
-            worst = min(pnls, key=lambda x: x[1])  # type: ignore[arg-type,return-value]
+            best = max(pnls, key=lambda x: x[1])
+            worst = min(pnls, key=lambda x: x[1])
             lines.append(
-                f"Biggest gain: **{_symbol(best[0])}** ({signed_money(best[1])}); biggest loss: **{_symbol(worst[0])}** ({signed_money(worst[1])})."
+                f"Biggest gain: **{_symbol(best[0])}** ({signed_money(best[1])}); "
+                f"biggest loss: **{_symbol(worst[0])}** ({signed_money(worst[1])})."
             )
 
     missing = first(data, "missing_prices")
@@ -533,7 +538,8 @@ def compose_analytics_overview(result: ToolResult, focus: Focus) -> str:
     if "Gross" in facts and "Net" in facts:
         (g, gs), (n, ns) = facts["Gross"], facts["Net"]
         lines.append(
-            f"Gross exposure is **{money(g)}** ({pct(gs)} of NAV) and net exposure is **{money(n)}** ({pct(ns)} of NAV)."
+            f"Gross exposure is **{money(g)}** ({pct(gs)} of NAV) "
+            f"and net exposure is **{money(n)}** ({pct(ns)} of NAV)."
         )
     leverage = _num(first(data, "leverage"))
     if leverage is not None:
@@ -565,7 +571,10 @@ def compose_analytics_overview(result: ToolResult, focus: Focus) -> str:
         )
         text += "\n\n" + table(headers, rows)
     if show_delta:
-        text += f"\n\n{int(_num(first(options, 'count')) or 0)} option holdings: delta-adjusted exposure counts them by delta (a short put is long exposure)."
+        text += (
+            f"\n\n{int(_num(first(options, 'count')) or 0)} option holdings: "
+            "delta-adjusted exposure counts them by delta (a short put is long exposure)."
+        )
     counts = first(data, "counts_by_asset_class", "asset_class_counts", "by_asset_class")
     if isinstance(counts, dict) and counts:
         parts = []
@@ -596,14 +605,16 @@ def compose_sector_exposure(result: ToolResult, focus: Focus) -> str:
     top = ordered[0]
     top_name = first(top, "sector", "_key", "name", default="?")
     lines = [
-        f"Your largest sector is **{top_name}** at {pct(w(top))} of NAV ({money(first(top, 'market_value', 'value', 'exposure'))})."
+        f"Your largest sector is **{top_name}** at {pct(w(top))} of NAV "
+        f"({money(first(top, 'market_value', 'value', 'exposure'))})."
     ]
     named = [r for name in focus.sectors for r in ordered if first(r, "sector") == name]
     if focus.rank and focus.rank > 1:
         if focus.rank <= len(ordered):
             r = ordered[focus.rank - 1]
             lines = [
-                f"Your {ordinal(focus.rank)}-largest sector is **{first(r, 'sector', default='?')}** at {pct(w(r))} of NAV "
+                f"Your {ordinal(focus.rank)}-largest sector is **{first(r, 'sector', default='?')}** "
+                f"at {pct(w(r))} of NAV "
                 f"({money(first(r, 'market_value'))}), after {first(ordered[focus.rank - 2], 'sector', default='?')}."
             ]
         else:
@@ -632,7 +643,8 @@ def compose_sector_exposure(result: ToolResult, focus: Focus) -> str:
         []
         if focus.sectors
         else re.findall(
-            r"\b(tech\w*|financ\w*|energy|health ?care|industrials?|utilities|materials|real estate|consumer \w+|communication \w+)\b",
+            r"\b(tech\w*|financ\w*|energy|health ?care|industrials?|utilities|materials|real estate|"
+            r"consumer \w+|communication \w+)\b",
             focus.question.lower(),
         )
     )
@@ -774,9 +786,11 @@ def compose_factor_exposures(result: ToolResult, focus: Focus) -> str:
     lines = []
     if market_beta is not None:
         lines.append(
-            f"Market beta is **{ratio(market_beta)}**: for each 1% move in the S&P 500 the portfolio has moved about {market_beta:.2f}% in the same direction."
+            f"Market beta is **{ratio(market_beta)}**: for each 1% move in the S&P 500 "
+            f"the portfolio has moved about {market_beta:.2f}% in the same direction."
             if market_beta >= 0
-            else f"Market beta is **{ratio(market_beta)}**: the portfolio has tended to move against the S&P 500, about {abs(market_beta):.2f}% for each 1% market move."
+            else f"Market beta is **{ratio(market_beta)}**: the portfolio has tended to move against the S&P 500, "
+            f"about {abs(market_beta):.2f}% for each 1% market move."
         )
     if tilts:
         lines.append(
@@ -913,7 +927,10 @@ def compose_concentration(result: ToolResult, focus: Focus) -> str:
                 else ""
             )
             if isinstance(top_sector, dict):
-                text += f"; the largest is {first(top_sector, 'sector', 'name', default='?')} with {pct(_weight(top_sector, 'share_of_gross', 'weight'))} of gross exposure"
+                text += (
+                    f"; the largest is {first(top_sector, 'sector', 'name', default='?')} "
+                    f"with {pct(_weight(top_sector, 'share_of_gross', 'weight'))} of gross exposure"
+                )
             lines.append(text + ".")
     lines.append("Weights here are shares of gross exposure (long plus absolute short), lots of one symbol combined.")
     return "\n\n".join(lines) if len(lines) > 1 else _generic(result, focus)
@@ -949,11 +966,13 @@ def compose_correlation(result: ToolResult, focus: Focus) -> str:
 
     ordered = sorted(pairs, key=lambda r: -corr(r))
     high, low = ordered[0], ordered[-1]
-    n = len(symbols) if isinstance(symbols, list) else None
+    n_held = len(symbols) if isinstance(symbols, list) else None
     lines = [
-        f"Across your {n} largest holdings, the most correlated pair is **{label(high)}** ({ratio(corr(high))}) and the least correlated is **{label(low)}** ({ratio(corr(low))})."
-        if n
-        else f"The most correlated pair is **{label(high)}** ({ratio(corr(high))}); the least is **{label(low)}** ({ratio(corr(low))})."
+        f"Across your {n_held} largest holdings, the most correlated pair is **{label(high)}** ({ratio(corr(high))})"
+        f" and the least correlated is **{label(low)}** ({ratio(corr(low))})."
+        if n_held
+        else f"The most correlated pair is **{label(high)}** ({ratio(corr(high))});"
+        f" the least is **{label(low)}** ({ratio(corr(low))})."
     ]
     avg = _num(first(data, "average_correlation", "avg_correlation"))
     if avg is not None:
@@ -965,7 +984,8 @@ def compose_correlation(result: ToolResult, focus: Focus) -> str:
     if isinstance(sides, list) and "short" in sides and isinstance(symbols, list):
         shorts = [s for s, side in zip(symbols, sides, strict=False) if side == "short"]
         lines.append(
-            f"{', '.join(shorts)} {'is' if len(shorts) == 1 else 'are'} held short, so a high price correlation with a long holding is a hedge, not added risk."
+            f"{', '.join(shorts)} {'is' if len(shorts) == 1 else 'are'} held short, "
+            "so a high price correlation with a long holding is a hedge, not added risk."
         )
     lines.append(table(["Pair", "Correlation"], [[label(r), ratio(corr(r))] for r in ordered]))
     return "\n\n".join(lines)
@@ -1069,12 +1089,12 @@ def compose_quotes(result: ToolResult, focus: Focus) -> str:
         )
     if len(priced) == 1:
         q = priced[0]
-        sym, close, change, rng = rows[0]
+        sym, close, change_text, rng = rows[0]
         date = first(q, "date", "price_date")
         text = (
             f"{_labelled(q)} last closed at {close}"
             + (f" on {date}" if date else "")
-            + (f", {change} on the day" if change != "n/a" else "")
+            + (f", {change_text} on the day" if change_text != "n/a" else "")
             + "."
         )
         if rng != "n/a":
@@ -1105,7 +1125,10 @@ def compose_company_profile(result: ToolResult, focus: Focus) -> str:
     option = first(data, "option")
     if isinstance(option, dict):
         kind = {"C": "call", "P": "put"}.get(str(first(option, "option_type")), "option")
-        head += f" It is a listed {kind} on {first(option, 'underlying')} struck at {money(first(option, 'strike'), cents=True)}, expiring {first(option, 'expiry')}."
+        head += (
+            f" It is a listed {kind} on {first(option, 'underlying')} "
+            f"struck at {money(first(option, 'strike'), cents=True)}, expiring {first(option, 'expiry')}."
+        )
     lines = [head]
     stats = []
     close = _num(first(data, "last_close", "close", "price"))
@@ -1147,7 +1170,8 @@ def compose_market_overview(result: ToolResult, focus: Focus) -> str:
         spy = next((r for r in indices if _symbol(r).upper() == "SPY"), indices[0])
         lines.append(f"On {date}, " if date else "")
         lines[-1] += (
-            f"**{_symbol(spy)}** closed at {money(first(spy, 'close', 'price'), cents=True)} ({chg(spy)} on the day, {chg(spy, 'change_21d_pct')} over 21 trading days)."
+            f"**{_symbol(spy)}** closed at {money(first(spy, 'close', 'price'), cents=True)} "
+            f"({chg(spy)} on the day, {chg(spy, 'change_21d_pct')} over 21 trading days)."
         )
         rows = [
             [_symbol(r), money(first(r, "close", "price"), cents=True), chg(r), chg(r, "change_21d_pct")]
@@ -1158,7 +1182,8 @@ def compose_market_overview(result: ToolResult, focus: Focus) -> str:
         ordered = sorted(sectors, key=lambda r: -(_num(first(r, "change_pct")) or 0.0))
         best, worst = ordered[0], ordered[-1]
         lines.append(
-            f"Best sector: {first(best, 'sector', default=_symbol(best))} ({_symbol(best)}, {chg(best)}); weakest: {first(worst, 'sector', default=_symbol(worst))} ({_symbol(worst)}, {chg(worst)})."
+            f"Best sector: {first(best, 'sector', default=_symbol(best))} ({_symbol(best)}, {chg(best)}); "
+            f"weakest: {first(worst, 'sector', default=_symbol(worst))} ({_symbol(worst)}, {chg(worst)})."
         )
     if isinstance(vol, dict):
         level = _num(first(vol, "level", "value", "close"))
@@ -1233,6 +1258,12 @@ def compose_data_quality(result: ToolResult, focus: Focus) -> str:
     return text if lines else _generic(result, focus)
 
 
+def _gross_pct(row: dict[str, Any]) -> str:
+    """Gross exposure as a share of NAV, or "n/a" when either is missing (or NAV is zero)."""
+    gross, nav = _num(first(row, "gross_exposure")), _num(first(row, "nav"))
+    return pct(gross / nav) if gross is not None and nav else "n/a"
+
+
 def compose_portfolios(result: ToolResult, focus: Focus) -> str:
     rows_in = rows_of(result.data, "portfolios")
     if not rows_in:
@@ -1242,10 +1273,8 @@ def compose_portfolios(result: ToolResult, focus: Focus) -> str:
             first(r, "name", default="?"),
             money(first(r, "nav", "total_value")),
             _qty(first(r, "holding_count")) if first(r, "holding_count") is not None else "n/a",
-            pct(_num(first(r, "gross_exposure")) / _num(first(r, "nav")))
-            if _num(first(r, "gross_exposure")) is not None and _num(first(r, "nav"))
-            else "n/a",
-        ]  # type: ignore[operator]
+            _gross_pct(r),
+        ]
         for r in rows_in
     ]
     total = sum(_num(first(r, "nav")) or 0.0 for r in rows_in)
@@ -1274,7 +1303,8 @@ def compose_prices_historical(result: ToolResult, focus: Focus) -> str:
         return f"{factor} ({_symbol(r)})" if factor else _symbol(r)
 
     lines = [
-        f"Price change {period}: best **{label(best)}** {pct(first(best, 'return'), signed=True)}, worst **{label(worst)}** {pct(first(worst, 'return'), signed=True)}."
+        f"Price change {period}: best **{label(best)}** {pct(first(best, 'return'), signed=True)}, "
+        f"worst **{label(worst)}** {pct(first(worst, 'return'), signed=True)}."
     ]
     picked = [r for s in focus.symbols for r in ordered if _symbol(r).upper() == s.upper()]
     if picked:
@@ -1285,7 +1315,8 @@ def compose_prices_historical(result: ToolResult, focus: Focus) -> str:
             for r in picked[:3]
         ]
         lines.append(
-            f"Across your holdings the best was {label(best)} ({pct(first(best, 'return'), signed=True)}) and the worst "
+            f"Across your holdings the best was {label(best)} ({pct(first(best, 'return'), signed=True)}) "
+            "and the worst "
             f"{label(worst)} ({pct(first(worst, 'return'), signed=True)})."
         )
         lines = [" ".join(lines)]
@@ -1411,13 +1442,15 @@ def compose_benchmark(result: ToolResult, focus: Focus) -> str:
     for r in asked[:2] or []:
         lines.append(
             f"Your **{first(r, 'sector')}** exposure is {pct(w(r, 'portfolio_weight'))} of your equity holdings "
-            f"({pct(w(r, 'portfolio_weight_of_nav'))} of NAV, funds looked through) against {pct(w(r, 'benchmark_weight'))} "
+            f"({pct(w(r, 'portfolio_weight_of_nav'))} of NAV, funds looked through) "
+            f"against {pct(w(r, 'benchmark_weight'))} "
             f"for the S&P 500: {verdict(r)}."
         )
     if not asked:
         big = max(sectors, key=lambda r: abs(w(r, "active_weight")))
         lines.append(
-            f"Against the S&P 500 your largest difference is **{first(big, 'sector')}**: {pct(w(big, 'portfolio_weight'))} of "
+            f"Against the S&P 500 your largest difference is **{first(big, 'sector')}**: "
+            f"{pct(w(big, 'portfolio_weight'))} of "
             f"your equity holdings against {pct(w(big, 'benchmark_weight'))} for the index, {verdict(big)}."
         )
     share = _weight(data, "equity_of_nav")
@@ -1501,7 +1534,10 @@ def error_sentence(result: ToolResult) -> str:
     etype = str(err.get("type") or "error")
     message = str(err.get("message") or "no details were given").strip().rstrip(".")
     if etype == "validation_error":
-        return f"I could not get {label}: the request was rejected as invalid ({message}). I have not guessed the missing figures."
+        return (
+            f"I could not get {label}: the request was rejected as invalid ({message}). "
+            "I have not guessed the missing figures."
+        )
     if etype == "not_found":
         return f"I could not get {label}: {message}."
     retry = " It may work if you ask again." if err.get("retryable") else ""
@@ -1522,7 +1558,10 @@ def _section(result: ToolResult, focus: Focus) -> str:
     meta = result.meta
     if meta.get("truncated"):
         original = meta.get("original_count")
-        text += f"\n\n_The tool output was truncated{f' (from {original} items)' if original else ''}; figures cover what was returned._"
+        text += (
+            f"\n\n_The tool output was truncated{f' (from {original} items)' if original else ''}; "
+            "figures cover what was returned._"
+        )
     return text
 
 
@@ -1629,7 +1668,8 @@ def caveat_notes(results: list[ToolResult]) -> str:
 
 def out_of_scope_answer() -> str:
     return (
-        "That is outside what I can answer: I only answer questions about your portfolios, from SigmaSight's analytics. "
+        "That is outside what I can answer: I only answer questions about your portfolios, "
+        "from SigmaSight's analytics. "
         "Ask me about your holdings, exposure, sectors (also against the S&P 500), risk, factor betas, stress tests, "
         f"concentration, today's movers, or a security you hold.\n\n_{OFFLINE_LABEL}._"
     )

@@ -199,7 +199,8 @@ def _factors(ctx: QuestionContext) -> list[ToolCallPlan]:
 
 
 _MARKET_MOVE_RE = re.compile(
-    r"\b(drop(?:s|ped)?|falls?|fell|declin(?:es?|ed)|tank(?:s|ed)?|crash(?:es|ed)?|sells? off|sold off|down|rall(?:y|ies|ied)|"
+    r"\b(drop(?:s|ped)?|falls?|fell|declin(?:es?|ed)|tank(?:s|ed)?|crash(?:es|ed)?|sells? off|sold off|down|"
+    r"rall(?:y|ies|ied)|"
     r"rises?|rose|jump(?:s|ed)?|up|gain(?:s|ed)?)\s+(?:by\s+|of\s+)?"
     r"(\d{1,2}(?:\.\d+)?)\s*(?:%|percent)"
     r"|(-|\+|minus |plus )(\d{1,2}(?:\.\d+)?)\s*(?:%|percent)"
@@ -417,7 +418,10 @@ INTENTS: tuple[Intent, ...] = (
     Intent(
         "benchmark",
         (
-            r"\b(vs\.?|versus|compared?|comparison|relative|against|than)\b.{0,25}\b(s&p|sp ?500|spx|spy|benchmark|index|market)\b",
+            (
+                r"\b(vs\.?|versus|compared?|comparison|relative|against|than)\b"
+                r".{0,25}\b(s&p|sp ?500|spx|spy|benchmark|index|market)\b"
+            ),
             r"\b(over|under)[- ]?weight(ed)?\b",
             r"\bbenchmark\b",
             r"\bactive weights?\b",
@@ -504,7 +508,8 @@ INTENTS: tuple[Intent, ...] = (
 INTENT_NAMES = tuple(i.name for i in INTENTS)
 
 _GREETING = re.compile(
-    r"^\s*(hi|hello|hey|hiya|yo|good (morning|afternoon|evening)|thanks|thank you|cheers|ok|okay)\b[\s!.,]*\w{0,12}[\s!.]*$",
+    r"^\s*(hi|hello|hey|hiya|yo|good (morning|afternoon|evening)|thanks|thank you|cheers|ok|okay)\b"
+    r"[\s!.,]*\w{0,12}[\s!.]*$",
     re.IGNORECASE,
 )
 _HELP = re.compile(
@@ -513,7 +518,8 @@ _HELP = re.compile(
 )
 _PORTFOLIO_WORDS = re.compile(r"\b(portfolio|my|i own|i hold|account|investments?|book|fund)\b")
 _FOLLOW_UP = re.compile(
-    r"^\s*(and|also|what about|how about|same|more|tell me more|why|explain|break (it|that) down|details?|go on|and\b|then)\b"
+    r"^\s*(and|also|what about|how about|same|more|tell me more|why|explain|break (it|that) down|details?|go on|"
+    r"and\b|then)\b"
     r"|\b(that|those|these|it|them)\b",
     re.IGNORECASE,
 )
@@ -532,7 +538,8 @@ _SCOPED_PHRASES = (
     (re.compile(r"\bfactor etfs?\b"), "factor_etfs"),
     (
         re.compile(
-            r"\b(exposure|exposed|allocation|weight(ing)?)\s+(to|in)\s+(tech|technology|financials?|energy|health ?care|"
+            r"\b(exposure|exposed|allocation|weight(ing)?)\s+(to|in)\s+"
+            r"(tech|technology|financials?|energy|health ?care|"
             r"industrials?|utilities|materials|real estate|consumer \w+|communication \w+|staples|discretionary)\b"
         ),
         "sectors",
@@ -622,9 +629,9 @@ def classify(text: str, *, symbols: list[str] | None = None) -> tuple[list[str],
     ctx.short = bool(re.search(r"\bshorts?\b|\bshorted\b", lowered))
     forced: list[str] = []
     scrubbed = lowered
-    for pattern, intent in _SCOPED_PHRASES:
+    for pattern, scoped_intent in _SCOPED_PHRASES:
         if pattern.search(scrubbed):
-            forced.append(intent)
+            forced.append(scoped_intent)
             scrubbed = pattern.sub(" ", scrubbed)
     names = []
     for intent in INTENTS:

@@ -164,7 +164,8 @@ class ResponseBuilder:
     ) -> dict[str, Any]:
         req = self.request
         text_cfg = req.get("text") if isinstance(req.get("text"), dict) else {"format": {"type": "text"}}
-        reasoning = req.get("reasoning") if isinstance(req.get("reasoning"), dict) else {}
+        reasoning_cfg = req.get("reasoning")
+        reasoning = reasoning_cfg if isinstance(reasoning_cfg, dict) else {}
         return {
             "id": self.id,
             "object": "response",

@@ -196,7 +196,7 @@ def create_sim_app(settings_or_params: Settings | SimParams | None = None, **ove
 
 
 def _asdict(params: SimParams) -> dict[str, Any]:
-    return {name: getattr(params, name) for name in params.__slots__}  # type: ignore[attr-defined]
+    return {name: getattr(params, name) for name in params.__slots__}
 
 
 def sim_transport(settings_or_params: Settings | SimParams | None = None, **overrides: Any) -> OfflineTransport:
