@@ -88,11 +88,11 @@ def resolve(question: str, earlier: list[Frame], prior_answer: str = "") -> Fram
     has_prior = prior is not None and prior.kind == "tools" and bool(prior.names)
     subject = tuple(ctx.symbols) or (tuple(prior.ctx.symbols) or prior.subject if prior else ())
     pronoun = bool(_PRONOUN_RE.search(lowered)) and not ctx.symbols
-    if pronoun and has_prior and subject and not ctx.other_portfolio:
+    if pronoun and has_prior and prior is not None and subject and not ctx.other_portfolio:
         # "How has it done?": ask again with the holding the previous answer was about.
         names, ctx = classify(question, symbols=list(subject))
-        ctx.portfolio_id = ctx.portfolio_id or prior.ctx.portfolio_id  # type: ignore[union-attr]
-        ctx.other_portfolio = prior.ctx.other_portfolio  # type: ignore[union-attr]
+        ctx.portfolio_id = ctx.portfolio_id or prior.ctx.portfolio_id
+        ctx.other_portfolio = prior.ctx.other_portfolio
     wants_next = bool(_NEXT_RE.search(lowered)) and not ctx.other_portfolio
     follow = bool(_FOLLOW_UP.search(question) or _WHAT_ABOUT_RE.search(lowered)) or wants_next or ctx.rank is not None
     if has_prior:

@@ -15,7 +15,7 @@ import asyncio
 import datetime as dt
 import json
 from collections.abc import (
-    AsyncIterator,
+    AsyncGenerator,
     Awaitable,
     Callable,
     Iterable,
@@ -80,7 +80,7 @@ class ServerResponse:
     status: int
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
-    stream: AsyncIterator[bytes] | None = None  # when set, the body is streamed from it
+    stream: AsyncGenerator[bytes] | None = None  # when set, the body is streamed from it (and closed after)
 
 
 class ActiveFault(Protocol):
@@ -245,9 +245,8 @@ class OfflineModelServer:
                 stream=self._frames(frames, Pacing(), first_delay=True),
             )
 
-        events: Iterable[Frame] = turn_events(builder, turn, body)
-        if fault is not None:
-            events = fault.stream(iter(events), builder, turn)  # type: ignore[arg-type]
+        turn_stream = turn_events(builder, turn, body)
+        events: Iterable[Frame] = turn_stream if fault is None else fault.stream(turn_stream, builder, turn)
         sse_headers = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache", **headers}
         if chat_request is not None:
             include_usage = bool((chat_request.get("stream_options") or {}).get("include_usage"))
@@ -258,7 +257,7 @@ class OfflineModelServer:
 
     async def _frames(
         self, frames: Iterable[Frame], pacing: Pacing, *, first_delay: bool, chat_frames: bool = False
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes]:
         """Encode and pace frames one by one: nothing is produced before it is due."""
         first = True
         for frame in frames:

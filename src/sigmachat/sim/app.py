@@ -152,7 +152,7 @@ class SimApp:
             raise SimulatedDisconnect("simulated connection drop mid-stream") from exc
         finally:
             watcher.cancel()
-            await answer.stream.aclose()  # type: ignore[attr-defined]
+            await answer.stream.aclose()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     @staticmethod
