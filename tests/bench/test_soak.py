@@ -16,7 +16,8 @@ def db(tmp_path):
     path = tmp_path / "soak.db"
     with sqlite3.connect(path) as conn:
         conn.execute(
-            "CREATE TABLE messages (id TEXT, role TEXT, run_id TEXT, conversation_id TEXT, status TEXT, content TEXT, error TEXT)"
+            "CREATE TABLE messages (id TEXT, role TEXT, run_id TEXT, conversation_id TEXT, status TEXT, content TEXT, "
+            "error TEXT)"
         )
     return path
 
@@ -34,9 +35,12 @@ def _rec(run_id, outcome, *, action="read", path="responses", before="", after="
 
 def test_a_clean_soak_accounts_for_every_run(db):
     _add(db, [
-        ("u1", "user", "r1", "c1", "complete", "q", None), ("a1", "assistant", "r1", "c1", "complete", "Hello world", None),
-        ("u2", "user", "r2", "c2", "complete", "q", None), ("a2", "assistant", "r2", "c2", "cancelled", "Hel", json.dumps({"code": "cancelled"})),
-        ("u3", "user", "r3", "c3", "complete", "q", None), ("a3", "assistant", "r3", "c3", "complete", "Resumed text", None),
+        ("u1", "user", "r1", "c1", "complete", "q", None),
+        ("a1", "assistant", "r1", "c1", "complete", "Hello world", None),
+        ("u2", "user", "r2", "c2", "complete", "q", None),
+        ("a2", "assistant", "r2", "c2", "cancelled", "Hel", json.dumps({"code": "cancelled"})),
+        ("u3", "user", "r3", "c3", "complete", "q", None),
+        ("a3", "assistant", "r3", "c3", "complete", "Resumed text", None),
     ])  # fmt: skip
     records = [
         _rec("r1", "complete", before="Hello world", final="Hello world"),
@@ -62,8 +66,10 @@ def test_a_clean_soak_accounts_for_every_run(db):
 def test_lost_stuck_and_broken_resumes_are_reported(db):
     _add(db, [
         ("u1", "user", "r1", "c1", "complete", "q", None),  # no answer at all: lost
-        ("u2", "user", "r2", "c2", "complete", "q", None), ("a2", "assistant", "r2", "c2", "streaming", "", None),  # stuck
-        ("u3", "user", "r3", "c3", "complete", "q", None), ("a3", "assistant", "r3", "c3", "complete", "Resumed text", None),
+        ("u2", "user", "r2", "c2", "complete", "q", None),
+        ("a2", "assistant", "r2", "c2", "streaming", "", None),  # stuck
+        ("u3", "user", "r3", "c3", "complete", "q", None),
+        ("a3", "assistant", "r3", "c3", "complete", "Resumed text", None),
         ("u4", "user", "r4", "c4", "complete", "q", None), ("a4", "assistant", "r4", "c4", "failed", "", None),
     ])  # fmt: skip
     records = [

@@ -150,7 +150,8 @@ def test_stop_mid_stream_keeps_the_partial_answer_marked_stopped(page_for, live_
     add_scenario_header(page, "**/api/v1/chat/send", "slow_tokens")
     ask(page, LARGEST)
     page.wait_for_function(
-        "() => { const m = document.querySelector('.msg-assistant:last-child .md'); return m && m.innerText.trim().length > 5 }"
+        "() => { const m = document.querySelector('.msg-assistant:last-child .md'); "
+        "return m && m.innerText.trim().length > 5 }"
     )
     stop = page.get_by_role("button", name="Stop generating")
     stop.click()
@@ -312,7 +313,8 @@ def test_resuming_an_expired_run_loads_the_saved_answer(page_for, live_server):
           const { createLegacyBackend } = await import('/static/js/legacy.js');
           const events = [];
           const r = await createLegacyBackend().resume({ runId, afterSeq: 3, onEvent: (e) => events.push(e) });
-          return { expired: r.expired, content: r.message && r.message.content, status: r.message && r.message.status, events: events.length };
+          return { expired: r.expired, content: r.message && r.message.content,
+                   status: r.message && r.message.status, events: events.length };
         }""",
         saved["run_id"],
     )

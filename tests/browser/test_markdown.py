@@ -17,7 +17,8 @@ RENDER = """async (src) => {
     text: box.textContent,
     tags: all.map(e => e.tagName.toLowerCase()),
     attrs: all.flatMap(e => [...e.attributes].map(a => a.name + '=' + a.value)),
-    links: [...box.querySelectorAll('a')].map(a => ({href: a.getAttribute('href'), rel: a.rel, target: a.target, text: a.textContent})),
+    links: [...box.querySelectorAll('a')].map(a => ({href: a.getAttribute('href'), rel: a.rel, target: a.target,
+                                                     text: a.textContent})),
   };
 }"""
 

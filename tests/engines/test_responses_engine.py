@@ -275,7 +275,8 @@ async def test_malformed_event_fails_with_its_code(tmp_path):
 
 async def test_incomplete_response_reports_reason(tmp_path):
     body = _cut_after_deltas(raw("stream-basic-text-responses-1.sse"), 2) + (
-        b'event: response.incomplete\ndata: {"type":"response.incomplete","response":{"id":"resp_1","status":"incomplete",'
+        b'event: response.incomplete\ndata: {"type":"response.incomplete",'
+        b'"response":{"id":"resp_1","status":"incomplete",'
         b'"incomplete_details":{"reason":"max_output_tokens"},"usage":{"input_tokens":5,"output_tokens":7}}}\n\n'
     )
     up = Upstream(sse(body))

@@ -44,7 +44,8 @@ def pg_template(postgres_server: Postgres, tmp_path_factory: pytest.TempPathFact
 def settings(tmp_path: Path, postgres_server: Postgres, pg_template: str) -> Settings:
     name = f"t_{uuid.uuid4().hex[:12]}"
     subprocess.run(
-        [pg_bin("createdb"), "-h", "127.0.0.1", "-p", str(postgres_server.port), "-U", "sigmachat", "-T", pg_template, name],
+        [pg_bin("createdb"), "-h", "127.0.0.1", "-p", str(postgres_server.port), "-U", "sigmachat",
+         "-T", pg_template, name],
         check=True, capture_output=True, timeout=60,
     )  # fmt: skip
     return make_settings(

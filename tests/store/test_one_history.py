@@ -300,12 +300,14 @@ async def test_migration_0003_keeps_existing_conversations(tmp_path):
             await conn.execute(
                 text(
                     "INSERT INTO conversations (id, user_id, title, metadata, created_at, updated_at) "
-                    "VALUES ('thr_old00001', 'u1', 'Old', '{}', '2025-07-01 12:00:00.000000', '2025-07-01 12:00:00.000000')"
+                    "VALUES ('thr_old00001', 'u1', 'Old', '{}', "
+                    "'2025-07-01 12:00:00.000000', '2025-07-01 12:00:00.000000')"
                 )
             )
             await conn.execute(
                 text(
-                    "INSERT INTO messages (id, conversation_id, user_id, item_type, role, content, status, offline, created_at) "
+                    "INSERT INTO messages "
+                    "(id, conversation_id, user_id, item_type, role, content, status, offline, created_at) "
                     "VALUES ('msg_old00001', 'thr_old00001', 'u1', 'user_message', 'user', 'hello', 'complete', 0, "
                     "'2025-07-01 12:00:01.000000')"
                 )

@@ -61,18 +61,21 @@ def synthetic_events(
     usage = Usage(input_tokens=1000, output_tokens=output_tokens, cached_tokens=200, reasoning_tokens=10)
     if fail_code:
         out.append(ev.make(RunFailed, code=fail_code, message="x", retryable=True, partial_text="".join(chunks),
-                           usage=usage, ttfb_ms=ttfb_ms, duration_ms=duration_ms, model=model, attempts=3, retries=2, ts=end))  # fmt: skip
+                           usage=usage, ttfb_ms=ttfb_ms, duration_ms=duration_ms, model=model, attempts=3, retries=2,
+                           ts=end))  # fmt: skip
     else:
-        out.append(ev.make(RunFinished, final_text="".join(chunks), usage=usage, ttfb_ms=ttfb_ms, duration_ms=duration_ms,
-                           model=model, response_id="resp_123", attempts=2, retries=1, fallback_used=True, ts=end))  # fmt: skip
+        out.append(ev.make(RunFinished, final_text="".join(chunks), usage=usage, ttfb_ms=ttfb_ms,
+                           duration_ms=duration_ms, model=model, response_id="resp_123", attempts=2, retries=1,
+                           fallback_used=True, ts=end))  # fmt: skip
     return out
 
 
 class FakeEngine:
     """Streams a scripted answer (one tool call, then text); ``gate`` pauses after the tool."""
 
-    def __init__(self, name: str, text: str = "Your largest position is AAPL.", *, tools=("get_portfolio_complete",),
-                 fail_code: str | None = None, gate: asyncio.Event | None = None, hang: bool = False) -> None:  # fmt: skip
+    def __init__(self, name: str, text: str = "Your largest position is AAPL.", *,
+                 tools=("get_portfolio_complete",), fail_code: str | None = None, gate: asyncio.Event | None = None,
+                 hang: bool = False) -> None:  # fmt: skip
         self.name = name
         self.text = text
         self.tools = tools

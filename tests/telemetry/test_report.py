@@ -132,8 +132,10 @@ async def test_numbers_match_the_hand_computation(seeded):
 
 
 def _row(run_id, path, ttfb, status="completed"):
-    return {"run_id": run_id, "path": path, "status": status, "error_code": None if status == "completed" else "timeout",
-            "ttfb_ms": ttfb, "duration_ms": ttfb + 100, "output_tokens_per_s": 50.0, "tool_call_count": 0, "tool_calls": [],
+    return {"run_id": run_id, "path": path, "status": status,
+            "error_code": None if status == "completed" else "timeout",
+            "ttfb_ms": ttfb, "duration_ms": ttfb + 100, "output_tokens_per_s": 50.0,
+            "tool_call_count": 0, "tool_calls": [],
             "answer_chars": 10, "shadow": False, "pair_id": None, "created_at": T}  # fmt: skip
 
 

@@ -30,7 +30,8 @@ async def shadow_services(settings):
 
 
 def _request(run_id: str = "run_live") -> RunRequest:
-    return RunRequest(run_id=run_id, user_id="user-1", user_text="What is my largest position?", conversation_id="thr_1",
+    return RunRequest(run_id=run_id, user_id="user-1", user_text="What is my largest position?",
+                      conversation_id="thr_1",
                       portfolio_id="pf-1", history=[HistoryTurn("user", "hi"), HistoryTurn("assistant", "hello")],
                       sim_scenario="drop_mid_stream")  # fmt: skip
 

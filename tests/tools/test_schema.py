@@ -54,7 +54,8 @@ def test_optional_parameters_are_nullable_with_their_default_described(registry)
     assert "Default 252" in specs["get_factor_exposures"]["lookback_days"]["description"]
     assert specs["get_prices_historical"]["lookback_days"]["maximum"] == 180
     assert specs["get_current_quotes"]["symbols"] == {
-        "description": "Ticker symbols, 1 to 5.", "items": {"type": "string"}, "maxItems": 5, "minItems": 1, "type": "array"
+        "description": "Ticker symbols, 1 to 5.", "items": {"type": "string"},
+        "maxItems": 5, "minItems": 1, "type": "array",
     }  # fmt: skip
     assert specs["get_company_profile"]["symbol"]["type"] == "string"  # required, not nullable
     for props in specs.values():

@@ -114,7 +114,7 @@ def compare_to_benchmark(lt: LookThrough, weights: FundWeights | None = None) ->
     weights = weights or load_fund_weights()
     bench = weights.funds[weights.benchmark]
     equity = lt.equity_value
-    rows = []
+    rows: list[dict[str, Any]] = []
     for sector in GICS_SECTORS:
         value = lt.sector_value.get(sector, 0.0)
         share = value / equity if equity else None

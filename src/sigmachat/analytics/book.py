@@ -18,7 +18,7 @@ import pandas as pd
 
 from sigmachat.analytics.options import greeks, implied_volatility, years_to_expiry
 from sigmachat.market.security_master import SecurityMaster
-from sigmachat.portfolio.valuation import PortfolioValuation
+from sigmachat.portfolio.valuation import LotValue, PortfolioValuation
 
 DEFAULT_OPTION_VOL = 0.30
 
@@ -42,7 +42,7 @@ def build_book(
     ``underlying_prices``: last close of each option's underlying; ``realised_vols``:
     annualised realised volatility by symbol, the option volatility of last resort.
     """
-    first_lot = {}
+    first_lot: dict[str, LotValue] = {}
     for lot in valuation.lots:
         if not lot.closed:
             first_lot.setdefault(lot.symbol, lot)
@@ -85,7 +85,7 @@ def build_book(
             "delta_exposure": h.market_value if h.price is not None else float("nan"),
             "notional": h.market_value if h.price is not None else float("nan"),
         }
-        if is_option:
+        if is_option and lot.underlying is not None:  # is_option already requires an underlying
             _add_option_risk(row, lot.underlying, underlying_prices, realised_vols, und_sec)
         rows.append(row)
     if not rows:

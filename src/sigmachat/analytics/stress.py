@@ -100,14 +100,16 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         "tech_selloff",
         "Technology selloff",
-        "Technology falls 12% beyond a 3% market decline (XLK about -15%); holdings move by their market beta and their technology loading.",
+        "Technology falls 12% beyond a 3% market decline (XLK about -15%); holdings move by their market beta and "
+        "their technology loading.",
         market=-0.03,
         tech=-0.12,
     ),
     Scenario(
         "rates_up_100bp",
         "Rates +100 bp",
-        "Yields rise 1 percentage point in parallel: bonds lose duration x 1%, equities and private assets a sector-specific amount.",
+        "Yields rise 1 percentage point in parallel: bonds lose duration x 1%, equities and private assets a "
+        "sector-specific amount.",
         rates_bp=100.0,
     ),
     Scenario(

@@ -95,6 +95,7 @@ async def get_identity(request: Request, services: ServicesDep) -> Identity:
         user = await session.get(User, claims.user_id)
     if user is None:
         raise NotAuthenticated("Invalid authentication token.", headers={"WWW-Authenticate": "Bearer"})
+    assert via is not None  # set together with token, which is checked above
     if via == "cookie" and request.method in UNSAFE_METHODS:
         check_csrf(request, services)
     return Identity(user=user, via=via)

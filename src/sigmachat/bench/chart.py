@@ -101,13 +101,15 @@ def line_chart(
                 continue
             segment.append(f"{x(i):.1f},{y(v):.1f}")
             out.append(
-                f'<circle cx="{x(i):.1f}" cy="{y(v):.1f}" r="3" fill="{color}"><title>{escape(s.name)}: {v:,.1f}</title></circle>'
+                f'<circle cx="{x(i):.1f}" cy="{y(v):.1f}" r="3" fill="{color}"><title>{escape(s.name)}: '
+                f"{v:,.1f}</title></circle>"
             )
         if len(segment) > 1:
             out.append(f'<polyline points="{" ".join(segment)}" fill="none" stroke="{color}" stroke-width="2"{dash}/>')
         ly = top + 8 + n * 18
         out.append(
-            f'<line x1="{left + pw + 12}" x2="{left + pw + 32}" y1="{ly}" y2="{ly}" stroke="{color}" stroke-width="2"{dash}/>'
+            f'<line x1="{left + pw + 12}" x2="{left + pw + 32}" y1="{ly}" y2="{ly}" stroke="{color}" '
+            f'stroke-width="2"{dash}/>'
         )
         out.append(f'<text x="{left + pw + 38}" y="{ly + 4}" fill="#111827">{escape(s.name)}</text>')
     out.append("</svg>")

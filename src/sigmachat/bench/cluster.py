@@ -169,8 +169,9 @@ def start_postgres(workdir: Path) -> Postgres:
     if init.returncode != 0:
         raise RuntimeError(f"initdb failed: {init.stderr.decode(errors='replace')[-2000:]}")
     port = free_port()
-    argv = [pg_bin("postgres"), "-D", str(pgdata), "-p", str(port), "-k", str(datadir), "-c", f"listen_addresses={LOOPBACK}",
-            "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=300"]  # fmt: skip
+    argv = [pg_bin("postgres"), "-D", str(pgdata), "-p", str(port), "-k", str(datadir),
+            "-c", f"listen_addresses={LOOPBACK}", "-c", "fsync=off", "-c", "synchronous_commit=off",
+            "-c", "full_page_writes=off", "-c", "max_connections=300"]  # fmt: skip
     log_path = workdir / "postgres.log"
     proc = _start("postgres", argv, log_path, f"postgresql://{LOOPBACK}:{port}", preexec=drop, cwd=datadir)
 
@@ -243,6 +244,10 @@ class AppInstance:
             wait_ready(self.proc, "/readyz", timeout_s=120)
         return self.proc
 
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.stop()
+
     def kill(self) -> None:
         """SIGKILL: the instance dies mid-work, as in a crash or an OOM kill."""
         if self.proc is not None and self.proc.alive():
@@ -311,7 +316,7 @@ def cluster(
         migrate_and_seed(workdir, {**env, "SIGMACHAT_AUTO_MIGRATE": "true"})
         apps = [AppInstance(chr(ord("a") + i), free_port(), env, workdir) for i in range(instances)]
         for app in apps:
-            started.append(lambda app=app: app.proc.stop() if app.proc else None)
+            started.append(app.stop)
             app.start(wait=False)
         for app in apps:
             assert app.proc is not None

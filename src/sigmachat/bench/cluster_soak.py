@@ -337,7 +337,8 @@ def run_cluster_soak(opts: ClusterSoakOptions, console: Any) -> dict[str, Any]:
             with cluster(workdir, openai_base_url=f"{sim.url}/v1", extra_env=extra) as c:
                 a, b = c.instances
                 console.print(f"Cluster up in {time.perf_counter() - t0:.0f} s: PostgreSQL, Redis, nginx {c.url}, "
-                              f"instances {a.url} {b.url}; {opts.streams} client loops for {opts.seconds:g} s…")  # fmt: skip
+                              f"instances {a.url} {b.url}; "
+                              f"{opts.streams} client loops for {opts.seconds:g} s…")  # fmt: skip
                 t_start = time.monotonic()
                 streaming_after_kill: list[int] = []
                 killed_runs: set[str] = set()
@@ -353,14 +354,15 @@ def run_cluster_soak(opts: ClusterSoakOptions, console: Any) -> dict[str, Any]:
                         b.kill()
                         claims = [json.loads(v) for v in r.hgetall("sigmachat:runs:active").values()]
                     killed_runs.update(cl["run_id"] for cl in claims if tag in cl["instance_id"])
-                    console.print(f"  t={events['sigkill_b']:.0f}s SIGKILL → instance b ({len(killed_runs)} runs in flight); "
-                                  "starting it again")  # fmt: skip
+                    console.print(f"  t={events['sigkill_b']:.0f}s SIGKILL → instance b "
+                                  f"({len(killed_runs)} runs in flight); starting it again")  # fmt: skip
                     b.start(wait=False)
                     time.sleep(STREAMING_CHECK_AFTER_KILL_S)
                     ids = ",".join(f"'{r}'" for r in killed_runs) or "''"
                     rows = asyncio.run(_query(
                         c.database_url,
-                        f"SELECT count(*) FROM messages WHERE role='assistant' AND status='streaming' AND run_id IN ({ids})",
+                        "SELECT count(*) FROM messages WHERE role='assistant' AND status='streaming' "
+                        f"AND run_id IN ({ids})",
                     ))  # fmt: skip
                     streaming_after_kill.append(int(rows[0][0]))
                     assert b.proc is not None
@@ -445,7 +447,8 @@ def _account(turns: list[Turn], rows: list[Any], locked: int, active_claims: int
                 problems.append({"run_id": t.run_id, "problem": "interrupted, but not a run of the killed instance",
                                  "taken_over": t.run_id in taken_over})  # fmt: skip
             elif not ok:
-                problems.append({"run_id": t.run_id, "problem": "interrupted, saved text differs from what the client got",
+                problems.append({"run_id": t.run_id,
+                                 "problem": "interrupted, saved text differs from what the client got",
                                  "client": t.outcome, "path": t.path})  # fmt: skip
         else:
             problems.append(
@@ -492,13 +495,15 @@ def summary_table(result: dict[str, Any]) -> Any:
 
     o = result["options"]
     t = Table(title=f"Cluster soak: {o['streams']} concurrent loops for {o['seconds']:g} s through nginx "
-                    f"(SIGKILL b at {result['events_s'].get('sigkill_b')} s, SIGTERM a at {result['events_s'].get('sigterm_a')} s)",
+                    f"(SIGKILL b at {result['events_s'].get('sigkill_b')} s, "
+                    f"SIGTERM a at {result['events_s'].get('sigterm_a')} s)",
               title_justify="left")  # fmt: skip
     t.add_column("figure")
     t.add_column("value", justify="right")
-    for k in ("turns", "runs_started", "by_path", "complete_intact", "runs_of_killed_instance", "interrupted_with_partial_saved",
-              "taken_over_by_survivors", "db_statuses", "streams_broken_under_clients", "resumes_through_nginx",
-              "sends_retried", "lost", "chatkit_questions_without_a_run", "streaming_20s_after_kill", "streaming_at_end", "conversations_locked",
+    for k in ("turns", "runs_started", "by_path", "complete_intact", "runs_of_killed_instance",
+              "interrupted_with_partial_saved", "taken_over_by_survivors", "db_statuses",
+              "streams_broken_under_clients", "resumes_through_nginx", "sends_retried", "lost",
+              "chatkit_questions_without_a_run", "streaming_20s_after_kill", "streaming_at_end", "conversations_locked",
               "active_claims_left", "duplicated_runs_from_retried_sends", "client_failures", "problem_count",
               "client_outcomes", "events_s"):  # fmt: skip
         t.add_row(k.replace("_", " "), str(result.get(k)))

@@ -127,6 +127,7 @@ class CpuMeter:
         self._cpu0 = 0.0
 
     def _cpu(self) -> float:
+        assert self._proc is not None  # callers return early when there is no process
         t = self._proc.cpu_times()
         return t.user + t.system
 
@@ -151,10 +152,12 @@ class AppSampler:
         self._task: asyncio.Task | None = None
 
     def _cpu(self) -> float:
+        assert self._proc is not None  # callers return early when there is no process
         t = self._proc.cpu_times()
         return t.user + t.system
 
     def _sample(self) -> None:
+        assert self._proc is not None  # only start() (after its None check) and stop() sample
         self.peak_rss = max(self.peak_rss, self._proc.memory_info().rss)
 
     async def _loop(self) -> None:
@@ -198,7 +201,8 @@ def summarize_cell(
     (its warm-up failed) cannot be shown intact and counts as ``no_expected_text``.
     """
     good = [r for r in results if r.ok]
-    errors = Counter(r.error for r in results if not r.ok)
+    # not ok means error is set (StreamResult.ok is ``error is None``)
+    errors = Counter(r.error for r in results if r.error is not None)
     verdicts = [
         Verdict(False, NO_EXPECTED) if require_expected and expected(r) is None else check_stream(r, expected(r))
         for r in good
@@ -330,6 +334,7 @@ class LoadGenerator:
         self, path: str, user: UserCtx, question: Question, http: httpx2.AsyncClient, oa: Any, conv_id: str | None
     ) -> StreamResult:
         deadline = self.plan.stream_deadline_s
+        assert user.direct is not None  # setup() gives every user its DirectRequest
         if path == "direct":
             return await direct_stream(
                 oa, user.direct, question.text, self.tool_output, user=user.email, deadline_s=deadline
@@ -432,7 +437,9 @@ class LoadGenerator:
         self, path: str, question: Question, level: int, n: int, http: httpx2.AsyncClient, oa: Any
     ) -> CellResult:
         users = [self.users[i % len(self.users)] for i in range(n)]
-        convs: list[str | None] = await self._conversations(http, users) if path == "responses" else [None] * n
+        convs: list[str | None] = [None] * n
+        if path == "responses":
+            convs = [*await self._conversations(http, users)]
         results: list[StreamResult | None] = [None] * n
         queue: asyncio.Queue[int] = asyncio.Queue()
         for i in range(n):

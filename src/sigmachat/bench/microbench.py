@@ -91,7 +91,8 @@ async def store_microbench(settings: Settings, *, runs: int) -> dict[str, Any]:
             else:
                 item = AssistantMessageItem(
                     id=item_id, thread_id=thread.id, created_at=created,
-                    content=[AssistantMessageContent(text=f"Answer {i}: " + "Your largest position is NVDA. " * 20, annotations=[])],
+                    content=[AssistantMessageContent(text=f"Answer {i}: " + "Your largest position is NVDA. " * 20,
+                                                     annotations=[])],
                 )  # fmt: skip
             started = time.perf_counter()
             await store.add_thread_item(thread.id, item, ctx)

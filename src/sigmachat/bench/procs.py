@@ -286,7 +286,8 @@ def start_stack(
         port = free_port()
         sim_proc = spawn(
             "sim",
-            ["sim", "--host", LOOPBACK, "--port", str(port), "--ttfb-ms", f"{ttfb_ms:g}", "--tokens-per-s", f"{tokens_per_s:g}"],
+            ["sim", "--host", LOOPBACK, "--port", str(port),
+             "--ttfb-ms", f"{ttfb_ms:g}", "--tokens-per-s", f"{tokens_per_s:g}"],
             env={**base_env(), "SIGMACHAT_LOG_LEVEL": "WARNING"}, cwd=workdir, url=f"http://{LOOPBACK}:{port}",
         )  # fmt: skip
         group.append(sim_proc)

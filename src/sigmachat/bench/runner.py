@@ -230,8 +230,8 @@ def run_bench(opts: BenchOptions, console: Any) -> dict[str, Any]:
             )
             t = time.perf_counter()
             with Progress(
-                TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                console=console, transient=False,
+                TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TimeElapsedColumn(), console=console, transient=False,
             ) as progress:  # fmt: skip
                 task = progress.add_task("starting the load generator", total=total_steps(plan))
                 shown = [""]

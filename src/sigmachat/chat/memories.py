@@ -8,9 +8,9 @@ original service, a full list is refused (409) instead of silently dropping the 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import CursorResult, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sigmachat.db.models import Memory, as_utc
@@ -100,14 +100,18 @@ async def save_memory(
 
 async def delete_memory(session: AsyncSession, user_id: str, memory_id: str) -> None:
     """Another user's memory id behaves exactly like an unknown id."""
-    result = await session.execute(delete(Memory).where(Memory.id == memory_id, Memory.user_id == user_id))
+    # A DELETE returns a CursorResult (which has rowcount); session.execute is typed as Result.
+    result = cast(
+        CursorResult[Any],
+        await session.execute(delete(Memory).where(Memory.id == memory_id, Memory.user_id == user_id)),
+    )
     await session.commit()
     if not result.rowcount:
         raise NotFound("Memory not found.")
 
 
 async def clear_memories(session: AsyncSession, user_id: str) -> int:
-    result = await session.execute(delete(Memory).where(Memory.user_id == user_id))
+    result = cast(CursorResult[Any], await session.execute(delete(Memory).where(Memory.user_id == user_id)))
     await session.commit()
     return int(result.rowcount or 0)
 

@@ -22,7 +22,7 @@ import time
 import typing
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import pydantic
 from agents import (
@@ -35,6 +35,7 @@ from agents import (
     OpenAIResponsesModel,
     RunConfig,
     Runner,
+    TResponseInputItem,
     set_tracing_disabled,
 )
 from agents.models.interface import Model
@@ -113,10 +114,10 @@ class _RunState:
         self.queue.put_nowait(("event", cls, fields))
 
 
-def _event_classes() -> dict[str, type]:
+def _event_classes() -> dict[str, type[pydantic.BaseModel]]:
     """Each Responses stream-event class by the ``type`` literal it carries."""
     union = typing.get_args(ResponseStreamEvent)[0]  # Annotated[Union[...], PropertyInfo]
-    out: dict[str, type] = {}
+    out: dict[str, type[pydantic.BaseModel]] = {}
     for cls in typing.get_args(union):
         for literal in typing.get_args(cls.model_fields["type"].annotation):
             out[literal] = cls
@@ -145,8 +146,7 @@ def stream_event(data: dict[str, Any]) -> Any:
     one class. Unknown types get the SDK's union constructor, as before.
     """
     etype = data.get("type")
-    cls = _EVENT_CLASSES.get(etype) if isinstance(etype, str) else None
-    if cls is None:
+    if not isinstance(etype, str) or (cls := _EVENT_CLASSES.get(etype)) is None:
         return construct_type(type_=ResponseStreamEvent, value=data)
     if etype in _DEEP:
         return construct_type(type_=cls, value=data)
@@ -518,7 +518,8 @@ class AgentsEngine(ModelEngine):
         items.append({"role": "user", "content": request.user_text})
         result = Runner.run_streamed(
             agent,
-            items,
+            # The dicts are Responses input items (the SDK types them as TypedDicts).
+            cast(list[TResponseInputItem], items),
             context=state,
             max_turns=self.settings.max_tool_iterations,
             run_config=RunConfig(

@@ -89,7 +89,9 @@ from sigmachat.store.items import dump_item, synthesized_workflow_id, tool_task,
 
 log = get_logger("sigmachat.chatkit")
 
-CHATKIT_REQUEST = TypeAdapter[ChatKitReq](ChatKitReq)  # type: ignore[arg-type]  # a union, as in the SDK
+# mypy flags this union argument on a warm cache but not on a cold one (a mypy caching quirk),
+# so the ignore must not itself be reported as unused.
+CHATKIT_REQUEST = TypeAdapter[ChatKitReq](ChatKitReq)  # type: ignore[arg-type, unused-ignore]  # a union, as in the SDK
 SUPPORTED = (
     ThreadsCreateReq,
     ThreadsAddUserMessageReq,

@@ -134,16 +134,16 @@ class DbFlagProvider(AbstractProvider):
 
     # This provider serves one string flag; every other type or key is "not found", which makes
     # the OpenFeature client answer the caller's default with reason ERROR.
-    def resolve_boolean_details(self, flag_key, default_value, evaluation_context=None):  # type: ignore[override]
+    def resolve_boolean_details(self, flag_key, default_value, evaluation_context=None):
         return _not_found(flag_key, default_value)
 
-    def resolve_integer_details(self, flag_key, default_value, evaluation_context=None):  # type: ignore[override]
+    def resolve_integer_details(self, flag_key, default_value, evaluation_context=None):
         return _not_found(flag_key, default_value)
 
-    def resolve_float_details(self, flag_key, default_value, evaluation_context=None):  # type: ignore[override]
+    def resolve_float_details(self, flag_key, default_value, evaluation_context=None):
         return _not_found(flag_key, default_value)
 
-    def resolve_object_details(self, flag_key, default_value, evaluation_context=None):  # type: ignore[override]
+    def resolve_object_details(self, flag_key, default_value, evaluation_context=None):
         return _not_found(flag_key, default_value)
 
 

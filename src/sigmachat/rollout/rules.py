@@ -10,14 +10,14 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal
 
 import mmh3
 from pydantic import BaseModel, ConfigDict, Field
 
 FLAG_KEY = "chat_backend"
-RESPONSES = "responses"
-CHATKIT = "chatkit"
+RESPONSES: Final = "responses"
+CHATKIT: Final = "chatkit"
 VARIANTS = (RESPONSES, CHATKIT)
 Variant = Literal["responses", "chatkit"]
 

@@ -130,11 +130,12 @@ class RolloutService:
         else:
             reason = str(meta.get("rule") or (details.reason or "unknown")).lower()
         version = meta.get("flag_version", 0)
+        bucket = meta.get("bucket")
         decision = BackendDecision(
             backend=backend,
             reason=reason,
             flag_version=int(version) if isinstance(version, int | float) else 0,
-            bucket=meta.get("bucket") if isinstance(meta.get("bucket"), int) else None,
+            bucket=bucket if isinstance(bucket, int) else None,
         )
         if self.observer is not None:
             try:

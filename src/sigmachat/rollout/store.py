@@ -7,10 +7,10 @@ admin API or the CLI reaches all of them (see ``provider.py`` for how fast).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.exc import IntegrityError
 
 from sigmachat.db.models import RolloutAudit, RolloutFlag, as_utc, utcnow
@@ -38,13 +38,15 @@ class FlagUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     # Defaults are not validated, so an explicit ``null`` is rejected while omission means "keep".
-    percent: int = Field(default=None, ge=0, le=100, strict=True)
-    kill_switch: bool = Field(default=None, strict=True)
-    allow_users: list[str] = Field(default=None, max_length=MAX_LIST)
-    allow_portfolios: list[str] = Field(default=None, max_length=MAX_LIST)
-    deny_users: list[str] = Field(default=None, max_length=MAX_LIST)
+    # The None defaults are therefore deliberate sentinels outside the declared (non-optional) types,
+    # which mypy cannot express: hence the targeted ignores below.
+    percent: int = Field(default=None, ge=0, le=100, strict=True)  # type: ignore[assignment]
+    kill_switch: bool = Field(default=None, strict=True)  # type: ignore[assignment]
+    allow_users: list[str] = Field(default=None, max_length=MAX_LIST)  # type: ignore[arg-type]
+    allow_portfolios: list[str] = Field(default=None, max_length=MAX_LIST)  # type: ignore[arg-type]
+    deny_users: list[str] = Field(default=None, max_length=MAX_LIST)  # type: ignore[arg-type]
     default: Literal["responses", "chatkit"] = None  # type: ignore[assignment]
-    expected_version: int = Field(default=None, ge=0, strict=True)
+    expected_version: int = Field(default=None, ge=0, strict=True)  # type: ignore[assignment]
 
     @field_validator("allow_users", "deny_users")
     @classmethod
@@ -150,11 +152,15 @@ class RolloutStore:
             else:
                 # Compare-and-set on the version: a concurrent writer (another instance, the CLI)
                 # makes this match no row, and we report a conflict instead of losing its change.
-                result = await session.execute(
-                    update(RolloutFlag)
-                    .where(RolloutFlag.key == self.flag_key, RolloutFlag.version == current.version)
-                    .values(**values)
-                    .execution_options(synchronize_session=False)
+                # An UPDATE returns a CursorResult (which has rowcount); session.execute is typed as Result.
+                result = cast(
+                    CursorResult[Any],
+                    await session.execute(
+                        update(RolloutFlag)
+                        .where(RolloutFlag.key == self.flag_key, RolloutFlag.version == current.version)
+                        .values(**values)
+                        .execution_options(synchronize_session=False)
+                    ),
                 )
                 if result.rowcount != 1:
                     await session.rollback()

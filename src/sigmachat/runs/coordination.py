@@ -189,14 +189,16 @@ class RedisCoordinator:
 
     async def active_run_for(self, conversation_id: str) -> str | None:
         value = await self.redis.get(self._conv(conversation_id))
-        return value.decode() if value else None
+        if not value:
+            return None
+        return value.decode() if isinstance(value, bytes) else value
 
     async def active_count_for_user(self, user_id: str) -> int:
         return int(await self.redis.scard(self._user(user_id)))
 
     async def admit(self, claim: RunClaim, user_cap: int) -> Admission:
         keys = [self._conv(claim.conversation_id), self._user(claim.user_id), self._active, self._lease(claim.run_id)]
-        args = [claim.run_id, json.dumps(asdict(claim)), user_cap, self.lease_ms, self.instance_id]
+        args: list[str | int] = [claim.run_id, json.dumps(asdict(claim)), user_cap, self.lease_ms, self.instance_id]
         verdict, value = (v.decode() if isinstance(v, bytes) else v for v in await self._admit(keys=keys, args=args))
         if verdict == "conflict":
             return Admission(False, active_run_id=value)

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from typing import Any
 
 from limits import parse
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
-from sqlalchemy import select
+from sqlalchemy import ScalarResult, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sigmachat.db.models import Message
@@ -71,7 +72,7 @@ class UsageGuard:
             return
         now = now or dt.datetime.now(dt.UTC)
         day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
-        rows = (
+        rows: ScalarResult[dict[str, Any] | None] = (
             await session.execute(
                 select(Message.usage).where(
                     Message.user_id == user_id, Message.role == "assistant", Message.created_at >= day_start

@@ -17,12 +17,12 @@ import datetime as dt
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import structlog
 from pydantic import BaseModel
 from redis.exceptions import RedisError
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -830,10 +830,14 @@ class RunManager:
         # Two UPDATEs, no ORM loads or unit of work: this runs once per run, on the event
         # loop, and was the largest database share of a streamed answer's CPU.
         async with self.db.session() as session:
-            done = await session.execute(
-                update(Message)
-                .where(Message.id == run.assistant_message_id, Message.status == "streaming")
-                .values(**values)
+            # An UPDATE returns a CursorResult (which has rowcount); session.execute is typed as Result.
+            done = cast(
+                CursorResult[Any],
+                await session.execute(
+                    update(Message)
+                    .where(Message.id == run.assistant_message_id, Message.status == "streaming")
+                    .values(**values)
+                ),
             )
             if not done.rowcount:
                 status = (

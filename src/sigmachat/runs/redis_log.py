@@ -17,7 +17,7 @@ TTL so that nothing outlives a lost cluster.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
@@ -92,8 +92,8 @@ class RedisEventLog:
             raise
 
     @staticmethod
-    def _decode(entries: list[Any]) -> list[Any]:
-        return [AGENT_EVENT_ADAPTER.validate_json(fields[b"e"]) for _id, fields in entries]
+    def _decode(entries: list[Any] | None) -> list[Any]:
+        return [AGENT_EVENT_ADAPTER.validate_json(fields[b"e"]) for _id, fields in entries or []]
 
     async def read(self, run_id: str, after_seq: int = 0) -> list[Any]:
         log_key, _ = self._keys(run_id)
@@ -108,7 +108,9 @@ class RedisEventLog:
         """
         log_key, _ = self._keys(run_id)
         found = await self.redis.xread({log_key: f"{max(after_seq, 0)}-0"}, block=max(1, int(timeout * 1000)))
-        return self._decode(found[0][1]) if found else []
+        # The client speaks RESP2, where XREAD answers a list of [stream, entries] pairs (the stubs also allow
+        # RESP3's dict).
+        return self._decode(cast(list[Any], found)[0][1]) if found else []
 
     async def mark_finished(self, run_id: str) -> None:
         log_key, meta_key = self._keys(run_id)
@@ -121,7 +123,7 @@ class RedisEventLog:
             return None
         return RunLogInfo(
             run_id=run_id,
-            owner_id=raw[b"owner_id"].decode(),
+            owner_id=_text(raw[b"owner_id"]),
             finished=raw.get(b"finished") == b"1",
             last_seq=int(raw.get(b"last_seq", 0)),
             meta=json.loads(raw.get(b"meta", b"{}")),
@@ -129,3 +131,8 @@ class RedisEventLog:
 
     async def expire(self, now: float | None = None) -> int:
         return 0  # Redis expires finished runs itself (EXPIRE in mark_finished)
+
+
+def _text(value: bytes | str) -> str:
+    """The client does not decode responses, but the stubs allow either type."""
+    return value.decode() if isinstance(value, bytes) else value

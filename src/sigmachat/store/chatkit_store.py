@@ -30,7 +30,9 @@ from sigmachat.db.paging import keyset_page
 from sigmachat.db.session import Database
 from sigmachat.store import items as conv
 
-ATTACHMENT_ADAPTER = TypeAdapter[Attachment](Attachment)  # type: ignore[arg-type]  # a union, as in the SDK
+# mypy flags this union argument on a warm cache but not on a cold one (a mypy caching quirk),
+# so the ignore must not itself be reported as unused.
+ATTACHMENT_ADAPTER = TypeAdapter[Attachment](Attachment)  # type: ignore[arg-type, unused-ignore]  # a union, as in the SDK
 
 # (created_at, row id, sub): a legacy assistant row renders as its tool workflow (sub 0)
 # followed by the message itself (sub 1); every other row renders as one item (sub 1).

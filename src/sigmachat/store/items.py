@@ -30,7 +30,9 @@ from pydantic import TypeAdapter
 from sigmachat.db.models import Message, as_utc
 from sigmachat.tools.registry import tool_title
 
-THREAD_ITEM_ADAPTER = TypeAdapter[ThreadItem](ThreadItem)  # type: ignore[arg-type]  # a union, as in the SDK
+# mypy flags this union argument on a warm cache but not on a cold one (a mypy caching quirk),
+# so the ignore must not itself be reported as unused.
+THREAD_ITEM_ADAPTER = TypeAdapter[ThreadItem](ThreadItem)  # type: ignore[arg-type, unused-ignore]  # a union, as in the SDK
 
 # A legacy assistant row's tool calls appear as a workflow item with this id prefix + row id.
 SYNTH_WORKFLOW_PREFIX = "wf_"

@@ -60,12 +60,14 @@ def grouped_bars(title: str, categories: list[str], series: dict[str, list[float
             h = plot_h * v / top
             x = gx + si * bar_w
             bars.append(
-                f'<rect x="{x:.1f}" y="{PAD_T + plot_h - h:.1f}" width="{bar_w:.1f}" height="{h:.1f}" fill="{COLORS[path]}">'
+                f'<rect x="{x:.1f}" y="{PAD_T + plot_h - h:.1f}" width="{bar_w:.1f}" height="{h:.1f}" '
+                f'fill="{COLORS[path]}">'
                 f"<title>{escape(LABELS[path])} {escape(cat)}: {fmt.format(v)}</title></rect>"
             )
         lx, ly = PAD_L + ci * group_w + group_w / 2, H - PAD_B + 14
         labels.append(
-            f'<text x="{lx:.1f}" y="{ly}" class="ax" text-anchor="end" transform="rotate(-35 {lx:.1f} {ly})">{escape(cat)}</text>'
+            f'<text x="{lx:.1f}" y="{ly}" class="ax" text-anchor="end" '
+            f'transform="rotate(-35 {lx:.1f} {ly})">{escape(cat)}</text>'
         )
     return _svg(title, grid + "".join(bars) + "".join(labels))
 
@@ -91,7 +93,8 @@ def line_chart(title: str, x_labels: list[str], series: dict[str, list[float | N
             x, y = x_of(i), PAD_T + plot_h - plot_h * v / top
             segment.append(f"{x:.1f},{y:.1f}")
             body.append(
-                f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5" fill="{COLORS[path]}"><title>{escape(x_labels[i])}: {fmt.format(v)}</title></circle>'
+                f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5" fill="{COLORS[path]}">'
+                f"<title>{escape(x_labels[i])}: {fmt.format(v)}</title></circle>"
             )
     for i in range(0, len(x_labels), max(len(x_labels) // 6, 1)):
         body.append(
@@ -123,7 +126,8 @@ def render_html(report: dict[str, Any]) -> str:
     go = v["decision"] == "go"
 
     checks = "".join(
-        f'<tr class="{"ok" if c["passed"] else "bad"}"><td>{"✔" if c["passed"] else "✘"}</td><td>{escape(c["name"])}</td>'
+        f'<tr class="{"ok" if c["passed"] else "bad"}"><td>{"✔" if c["passed"] else "✘"}</td>'
+        f"<td>{escape(c['name'])}</td>"
         f"<td>{escape(c['detail'])}</td><td>{escape(c['reason'] or '')}</td></tr>"
         for c in v["checks"]
     )
@@ -144,7 +148,12 @@ def render_html(report: dict[str, Any]) -> str:
         *(row(f"completion {q}", lambda s, q=q: s["duration_ms"][q], " ms") for q in ("p50", "p95", "p99")),
         *(row(f"tokens/s {q}", lambda s, q=q: s["tokens_per_s"][q], "", 1) for q in ("p50", "p95", "p99")),
         row("tool calls per turn (mean)", lambda s: s["tool_calls_per_turn"]["mean"], "", 2),
-        row("feedback positive share", lambda s: None if s["feedback"]["ratio"] is None else 100 * s["feedback"]["ratio"], " %", 1),
+        row(
+            "feedback positive share",
+            lambda s: None if s["feedback"]["ratio"] is None else 100 * s["feedback"]["ratio"],
+            " %",
+            1,
+        ),
         row("feedback given", lambda s: s["feedback"]["positive"] + s["feedback"]["negative"]),
         row("answers edited by the user", lambda s: s["feedback"].get("edited", 0)),
     ])  # fmt: skip
@@ -183,14 +192,17 @@ def render_html(report: dict[str, Any]) -> str:
 
     shadow_rows = (
         "".join(
-            f"<tr><td>{LABELS.get(s['shadow_path'], s['shadow_path'])} shadowing {LABELS.get(s['live_path'], s['live_path'])}</td>"
+            f"<tr><td>{LABELS.get(s['shadow_path'], s['shadow_path'])} shadowing "
+            f"{LABELS.get(s['live_path'], s['live_path'])}</td>"
             f"<td>{s['pairs']}</td><td>{s['both_completed']}</td><td>{s['shadow_failed']}</td>"
-            f"<td>{_num(None if s['tool_sequence_agreement'] is None else 100 * s['tool_sequence_agreement'], ' %', 1)}</td>"
+            f"<td>{_num(None if s['tool_sequence_agreement'] is None else 100 * s['tool_sequence_agreement'], ' %', 1)}"
+            "</td>"
             f"<td>{_num(None if s['tool_set_agreement'] is None else 100 * s['tool_set_agreement'], ' %', 1)}</td>"
             f"<td>{_num(s['answer_length_ratio'], '×', 2)}</td><td>{_num(s['ttfb_ratio'], '×', 2)}</td></tr>"
             for s in report["shadow"]
         )
-        or '<tr><td colspan="8">No shadow pairs in this window (shadow_sample_rate is 0, or no turn was sampled).</td></tr>'
+        or '<tr><td colspan="8">No shadow pairs in this window '
+        "(shadow_sample_rate is 0, or no turn was sampled).</td></tr>"
     )
 
     w = report["window"]
@@ -199,26 +211,34 @@ def render_html(report: dict[str, Any]) -> str:
 <html lang="en"><head><meta charset="utf-8">
 <title>SigmaSight Chat: Responses vs ChatKit</title>
 <style>
-body{{font:14px/1.45 system-ui,-apple-system,Segoe UI,sans-serif;margin:24px auto;max-width:900px;color:#1d2430;padding:0 16px}}
+body{{font:14px/1.45 system-ui,-apple-system,Segoe UI,sans-serif;margin:24px auto;max-width:900px;\
+color:#1d2430;padding:0 16px}}
 h1{{font-size:22px;margin:0 0 4px}} h2{{font-size:16px;margin:28px 0 8px}}
 .verdict{{padding:12px 16px;border-radius:6px;font-weight:600;font-size:18px;margin:16px 0}}
 .go{{background:#e3f4e6;color:#1d6b2e}} .nogo{{background:#fbe4e4;color:#9b1c1c}}
 table{{border-collapse:collapse;width:100%}} td,th{{border-bottom:1px solid #e4e7ec;padding:5px 8px;text-align:left}}
 td{{font-variant-numeric:tabular-nums}} tr.bad td{{color:#9b1c1c}} tr.ok td:first-child{{color:#1d6b2e}}
 .muted{{color:#667085}} figure{{margin:12px 0}}
-svg .grid{{stroke:#e4e7ec}} svg .ax{{font-size:10px;fill:#667085}} svg .tt{{font-size:13px;font-weight:600;fill:#1d2430}} svg .lg{{font-size:11px;fill:#1d2430}}
+svg .grid{{stroke:#e4e7ec}} svg .ax{{font-size:10px;fill:#667085}} \
+svg .tt{{font-size:13px;font-weight:600;fill:#1d2430}} svg .lg{{font-size:11px;fill:#1d2430}}
 </style></head><body>
 <h1>Responses vs ChatKit</h1>
-<div class="muted">{escape(w["since"][:16].replace("T", " "))} → {escape(w["until"][:16].replace("T", " "))} UTC · live runs only; latency over completed runs</div>
+<div class="muted">{escape(w["since"][:16].replace("T", " "))} → \
+{escape(w["until"][:16].replace("T", " "))}\
+ UTC · live runs only; latency over completed runs</div>
 <div class="verdict {"go" if go else "nogo"}">Verdict: {"GO" if go else "NO-GO"}</div>
 <table><tr><th></th><th>check</th><th>measured</th><th>why it failed</th></tr>{checks}</table>
-<div class="muted">Thresholds: ChatKit p95 TTFB ≤ {th["max_ttfb_p95_ratio"]:g}× Responses; error rate ≤ Responses + {th["max_error_rate_delta_points"]:g} points; at least {th["min_runs_per_path"]} runs per path.</div>
+<div class="muted">Thresholds: ChatKit p95 TTFB ≤ {th["max_ttfb_p95_ratio"]:g}× Responses; \
+error rate ≤ Responses + {th["max_error_rate_delta_points"]:g} points; \
+at least {th["min_runs_per_path"]} runs per path.</div>
 <h2>Per path</h2>
 <table><tr><th></th><th>Responses</th><th>ChatKit</th></tr>{table}</table>
 <h2>Charts</h2>
 {"".join(charts)}
 <h2>Shadow pairs</h2>
-<table><tr><th>pair</th><th>pairs</th><th>both completed</th><th>shadow failed</th><th>same tool sequence</th><th>same tool set</th><th>answer length ratio</th><th>TTFB ratio</th></tr>{shadow_rows}</table>
+<table><tr><th>pair</th><th>pairs</th><th>both completed</th><th>shadow failed</th>\
+<th>same tool sequence</th><th>same tool set</th>\
+<th>answer length ratio</th><th>TTFB ratio</th></tr>{shadow_rows}</table>
 <p class="muted">Ratios are shadow ÷ live, medians over pairs where both completed.</p>
 </body></html>
 """

@@ -32,7 +32,7 @@ TOOL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 3
 
 
 def bounded(value: str | None, allowed: tuple[str, ...] | frozenset[str] | dict) -> str:
-    return value if value in allowed else "other"
+    return value if value is not None and value in allowed else "other"
 
 
 class Metrics:
@@ -74,7 +74,8 @@ class Metrics:
             "sigmachat_flag_version", "Version of the chat_backend flag last evaluated here.", registry=r
         )
         self.write_failures = Counter(
-            "sigmachat_telemetry_write_failures", "Runs rows that could not be written (the run itself was unaffected).",
+            "sigmachat_telemetry_write_failures",
+            "Runs rows that could not be written (the run itself was unaffected).",
             registry=r,
         )  # fmt: skip
         for path in PATHS:  # series exist (at 0) before the first run, so rate() and alerts work

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, overload
 
 from sqlalchemy import insert
 
@@ -49,6 +49,10 @@ def _clip(value: str | None, size: int) -> str | None:
     return value[:size] if value else None
 
 
+@overload
+def _ts(ms: int) -> dt.datetime: ...
+@overload
+def _ts(ms: int | None) -> dt.datetime | None: ...
 def _ts(ms: int | None) -> dt.datetime | None:
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC) if ms is not None else None
 

@@ -209,6 +209,7 @@ def verdict(paths: dict[str, dict[str, Any]], th: Thresholds) -> dict[str, Any]:
         })  # fmt: skip
 
     base, cand = paths[BASELINE]["ttfb_ms"]["p95"], paths[CANDIDATE]["ttfb_ms"]["p95"]
+    reason: str | None
     if base is None or cand is None:
         ok, ratio = False, None
         reason = f"No TTFB data for {'responses' if base is None else 'chatkit'}: p95 cannot be compared."
@@ -216,12 +217,14 @@ def verdict(paths: dict[str, dict[str, Any]], th: Thresholds) -> dict[str, Any]:
         ratio = cand / base if base > 0 else math.inf
         ok = ratio <= th.max_ttfb_p95_ratio
         reason = None if ok else (
-            f"ChatKit p95 TTFB {_fmt_ms(cand)} is {ratio:.2f}× Responses ({_fmt_ms(base)}); limit {th.max_ttfb_p95_ratio:.2f}×."
+            f"ChatKit p95 TTFB {_fmt_ms(cand)} is {ratio:.2f}× Responses ({_fmt_ms(base)}); "
+            f"limit {th.max_ttfb_p95_ratio:.2f}×."
         )  # fmt: skip
     checks.append({
         "name": "ttfb_p95",
         "passed": ok,
-        "detail": f"ChatKit {_fmt_ms(cand)} vs Responses {_fmt_ms(base)}" + (f" ({ratio:.2f}×)" if ratio is not None and math.isfinite(ratio) else ""),
+        "detail": f"ChatKit {_fmt_ms(cand)} vs Responses {_fmt_ms(base)}"
+                  + (f" ({ratio:.2f}×)" if ratio is not None and math.isfinite(ratio) else ""),
         "reason": reason,
     })  # fmt: skip
 
@@ -232,7 +235,8 @@ def verdict(paths: dict[str, dict[str, Any]], th: Thresholds) -> dict[str, Any]:
     else:
         ok = cand_e <= base_e + th.max_error_rate_delta_points + 1e-9
         reason = None if ok else (
-            f"ChatKit error rate {cand_e:.2f}% exceeds Responses {base_e:.2f}% + {th.max_error_rate_delta_points:g} points."
+            f"ChatKit error rate {cand_e:.2f}% exceeds Responses {base_e:.2f}% "
+            f"+ {th.max_error_rate_delta_points:g} points."
         )  # fmt: skip
     checks.append({
         "name": "error_rate",
@@ -304,6 +308,7 @@ async def load(
         )
         feedback: dict[str, dict[str, int]] = defaultdict(dict)
         for path, value, count, edited in fb.all():
+            assert value is not None  # the query keeps only positive/negative feedback
             feedback[path][value] = count
             # An answer the user rated and rewrote (the original API's edited_text).
             feedback[path]["edited"] = feedback[path].get("edited", 0) + edited

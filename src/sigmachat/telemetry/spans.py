@@ -92,7 +92,7 @@ class SpanEmitter:
         if summary.shadow:
             common["app.shadow"] = True
             common["app.pair_id"] = summary.pair_id or ""
-        failed = isinstance(terminal, RunFailed)
+        failure = terminal if isinstance(terminal, RunFailed) else None
 
         root = self.tracer.start_span(
             "invoke_agent", kind=SpanKind.INTERNAL, start_time=start_ts * _MS,
@@ -124,9 +124,9 @@ class SpanEmitter:
                 span.set_attribute("gen_ai.usage.output_tokens", summary.output_tokens)
             if last and response_id:
                 span.set_attribute("gen_ai.response.id", response_id)
-            if last and failed:
-                span.set_status(Status(StatusCode.ERROR, terminal.code))
-                span.set_attribute("error.type", terminal.code)
+            if last and failure is not None:
+                span.set_status(Status(StatusCode.ERROR, failure.code))
+                span.set_attribute("error.type", failure.code)
             span.end(end_time=max(e, s) * _MS)
 
         started_tools = {i.call_id: i for i in trace_.items if isinstance(i, ToolStarted)}
@@ -145,7 +145,7 @@ class SpanEmitter:
                 span.set_attribute("error.type", "tool_error")
             span.end(end_time=max(item.ts, t0) * _MS)
 
-        if failed:
-            root.set_status(Status(StatusCode.ERROR, terminal.code))
-            root.set_attribute("error.type", terminal.code)
+        if failure is not None:
+            root.set_status(Status(StatusCode.ERROR, failure.code))
+            root.set_attribute("error.type", failure.code)
         root.end(end_time=end_ts * _MS)

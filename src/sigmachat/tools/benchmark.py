@@ -51,10 +51,10 @@ def _comparison(p: PortfolioData) -> dict[str, Any]:
         ],
         "looked_through": [{**f, "market_value": usd(f["market_value"])} for f in lt.looked_through],
         "not_compared": [{**f, "market_value": usd(f["market_value"])} for f in lt.not_compared],
-        "basis": "portfolio_weight = sector's net market value / the portfolio's equity holdings (stocks, options at market "
-        "value, and equity funds looked through by their approximate sector weights); portfolio_weight_of_nav divides by NAV "
-        "instead; active_weight = portfolio_weight - benchmark_weight. Bonds, cash, commodities and private holdings are "
-        "listed in not_compared.",
+        "basis": "portfolio_weight = sector's net market value / the portfolio's equity holdings (stocks, options at "
+        "market value, and equity funds looked through by their approximate sector weights); portfolio_weight_of_nav "
+        "divides by NAV instead; active_weight = portfolio_weight - benchmark_weight. Bonds, cash, commodities and "
+        "private holdings are listed in not_compared.",
     }
 
 
@@ -74,9 +74,9 @@ TOOLS = (
     Tool(
         "get_benchmark_comparison",
         "The portfolio's sector weights against the S&P 500 (SPY): each GICS sector's share of the portfolio's equity "
-        "holdings (and of NAV), the benchmark's weight and the difference (active weight). Equity funds and ETFs the user "
-        "holds are looked through using approximate, dated constituent sector weights; bonds, cash, commodities and private "
-        "holdings are listed as not compared.",
+        "holdings (and of NAV), the benchmark's weight and the difference (active weight). Equity funds and ETFs the "
+        "user holds are looked through using approximate, dated constituent sector weights; bonds, cash, commodities "
+        "and private holdings are listed as not compared.",
         BenchmarkArgs,
         get_benchmark_comparison,
         _summarize,

@@ -79,7 +79,8 @@ def _caveats(p: PortfolioData) -> list[dict[str, Any]]:
             )
             if contracts:
                 message += (
-                    f" Its {len(options)} option lines hold {contracts:,.0f} contracts, each valued at 100 shares as stored;"
+                    f" Its {len(options)} option lines hold {contracts:,.0f} contracts, each valued at 100 shares as "
+                    "stored;"
                     " check those contract counts before relying on beta, exposure or stress figures."
                 )
             out.append(
@@ -97,7 +98,8 @@ def _caveats(p: PortfolioData) -> list[dict[str, Any]]:
             {
                 "code": "high_leverage",
                 "leverage": ratio(leverage, 2),
-                "message": f"Gross exposure is {leverage:.1f}x NAV, far above an unlevered book: check the positions' sizes.",
+                "message": f"Gross exposure is {leverage:.1f}x NAV, far above an unlevered book: check the positions' "
+                "sizes.",
             }
         )
     private = book[(book["asset_class"] == "PRIVATE") & ~book["sector"].isin(CASH_LIKE_SECTORS)]
@@ -106,8 +108,9 @@ def _caveats(p: PortfolioData) -> list[dict[str, Any]]:
         share = private_value / nav
         out.append({
             "code": "private_marks", "private_value": usd(private_value), "private_of_nav": ratio(share),
-            "message": f"{share * 100:.0f}% of NAV ({_money(private_value)}) is private holdings valued at appraisal-smoothed "
-            "marks; smoothing understates their volatility and beta, so this book's risk figures are understated.",
+            "message": f"{share * 100:.0f}% of NAV ({_money(private_value)}) is private holdings valued at "
+                       "appraisal-smoothed marks; smoothing understates their volatility and beta, so this book's risk "
+                       "figures are understated.",
         })  # fmt: skip
     homes = [s for s, name in book["name"].items() if RESIDENCE.search(str(name or ""))]
     if homes:
@@ -119,7 +122,10 @@ def _caveats(p: PortfolioData) -> list[dict[str, Any]]:
             f"{_money(nav - home_value)}"
         )
         if largest is not None:
-            message += f", and your largest investable holding is {largest} ({_money(float(book.loc[largest, 'market_value']))})"
+            message += (
+                f", and your largest investable holding is {largest} "
+                f"({_money(float(book.loc[largest, 'market_value']))})"
+            )
         out.append(
             {
                 "code": "primary_residence",

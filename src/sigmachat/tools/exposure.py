@@ -18,7 +18,10 @@ from sigmachat.tools.schema import PortfolioArgs
 from sigmachat.tools.tool import Tool, ToolOutput
 
 MARKET_VALUE_BASIS = "market value (quantity x close x multiplier; an option counts its premium)"
-DELTA_BASIS = "delta-adjusted (an option counts quantity x 100 x Black-Scholes delta x underlying price; a short put is long exposure)"
+DELTA_BASIS = (
+    "delta-adjusted (an option counts quantity x 100 x Black-Scholes delta x underlying price; a short put "
+    "is long exposure)"
+)
 
 
 def _sides(e: Exposure, nav: float) -> dict[str, dict[str, float | None]]:
@@ -89,7 +92,10 @@ async def get_analytics_overview(args: OverviewArgs, rt: ToolRuntime) -> ToolOut
 
 def _summarize_overview(data: dict) -> str:
     e = data["exposure"]
-    return f"NAV {short_usd(data['nav'])}, gross {short_pct(e['gross']['pct_of_nav'])}, net {short_pct(e['net']['pct_of_nav'])} of NAV"
+    return (
+        f"NAV {short_usd(data['nav'])}, gross {short_pct(e['gross']['pct_of_nav'])}, net "
+        f"{short_pct(e['net']['pct_of_nav'])} of NAV"
+    )
 
 
 # --------------------------------------------------------------------------- get_sector_exposure
@@ -122,8 +128,8 @@ def _sectors(p: PortfolioData) -> dict[str, Any]:
         "cash": usd(p.valuation.cash),
         "cash_of_nav": ratio(p.valuation.cash / nav) if nav else None,
         "sectors": rows,
-        "basis": "sectors from the SecurityMaster; options sit in their underlying's sector; weight = net market value / NAV; "
-        "delta_adjusted_net counts options by delta.",
+        "basis": "sectors from the SecurityMaster; options sit in their underlying's sector; weight = net market value "
+        "/ NAV; delta_adjusted_net counts options by delta.",
     }
 
 
@@ -194,8 +200,8 @@ def _summarize_concentration(data: dict) -> str:
 TOOLS = (
     Tool(
         "get_analytics_overview",
-        "Exposure overview: NAV, cash, long / short / gross / net exposure in dollars and as a share of NAV (by market value "
-        "and delta-adjusted for options), leverage, unrealised and day P&L, and counts by asset class.",
+        "Exposure overview: NAV, cash, long / short / gross / net exposure in dollars and as a share of NAV (by market "
+        "value and delta-adjusted for options), leverage, unrealised and day P&L, and counts by asset class.",
         OverviewArgs,
         get_analytics_overview,
         _summarize_overview,
@@ -203,8 +209,8 @@ TOOLS = (
     ),
     Tool(
         "get_sector_exposure",
-        "Exposure by sector (options in their underlying's sector): net market value, weight of NAV, long, short, gross and "
-        "delta-adjusted net exposure, with each sector's largest holdings.",
+        "Exposure by sector (options in their underlying's sector): net market value, weight of NAV, long, short, "
+        "gross and delta-adjusted net exposure, with each sector's largest holdings.",
         SectorArgs,
         get_sector_exposure,
         _summarize_sectors,
@@ -212,8 +218,8 @@ TOOLS = (
     ),
     Tool(
         "get_concentration_metrics",
-        "Concentration: Herfindahl index (HHI), effective number of positions and the weight of the top 1 / 5 / 10, by symbol "
-        "(lots aggregated) and by sector.",
+        "Concentration: Herfindahl index (HHI), effective number of positions and the weight of the top 1 / 5 / 10, by "
+        "symbol (lots aggregated) and by sector.",
         ConcentrationArgs,
         get_concentration_metrics,
         _summarize_concentration,

@@ -103,7 +103,8 @@ class FactorEtfArgs(ToolArgs):
         None,
         min_length=1,
         max_length=7,
-        description="Factor names (Market, Value, Growth, Momentum, Quality, Size, Low Volatility) or their ETF symbols; null for all.",
+        description="Factor names (Market, Value, Growth, Momentum, Quality, Size, Low Volatility) or their ETF "
+        "symbols; null for all.",
     )
 
 
@@ -250,7 +251,8 @@ def _profile(view: MarketView, symbol: str, master: SecurityMaster, market_etf: 
             price_source=view.price_source([symbol]),
         )
     data["note"] = (
-        "Reference data from the SigmaSight security master and statistics from daily closes; no business description is stored."
+        "Reference data from the SigmaSight security master and statistics from daily closes; no business description "
+        "is stored."
     )
     return data
 
@@ -294,10 +296,15 @@ def _etf_row(
     }
 
 
+def _by_change_desc(row: dict[str, Any]) -> float:
+    change = row.get("change_pct")
+    return -(change if change is not None else float("-inf"))
+
+
 def _market_overview(view: MarketView, master: SecurityMaster, market_etf: str) -> dict[str, Any]:
     stats = quote_stats(view.closes)
     sectors = [_etf_row(etf, stats, master, sector) for sector, etf in master.sector_etfs.items()]
-    sectors.sort(key=lambda r: -(r.get("change_pct") if r.get("change_pct") is not None else float("-inf")))
+    sectors.sort(key=_by_change_desc)
     vix = stats.get(VOLATILITY_PROXY)
     spy_returns = trailing(view.returns[market_etf], 21) if market_etf in view.returns else pd.Series(dtype=float)
     volatility: dict[str, Any] = {
@@ -339,8 +346,8 @@ def _summarize_market(data: dict) -> str:
 TOOLS = (
     Tool(
         "get_prices_historical",
-        f"Daily closes of the portfolio's holdings (optionally with the factor ETFs) over up to {MAX_LOOKBACK} trading days, "
-        "with each series' return, high, low and annualised volatility.",
+        f"Daily closes of the portfolio's holdings (optionally with the factor ETFs) over up to {MAX_LOOKBACK} trading "
+        "days, with each series' return, high, low and annualised volatility.",
         HistoricalArgs,
         get_prices_historical,
         _summarize_history,
@@ -358,8 +365,8 @@ TOOLS = (
     ),
     Tool(
         "get_factor_etf_prices",
-        f"Daily closes of the factor ETFs (SPY, VTV, VUG, MTUM, QUAL, SLY, USMV) over up to {MAX_LOOKBACK} trading days, "
-        "with each one's return and volatility.",
+        f"Daily closes of the factor ETFs (SPY, VTV, VUG, MTUM, QUAL, SLY, USMV) over up to {MAX_LOOKBACK} trading "
+        "days, with each one's return and volatility.",
         FactorEtfArgs,
         get_factor_etf_prices,
         _summarize_history,
@@ -377,7 +384,8 @@ TOOLS = (
     ),
     Tool(
         "get_market_overview",
-        "Market overview: SPY, QQQ and DIA, the eleven sector ETFs (day and one-month moves) and the VIX as the volatility proxy.",
+        "Market overview: SPY, QQQ and DIA, the eleven sector ETFs (day and one-month moves) and the VIX as the "
+        "volatility proxy.",
         MarketOverviewArgs,
         get_market_overview,
         _summarize_market,

@@ -118,7 +118,8 @@ class PortfolioCompleteArgs(PortfolioArgs):
     )
     include_timeseries: bool = Field(
         False,
-        description=f"Include the daily NAV over the last {NAV_HISTORY_DAYS} trading days (today's holdings at historical closes).",
+        description=f"Include the daily NAV over the last {NAV_HISTORY_DAYS} trading days (today's holdings at "
+        "historical closes).",
     )
 
 
@@ -288,7 +289,8 @@ def _data_quality(p: PortfolioData) -> dict[str, Any]:
             "stale_after_days": 5,
             "min_history_closes": MIN_HISTORY_DAYS + 1,
             "coverage_ratio": "open lots with a price / open lots",
-            "history_coverage_ratio": f"open lots whose risk series has more than {MIN_HISTORY_DAYS} closes / open lots",
+            "history_coverage_ratio": f"open lots whose risk series has more than {MIN_HISTORY_DAYS} closes / open "
+            "lots",
         },
     }
     if "demo" in p.price_source or p.price_source == "mixed":
@@ -362,7 +364,10 @@ async def get_daily_movers(args: DailyMoversArgs, rt: ToolRuntime) -> ToolOutput
 def _summarize_movers(data: dict) -> str:
     pnl = data["total_pnl_impact"] or 0.0
     sign = "+" if pnl > 0 else ""
-    return f"{data['gainers_count']} up, {data['losers_count']} down (|move| ≥ {data['threshold_pct']:g}%), day P&L {sign}{short_usd(pnl)}"
+    return (
+        f"{data['gainers_count']} up, {data['losers_count']} down (|move| ≥ {data['threshold_pct']:g}%), day P&L "
+        f"{sign}{short_usd(pnl)}"
+    )
 
 
 TOOLS = (
@@ -387,8 +392,9 @@ TOOLS = (
     ),
     Tool(
         "get_positions_details",
-        f"Lot-level detail: entry price and date, quantity, cost basis, market value, unrealised P&L and option "
-        f"terms (strike, expiry, type). At most {MAX_POSITION_ROWS} rows (meta.truncated and meta.original_count say when more exist).",
+        "Lot-level detail: entry price and date, quantity, cost basis, market value, unrealised P&L and option terms "
+        f"(strike, expiry, type). At most {MAX_POSITION_ROWS} rows (meta.truncated and meta.original_count say when "
+        "more exist).",
         PositionsArgs,
         get_positions_details,
         _summarize_positions,
@@ -397,7 +403,8 @@ TOOLS = (
     ),
     Tool(
         "get_portfolio_data_quality",
-        "Which positions lack prices or history, which prices are stale, the price coverage ratio and where prices come from (demo or imported).",
+        "Which positions lack prices or history, which prices are stale, the price coverage ratio and where prices "
+        "come from (demo or imported).",
         DataQualityArgs,
         get_portfolio_data_quality,
         _summarize_quality,
@@ -405,8 +412,8 @@ TOOLS = (
     ),
     Tool(
         "get_daily_movers",
-        "The holdings that moved most on the latest trading day: top gainers and losers by day change with the P&L impact "
-        "on the portfolio (shorts lose when prices rise), and the day's total P&L.",
+        "The holdings that moved most on the latest trading day: top gainers and losers by day change with the P&L "
+        "impact on the portfolio (shorts lose when prices rise), and the day's total P&L.",
         DailyMoversArgs,
         get_daily_movers,
         _summarize_movers,

@@ -78,9 +78,9 @@ def _factors(p: PortfolioData, args: FactorArgs) -> dict[str, Any]:
         "residual_volatility": ratio(model.residual_volatility),
         "missing_factors": model.missing_factors,
         "excluded_holdings": excluded,
-        "method": "OLS of the portfolio's daily returns (today's holdings, options by delta, over NAV) on the market ETF and "
-        "each style ETF net of the market (residualised on SPY): the market beta equals the plain beta to SPY and each "
-        "style beta is the tilt beyond the market. dollar_exposure = beta x NAV.",
+        "method": "OLS of the portfolio's daily returns (today's holdings, options by delta, over NAV) on the market "
+        "ETF and each style ETF net of the market (residualised on SPY): the market beta equals the plain beta to SPY "
+        "and each style beta is the tilt beyond the market. dollar_exposure = beta x NAV.",
     }
 
 
@@ -137,10 +137,11 @@ def _volatility(p: PortfolioData) -> dict[str, Any]:
         "contributions": rows,
         "contributions_count": int(len(risk.contributions)),
         "excluded_holdings": excluded,
-        "method": f"Today's holdings (options by delta on their underlying) replayed over daily returns. portfolio_volatility = "
-        f"sqrt(e' S e) x sqrt(252) / NAV with S the {RISK_LOOKBACK}-day sample covariance; realized = annualised standard "
-        "deviation of the daily portfolio returns over each window; share_of_risk = e_i (S e)_i / e' S e (negative = a hedge); "
-        "vol_contribution = share x volatility. All volatilities are annualised fractions (0.18 = 18%).",
+        "method": "Today's holdings (options by delta on their underlying) replayed over daily returns. "
+        f"portfolio_volatility = sqrt(e' S e) x sqrt(252) / NAV with S the {RISK_LOOKBACK}-day sample covariance; "
+        "realized = annualised standard deviation of the daily portfolio returns over each window; share_of_risk = e_i "
+        "(S e)_i / e' S e (negative = a hedge); vol_contribution = share x volatility. All volatilities are annualised "
+        "fractions (0.18 = 18%).",
     }
 
 
@@ -203,8 +204,8 @@ def _correlation(p: PortfolioData, args: CorrelationArgs) -> tuple[dict[str, Any
         "pairs": [{"a": r.a, "b": r.b, "correlation": ratio(r.correlation)} for r in extremes.itertuples()],
         "average_correlation": ratio(upper.mean()) if upper.size else None,
         "skipped_without_history": skipped,
-        "method": "Pearson correlation of daily price returns (each pair over the days both have), of the largest holdings by "
-        "absolute market value. A short position's P&L moves opposite to its price: see sides.",
+        "method": "Pearson correlation of daily price returns (each pair over the days both have), of the largest "
+        "holdings by absolute market value. A short position's P&L moves opposite to its price: see sides.",
     }
     return data, {"top_n": len(chosen)}
 
@@ -261,7 +262,7 @@ def _stress(p: PortfolioData, args: StressArgs) -> dict[str, Any]:
     if args.custom_market_move_pct is not None:
         chosen.append(custom_market_scenario(args.custom_market_move_pct / 100.0))
     results = run_scenarios(book, sens, profiles, chosen)
-    scenarios = []
+    scenarios: list[dict[str, Any]] = []
     for res in results:
         moved = res.positions[res.positions["pnl"].abs() > 0.005]
         scenarios.append(
@@ -291,10 +292,11 @@ def _stress(p: PortfolioData, args: StressArgs) -> dict[str, Any]:
             s: {"market": ratio(r["market_beta"]), "tech": ratio(r["tech_beta"]), "source": r["source"]}
             for s, r in used.iterrows()
         },
-        "method": "Instantaneous shocks to today's holdings. Each underlying moves by market_beta x market + tech_beta x tech "
-        "factor (XLK net of the market) + its rate sensitivity, betas from 252 days of daily returns (security-master beta "
-        "when history is short). Linear holdings: P&L = market value x move. Options: full Black-Scholes revaluation at the "
-        "moved underlying and scaled implied volatility. shock is the holding's underlying move (a fraction).",
+        "method": "Instantaneous shocks to today's holdings. Each underlying moves by market_beta x market + tech_beta "
+        "x tech factor (XLK net of the market) + its rate sensitivity, betas from 252 days of daily returns "
+        "(security-master beta when history is short). Linear holdings: P&L = market value x move. Options: full "
+        "Black-Scholes revaluation at the moved underlying and scaled implied volatility. shock is the holding's "
+        "underlying move (a fraction).",
     }
 
 
@@ -324,7 +326,10 @@ def _summarize_stress(data: dict) -> str:
     w = data["worst"]
     if not w:
         return "no scenarios"
-    return f"{len(data['scenarios'])} scenarios, worst {w['name']} {short_usd(w['pnl'])} ({short_pct(w['pct_of_nav'], signed=True)})"
+    return (
+        f"{len(data['scenarios'])} scenarios, worst {w['name']} {short_usd(w['pnl'])} "
+        f"({short_pct(w['pct_of_nav'], signed=True)})"
+    )
 
 
 TOOLS = (
@@ -339,8 +344,8 @@ TOOLS = (
     ),
     Tool(
         "get_correlation_matrix",
-        "Correlation matrix of daily returns of the largest holdings (by absolute market value), with the most and least "
-        "correlated pairs and the average correlation.",
+        "Correlation matrix of daily returns of the largest holdings (by absolute market value), with the most and "
+        "least correlated pairs and the average correlation.",
         CorrelationArgs,
         get_correlation_matrix,
         _summarize_correlation,
@@ -348,8 +353,8 @@ TOOLS = (
     ),
     Tool(
         "get_stress_test_results",
-        "Stress tests: P&L of the portfolio and of each holding under market -10% and -20%, a technology selloff, rates "
-        "+100 bp and a volatility spike (options fully revalued), plus an optional custom market move.",
+        "Stress tests: P&L of the portfolio and of each holding under market -10% and -20%, a technology selloff, "
+        "rates +100 bp and a volatility spike (options fully revalued), plus an optional custom market move.",
         StressArgs,
         get_stress_test_results,
         _summarize_stress,
@@ -358,8 +363,8 @@ TOOLS = (
     ),
     Tool(
         "get_volatility_analysis",
-        "Risk: realised volatility over 21, 63 and 252 days (annualised), portfolio volatility from the covariance matrix, "
-        "one-day 95% value at risk, and each holding's contribution to risk.",
+        "Risk: realised volatility over 21, 63 and 252 days (annualised), portfolio volatility from the covariance "
+        "matrix, one-day 95% value at risk, and each holding's contribution to risk.",
         VolatilityArgs,
         get_volatility_analysis,
         _summarize_volatility,

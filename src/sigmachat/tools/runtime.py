@@ -13,8 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from sigmachat.market.security_master import SecurityMaster
 from sigmachat.settings import Settings
+from sigmachat.tools.envelope import ToolNotFound
 from sigmachat.tools.market_data import MarketDataCache, MarketView
-from sigmachat.tools.portfolio_data import PortfolioData, PortfolioDataLoader
+from sigmachat.tools.portfolio_data import NOT_FOUND_MESSAGE, PortfolioData, PortfolioDataLoader
 from sigmachat.tools.schema import ToolArgs
 
 T = TypeVar("T")
@@ -51,8 +52,14 @@ class ToolRuntime:
     def as_of(self) -> dt.date:
         return self.settings.as_of_date
 
-    async def portfolio(self, portfolio_id: str) -> PortfolioData:
-        """The caller's portfolio (ToolNotFound for an unknown or another user's id)."""
+    async def portfolio(self, portfolio_id: str | None) -> PortfolioData:
+        """The caller's portfolio (ToolNotFound for an unknown or another user's id).
+
+        ``portfolio_id`` is a ``PortfolioArgs`` field: the registry fills or rejects a null one
+        before the handler runs; a None reaching here is not found, like an unknown id.
+        """
+        if portfolio_id is None:
+            raise ToolNotFound(NOT_FOUND_MESSAGE)
         async with self.ctx.session_factory() as session:
             return await self._portfolios.load(session, self.ctx.user_id, portfolio_id, self.as_of)
 

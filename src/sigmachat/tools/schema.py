@@ -72,7 +72,7 @@ def parse_arguments(arguments: dict[str, Any] | str | None) -> dict[str, Any]:
     if isinstance(arguments, str):
         try:
             value = json.loads(arguments)
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             raise ToolValidationError(f"Arguments are not valid JSON ({exc.msg} at position {exc.pos}).") from exc
     else:
         value = arguments

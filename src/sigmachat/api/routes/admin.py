@@ -12,12 +12,24 @@ from fastapi.responses import HTMLResponse
 
 from sigmachat.api.deps import AdminDep, ServicesDep
 from sigmachat.errors import NotAuthenticated, NotFound, ValidationFailed
-from sigmachat.rollout import FlagUpdate
+from sigmachat.rollout import FlagUpdate, RolloutService
+from sigmachat.services import Services
+from sigmachat.telemetry import Telemetry
 from sigmachat.telemetry.metrics import CONTENT_TYPE
 
 # No router prefix: /metrics lives here too, at the root where Prometheus expects it.
 router = APIRouter()
 ADMIN = "/api/v1/admin"
+
+
+def _rollout(services: Services) -> RolloutService:
+    assert services.rollout is not None  # Services.build() always sets it
+    return services.rollout
+
+
+def _telemetry(services: Services) -> Telemetry:
+    assert services.telemetry is not None  # Services.build() always sets it
+    return services.telemetry
 
 
 def _rollout_out(services, state) -> dict[str, Any]:
@@ -27,7 +39,7 @@ def _rollout_out(services, state) -> dict[str, Any]:
 @router.get(f"{ADMIN}/rollout", tags=["admin"])
 async def get_rollout(admin: AdminDep, services: ServicesDep) -> dict[str, Any]:
     """The ``chat_backend`` flag as stored (version 0: never changed)."""
-    return _rollout_out(services, await services.rollout.state())
+    return _rollout_out(services, await _rollout(services).state())
 
 
 @router.put(f"{ADMIN}/rollout", tags=["admin"])
@@ -35,7 +47,7 @@ async def put_rollout(body: FlagUpdate, admin: AdminDep, services: ServicesDep) 
     """Partial update of {percent, kill_switch, allow_users, allow_portfolios, deny_users, default}
     (lists replace the stored list; optional expected_version → 409 when stale). Answers the
     new state; every instance applies it within the flag cache TTL (+ one query)."""
-    state = await services.rollout.update(body, actor=f"user:{admin.user.email}")
+    state = await _rollout(services).update(body, actor=f"user:{admin.user.email}")
     return _rollout_out(services, state)
 
 
@@ -47,7 +59,7 @@ async def rollout_audit(
     before_id: Annotated[int | None, Query(ge=1)] = None,
 ) -> dict[str, Any]:
     """Changes of the flag, newest first: who, when, old → new of each changed field."""
-    entries = await services.rollout.store.audit(limit=limit, before_id=before_id)
+    entries = await _rollout(services).store.audit(limit=limit, before_id=before_id)
     return {"entries": entries, "next_before_id": entries[-1]["id"] if len(entries) == limit else None}
 
 
@@ -87,10 +99,10 @@ async def live(
     """Live counters for the operator page: streams now (this process), shadow runs in flight,
     the flag, and per path over the last ``window`` (all instances): runs, errors, p95 TTFB."""
     data = await _report(services, window)
-    state = await services.rollout.state()
+    state = await _rollout(services).state()
     return {
-        "active_streams": services.telemetry.recorder.active_by_path(),
-        "shadow_in_flight": services.telemetry.shadow.in_flight,
+        "active_streams": _telemetry(services).recorder.active_by_path(),
+        "shadow_in_flight": _telemetry(services).shadow.in_flight,
         "flag": {
             "version": state.version,
             "kill_switch": state.kill_switch,
@@ -122,4 +134,4 @@ async def metrics(request: Request, services: ServicesDep) -> Response:
         token = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
         if not secrets.compare_digest(token.encode(), settings.metrics_token.get_secret_value().encode()):
             raise NotAuthenticated("A metrics token is required.", headers={"WWW-Authenticate": "Bearer"})
-    return Response(services.telemetry.metrics.exposition(), media_type=CONTENT_TYPE)
+    return Response(_telemetry(services).metrics.exposition(), media_type=CONTENT_TYPE)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal, cast
+
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -49,7 +51,13 @@ async def login(
     ttl = int(services.tokens.ttl.total_seconds())
     s = services.settings
     response.set_cookie(
-        s.cookie_name, token, max_age=ttl, httponly=True, secure=s.cookie_secure, samesite=s.cookie_samesite, path="/"
+        s.cookie_name,
+        token,
+        max_age=ttl,
+        httponly=True,
+        secure=s.cookie_secure,
+        samesite=_samesite(s.cookie_samesite),
+        path="/",
     )
     return TokenResponse(access_token=token, expires_in=ttl)
 
@@ -60,7 +68,9 @@ async def logout(request: Request, response: Response, services: ServicesDep) ->
     s = services.settings
     if request.cookies.get(s.cookie_name) and not request.headers.get("authorization"):
         check_csrf(request, services)
-    response.delete_cookie(s.cookie_name, path="/", httponly=True, secure=s.cookie_secure, samesite=s.cookie_samesite)
+    response.delete_cookie(
+        s.cookie_name, path="/", httponly=True, secure=s.cookie_secure, samesite=_samesite(s.cookie_samesite)
+    )
     response.status_code = 204
     return response
 
@@ -69,3 +79,8 @@ async def logout(request: Request, response: Response, services: ServicesDep) ->
 async def me(identity: IdentityDep) -> UserOut:
     u = identity.user
     return UserOut(id=u.id, email=u.email, full_name=u.full_name, role=u.role)
+
+
+def _samesite(value: str) -> Literal["lax", "strict", "none"]:
+    # The setting is a plain string; Starlette itself checks it is one of these (case-insensitively).
+    return cast(Literal["lax", "strict", "none"], value)

@@ -338,5 +338,6 @@ async def chat_config(
 ) -> dict[str, Any]:
     """Which backend the UI should speak for this user's next turn: the ``chat_backend`` rollout
     flag, evaluated now ({backend, reason (the rule that matched), flag_version})."""
+    assert services.rollout is not None  # Services.build() always sets it
     decision = await services.rollout.backend_for_user(session, identity.user, portfolio_id=portfolio_id)
     return {**decision.public(), "max_message_chars": MAX_TEXT}  # the composer shows this limit
