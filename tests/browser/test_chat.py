@@ -95,7 +95,7 @@ def test_ask_streams_tokens_with_live_tool_steps_then_history_survives_reload(pa
     page = page_for(live_server)
     sign_in(page, HNW)
     assert page.locator("#user-name").inner_text().strip()
-    assert page.get_by_label("Portfolio").input_value()
+    assert page.get_by_label("Portfolio", exact=True).input_value()
 
     # Shift+Enter adds a line; Enter sends.
     box = page.get_by_role("textbox", name="Message")

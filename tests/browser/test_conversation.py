@@ -19,7 +19,7 @@ def _api(page, path: str):
 
 
 def _holdings_by_size(page) -> list[str]:
-    pid = page.get_by_label("Portfolio").input_value()
+    pid = page.get_by_label("Portfolio", exact=True).input_value()
     detail = _api(page, f"/api/v1/portfolios/{pid}")
     return [h["symbol"] for h in sorted(detail["holdings"], key=lambda h: -abs(h["market_value"]))]
 
@@ -40,7 +40,7 @@ def test_a_follow_up_is_answered_from_the_previous_turn(page_for, request, serve
     assert page.locator(".msg-assistant").count() == 2
     ask(page, "what about aapl?")
     third = wait_answer(page).locator(".md").inner_text()
-    pid = page.get_by_label("Portfolio").input_value()
+    pid = page.get_by_label("Portfolio", exact=True).input_value()
     aapl = next(h for h in _api(page, f"/api/v1/portfolios/{pid}")["holdings"] if h["symbol"] == "AAPL")
     assert third.startswith(f"You hold {aapl['quantity']:,.2f} shares of AAPL (Apple Inc.)") and "of NAV" in third
 
@@ -51,7 +51,7 @@ def test_switching_the_portfolio_mid_conversation_starts_a_conversation_of_the_n
 ):
     page = page_for(request.getfixturevalue(server_name))
     open_chat_as(page, FAMILY)
-    selector = page.get_by_label("Portfolio")
+    selector = page.get_by_label("Portfolio", exact=True)
     options = selector.locator("option")
     first_id, second_id = (
         options.nth(0).get_attribute("value"),

@@ -151,3 +151,14 @@ def test_composers_themselves_handle_any_shape(tool: str, data) -> None:
         symbols=("AAPL",),
     )
     COMPOSERS[tool](result(tool, data), focus)
+
+
+def test_a_quote_priced_without_a_close_still_gets_its_52_week_range() -> None:
+    # A quote priced from `price` alone used to raise a TypeError when placing it in its range.
+    text = compose_answer(
+        "What is the price of XYZ?",
+        [result("get_current_quotes", {"quotes": [{"symbol": "XYZ", "price": 12.5, "low_52w": 10, "high_52w": 20}]})],
+        intents=("quote",),
+    )
+    assert "**XYZ**" in text or "XYZ" in text
+    assert "52-week range" in text and "of the way" not in text

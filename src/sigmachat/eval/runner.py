@@ -164,9 +164,8 @@ async def run_eval(
     progress: Callable[[TurnResult], None] | None = None,
 ) -> EvalReport:
     """Ask every case on every engine; expected facts come from the tools for the same portfolio."""
-    if services.runs is None:
+    if services.runtime is None:  # the CLI's services start without the chat runtime
         services.start_chat_runtime()
-    assert services.runs is not None and services.registry is not None and services.model is not None
     engines = tuple(engines)
     report = EvalReport(engines, services.model.default_model)
     registry = services.registry

@@ -1099,9 +1099,10 @@ def compose_quotes(result: ToolResult, focus: Focus) -> str:
         )
         if rng != "n/a":
             low, high = _num(first(q, "low_52w")), _num(first(q, "high_52w"))
+            last = _num(first(q, "close"))  # a quote priced from `price`/`last` alone has no close to place
             where = ""
-            if low is not None and high is not None and high > low:
-                where = f", {pct((_num(first(q, 'close')) - low) / (high - low))} of the way from the low to the high"  # type: ignore[operator]
+            if low is not None and high is not None and last is not None and high > low:
+                where = f", {pct((last - low) / (high - low))} of the way from the low to the high"
             text += f" 52-week range: {rng}{where}."
         return " ".join([text, *sentences])
     dates = {first(q, "date") for q in priced} - {None}

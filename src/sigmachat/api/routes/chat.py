@@ -166,7 +166,12 @@ async def get_conversation(
     return _conv_out(conv, await services.runs.active_run_for(conv.id))
 
 
-@router.api_route("/conversations/{conversation_id}/mode", methods=["PUT", "PATCH"], response_model=ModeChanged)
+# Two registrations so each method has its own OpenAPI operation id (one route with both
+# methods gives both the same id, which OpenAPI forbids).
+@router.put("/conversations/{conversation_id}/mode", response_model=ModeChanged, operation_id="put_conversation_mode")
+@router.patch(
+    "/conversations/{conversation_id}/mode", response_model=ModeChanged, operation_id="patch_conversation_mode"
+)
 async def change_mode(
     conversation_id: str, body: ChangeMode, identity: IdentityDep, session: SessionDep
 ) -> ModeChanged:
