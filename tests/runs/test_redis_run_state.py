@@ -114,6 +114,7 @@ async def test_a_run_on_one_instance_is_followed_resumed_and_cancelled_from_anot
             user_id=user.id, conversation_id=conv.id, text="Largest?", engine="responses", protocol="test"
         )
         assert await b.active_run_for(conv.id) == run.run_id
+        assert await b.active_runs_for([conv.id, "conv_unknown"]) == [run.run_id, None]  # a page in one look-up
         with pytest.raises(Conflict):  # one run per conversation, whichever instance is asked
             await b.start(user_id=user.id, conversation_id=conv.id, text="again", engine="responses", protocol="test")
         await asyncio.sleep(0.2)  # the gate holds the run after its first text delta

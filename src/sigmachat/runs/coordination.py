@@ -54,6 +54,7 @@ class RunCoordinator(Protocol):
     shared: bool  # True when several instances see the same state
 
     async def active_run_for(self, conversation_id: str) -> str | None: ...
+    async def active_runs_for(self, conversation_ids: list[str]) -> list[str | None]: ...
     async def active_count_for_user(self, user_id: str) -> int: ...
     async def admit(self, claim: RunClaim, user_cap: int) -> Admission: ...
     async def release(self, claim: RunClaim) -> None: ...
@@ -78,6 +79,9 @@ class LocalCoordinator:
 
     async def active_run_for(self, conversation_id: str) -> str | None:
         return self._by_conversation.get(conversation_id)
+
+    async def active_runs_for(self, conversation_ids: list[str]) -> list[str | None]:
+        return [self._by_conversation.get(c) for c in conversation_ids]
 
     async def active_count_for_user(self, user_id: str) -> int:
         return sum(1 for c in self._claims.values() if c.user_id == user_id)
@@ -188,10 +192,14 @@ class RedisCoordinator:
         return f"{self.prefix}runs:active"
 
     async def active_run_for(self, conversation_id: str) -> str | None:
-        value = await self.redis.get(self._conv(conversation_id))
-        if not value:
-            return None
-        return value.decode() if isinstance(value, bytes) else value
+        return (await self.active_runs_for([conversation_id]))[0]
+
+    async def active_runs_for(self, conversation_ids: list[str]) -> list[str | None]:
+        # One MGET for a whole page of conversations instead of a round trip each.
+        if not conversation_ids:
+            return []
+        values = await self.redis.mget([self._conv(c) for c in conversation_ids])
+        return [(v.decode() if isinstance(v, bytes) else v) or None for v in values]
 
     async def active_count_for_user(self, user_id: str) -> int:
         return int(await self.redis.scard(self._user(user_id)))

@@ -366,6 +366,10 @@ class RunManager:
         """The run writing in a conversation now, on any instance."""
         return await self.coordinator.active_run_for(conversation_id)
 
+    async def active_runs_for(self, conversation_ids: list[str]) -> list[str | None]:
+        """The runs writing in these conversations now (None where none), in one look-up."""
+        return await self.coordinator.active_runs_for(conversation_ids)
+
     # ---- start -----------------------------------------------------------------------------
 
     async def admit(

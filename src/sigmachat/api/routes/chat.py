@@ -154,7 +154,7 @@ async def list_conversations(
     if nxt:
         response.headers[NEXT_CURSOR_HEADER] = nxt
     # The active run may be on any instance: the run manager asks the shared run state.
-    actives = [await services.runs.active_run_for(c.id) for c in page]
+    actives = await services.runs.active_runs_for([c.id for c in page])
     return [_conv_out(c, a) for c, a in zip(page, actives, strict=True)]
 
 
