@@ -302,6 +302,29 @@ async def test_a_run_cancelled_again_while_it_closes_still_closes_and_the_drain_
             await asyncio.wait_for(a.shutdown(1), 10)
 
 
+async def test_a_sweep_that_saw_a_run_just_before_it_finished_does_not_take_it_over(services, redis, prefix):
+    """Regression (the cluster soak): a sweep read the claims, the owner then finished and released
+    its run (claim and lease gone), and the sweep took the finished run over ("run_taken_over"
+    with the owner alive, counted as a takeover by the soak)."""
+    a = _instance(services, redis, prefix, ScriptedEngine())
+    b = _instance(services, redis, prefix, ScriptedEngine())
+    try:
+        user = await _user(services)
+        conv = await _conv(services, user)
+        run = await a.start(
+            user_id=user.id, conversation_id=conv.id, text="Largest?", engine="responses", protocol="test"
+        )
+        seen_by_sweep = RunClaim(run.run_id, user.id, conv.id, run.assistant_message_id, a.coordinator.instance_id)
+        await a.wait_finished(run.run_id, 10)
+        assert await b.take_over(seen_by_sweep) == 0
+        assert await redis.exists(f"{prefix}run:{run.run_id}:lease") == 0  # no takeover lease left behind
+        async with services.db.session() as s:
+            assert (await list_messages(s, user.id, conv.id))[1].status == "complete"
+    finally:
+        await a.shutdown(1)
+        await b.shutdown(1)
+
+
 async def test_start_up_recovery_leaves_runs_with_a_live_lease_alone(services, redis, prefix):
     """Regression: recovery used to mark every 'streaming' row interrupted, live instances' runs included."""
     manager = _instance(services, redis, prefix, ScriptedEngine())

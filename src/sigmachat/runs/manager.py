@@ -176,7 +176,15 @@ class RunManager:
         self.coordinator: RunCoordinator = coordinator or LocalCoordinator()
         self._active: dict[str, _ActiveRun] = {}  # run_id -> run driven by this process
         self._admitted: dict[str, AdmittedRun] = {}  # run_id -> admitted here, not yet started
-        self._lock = asyncio.Lock()
+        # SQLite lets one writer in at a time, and a transaction that reads and then writes fails
+        # at once ("database is locked") when another holds the write lock: there, starts take
+        # turns. PostgreSQL needs no turns (one run per conversation is the coordinator's atomic
+        # admission); serialised, each start's several awaits on a loop busy streaming a hundred
+        # answers queued sends for a minute or more (the cluster soak).
+        self._start_turns = asyncio.Lock() if db.engine.dialect.name == "sqlite" else None
+        self._writing = 0  # starts writing their run now (the drain waits for them)
+        self._no_writes = asyncio.Event()
+        self._no_writes.set()
         self._accepting = True
         self._tasks: list[asyncio.Task] = []
         self._listeners: list[Any] = []  # callables(run, event) for telemetry
@@ -217,7 +225,7 @@ class RunManager:
             if row.run_id in alive:
                 continue
             claim = RunClaim(row.run_id or "", row.user_id, row.conversation_id, row.id, "")
-            closed += await self.take_over(claim)
+            closed += await self.take_over(claim, registered=False)
         return closed
 
     @property
@@ -235,12 +243,10 @@ class RunManager:
         log (so clients following from another instance end cleanly), conversation released.
         """
         self._accepting = False
-        # A start writing its run right now registers it after this line; wait for it (and let
-        # the starts queued behind it refuse), so that every run of this instance is drained.
+        # A start writing its run right now registers it after this line: wait for it, so that
+        # every run of this instance is drained (starts that come later refuse).
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(grace_s):
-                async with self._lock:
-                    pass
+            await asyncio.wait_for(self._no_writes.wait(), grace_s)
         runs = list(self._active.values())
         if runs:
             try:
@@ -330,11 +336,11 @@ class RunManager:
             except Exception as exc:  # Redis or the database unreachable: try again next period
                 log.warning("run_lease_loop_failed", error=type(exc).__name__)
 
-    async def take_over(self, claim: RunClaim) -> int:
+    async def take_over(self, claim: RunClaim, *, registered: bool = True) -> int:
         """Close a run whose owner is gone: keep its partial answer from the log, mark it
         ``interrupted``, append the terminal event so followers end cleanly, release the
         conversation. Returns 1 if this instance closed it, 0 if another one got there first."""
-        if not await self.coordinator.claim_takeover(claim.run_id):
+        if not await self.coordinator.claim_takeover(claim.run_id, registered=registered):
             return 0
         events = await self.events.read(claim.run_id) if claim.run_id else []
         text = "".join(e.delta for e in events if isinstance(e, TextDelta))
@@ -413,7 +419,7 @@ class RunManager:
             )
         if engine not in self.engines:
             raise ServiceUnavailable(f"The {engine} engine is not available.")
-        # Not under the start lock: admission only reads the database, and the coordinator's
+        # Without taking turns: admission only reads the database, and the coordinator's
         # admit is one atomic step (a Lua script; in one process, no await between check and
         # claim). Queued behind every start's writes, sends waited tens of seconds at 100
         # streams on one instance, longer than a lease (found by the cluster soak).
@@ -518,8 +524,8 @@ class RunManager:
                 user_id=user_id, conversation_id=conversation_id, engine=engine, portfolio_id=portfolio_id
             )
         try:
-            async with self._lock:
-                if not self._accepting:  # a drain began while this start waited for the lock
+            async with self._writing_a_run():
+                if not self._accepting:  # a drain began while this start waited for its turn
                     raise ServiceUnavailable(
                         "The server is shutting down; try again in a moment.", headers={"Retry-After": "5"}
                     )
@@ -558,6 +564,19 @@ class RunManager:
             await self.release(admission)  # a no-op once the run started
         self._settle(admission, started)
         return started
+
+    @contextlib.asynccontextmanager
+    async def _writing_a_run(self) -> AsyncIterator[None]:
+        """A start's writes: on SQLite one at a time; counted, for the drain."""
+        async with self._start_turns or contextlib.nullcontext():
+            self._writing += 1  # no await between this and the caller's drain check
+            self._no_writes.clear()
+            try:
+                yield
+            finally:
+                self._writing -= 1
+                if not self._writing:
+                    self._no_writes.set()
 
     @staticmethod
     def _settle(admission: AdmittedRun, result: StartedRun | Exception) -> None:
