@@ -169,7 +169,7 @@ class EventFactory:
     def last_seq(self) -> int:
         return self._seq
 
-    def make(self, cls: type[EventT], **fields: Any) -> EventT:
+    def make(self, cls: type[EventT], **fields: object) -> EventT:
         """The next event of this run: ``make(TextDelta, delta="…")`` is a ``TextDelta``."""
         self._seq += 1
         return cls(run_id=self.run_id, seq=self._seq, **fields)
