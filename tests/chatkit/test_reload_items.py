@@ -25,7 +25,7 @@ from tests.chatkit.helpers import add_message, create, parse_sse, req, validate
 from tests.conftest import BASE_URL, HNW, INDIVIDUAL, login, make_settings
 from tests.runs.fakes import ScriptedEngine
 
-PAGE: TypeAdapter[Page[ThreadItem]] = TypeAdapter(Page[ThreadItem])  # type: ignore[arg-type]
+PAGE: TypeAdapter[Page[ThreadItem]] = TypeAdapter(Page[ThreadItem])
 
 
 @pytest.fixture

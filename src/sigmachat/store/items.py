@@ -205,7 +205,8 @@ def tool_source(call: ToolCallRecord) -> EntitySource:
     return EntitySource(
         id=call.call_id,
         title=tool_title(call.name),
-        description=call.summary or None,
+        # What its workflow task shows under the title: the summary, or whether it worked.
+        description=tool_task(call.name, done=True, ok=call.ok, summary=call.summary).content,
         icon="analytics",
         data={
             SOURCE_KIND: "tool",
