@@ -254,6 +254,7 @@ class _GuardedModel(Model):
             terminal: str | None = None
             detail: str | None = None
             upstream: tuple[str | None, str | None] = (None, None)
+            reported: Usage | None = None  # a failed or cut response's usage (the runner never sees it)
             budget = OutputBudget(limit)
             inner = self.inner.stream_response(*args, **kwargs)
             try:
@@ -293,14 +294,18 @@ class _GuardedModel(Model):
                                 break
                             if tap.finish_reason in INCOMPLETE_FINISH_REASONS:
                                 terminal, detail = "incomplete", INCOMPLETE_FINISH_REASONS[tap.finish_reason]
+                                reported = _usage(getattr(response, "usage", None))
                     elif ctype == "response.failed":
                         terminal = "failed"
-                        error = getattr(getattr(chunk, "response", None), "error", None)
+                        response = getattr(chunk, "response", None)
+                        error = getattr(response, "error", None)
                         upstream = (getattr(error, "code", None), getattr(error, "message", None))
+                        reported = _usage(getattr(response, "usage", None))
                     elif ctype == "response.incomplete":
                         terminal = "incomplete"
-                        details = getattr(getattr(chunk, "response", None), "incomplete_details", None)
-                        detail = getattr(details, "reason", None)
+                        response = getattr(chunk, "response", None)
+                        detail = getattr(getattr(response, "incomplete_details", None), "reason", None)
+                        reported = _usage(getattr(response, "usage", None))
                     elif ctype in ("error", "response.error"):
                         terminal = "error"
                         upstream = _error_event_fields(chunk)
@@ -320,7 +325,7 @@ class _GuardedModel(Model):
                     yield chunk
                 failure = policy.turn_failure(
                     terminal, error_code=upstream[0], error_message=upstream[1], incomplete_reason=detail,
-                    estimated_tokens=budget.used,
+                    usage=reported, estimated_tokens=budget.used,
                 )  # fmt: skip
                 if failure is not None:
                     raise failure
@@ -352,6 +357,18 @@ class _GuardedModel(Model):
             self.state.call_arguments[call_id] = arguments
             if budget is not None:
                 budget.admit(arguments)
+
+
+def _usage(sdk_usage: Any) -> Usage | None:
+    """A usage report of the SDK (a response's, or the run's ``context_wrapper.usage``) as ours."""
+    if sdk_usage is None:
+        return None
+    return Usage(
+        input_tokens=getattr(sdk_usage, "input_tokens", 0) or 0,
+        output_tokens=getattr(sdk_usage, "output_tokens", 0) or 0,
+        cached_tokens=getattr(getattr(sdk_usage, "input_tokens_details", None), "cached_tokens", 0) or 0,
+        reasoning_tokens=getattr(getattr(sdk_usage, "output_tokens_details", None), "reasoning_tokens", 0) or 0,
+    )
 
 
 def _error_event_fields(chunk: Any) -> tuple[str | None, str | None]:
@@ -493,13 +510,7 @@ class AgentsEngine(ModelEngine):
         pump = asyncio.create_task(_pump(result, queue), name=f"agents:{request.run_id}")
 
         def usage() -> Usage:
-            u = result.context_wrapper.usage
-            return Usage(
-                input_tokens=u.input_tokens or 0,
-                output_tokens=u.output_tokens or 0,
-                cached_tokens=getattr(u.input_tokens_details, "cached_tokens", 0) or 0,
-                reasoning_tokens=getattr(u.output_tokens_details, "reasoning_tokens", 0) or 0,
-            )
+            return _usage(result.context_wrapper.usage) or Usage()
 
         try:
             while True:

@@ -178,11 +178,12 @@ class ResponsesEngine(ModelEngine):
                     elif end is None:
                         failure = policy.turn_failure(None)
                     else:
-                        usage = usage + end.usage
                         failure = policy.turn_failure(
                             end.status, error_code=end.error_code, error_message=end.error_message,
-                            incomplete_reason=end.incomplete_reason,
+                            incomplete_reason=end.incomplete_reason, usage=end.usage,
                         )  # fmt: skip
+                        if failure is None:
+                            usage = usage + end.usage
                 except (asyncio.CancelledError, GeneratorExit):
                     raise
                 except Exception as exc:  # classified; nothing escapes as a raw exception

@@ -50,8 +50,9 @@ RETRYABLE_BEFORE_OUTPUT = frozenset(
 class UpstreamFailure(Exception):
     """A classified failure of one model call. ``message`` is ours (safe to show); the
     upstream's own ``upstream_code`` / ``upstream_message`` go to logs and the runs table only.
-    ``estimated_tokens`` is set when our output bound cut the answer: the estimate stands in
-    for the usage report the upstream never sent."""
+    ``usage`` is what the failed turn used and the engine's own count does not have: what a
+    failed or cut response reported, or, when our output bound cut the answer, the bound's
+    estimate (the upstream never sent a report)."""
 
     def __init__(
         self,
@@ -62,7 +63,7 @@ class UpstreamFailure(Exception):
         upstream_code: str | None = None,
         upstream_message: str | None = None,
         incomplete_reason: str | None = None,
-        estimated_tokens: int | None = None,
+        usage: Usage | None = None,
     ) -> None:
         message = message or kind(code).message
         super().__init__(message)
@@ -72,7 +73,7 @@ class UpstreamFailure(Exception):
         self.upstream_code = upstream_code
         self.upstream_message = upstream_message
         self.incomplete_reason = incomplete_reason
-        self.estimated_tokens = estimated_tokens
+        self.usage = usage
 
 
 # ---- classification ------------------------------------------------------------------------
@@ -144,10 +145,12 @@ def _agents_sdk_failure(exc: BaseException, limit: int | None) -> UpstreamFailur
         # Only the Agents engine loads the SDK (a two-second import); before that, no
         # exception can be one of its own.
         return None
-    from agents.exceptions import MaxTurnsExceeded, ModelBehaviorError
+    from agents.exceptions import MaxTurnsExceeded, ModelBehaviorError, ModelTimeoutError
 
     if isinstance(exc, MaxTurnsExceeded):
         return UpstreamFailure("max_tool_iterations")
+    if isinstance(exc, ModelTimeoutError):  # only with a model timeout set in ModelSettings
+        return UpstreamFailure("timeout", "upstream timed out")
     if isinstance(exc, ModelBehaviorError):
         # The SDK's Chat Completions handler judges a stream itself: cut before any output,
         # or ended without a finish_reason.
@@ -173,8 +176,9 @@ def incomplete_failure(reason: str | None, limit: int | None) -> UpstreamFailure
 
 def bounded_failure(limit: int, estimated_tokens: int) -> UpstreamFailure:
     """The run's end when our output bound cut the answer (the upstream ignored the bound)."""
+    log.warning("output_bound_enforced", limit=limit, estimated_tokens=estimated_tokens)
     failure = incomplete_failure("max_output_tokens", limit)
-    failure.estimated_tokens = estimated_tokens
+    failure.usage = Usage(output_tokens=estimated_tokens)
     return failure
 
 
@@ -268,6 +272,7 @@ class UpstreamPolicy:
         error_code: str | None = None,
         error_message: str | None = None,
         incomplete_reason: str | None = None,
+        usage: Usage | None = None,
         estimated_tokens: int = 0,
     ) -> UpstreamFailure | None:
         """What the end of one model turn means: ``None`` for a completed turn, else its failure.
@@ -275,7 +280,8 @@ class UpstreamPolicy:
         ``status`` is how the turn ended, as both engines report it: the upstream's terminal
         status (``completed`` / ``failed`` / ``incomplete``), ``error`` (an error event),
         ``bounded`` (our output bound cut it; ``estimated_tokens`` is the bound's count), or
-        ``None`` (the stream ended without any of these)."""
+        ``None`` (the stream ended without any of these). ``usage`` is what the turn's end
+        reported; a failed turn carries it to the run's end (``run_failed`` counts it)."""
         if status == "completed":
             return None
         if status is None:
@@ -283,9 +289,11 @@ class UpstreamPolicy:
         if status == "bounded":
             return bounded_failure(self.output_limit, estimated_tokens)
         if status == "incomplete":
-            return incomplete_failure(incomplete_reason, self.output_limit)
-        # failed, an error event, or an end we do not know: never an answer.
-        return UpstreamFailure("response_failed", upstream_code=error_code, upstream_message=error_message)
+            failure = incomplete_failure(incomplete_reason, self.output_limit)
+        else:  # failed, an error event, or an end we do not know: never an answer
+            failure = UpstreamFailure("response_failed", upstream_code=error_code, upstream_message=error_message)
+        failure.usage = usage
+        return failure
 
     def backoff_ms(self, attempt: int, retry_after: int | None) -> int:
         """The wait before attempt ``attempt + 1``: jittered exponential backoff, capped; a
@@ -340,10 +348,8 @@ class UpstreamPolicy:
                 "upstream_failure", run_id=ev.run_id, code=failure.code,
                 upstream_code=failure.upstream_code, upstream_message=failure.upstream_message,
             )  # fmt: skip
-        if failure.estimated_tokens is not None:
-            # The upstream ignored the bound: our estimate stands in for its usage report.
-            log.warning("output_bound_enforced", run_id=ev.run_id, estimated_tokens=failure.estimated_tokens)
-            usage = usage + Usage(output_tokens=failure.estimated_tokens)
+        if failure.usage is not None:
+            usage = usage + failure.usage
         k = kind(failure.code)
         event: RunFailed = ev.make(
             RunFailed,
