@@ -16,7 +16,7 @@ from sigmachat.api.deps import IdentityDep, ServicesDep, SessionDep
 from sigmachat.chat import conversations as convs
 from sigmachat.chat.conversations import MAX_TEXT
 from sigmachat.db.models import Conversation, as_utc
-from sigmachat.errors import NotFound
+from sigmachat.errors import NotFound, error_body
 from sigmachat.portfolio.service import owned_portfolio_id
 from sigmachat.protocols import legacy_sse
 from sigmachat.protocols.sse import stream_headers
@@ -303,13 +303,11 @@ async def resume_stream(
             raise NotFound("Run not found.")
         # The run's event log has expired: hand back the persisted answer to load instead.
         return JSONResponse(
-            {
-                "error": {
-                    "code": "run_expired",
-                    "message": "This run is no longer streamable; load the saved message.",
-                },
-                "message": convs.message_to_dict(msg),
-            },
+            error_body(
+                "run_expired",
+                "This run is no longer streamable; load the saved message.",
+                message=convs.message_to_dict(msg),
+            ),
             status_code=410,
         )
     after_seq = legacy_sse.parse_last_event_id(last_event_id, run_id)
