@@ -296,8 +296,8 @@ async def resume_stream(
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=200)] = None,
 ):
     """Replay a run's events after a sequence, then follow it live (Last-Event-ID or ?after=)."""
-    info = await services.runs.owned_run_info(identity.id, run_id)
-    if info is None:
+    meta = await services.runs.owned_run(identity.id, run_id)
+    if meta is None:
         msg = await convs.answer_of_run(session, identity.id, run_id)
         if msg is None:
             raise NotFound("Run not found.")
@@ -315,7 +315,7 @@ async def resume_stream(
         after_seq = after or 0
     seen = [after_seq]
     return _sse_response(
-        services, run_id, _follow(services, run_id, after_seq, info.meta.get("portfolio_id"), seen), heartbeat_seq=seen
+        services, run_id, _follow(services, run_id, after_seq, meta.portfolio_id, seen), heartbeat_seq=seen
     )
 
 
