@@ -180,6 +180,7 @@ class RunManager:
         self.coordinator: RunCoordinator = coordinator or LocalCoordinator()
         self._active: dict[str, _ActiveRun] = {}  # run_id -> run driven by this process
         self._admitted: dict[str, AdmittedRun] = {}  # run_id -> admitted here, not yet started
+        self._taking_over: dict[str, asyncio.Task[None]] = {}  # run_id -> closing a dead owner's run
         # SQLite lets one writer in at a time, and a transaction that reads and then writes fails
         # at once ("database is locked") when another holds the write lock: there, starts take
         # turns. PostgreSQL needs no turns (one run per conversation is the coordinator's atomic
@@ -261,9 +262,11 @@ class RunManager:
                     if r.task:
                         r.task.cancel()
                 await asyncio.gather(*(r.finished.wait() for r in runs), return_exceptions=True)
-        for task in self._tasks:
+        if self._taking_over:  # closing dead instances' runs: let them finish, briefly
+            await asyncio.wait(list(self._taking_over.values()), timeout=10)
+        for task in [*self._tasks, *self._taking_over.values()]:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, *self._taking_over.values(), return_exceptions=True)
         self._tasks.clear()
         await self.coordinator.aclose()
 
@@ -326,19 +329,27 @@ class RunManager:
         while True:
             await asyncio.sleep(period)
             try:
-                dead = [
-                    c
-                    for c in await self.coordinator.dead_runs()
-                    if c.run_id not in self._active and c.run_id not in self._admitted
-                ]
-                # Side by side: a dead instance leaves many runs, each a few round trips to close.
-                for result in await asyncio.gather(*(self.take_over(c) for c in dead), return_exceptions=True):
-                    if isinstance(result, Exception):
-                        log.warning("run_takeover_failed", error=type(result).__name__)
+                mine = self._active.keys() | self._admitted.keys() | self._taking_over.keys()
+                # Each in a task of its own, and the next look does not wait for them: a dead
+                # instance leaves many runs, and closing them on a busy survivor took seconds, so
+                # a run whose lease lapsed just after one look waited for the whole batch (the
+                # cluster soak: one run still 'streaming' 24 s after its owner was killed).
+                for claim in await self.coordinator.dead_runs():
+                    if claim.run_id not in mine:
+                        task = asyncio.get_running_loop().create_task(self._take_over_dead(claim))
+                        self._taking_over[claim.run_id] = task
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # Redis or the database unreachable: try again next period
                 log.warning("run_lease_loop_failed", error=type(exc).__name__)
+
+    async def _take_over_dead(self, claim: RunClaim) -> None:
+        try:
+            await self.take_over(claim)
+        except Exception as exc:  # Redis or the database unreachable: the next look tries again
+            log.warning("run_takeover_failed", run_id=claim.run_id, error=type(exc).__name__)
+        finally:
+            self._taking_over.pop(claim.run_id, None)
 
     async def take_over(self, claim: RunClaim, *, registered: bool = True) -> int:
         """Close a run whose owner is gone: keep its partial answer from the log, mark it
