@@ -57,7 +57,7 @@ def bench(
         "--workers-compare",
         help="Instead: CPU per token of `serve --workers 2` against 1 worker (PostgreSQL + Redis), same load.",
     ),
-    rounds: int = typer.Option(3, "--rounds", min=1, help="--workers-compare: rounds (the apps alternate)."),
+    rounds: int = typer.Option(4, "--rounds", min=1, help="--workers-compare: rounds (the apps alternate)."),
 ) -> None:
     """Benchmark the chat paths against the simulator (or OpenAI): direct, responses, chatkit.
 
@@ -145,7 +145,7 @@ def _workers_compare(
 
     app_paths = tuple(p for p in (paths or APP_PATHS) if p in APP_PATHS) or APP_PATHS
     opts = WorkersOptions(
-        level=(levels or (50,))[0], streams=streams or 100, rounds=rounds, paths=app_paths, ttfb_ms=ttfb_ms,
+        level=(levels or (20,))[0], streams=streams or 60, rounds=rounds, paths=app_paths, ttfb_ms=ttfb_ms,
         tokens_per_s=tokens_per_s, out_dir=out_dir, docs_path=docs_path, keep_workdir=keep_workdir, note=note,
     )  # fmt: skip
     try:
