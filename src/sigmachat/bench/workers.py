@@ -320,25 +320,33 @@ async def _load(plan: WorkersPlan, report: Callable[[tuple], None]) -> list[dict
         # The apps share the JWT secret and copies of one database: one login serves both.
         load.app_url, load.app_pid = target.url, target.pid
 
+    async def cell(level: int, streams: int, path: str) -> Any:
+        # Fresh connections per cell: a pooled keep-alive connection to the app that sat idle
+        # while the other app was measured may be closed by the server (uvicorn's keep-alive
+        # timeout) just as it is reused, an error the load would not otherwise have.
+        fresh = make_http_client(read_timeout_s=load.stream_deadline_s)
+        try:
+            return await gen.cell(path, question, level, streams, fresh, oa)
+        finally:
+            await fresh.aclose()
+
     try:
         await gen.setup(http)
         await gen.warm_up(http, oa)  # the expected texts (direct path) and the first app's code paths
         for target in plan.targets:
             aim(target)
             for path in load.paths:
-                await gen.cell(path, question, 10, plan.warm_streams, http, oa)
+                await cell(10, plan.warm_streams, path)
         for r in range(plan.rounds):
             # Alternate which app goes first: a busy moment of the machine falls on both.
             order = plan.targets if r % 2 == 0 else list(reversed(plan.targets))
             for path in load.paths:
                 for target in order:
                     aim(target)
-                    cell = asdict(
-                        await gen.cell(path, question, load.levels[0], load.streams[load.levels[0]], http, oa)
-                    )
-                    cell.update({"workers": target.workers, "round": r, "worker_pids": target.worker_pids})
-                    cells.append(cell)
-                    report(("cell", cell))
+                    result = asdict(await cell(load.levels[0], load.streams[load.levels[0]], path))
+                    result.update({"workers": target.workers, "round": r, "worker_pids": target.worker_pids})
+                    cells.append(result)
+                    report(("cell", result))
     finally:
         await oa.close()
         await http.aclose()
