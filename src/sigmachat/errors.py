@@ -2,11 +2,30 @@
 
 Every error a client sees has a stable ``code``, a plain-language ``message`` and, where it
 helps, ``details``; both protocols (REST/legacy SSE and ChatKit) reuse these codes.
+:func:`error_body` is the one shape of an error response body.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+
+def error_body(
+    code: str, message: str, /, *, details: Any = None, request_id: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    """The JSON body of every error response: ``{"error": {code, message, …}, "detail": message}``.
+
+    ``detail`` repeats the message at the top level because that is where the original SigmaSight
+    frontend reads an error's text (FastAPI's own shape); without it, its users see a generic
+    "Failed to …" instead of what went wrong. ``extra`` adds top-level fields (e.g. the saved
+    message of an expired run).
+    """
+    error: dict[str, Any] = {"code": code, "message": message}
+    if details is not None:
+        error["details"] = details
+    if request_id:
+        error["request_id"] = request_id
+    return {"error": error, "detail": message, **extra}
 
 
 class AppError(Exception):
@@ -20,12 +39,7 @@ class AppError(Exception):
         self.headers = headers or {}
 
     def to_body(self, request_id: str | None = None) -> dict[str, Any]:
-        body: dict[str, Any] = {"code": self.code, "message": self.message}
-        if self.details is not None:
-            body["details"] = self.details
-        if request_id:
-            body["request_id"] = request_id
-        return {"error": body}
+        return error_body(self.code, self.message, details=self.details, request_id=request_id)
 
 
 class ValidationFailed(AppError):

@@ -184,3 +184,32 @@ async def test_one_conversation_walked_through_as_the_original_frontend_does(cli
     assert (await ui.list_conversations()).json() == []
     # Its messages went with it: their feedback is now unknown.
     assert (await ui.get_feedback(first.assistant_message_id)).status_code == 404
+
+
+def _shown_text(resp, fallback: str) -> str:
+    """What the original services show for a failed call: ``error.detail || '<fallback>'``."""
+    detail = resp.json().get("detail")
+    return detail if isinstance(detail, str) and detail else fallback
+
+
+async def test_original_services_show_our_error_message(client):
+    """Each error family (validation, not found, our own AppError, the body limit) carries its
+    message where the original frontend reads it, equal to our own ``error.message``."""
+    headers = await login(client, HNW)
+    ui = OriginalFrontend(client, headers)
+    cases = [
+        await ui.create_conversation(mode="purple"),  # 422 from request validation
+        await ui.get_conversation("00000000-0000-0000-0000-000000000000"),  # 404 from a service
+        await client.get("/api/v1/chat/no-such-route", headers=headers),  # 404 from routing
+        await client.post(
+            "/api/v1/chat/conversations",
+            headers={**headers, "Content-Type": "application/json"},
+            content=b'{"mode": "' + b"x" * 2_000_000 + b'"}',
+        ),  # 413 from the body-size limit
+    ]
+    for resp in cases:
+        assert resp.status_code >= 400
+        body = resp.json()
+        shown = _shown_text(resp, "Failed to create conversation")
+        assert shown == body["error"]["message"] and shown != "Failed to create conversation", body
+    assert [r.status_code for r in cases] == [422, 404, 404, 413]

@@ -9,8 +9,8 @@ import httpx2
 import openai
 import pytest
 
-from sigmachat.engines.responses import classify_exception
 from sigmachat.engines.upstream_events import SSEDecoder, decode_events, event_of
+from sigmachat.engines.upstream_policy import classify_exception
 from tests.engines.recorded import FIXTURES, events, raw
 
 RECORDED = sorted(p.name for p in FIXTURES.glob("*.sse"))

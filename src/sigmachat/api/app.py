@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from sigmachat import __version__
-from sigmachat.api.errors import install_error_handlers
+from sigmachat.api.errors import ERROR_RESPONSES, install_error_handlers
 from sigmachat.api.middleware import BodySizeLimitMiddleware, ClosingMiddleware, RequestIdMiddleware
 from sigmachat.api.routes import admin as admin_routes
 from sigmachat.api.routes import auth, chat, chatkit, feedback, health, memories, portfolios
@@ -102,6 +102,7 @@ def create_app(
         version=__version__,
         description="The AI analyst chat of the SigmaSight portfolio-analytics product.",
         lifespan=lifespan,
+        responses=ERROR_RESPONSES,
     )
     install_error_handlers(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)

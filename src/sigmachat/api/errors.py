@@ -7,12 +7,13 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from sigmachat.errors import AppError
+from sigmachat.errors import AppError, error_body
 from sigmachat.logging import get_logger
 
 log = get_logger("sigmachat.errors")
@@ -29,6 +30,28 @@ _HTTP_CODES = {
     415: "unsupported_media_type",
     422: "validation_error",
     429: "rate_limited",
+}
+
+
+class ErrorInfo(BaseModel):
+    code: str
+    message: str
+    details: Any = None
+    request_id: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    """The body of every 4xx/5xx answer (built by :func:`sigmachat.errors.error_body`)."""
+
+    error: ErrorInfo
+    detail: str  # the message again, where the original SigmaSight frontend reads it
+
+
+# Declared on the app so the OpenAPI schema says what every error looks like (FastAPI would
+# otherwise advertise its own 422 shape, which this service never sends).
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    "4XX": {"model": ErrorResponse, "description": "The request was refused; `error.code` says why."},
+    "5XX": {"model": ErrorResponse, "description": "The service could not answer; nothing was changed."},
 }
 
 
@@ -61,9 +84,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         details = _field_errors(exc)
         summary = "; ".join(f"{d['field'] or 'body'}: {d['message']}" for d in details[:5])
-        body = {"error": {"code": "validation_error", "message": f"Invalid request: {summary}", "details": details}}
-        if rid := _request_id(request):
-            body["error"]["request_id"] = rid
+        body = error_body(
+            "validation_error", f"Invalid request: {summary}", details=details, request_id=_request_id(request)
+        )
         return JSONResponse(body, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
@@ -72,23 +95,18 @@ def install_error_handlers(app: FastAPI) -> None:
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
         if exc.status_code == 404 and message == "Not Found":
             message = "Not found."
-        body = {"error": {"code": code, "message": message}}
-        if rid := _request_id(request):
-            body["error"]["request_id"] = rid
+        body = error_body(code, message, request_id=_request_id(request))
         return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
     async def _database(request: Request, exc: Exception) -> JSONResponse:
         # The database is down, unreachable or saturated: a retryable 503, never SQL in the response.
         orig = getattr(exc, "orig", None)
         log.error("database_error", path=request.url.path, error=type(orig or exc).__name__)
-        body = {
-            "error": {
-                "code": "service_unavailable",
-                "message": "The database is unavailable right now; nothing was changed. Try again shortly.",
-            }
-        }
-        if rid := _request_id(request):
-            body["error"]["request_id"] = rid
+        body = error_body(
+            "service_unavailable",
+            "The database is unavailable right now; nothing was changed. Try again shortly.",
+            request_id=_request_id(request),
+        )
         return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
 
     app.add_exception_handler(DBAPIError, _database)
@@ -98,14 +116,11 @@ def install_error_handlers(app: FastAPI) -> None:
         # Redis (shared run state) is down: a retryable 503; nothing half-written (runs are
         # admitted in Redis before any database write).
         log.error("run_state_error", path=request.url.path, error=type(exc).__name__)
-        body = {
-            "error": {
-                "code": "service_unavailable",
-                "message": "Live answers are unavailable right now; try again shortly.",
-            }
-        }
-        if rid := _request_id(request):
-            body["error"]["request_id"] = rid
+        body = error_body(
+            "service_unavailable",
+            "Live answers are unavailable right now; try again shortly.",
+            request_id=_request_id(request),
+        )
         return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
 
     app.add_exception_handler(RedisError, _run_state)
@@ -113,7 +128,5 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled_error", path=request.url.path)
-        body = {"error": {"code": "internal_error", "message": "Something went wrong on our side."}}
-        if rid := _request_id(request):
-            body["error"]["request_id"] = rid
+        body = error_body("internal_error", "Something went wrong on our side.", request_id=_request_id(request))
         return JSONResponse(body, status_code=500)

@@ -10,6 +10,7 @@ import uuid
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from sigmachat.errors import error_body
 from sigmachat.logging import get_logger
 
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
@@ -100,9 +101,7 @@ class BodySizeLimitMiddleware:
 
     async def _reject(self, scope: Scope, send: Send) -> None:
         request_id = scope.get("state", {}).get("request_id")
-        body = {"error": {"code": "payload_too_large", "message": f"Request body exceeds {self.max_bytes} bytes."}}
-        if request_id:
-            body["error"]["request_id"] = request_id
+        body = error_body("payload_too_large", f"Request body exceeds {self.max_bytes} bytes.", request_id=request_id)
         data = json.dumps(body).encode()
         await send(
             {
@@ -130,9 +129,7 @@ class ClosingMiddleware:
         if scope["type"] != "http" or not self.is_closing() or scope["path"] in ("/healthz", "/readyz"):
             await self.app(scope, receive, send)
             return
-        body = json.dumps(
-            {"error": {"code": "service_unavailable", "message": "This instance is shutting down; try again."}}
-        )
+        body = json.dumps(error_body("service_unavailable", "This instance is shutting down; try again."))
         await send({
             "type": "http.response.start", "status": 503,
             "headers": [(b"content-type", b"application/json"), (b"retry-after", b"1"), (b"connection", b"close")],

@@ -6,13 +6,14 @@ the registry too, through the SDK's tool-not-found hook) and the same ``AsyncOpe
 (through ``OpenAIResponsesModel``, or ``OpenAIChatCompletionsModel`` for a Chat Completions
 upstream), so the offline model and the simulator answer it unchanged.
 It produces the same agent events as the Responses engine, with the same failure codes for
-the same upstream faults: the SDK model is wrapped by ``_GuardedModel``, which retries before
-first output exactly like the Responses engine and classifies failures with its
-``classify_exception``.
+the same upstream faults: the SDK model is wrapped by ``_GuardedModel``, which reads the end
+of each model turn and leaves classification, retries, fallback and the terminal failure to
+the upstream policy both engines share (``upstream_policy.py``).
 
 Events come from three places inside the SDK's run (model text, tool calls, retries); they
 are queued as (class, fields) and stamped with sequence numbers by the one consumer, so the
-sequence is gap-free whatever order the SDK's tasks run in.
+sequence is gap-free whatever order the SDK's tasks run in (an event emitted after the run's
+end is never stamped).
 """
 
 from __future__ import annotations
@@ -28,13 +29,12 @@ import pydantic
 from agents import (
     Agent,
     FunctionTool,
-    MaxTurnsExceeded,
-    ModelBehaviorError,
     ModelSettings,
     OpenAIChatCompletionsModel,
     OpenAIResponsesModel,
     RunConfig,
     Runner,
+    RunResultStreaming,
     TResponseInputItem,
     set_tracing_disabled,
 )
@@ -44,9 +44,9 @@ from openai._models import construct_type
 from openai.types.responses import ResponseStreamEvent
 
 from sigmachat.agent.events import (
+    AgentEvent,
     EventFactory,
     Info,
-    RunFailed,
     RunFinished,
     RunStarted,
     TextDelta,
@@ -55,12 +55,13 @@ from sigmachat.agent.events import (
     ToolStarted,
     Usage,
 )
-from sigmachat.agent.failures import incomplete_message, kind
 from sigmachat.agent.instructions import instructions_for
 from sigmachat.engines.base import (
     ModelEngine,
     OutputBudget,
     RunRequest,
+    Sleep,
+    ToolCaller,
     aclose_quietly,
     parse_tool_arguments,
     tool_outcome,
@@ -70,48 +71,41 @@ from sigmachat.engines.chat_completions import (
     max_tokens_param,
 )
 from sigmachat.engines.model_client import ModelClient
-from sigmachat.engines.responses import (
-    RETRYABLE_BEFORE_OUTPUT,
-    STATELESS_INCLUDE,
-    UpstreamFailure,
-    bounded_failure,
-    classify_exception,
-    history_items,
-)
+from sigmachat.engines.responses import STATELESS_INCLUDE, history_items
 from sigmachat.engines.upstream_events import stream_response_events
-from sigmachat.logging import get_logger
+from sigmachat.engines.upstream_policy import ModelCalls
 from sigmachat.settings import Settings
-from sigmachat.tools.registry import ToolContext
-
-log = get_logger("sigmachat.engines.agents")
+from sigmachat.tools.runtime import SessionFactory, ToolContext
 
 AGENT_NAME = "SigmaSight analyst"
+
+
+# What the SDK's tasks emit during a run (the consumer stamps them), and the queue that carries
+# them: an event's (class, fields), then the run's end (None) or the exception that ended it.
+_Emitted = type[TextDelta] | type[ToolStarted] | type[ToolFinished] | type[Info]
+_Entry = tuple[_Emitted, dict[str, Any]] | BaseException | None
 
 
 @dataclass
 class _RunState:
     """Per-run state shared by the SDK's tasks (the Agents SDK run context)."""
 
-    queue: asyncio.Queue
+    queue: asyncio.Queue[_Entry]
     tool_ctx: ToolContext
     started: float
-    model: str
+    calls: ModelCalls  # the model in use, attempts, retries, fallback (the upstream policy's count)
     text: str = ""
     ttfb_ms: float | None = None
     records: list[ToolCallRecord] = field(default_factory=list)
-    attempts: int = 0
-    retries: int = 0
-    switched: bool = False
     reported_model: str | None = None
     response_id: str | None = None
     api: str = "responses"  # the upstream API of this run (ModelClient.api)
     # Arguments of the function calls the model made, by call_id: an unknown tool's call
     # reaches the registry through the SDK's tool-not-found hook, which is not given them.
     call_arguments: dict[str, str] = field(default_factory=dict)
-    guard_tokens: int = 0  # output estimated by the output bound when it cut a call
 
-    def emit(self, cls: type, **fields: Any) -> None:
-        self.queue.put_nowait(("event", cls, fields))
+    def emit(self, cls: _Emitted, **fields: Any) -> None:
+        self.queue.put_nowait((cls, fields))
 
 
 def _event_classes() -> dict[str, type[pydantic.BaseModel]]:
@@ -226,8 +220,8 @@ class _ChunkTap:
 
 class _GuardedModel(Model):
     """The SDK model of the run's upstream API (``OpenAIResponsesModel`` or the Chat
-    Completions model) with the Responses engine's retry, fallback, output bound and failure
-    rules.
+    Completions model) under the upstream policy both engines share (retry, fallback, failure
+    classification) and our output bound.
 
     Events of a model call are held back until it produces output (a text delta or a function
     call), so a call that fails before that can be retried without the runner seeing it.
@@ -236,7 +230,7 @@ class _GuardedModel(Model):
     def __init__(self, engine: AgentsEngine, state: _RunState) -> None:
         self.engine = engine
         self.state = state
-        self.inner = self._sdk_model(state.model)
+        self.inner = self._sdk_model(state.calls.model)
 
     def _sdk_model(self, model: str) -> Model:
         if self.state.api == "chat_completions":
@@ -248,17 +242,19 @@ class _GuardedModel(Model):
 
     async def stream_response(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
         state = self.state
-        settings = self.engine.settings
-        limit = settings.max_output_tokens
+        policy = self.engine.policy
+        limit = self.engine.settings.max_output_tokens
         attempt = 0
         while True:
             attempt += 1
-            state.attempts += 1
+            state.calls.attempts += 1
             produced = False
             held: list[Any] = []
+            # How this turn ended (see UpstreamPolicy.turn_failure), and what the end said.
             terminal: str | None = None
             detail: str | None = None
             upstream: tuple[str | None, str | None] = (None, None)
+            reported: Usage | None = None  # a failed or cut response's usage (the runner never sees it)
             budget = OutputBudget(limit)
             inner = self.inner.stream_response(*args, **kwargs)
             try:
@@ -298,19 +294,23 @@ class _GuardedModel(Model):
                                 break
                             if tap.finish_reason in INCOMPLETE_FINISH_REASONS:
                                 terminal, detail = "incomplete", INCOMPLETE_FINISH_REASONS[tap.finish_reason]
+                                reported = _usage(getattr(response, "usage", None))
                     elif ctype == "response.failed":
                         terminal = "failed"
-                        error = getattr(getattr(chunk, "response", None), "error", None)
+                        response = getattr(chunk, "response", None)
+                        error = getattr(response, "error", None)
                         upstream = (getattr(error, "code", None), getattr(error, "message", None))
+                        reported = _usage(getattr(response, "usage", None))
                     elif ctype == "response.incomplete":
                         terminal = "incomplete"
-                        details = getattr(getattr(chunk, "response", None), "incomplete_details", None)
-                        detail = getattr(details, "reason", None)
+                        response = getattr(chunk, "response", None)
+                        detail = getattr(getattr(response, "incomplete_details", None), "reason", None)
+                        reported = _usage(getattr(response, "usage", None))
                     elif ctype in ("error", "response.error"):
                         terminal = "error"
                         upstream = _error_event_fields(chunk)
                     if terminal in ("failed", "incomplete", "error", "bounded"):
-                        break  # classified below; the SDK never sees the failed turn
+                        break  # the policy's failure below; the SDK never sees the failed turn
                     if ctype is not None and ctype.endswith(".delta"):
                         # Emitted above where it matters; the runner builds its items from
                         # the output items and the final response, so a delta would only
@@ -323,46 +323,28 @@ class _GuardedModel(Model):
                         yield early
                     held.clear()
                     yield chunk
-                if terminal is None:
-                    raise UpstreamFailure("stream_incomplete", "the upstream stream ended without a terminal event")
-                if terminal == "bounded":
-                    state.guard_tokens += budget.used
-                    log.warning("output_bound_enforced", limit=limit, estimated_tokens=budget.used)
-                    raise bounded_failure(limit)
-                if terminal in ("failed", "error"):
-                    code, message = upstream
-                    raise UpstreamFailure(
-                        "response_failed", kind("response_failed").message,
-                        upstream_code=code, upstream_message=message,
-                    )  # fmt: skip
-                if terminal == "incomplete":
-                    raise UpstreamFailure(
-                        "response_incomplete", incomplete_message(detail, limit), incomplete_reason=detail or "unknown"
-                    )
+                failure = policy.turn_failure(
+                    terminal, error_code=upstream[0], error_message=upstream[1], incomplete_reason=detail,
+                    usage=reported, estimated_tokens=budget.used,
+                )  # fmt: skip
+                if failure is not None:
+                    raise failure
                 return
             except (asyncio.CancelledError, GeneratorExit):
                 raise
             except Exception as exc:
-                failure = _classify(exc, limit)
-                if failure.code == "internal_error":
-                    log.exception("agents_model_unexpected_error")
-                if failure.code in RETRYABLE_BEFORE_OUTPUT and not produced and attempt < settings.retry_max_attempts:
-                    state.retries += 1
-                    delay = self.engine.backoff_ms(attempt, failure.retry_after_ms)
-                    state.emit(Info, kind="retry_scheduled", attempt=attempt + 1, delay_ms=delay, reason=failure.code)
-                    fallback = self.engine.mc.fallback_model
-                    if attempt == 1 and fallback and fallback != state.model:
-                        state.emit(
-                            Info, kind="model_switch", from_model=state.model, to_model=fallback, reason=failure.code
-                        )
-                        state.model = fallback
-                        state.switched = True
-                        self.inner = self._sdk_model(fallback)
-                    await self.engine.sleep(delay / 1000)
-                    continue
-                if failure is exc:
-                    raise
-                raise failure from exc
+                failure = policy.classify(exc)
+                retry = policy.retry(failure, attempt=attempt, produced=produced, calls=state.calls)
+                if retry is None:
+                    if failure is exc:
+                        raise
+                    raise failure from exc
+                for notice in retry.notices():
+                    state.emit(Info, **notice)
+                if retry.to_model is not None:
+                    self.inner = self._sdk_model(retry.to_model)
+                await self.engine.sleep(retry.delay_ms / 1000)
+                continue
             finally:
                 await aclose_quietly(inner)
 
@@ -377,6 +359,18 @@ class _GuardedModel(Model):
                 budget.admit(arguments)
 
 
+def _usage(sdk_usage: Any) -> Usage | None:
+    """A usage report of the SDK (a response's, or the run's ``context_wrapper.usage``) as ours."""
+    if sdk_usage is None:
+        return None
+    return Usage(
+        input_tokens=getattr(sdk_usage, "input_tokens", 0) or 0,
+        output_tokens=getattr(sdk_usage, "output_tokens", 0) or 0,
+        cached_tokens=getattr(getattr(sdk_usage, "input_tokens_details", None), "cached_tokens", 0) or 0,
+        reasoning_tokens=getattr(getattr(sdk_usage, "output_tokens_details", None), "reasoning_tokens", 0) or 0,
+    )
+
+
 def _error_event_fields(chunk: Any) -> tuple[str | None, str | None]:
     """(code, message) of an error event object, flat or nested (see responses_stream.error_fields)."""
     nested = getattr(chunk, "error", None)
@@ -388,20 +382,6 @@ def _error_event_fields(chunk: Any) -> tuple[str | None, str | None]:
     return code, message
 
 
-def _classify(exc: BaseException, limit: int) -> UpstreamFailure:
-    """``classify_exception`` plus what only the SDK raises: a chat stream the SDK judged
-    malformed (no finish_reason, or cut before any output) is the same failure it is on the
-    Responses engine."""
-    if isinstance(exc, ModelBehaviorError):
-        text = str(exc)
-        if "finish_reason='length'" in text:
-            reason = "max_output_tokens"
-            return UpstreamFailure("response_incomplete", incomplete_message(reason, limit), incomplete_reason=reason)
-        if "before receiving a finish_reason" in text:
-            return UpstreamFailure("stream_incomplete", "the upstream stream ended without a terminal event")
-    return classify_exception(exc)
-
-
 class AgentsEngine(ModelEngine):
     """The Agents SDK engine. Same contract as ``ResponsesEngine``: a RunRequest in, agent events out."""
 
@@ -410,11 +390,11 @@ class AgentsEngine(ModelEngine):
     def __init__(
         self,
         model_client: ModelClient,
-        registry: Any,
+        registry: ToolCaller,
         settings: Settings,
-        session_factory: Any,
+        session_factory: SessionFactory,
         *,
-        sleep: Any = asyncio.sleep,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         super().__init__(model_client, registry, settings, session_factory, sleep=sleep)
         if not settings.agents_tracing:
@@ -480,7 +460,7 @@ class AgentsEngine(ModelEngine):
             kwargs["response_include"] = list(STATELESS_INCLUDE)
         return ModelSettings(**kwargs)
 
-    async def stream(self, request: RunRequest) -> AsyncIterator[Any]:
+    async def stream(self, request: RunRequest) -> AsyncIterator[AgentEvent]:
         ev = EventFactory(request.run_id)
         started = time.perf_counter()
         model = request.model or self.mc.default_model
@@ -488,18 +468,13 @@ class AgentsEngine(ModelEngine):
             RunStarted, conversation_id=request.conversation_id, model=model, engine=self.name, offline=self.mc.offline
         )
 
-        queue: asyncio.Queue = asyncio.Queue()
+        queue: asyncio.Queue[_Entry] = asyncio.Queue()
         api = await self.mc.api()
         state = _RunState(
             queue=queue,
-            tool_ctx=ToolContext(
-                user_id=request.user_id,
-                portfolio_id=request.portfolio_id,
-                session_factory=self.session_factory,
-                settings=self.settings,
-            ),
+            tool_ctx=self.tool_context(request),
             started=started,
-            model=model,
+            calls=ModelCalls(model=model),
             api=api,
         )
         agent = Agent(
@@ -535,23 +510,17 @@ class AgentsEngine(ModelEngine):
         pump = asyncio.create_task(_pump(result, queue), name=f"agents:{request.run_id}")
 
         def usage() -> Usage:
-            u = result.context_wrapper.usage
-            return Usage(
-                input_tokens=u.input_tokens or 0,
-                output_tokens=(u.output_tokens or 0) + state.guard_tokens,
-                cached_tokens=getattr(u.input_tokens_details, "cached_tokens", 0) or 0,
-                reasoning_tokens=getattr(u.output_tokens_details, "reasoning_tokens", 0) or 0,
-            )
+            return _usage(result.context_wrapper.usage) or Usage()
 
         try:
             while True:
                 entry = await queue.get()
-                if entry[0] == "event":
-                    _tag, cls, fields = entry
+                if isinstance(entry, tuple):
+                    cls, fields = entry
                     yield ev.make(cls, **fields)
                     continue
                 duration_ms = (time.perf_counter() - started) * 1000
-                if entry[0] == "done":
+                if entry is None:
                     yield ev.make(
                         RunFinished,
                         final_text=state.text,
@@ -559,45 +528,17 @@ class AgentsEngine(ModelEngine):
                         ttfb_ms=state.ttfb_ms,
                         duration_ms=duration_ms,
                         tool_calls=state.records,
-                        model=state.reported_model or state.model,
+                        model=state.reported_model or state.calls.model,
                         response_id=state.response_id,
-                        attempts=max(state.attempts, 1),
-                        retries=state.retries,
-                        fallback_used=state.switched,
+                        attempts=max(state.calls.attempts, 1),
+                        retries=state.calls.retries,
+                        fallback_used=state.calls.fallback_used,
                     )
                     return
-                exc = entry[1]
-                if isinstance(exc, MaxTurnsExceeded):
-                    failure = UpstreamFailure("max_tool_iterations", kind("max_tool_iterations").message)
-                else:
-                    failure = _classify(exc, self.settings.max_output_tokens)
-                    if failure.code == "internal_error" and not isinstance(exc, UpstreamFailure):
-                        log.error("agents_run_failed", run_id=request.run_id, error=type(exc).__name__)
-                if failure.upstream_code or failure.upstream_message:
-                    log.warning(
-                        "upstream_failure", run_id=request.run_id, code=failure.code,
-                        upstream_code=failure.upstream_code, upstream_message=failure.upstream_message,
-                    )  # fmt: skip
-                k = kind(failure.code)
-                yield ev.make(
-                    RunFailed,
-                    code=failure.code,
-                    message=failure.message if failure.code == "response_incomplete" else k.message,
-                    retryable=k.retryable,
-                    retry_after_ms=failure.retry_after_ms,
-                    partial_text=state.text,
-                    usage=usage(),
-                    ttfb_ms=state.ttfb_ms,
-                    duration_ms=duration_ms,
-                    tool_calls=state.records,
-                    model=state.model,
-                    attempts=max(state.attempts, 1),
-                    retries=state.retries,
-                    fallback_used=state.switched,
-                    incomplete_reason=failure.incomplete_reason,
-                    upstream_code=failure.upstream_code,
-                    upstream_message=failure.upstream_message,
-                )
+                yield self.policy.run_failed(
+                    ev, self.policy.classify(entry), state.calls, partial_text=state.text, usage=usage(),
+                    ttfb_ms=state.ttfb_ms, duration_ms=duration_ms, tool_calls=state.records,
+                )  # fmt: skip
                 return
         finally:
             if not pump.done():
@@ -606,7 +547,7 @@ class AgentsEngine(ModelEngine):
             await asyncio.gather(pump, return_exceptions=True)
 
 
-async def _pump(result: Any, queue: asyncio.Queue) -> None:
+async def _pump(result: RunResultStreaming, queue: asyncio.Queue[_Entry]) -> None:
     """Drive the SDK run to its end; report the end (or the exception) through the queue."""
     try:
         async for _event in result.stream_events():
@@ -614,6 +555,6 @@ async def _pump(result: Any, queue: asyncio.Queue) -> None:
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # every failure becomes a run_failed event
-        queue.put_nowait(("error", exc))
+        queue.put_nowait(exc)
         return
-    queue.put_nowait(("done", None))
+    queue.put_nowait(None)

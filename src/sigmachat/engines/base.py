@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sigmachat.agent.events import AgentEvent, HistoryTurn, ToolCallRecord
 from sigmachat.engines.model_client import ModelClient
+from sigmachat.engines.upstream_policy import UpstreamPolicy
 from sigmachat.logging import get_logger
 from sigmachat.settings import Settings
+from sigmachat.tools.registry import ToolResult
+from sigmachat.tools.runtime import SessionFactory, ToolContext
 
 log = get_logger("sigmachat.engines")
 
@@ -33,34 +35,46 @@ class RunRequest:
     memories: list[str] = field(default_factory=list)  # the user's saved memories, newest first
 
 
+class ToolCaller(Protocol):
+    """What an engine needs of the tool registry (``tools.registry.ToolRegistry``)."""
+
+    def openai_tools(self) -> list[dict[str, Any]]: ...
+
+    async def call(self, name: str, arguments: dict[str, Any] | str | None, ctx: ToolContext) -> ToolResult: ...
+
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
 class ModelEngine:
-    """What both model engines share: the model client, the registry, and the retry backoff."""
+    """What both model engines share: the model client, the registry, and the upstream policy."""
 
     name = "engine"
 
     def __init__(
         self,
         model_client: ModelClient,
-        registry: Any,
+        registry: ToolCaller,
         settings: Settings,
-        session_factory: Any,
+        session_factory: SessionFactory,
         *,
-        sleep: Any = asyncio.sleep,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.mc = model_client
         self.registry = registry
         self.settings = settings
         self.session_factory = session_factory
         self.sleep = sleep  # injectable so tests need not wait for real backoff
+        self.policy = UpstreamPolicy(settings, model_client.fallback_model)
 
-    def backoff_ms(self, attempt: int, retry_after_ms: int | None) -> int:
-        """Jittered exponential backoff; a Retry-After from the upstream always wins."""
-        cap = self.settings.retry_max_delay_ms
-        base = self.settings.retry_base_delay_ms * (2 ** (attempt - 1))
-        delay = random.uniform(base / 2, base) if base else 0  # jitter spreads synchronized clients
-        if retry_after_ms is not None:
-            delay = max(delay, retry_after_ms)
-        return int(min(delay, max(cap, retry_after_ms or 0)))
+    def tool_context(self, request: RunRequest) -> ToolContext:
+        """What this run's tool calls run with: the conversation's user and portfolio."""
+        return ToolContext(
+            user_id=request.user_id,
+            portfolio_id=request.portfolio_id,
+            session_factory=self.session_factory,
+            settings=self.settings,
+        )
 
 
 def parse_tool_arguments(arguments: str) -> dict[str, Any]:
@@ -72,7 +86,7 @@ def parse_tool_arguments(arguments: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {"_value": value}
 
 
-def tool_outcome(call_id: str, name: str, arguments: str, result: Any) -> tuple[ToolCallRecord, dict[str, Any]]:
+def tool_outcome(call_id: str, name: str, arguments: str, result: ToolResult) -> tuple[ToolCallRecord, dict[str, Any]]:
     """What one finished tool call becomes: the run's record, and the tool_finished event fields."""
     record = ToolCallRecord(
         call_id=call_id,
@@ -131,7 +145,7 @@ class OutputBudget:
         return self.used >= self.limit
 
 
-async def aclose_quietly(stream: Any) -> None:
+async def aclose_quietly(stream: object) -> None:
     """Close an async stream (async generator or SDK stream); a failure to close a broken
     stream must never mask the outcome the caller is already reporting."""
     close = getattr(stream, "aclose", None) or getattr(stream, "close", None)

@@ -16,9 +16,8 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import openai
-
 from sigmachat.agent.events import (
+    AgentEvent,
     EventFactory,
     Info,
     RunFailed,
@@ -30,7 +29,6 @@ from sigmachat.agent.events import (
     ToolStarted,
     Usage,
 )
-from sigmachat.agent.failures import incomplete_message, kind
 from sigmachat.agent.instructions import instructions_for
 from sigmachat.engines.base import (
     HistoryTurn,
@@ -47,110 +45,13 @@ from sigmachat.engines.responses_stream import (
     ResponsesStreamReader,
     TextChunk,
     TurnEnd,
-    error_fields,
 )
 from sigmachat.engines.upstream_events import stream_chat_events, stream_response_events
-from sigmachat.logging import get_logger
-from sigmachat.tools.registry import ToolContext
-
-log = get_logger("sigmachat.engines.responses")
+from sigmachat.engines.upstream_policy import ModelCalls, UpstreamFailure
+from sigmachat.tools.registry import ToolContext, ToolResult
 
 # What a stateless request asks to get back: the reasoning, encrypted, to send with the next turn.
 STATELESS_INCLUDE = ("reasoning.encrypted_content",)
-
-# Failures worth retrying when no output has been produced yet (the issue's contract).
-RETRYABLE_BEFORE_OUTPUT = frozenset(
-    {"rate_limited", "upstream_error", "upstream_overloaded", "timeout", "network_error"}
-)
-
-
-class UpstreamFailure(Exception):
-    """A classified failure of one model call. ``message`` is ours (safe to show); the
-    upstream's own ``upstream_code`` / ``upstream_message`` go to logs and the runs table only."""
-
-    def __init__(
-        self,
-        code: str,
-        message: str,
-        *,
-        retry_after_ms: int | None = None,
-        upstream_code: str | None = None,
-        upstream_message: str | None = None,
-        incomplete_reason: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.retry_after_ms = retry_after_ms
-        self.upstream_code = upstream_code
-        self.upstream_message = upstream_message
-        self.incomplete_reason = incomplete_reason
-
-
-def _upstream_error(exc: openai.APIError) -> tuple[str | None, str | None]:
-    """The upstream's own (code, message) of an SDK error: its JSON error body when it sent one."""
-    body = exc.body if isinstance(exc.body, dict) else {}
-    code, message = error_fields(body)
-    return code or exc.code, (message or exc.message)[:500]
-
-
-def _retry_after_ms(exc: openai.APIStatusError) -> int | None:
-    headers = exc.response.headers if exc.response is not None else {}
-    if ms := headers.get("retry-after-ms"):
-        try:
-            return max(0, int(float(ms)))
-        except ValueError:
-            pass
-    if sec := headers.get("retry-after"):
-        try:
-            return max(0, int(float(sec) * 1000))
-        except ValueError:
-            return None  # an HTTP-date: fall back to our own backoff
-    return None
-
-
-def classify_exception(exc: BaseException) -> UpstreamFailure:
-    """Map an SDK/transport exception to a failure code of the shared taxonomy."""
-    if isinstance(exc, UpstreamFailure):
-        return exc
-    if isinstance(exc, openai.APIError):
-        failure = _classify_api_error(exc)
-        failure.upstream_code, failure.upstream_message = _upstream_error(exc)
-        return failure
-    if isinstance(exc, ValueError):  # json.JSONDecodeError and pydantic errors are ValueErrors
-        return UpstreamFailure("malformed_event", "upstream sent an event that is not valid JSON")
-    return UpstreamFailure("internal_error", f"{type(exc).__name__}")
-
-
-def _classify_api_error(exc: openai.APIError) -> UpstreamFailure:
-    if isinstance(exc, openai.RateLimitError):
-        return UpstreamFailure("rate_limited", "upstream rate limit (429)", retry_after_ms=_retry_after_ms(exc))
-    if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
-        return UpstreamFailure("upstream_auth", f"upstream refused credentials ({exc.status_code})")
-    if isinstance(exc, openai.APIStatusError):
-        status = exc.status_code
-        if status == 503 or status == 529:
-            return UpstreamFailure(
-                "upstream_overloaded", f"upstream overloaded ({status})", retry_after_ms=_retry_after_ms(exc)
-            )
-        if status >= 500:
-            return UpstreamFailure("upstream_error", f"upstream error ({status})", retry_after_ms=_retry_after_ms(exc))
-        if status == 408:
-            return UpstreamFailure("timeout", "upstream request timeout (408)")
-        return UpstreamFailure("bad_request", f"upstream rejected the request ({status})")
-    if isinstance(exc, openai.APITimeoutError):
-        return UpstreamFailure("timeout", "upstream timed out")
-    if isinstance(exc, openai.APIConnectionError):
-        return UpstreamFailure("network_error", "connection to upstream failed")
-    # An SSE error event inside the stream (the SDK raises it for a payload with an "error" key).
-    return UpstreamFailure("response_failed", "upstream stream error")
-
-
-def bounded_failure(limit: int) -> UpstreamFailure:
-    """The run's end when our output bound cut the answer (the upstream ignored the bound)."""
-    return UpstreamFailure(
-        "response_incomplete", incomplete_message("max_output_tokens", limit), incomplete_reason="max_output_tokens"
-    )
 
 
 def history_items(history: list[HistoryTurn], limit: int) -> list[dict[str, Any]]:
@@ -179,7 +80,7 @@ def history_items(history: list[HistoryTurn], limit: int) -> list[dict[str, Any]
 class ResponsesEngine(ModelEngine):
     name = "responses"
 
-    async def stream(self, request: RunRequest) -> AsyncIterator[Any]:
+    async def stream(self, request: RunRequest) -> AsyncIterator[AgentEvent]:
         ev = EventFactory(request.run_id)
         started = time.perf_counter()
         model = request.model or self.mc.default_model
@@ -187,12 +88,7 @@ class ResponsesEngine(ModelEngine):
             RunStarted, conversation_id=request.conversation_id, model=model, engine=self.name, offline=self.mc.offline
         )
 
-        ctx = ToolContext(
-            user_id=request.user_id,
-            portfolio_id=request.portfolio_id,
-            session_factory=self.session_factory,
-            settings=self.settings,
-        )
+        ctx = self.tool_context(request)
         instructions = instructions_for(
             as_of=self.settings.as_of_date,
             portfolio_id=request.portfolio_id,
@@ -203,74 +99,50 @@ class ResponsesEngine(ModelEngine):
         items.append({"role": "user", "content": request.user_text})
         tools = self.registry.openai_tools()
         headers = {"X-Sim-Scenario": request.sim_scenario} if request.sim_scenario else None
+        policy = self.policy
 
         text = ""
         usage = Usage()
         ttfb_ms: float | None = None
         tool_records: list[ToolCallRecord] = []
-        attempts_total = 0
-        retries = 0
-        switched = False
+        calls = ModelCalls(model=model)
         previous_response_id: str | None = None
         pending_outputs: list[dict[str, Any]] = []
         response_id: str | None = None
-        used_model = model
         limit = self.settings.max_output_tokens
 
         def failed(failure: UpstreamFailure) -> RunFailed:
-            k = kind(failure.code)
-            if failure.code == "internal_error" or failure.upstream_code or failure.upstream_message:
-                log.warning(
-                    "upstream_failure", run_id=request.run_id, code=failure.code,
-                    upstream_code=failure.upstream_code, upstream_message=failure.upstream_message,
-                )  # fmt: skip
-            return ev.make(
-                RunFailed,
-                code=failure.code,
-                # Our own words only; the one failure whose message carries detail says why an
-                # answer was cut.
-                message=failure.message if failure.code == "response_incomplete" else k.message,
-                retryable=k.retryable,
-                retry_after_ms=failure.retry_after_ms,
-                partial_text=text,
-                usage=usage,
-                ttfb_ms=ttfb_ms,
-                duration_ms=(time.perf_counter() - started) * 1000,
-                tool_calls=tool_records,
-                model=used_model,
-                attempts=max(attempts_total, 1),
-                retries=retries,
-                fallback_used=switched,
-                incomplete_reason=failure.incomplete_reason,
-                upstream_code=failure.upstream_code,
-                upstream_message=failure.upstream_message,
-            )
+            return policy.run_failed(
+                ev, failure, calls, partial_text=text, usage=usage, ttfb_ms=ttfb_ms,
+                duration_ms=(time.perf_counter() - started) * 1000, tool_calls=tool_records,
+            )  # fmt: skip
 
         for _iteration in range(self.settings.max_tool_iterations):
             attempt = 0
             while True:
                 attempt += 1
-                attempts_total += 1
+                calls.attempts += 1
                 budget = OutputBudget(limit)
                 produced = False  # any text or tool event from this model call
-                calls: list[FunctionCall] = []
+                function_calls: list[FunctionCall] = []
                 end: TurnEnd | None = None
                 cut = False  # the output bound ended this model call
-                stream = None
+                failure: UpstreamFailure | None = None
+                stream: AsyncIterator[dict[str, Any]] | None = None
                 try:
                     api = await self.mc.api()
                     reader: ResponsesStreamReader | ChatCompletionsStreamReader
                     if api == "chat_completions":
                         reader = ChatCompletionsStreamReader()
                         chat_kwargs = chat_request(
-                            model=used_model, instructions=instructions, items=items, tools=tools,
+                            model=calls.model, instructions=instructions, items=items, tools=tools,
                             max_output_tokens=limit, is_openai=self.mc.is_openai, extra_headers=headers,
                         )  # fmt: skip
                         stream = stream_chat_events(self.mc.client, **chat_kwargs)
                     else:
                         reader = ResponsesStreamReader()
                         responses_kwargs = self._responses_kwargs(
-                            used_model, instructions, tools, items, previous_response_id, pending_outputs, headers,
+                            calls.model, instructions, tools, items, previous_response_id, pending_outputs, headers,
                         )  # fmt: skip
                         # Plain dicts keyed on type, not the SDK's validated models (the hot path).
                         stream = stream_response_events(self.mc.client, **responses_kwargs)
@@ -288,7 +160,7 @@ class ResponsesEngine(ModelEngine):
                             elif isinstance(out, FunctionCall):
                                 produced = True
                                 budget.admit(out.arguments)
-                                calls.append(out)
+                                function_calls.append(out)
                             elif isinstance(out, TurnEnd):
                                 end = out
                         if end is not None or cut or budget.exhausted:
@@ -298,69 +170,40 @@ class ResponsesEngine(ModelEngine):
                         for out in reader.finish():
                             if isinstance(out, FunctionCall):
                                 produced = True
-                                calls.append(out)
+                                function_calls.append(out)
                             elif isinstance(out, TurnEnd):
                                 end = out
-                    if end is None and not cut:
-                        raise UpstreamFailure("stream_incomplete", "the upstream stream ended without a terminal event")
+                    if cut:
+                        failure = policy.turn_failure("bounded", estimated_tokens=budget.used)
+                    elif end is None:
+                        failure = policy.turn_failure(None)
+                    else:
+                        failure = policy.turn_failure(
+                            end.status, error_code=end.error_code, error_message=end.error_message,
+                            incomplete_reason=end.incomplete_reason, usage=end.usage,
+                        )  # fmt: skip
+                        if failure is None:
+                            usage = usage + end.usage
                 except (asyncio.CancelledError, GeneratorExit):
                     raise
-                except Exception as exc:  # classified below; nothing escapes as a raw exception
-                    failure = classify_exception(exc)
-                    if failure.code == "internal_error":
-                        log.exception("engine_unexpected_error", run_id=request.run_id)
-                    if (
-                        failure.code in RETRYABLE_BEFORE_OUTPUT
-                        and not produced
-                        and attempt < self.settings.retry_max_attempts
-                    ):
-                        retries += 1
-                        delay = self.backoff_ms(attempt, failure.retry_after_ms)
-                        yield ev.make(
-                            Info, kind="retry_scheduled", attempt=attempt + 1, delay_ms=delay, reason=failure.code
-                        )
-                        if attempt == 1 and self.mc.fallback_model and self.mc.fallback_model != used_model:
-                            yield ev.make(
-                                Info,
-                                kind="model_switch",
-                                from_model=used_model,
-                                to_model=self.mc.fallback_model,
-                                reason=failure.code,
-                            )
-                            used_model = self.mc.fallback_model
-                            switched = True
-                        await self.sleep(delay / 1000)
-                        continue
-                    yield failed(failure)
-                    return
+                except Exception as exc:  # classified; nothing escapes as a raw exception
+                    failure = policy.classify(exc)
                 finally:
                     if stream is not None:
                         await aclose_quietly(stream)
-                break
+                if failure is None:
+                    break
+                retry = policy.retry(failure, attempt=attempt, produced=produced, calls=calls)
+                if retry is None:
+                    yield failed(failure)
+                    return
+                for notice in retry.notices():
+                    yield ev.make(Info, **notice)
+                await self.sleep(retry.delay_ms / 1000)
 
-            if cut:
-                # The upstream ignored the bound: our estimate stands in for its usage report.
-                usage = usage + Usage(output_tokens=budget.used)
-                log.warning("output_bound_enforced", run_id=request.run_id, limit=limit, estimated_tokens=budget.used)
-                yield failed(bounded_failure(limit))
-                return
-            assert end is not None
-            usage = usage + end.usage
+            assert end is not None  # a call that did not end completed has failed above
             response_id = end.response_id or response_id
-            reported_model = end.model or used_model
-            if end.status == "failed":
-                yield failed(UpstreamFailure(
-                    "response_failed", kind("response_failed").message,
-                    upstream_code=end.error_code, upstream_message=end.error_message,
-                ))  # fmt: skip
-                return
-            if end.status == "incomplete":
-                reason = end.incomplete_reason
-                yield failed(UpstreamFailure(
-                    "response_incomplete", incomplete_message(reason, limit), incomplete_reason=reason or "unknown",
-                ))  # fmt: skip
-                return
-            if not calls:
+            if not function_calls:
                 yield ev.make(
                     RunFinished,
                     final_text=text,
@@ -368,20 +211,20 @@ class ResponsesEngine(ModelEngine):
                     ttfb_ms=ttfb_ms,
                     duration_ms=(time.perf_counter() - started) * 1000,
                     tool_calls=tool_records,
-                    model=reported_model,
+                    model=end.model or calls.model,
                     response_id=response_id,
-                    attempts=attempts_total,
-                    retries=retries,
-                    fallback_used=switched,
+                    attempts=calls.attempts,
+                    retries=calls.retries,
+                    fallback_used=calls.fallback_used,
                 )
                 return
 
             # Run this turn's calls concurrently; report each as it finishes.
-            for call in calls:
+            for call in function_calls:
                 yield ev.make(
                     ToolStarted, call_id=call.call_id, name=call.name, arguments=parse_tool_arguments(call.arguments)
                 )
-            tasks = {asyncio.ensure_future(self._call_tool(call, ctx)): call for call in calls}
+            tasks = {asyncio.ensure_future(self._call_tool(call, ctx)): call for call in function_calls}
             try:
                 for fut in asyncio.as_completed(list(tasks)):
                     call, result = await fut
@@ -397,7 +240,7 @@ class ResponsesEngine(ModelEngine):
             # Reasoning first, as the model produced it: a stateless reasoning model keeps its
             # chain of thought across tool turns only if its reasoning items come back.
             items.extend(getattr(reader, "reasoning_items", []))
-            for call in calls:
+            for call in function_calls:
                 call_item = {
                     "type": "function_call",
                     "call_id": call.call_id,
@@ -413,7 +256,7 @@ class ResponsesEngine(ModelEngine):
                 pending_outputs.append(output_item)
             previous_response_id = response_id
 
-        yield failed(UpstreamFailure("max_tool_iterations", kind("max_tool_iterations").message))
+        yield failed(UpstreamFailure("max_tool_iterations"))
 
     def _responses_kwargs(
         self,
@@ -453,6 +296,6 @@ class ResponsesEngine(ModelEngine):
     def _use_previous_response_id(self) -> bool:
         return self.settings.responses_previous_response_id and self.mc.is_openai and not self.mc.offline
 
-    async def _call_tool(self, call: FunctionCall, ctx: ToolContext):
+    async def _call_tool(self, call: FunctionCall, ctx: ToolContext) -> tuple[FunctionCall, ToolResult]:
         result = await self.registry.call(call.name, call.arguments, ctx)
         return call, result

@@ -134,7 +134,7 @@ async def _ask(services: Services, user_id: str, conversation_id: str, text: str
             out.text = event.final_text
         elif event.type == "run_failed":
             out.status = f"failed: {event.code}"
-            out.text = getattr(event, "partial_text", "") or ""
+            out.text = event.partial_text
     out.total_ms = (time.perf_counter() - started) * 1000
     return out
 

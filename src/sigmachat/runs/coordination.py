@@ -176,7 +176,7 @@ class RedisCoordinator:
         self.channel = f"{prefix}cancel"
         self._admit = redis.register_script(_ADMIT)
         self._release = redis.register_script(_RELEASE)
-        self._listener: asyncio.Task | None = None
+        self._listener: asyncio.Task[None] | None = None
 
     def _conv(self, conversation_id: str) -> str:
         return f"{self.prefix}conv:{conversation_id}:run"

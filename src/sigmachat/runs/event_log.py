@@ -9,14 +9,19 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
+
+from sigmachat.agent.events import AgentEvent
+
+# A run's metadata as the log keeps it: plain JSON (the run manager's ``RunMeta`` dumped).
+JsonObject = dict[str, object]
 
 
 class EventLog(Protocol):
-    async def create(self, run_id: str, *, owner_id: str, meta: dict[str, Any] | None = None) -> None: ...
-    async def append(self, run_id: str, event: Any) -> None: ...
-    async def read(self, run_id: str, after_seq: int = 0) -> list[Any]: ...
-    async def wait(self, run_id: str, after_seq: int, timeout: float) -> list[Any]: ...
+    async def create(self, run_id: str, *, owner_id: str, meta: JsonObject | None = None) -> None: ...
+    async def append(self, run_id: str, event: AgentEvent) -> None: ...
+    async def read(self, run_id: str, after_seq: int = 0) -> list[AgentEvent]: ...
+    async def wait(self, run_id: str, after_seq: int, timeout: float) -> list[AgentEvent]: ...
     async def mark_finished(self, run_id: str) -> None: ...
     async def info(self, run_id: str) -> RunLogInfo | None: ...
     async def expire(self, now: float | None = None) -> int: ...
@@ -28,14 +33,14 @@ class RunLogInfo:
     owner_id: str
     finished: bool
     last_seq: int
-    meta: dict[str, Any]
+    meta: JsonObject
 
 
 @dataclass
 class _RunLog:
     owner_id: str
-    meta: dict[str, Any]
-    events: list[Any] = field(default_factory=list)
+    meta: JsonObject
+    events: list[AgentEvent] = field(default_factory=list)
     finished_at: float | None = None
     # Set once when the log changes, then replaced: every waiter of that moment wakes. No lock
     # (a Condition's lock was a visible share of the CPU per token): the event loop is the lock.
@@ -54,23 +59,23 @@ class InMemoryEventLog:
         self.ttl_s = ttl_s
         self._runs: dict[str, _RunLog] = {}
 
-    async def create(self, run_id: str, *, owner_id: str, meta: dict[str, Any] | None = None) -> None:
+    async def create(self, run_id: str, *, owner_id: str, meta: JsonObject | None = None) -> None:
         self._runs[run_id] = _RunLog(owner_id=owner_id, meta=dict(meta or {}))
 
-    async def append(self, run_id: str, event: Any) -> None:
+    async def append(self, run_id: str, event: AgentEvent) -> None:
         log = self._runs[run_id]
         expected = len(log.events) + 1
-        if getattr(event, "seq", expected) != expected:
+        if event.seq != expected:
             # The sequence is the resume contract: a gap would silently lose events.
             raise ValueError(f"run {run_id}: event seq {event.seq} appended after {expected - 1}")
         log.events.append(event)
         log.notify()
 
-    async def read(self, run_id: str, after_seq: int = 0) -> list[Any]:
+    async def read(self, run_id: str, after_seq: int = 0) -> list[AgentEvent]:
         log = self._runs.get(run_id)
         return [] if log is None else log.events[max(after_seq, 0) :]
 
-    async def wait(self, run_id: str, after_seq: int, timeout: float) -> list[Any]:
+    async def wait(self, run_id: str, after_seq: int, timeout: float) -> list[AgentEvent]:
         """Events after ``after_seq``; blocks up to ``timeout`` s when there are none yet."""
         log = self._runs.get(run_id)
         if log is None:

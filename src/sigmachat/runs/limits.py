@@ -15,7 +15,7 @@ from typing import Any
 
 from limits import parse
 from limits.aio.strategies import MovingWindowRateLimiter
-from limits.storage import storage_from_string
+from limits.storage import StorageTypes, storage_from_string
 from sqlalchemy import ScalarResult, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,7 +24,7 @@ from sigmachat.errors import RateLimited
 from sigmachat.settings import Settings
 
 
-def rate_limit_storage(settings: Settings):
+def rate_limit_storage(settings: Settings) -> StorageTypes:
     """The ``limits`` storage: explicit URI, else the shared Redis, else in process.
 
     Redis schemes use ``limits``' redis-py bridge (``implementation="redispy"``): its default,

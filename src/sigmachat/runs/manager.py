@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -27,10 +28,12 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sigmachat.agent.events import (
+    AgentEvent,
     EventFactory,
     RunFailed,
     RunFinished,
     RunStarted,
+    TerminalEvent,
     TextDelta,
     ToolCallRecord,
     ToolFinished,
@@ -48,6 +51,7 @@ from sigmachat.logging import get_logger
 from sigmachat.runs.coordination import LocalCoordinator, RunClaim, RunCoordinator
 from sigmachat.runs.event_log import EventLog, RunLogInfo
 from sigmachat.runs.limits import UsageGuard
+from sigmachat.runs.listeners import EventListener, FinishListener
 from sigmachat.settings import Settings
 
 log = get_logger("sigmachat.runs")
@@ -121,7 +125,7 @@ class _ActiveRun:
     protocol: str
     portfolio_id: str | None = None
     claim: RunClaim | None = None
-    task: asyncio.Task | None = None
+    task: asyncio.Task[None] | None = None
     text: str = ""
     last_seq: int = 0
     started: RunStarted | None = None  # kept here so persisting never depends on reading the log back
@@ -129,12 +133,12 @@ class _ActiveRun:
     cancel_code: str | None = None
     finished: asyncio.Event = field(default_factory=asyncio.Event)
     saved_at: float = 0.0  # loop time of the last progress save
-    saving: asyncio.Task | None = None  # the progress save in flight (at most one)
+    saving: asyncio.Task[None] | None = None  # the progress save in flight (at most one)
 
 
-def coalesce_deltas(events: list[Any]) -> list[Any]:
+def coalesce_deltas(events: list[AgentEvent]) -> list[AgentEvent]:
     """Each stretch of consecutive text deltas as one delta carrying the last one's seq and ts."""
-    out: list[Any] = []
+    out: list[AgentEvent] = []
     stretch: list[TextDelta] = []
 
     def close() -> None:
@@ -175,9 +179,9 @@ class RunManager:
         self._admitted: dict[str, AdmittedRun] = {}  # run_id -> admitted here, not yet started
         self._lock = asyncio.Lock()
         self._accepting = True
-        self._tasks: list[asyncio.Task] = []
-        self._listeners: list[Any] = []  # callables(run, event) for telemetry
-        self._finish_listeners: list[Any] = []  # callables(run, request, terminal)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._listeners: list[EventListener] = []  # telemetry
+        self._finish_listeners: list[FinishListener] = []  # the shadow comparison
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -661,15 +665,15 @@ class RunManager:
 
     # ---- drive -----------------------------------------------------------------------------
 
-    def add_finish_listener(self, listener: Any) -> None:
+    def add_finish_listener(self, listener: FinishListener) -> None:
         """``listener(run, request, terminal)`` after a run is persisted (the shadow comparison)."""
         self._finish_listeners.append(listener)
 
-    def add_listener(self, listener: Any) -> None:
-        """``listener(run_meta: dict, event)`` is called for every event (telemetry)."""
+    def add_listener(self, listener: EventListener) -> None:
+        """``listener(run, event)`` is called for every event of every run (telemetry)."""
         self._listeners.append(listener)
 
-    async def _emit(self, run: _ActiveRun, event: Any) -> None:
+    async def _emit(self, run: _ActiveRun, event: AgentEvent) -> None:
         await self.events.append(run.run_id, event)
         run.last_seq = event.seq
         if isinstance(event, TextDelta):
@@ -724,7 +728,7 @@ class RunManager:
         # This task's own context: every log line of the run (engine, tools, telemetry) has its id.
         structlog.contextvars.bind_contextvars(run_id=run.run_id)
         engine = self.engines[run.engine]
-        terminal: Any = None
+        terminal: TerminalEvent | None = None
         stream = engine.stream(request)
         try:
             async for event in stream:
@@ -741,6 +745,8 @@ class RunManager:
             terminal = self._failure(run, "internal_error")
         finally:
             await aclose_quietly(stream)
+            if terminal is None:  # left by an exception none of the above catches (e.g. GeneratorExit)
+                terminal = self._failure(run, "internal_error")
             if run.last_seq == 0:
                 # Even a run that died before its engine said anything starts with run_started.
                 await self._emit(
@@ -756,7 +762,11 @@ class RunManager:
             await self._persist_with_retry(run, terminal)
             # The answer is saved; a failing log (Redis gone, or the run taken over while we
             # looked dead) must not leave this run registered here or its conversation locked.
-            for step in (lambda: self._emit(run, terminal), lambda: self.events.mark_finished(run.run_id)):
+            closing = (
+                functools.partial(self._emit, run, terminal),
+                functools.partial(self.events.mark_finished, run.run_id),
+            )
+            for step in closing:
                 try:
                     await step()
                 except Exception as exc:
@@ -773,7 +783,7 @@ class RunManager:
                     listener(run, request, terminal)
                 except Exception:  # the comparison must never affect the live run
                     log.exception("run_finish_listener_failed", run_id=run.run_id)
-            log.info("run_finished", run_id=run.run_id, outcome=getattr(terminal, "type", None), last_seq=run.last_seq)
+            log.info("run_finished", run_id=run.run_id, outcome=terminal.type, last_seq=run.last_seq)
 
     def _failure(self, run: _ActiveRun, code: str, message: str | None = None) -> RunFailed:
         """The terminal failure we produce ourselves (cancel, crash), next in the run's sequence."""
@@ -782,7 +792,7 @@ class RunManager:
             RunFailed, code=code, message=message or k.message, retryable=k.retryable, partial_text=run.text
         )
 
-    async def _persist_with_retry(self, run: _ActiveRun, terminal: Any, attempts: int = 4) -> None:
+    async def _persist_with_retry(self, run: _ActiveRun, terminal: TerminalEvent, attempts: int = 4) -> None:
         """A transient database error must not leave the answer 'streaming' forever."""
         for attempt in range(1, attempts + 1):
             try:
@@ -793,25 +803,24 @@ class RunManager:
                 if attempt < attempts:
                     await asyncio.sleep(0.25 * 2**attempt)
 
-    async def _persist(self, run: _ActiveRun, terminal: Any) -> None:
+    async def _persist(self, run: _ActiveRun, terminal: TerminalEvent) -> None:
         started, tool_events = run.started, run.tools
         values: dict[str, Any] = {
-            "model": (terminal.model if terminal is not None else None) or (started.model if started else None),
+            "model": terminal.model or (started.model if started else None),
             "offline": bool(started and started.offline),
         }
         if isinstance(terminal, RunFinished):
             values.update(content=terminal.final_text, status="complete", error=None)
         else:
-            code = terminal.code if terminal is not None else "internal_error"
-            error = {
-                "code": code,
-                "message": terminal.message if terminal is not None else kind(code).message,
-                "retryable": terminal.retryable if terminal is not None else True,
+            error: dict[str, str | bool] = {
+                "code": terminal.code,
+                "message": terminal.message,
+                "retryable": terminal.retryable,
             }
-            if getattr(terminal, "incomplete_reason", None):
+            if terminal.incomplete_reason:
                 error["incomplete_reason"] = terminal.incomplete_reason
-            values.update(content=run.text, status=kind(code).message_status, error=error)
-        records = list(getattr(terminal, "tool_calls", None) or [])
+            values.update(content=run.text, status=kind(terminal.code).message_status, error=error)
+        records = list(terminal.tool_calls)
         if not records and tool_events:
             records = [
                 ToolCallRecord(
@@ -824,12 +833,11 @@ class RunManager:
                 )
                 for e in tool_events
             ]
-        usage = getattr(terminal, "usage", None)
         values.update(
             tool_calls=[r.model_dump() for r in records],
-            usage=usage.model_dump() if usage is not None else None,
-            first_token_ms=getattr(terminal, "ttfb_ms", None),
-            latency_ms=getattr(terminal, "duration_ms", None),
+            usage=terminal.usage.model_dump(),
+            first_token_ms=terminal.ttfb_ms,
+            latency_ms=terminal.duration_ms,
         )
         # Two UPDATEs, no ORM loads or unit of work: this runs once per run, on the event
         # loop, and was the largest database share of a streamed answer's CPU.
@@ -915,7 +923,7 @@ class RunManager:
 
     async def subscribe(
         self, run_id: str, after_seq: int = 0, poll_s: float = 1.0, *, coalesce: bool = False
-    ) -> AsyncIterator[Any]:
+    ) -> AsyncIterator[AgentEvent]:
         """Replay events after ``after_seq`` then follow live until the terminal event.
 
         ``coalesce``: consecutive text deltas already waiting when the subscriber asks for more

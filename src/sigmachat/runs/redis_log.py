@@ -17,13 +17,17 @@ TTL so that nothing outlives a lost cluster.
 from __future__ import annotations
 
 import json
-from typing import Any, cast
+from typing import cast
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from sigmachat.agent.events import AGENT_EVENT_ADAPTER
-from sigmachat.runs.event_log import RunLogInfo
+from sigmachat.agent.events import AGENT_EVENT_ADAPTER, AgentEvent
+from sigmachat.runs.event_log import JsonObject, RunLogInfo
+
+# What XRANGE returns, and XREAD per stream: (entry id, {field: value}); the client does not
+# decode responses, so both are bytes.
+StreamEntries = list[tuple[bytes, dict[bytes, bytes]]]
 
 # KEYS: log, meta. ARGV: seq, event json, safety ttl (s).
 _APPEND = """
@@ -67,7 +71,7 @@ class RedisEventLog:
         base = f"{self.prefix}run:{run_id}"
         return f"{base}:log", f"{base}:meta"
 
-    async def create(self, run_id: str, *, owner_id: str, meta: dict[str, Any] | None = None) -> None:
+    async def create(self, run_id: str, *, owner_id: str, meta: JsonObject | None = None) -> None:
         _, meta_key = self._keys(run_id)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(
@@ -76,7 +80,7 @@ class RedisEventLog:
             pipe.expire(meta_key, LIVE_SAFETY_TTL_S)
             await pipe.execute()
 
-    async def append(self, run_id: str, event: Any) -> None:
+    async def append(self, run_id: str, event: AgentEvent) -> None:
         log_key, meta_key = self._keys(run_id)
         try:
             await self._append(keys=[log_key, meta_key], args=[event.seq, event.model_dump_json(), LIVE_SAFETY_TTL_S])
@@ -92,14 +96,15 @@ class RedisEventLog:
             raise
 
     @staticmethod
-    def _decode(entries: list[Any] | None) -> list[Any]:
+    def _decode(entries: StreamEntries | None) -> list[AgentEvent]:
         return [AGENT_EVENT_ADAPTER.validate_json(fields[b"e"]) for _id, fields in entries or []]
 
-    async def read(self, run_id: str, after_seq: int = 0) -> list[Any]:
+    async def read(self, run_id: str, after_seq: int = 0) -> list[AgentEvent]:
         log_key, _ = self._keys(run_id)
-        return self._decode(await self.redis.xrange(log_key, min=f"({max(after_seq, 0)}-0"))
+        # The stubs type XRANGE's answer loosely; it is a list of (id, fields) entries.
+        return self._decode(cast(StreamEntries, await self.redis.xrange(log_key, min=f"({max(after_seq, 0)}-0")))
 
-    async def wait(self, run_id: str, after_seq: int, timeout: float) -> list[Any]:
+    async def wait(self, run_id: str, after_seq: int, timeout: float) -> list[AgentEvent]:
         """Events after ``after_seq``; blocks up to ``timeout`` s (``XREAD BLOCK``) when there are none yet.
 
         One round trip per wake-up: a follower is blocked in Redis, not polling. A run that has
@@ -110,7 +115,7 @@ class RedisEventLog:
         found = await self.redis.xread({log_key: f"{max(after_seq, 0)}-0"}, block=max(1, int(timeout * 1000)))
         # The client speaks RESP2, where XREAD answers a list of [stream, entries] pairs (the stubs also allow
         # RESP3's dict).
-        return self._decode(cast(list[Any], found)[0][1]) if found else []
+        return self._decode(cast(list[tuple[bytes, StreamEntries]], found)[0][1]) if found else []
 
     async def mark_finished(self, run_id: str) -> None:
         log_key, meta_key = self._keys(run_id)

@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 
@@ -19,6 +19,9 @@ from sigmachat.telemetry.metrics import Metrics
 from sigmachat.telemetry.recorder import RunMeta, RunRecorder, RunSummary, summarize
 from sigmachat.telemetry.shadow import ShadowRunner
 from sigmachat.telemetry.spans import SpanEmitter, build_tracer_provider
+
+if TYPE_CHECKING:
+    from sigmachat.runs.manager import RunManager
 
 
 class Telemetry:
@@ -37,15 +40,13 @@ class Telemetry:
         self.recorder = RunRecorder(db, self.metrics, self.spans)
         self.shadow = ShadowRunner(settings, self.recorder)
 
-    def attach(self, runs: Any) -> None:
+    def attach(self, runs: RunManager) -> None:
         """Listen to every event of every run of this run manager; shadow with its engines."""
         runs.add_listener(self.recorder)
         self.shadow.engines = runs.engines
         # The shadow hook needs the run's request, which event listeners do not see: the run
         # manager calls ``finish_listener(run, request, terminal)`` after a run is persisted.
-        add_finish = getattr(runs, "add_finish_listener", None)
-        if add_finish is not None:
-            add_finish(self.shadow.maybe_shadow)
+        runs.add_finish_listener(self.shadow.maybe_shadow)
 
     async def aclose(self) -> None:
         await self.shadow.aclose()

@@ -11,17 +11,31 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 from sqlalchemy import insert
 
-from sigmachat.agent.events import Info, RunFailed, RunFinished, RunStarted, TextDelta, ToolFinished
+from sigmachat.agent.events import (
+    AgentEvent,
+    Info,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    TerminalEvent,
+    TextDelta,
+    ToolFinished,
+)
 from sigmachat.agent.failures import kind as failure_kind
 from sigmachat.db.models import RunRecord
 from sigmachat.db.session import Database
 from sigmachat.logging import get_logger
+from sigmachat.runs.listeners import RunView
 from sigmachat.telemetry.metrics import ENGINES, PATHS, STATUSES, Metrics, bounded
+
+if TYPE_CHECKING:
+    from sigmachat.telemetry.spans import SpanEmitter
 
 log = get_logger("sigmachat.telemetry")
 
@@ -38,10 +52,10 @@ def path_of(engine: str | None, protocol: str | None) -> str:
     return "chatkit" if engine == "agents" else "responses"
 
 
-def status_of(terminal: Any) -> tuple[str, str | None]:
+def status_of(terminal: TerminalEvent) -> tuple[str, str | None]:
     if isinstance(terminal, RunFinished):
         return "completed", None
-    code = getattr(terminal, "code", None) or "internal_error"
+    code = terminal.code or "internal_error"
     return failure_kind(code).message_status, code
 
 
@@ -75,19 +89,17 @@ class RunMeta:
         return path_of(self.engine, self.protocol)
 
     @classmethod
-    def of(cls, run: Any) -> RunMeta:
-        """From the run manager's run object (or anything with the same attributes)."""
+    def of(cls, run: RunView) -> RunMeta:
+        """From the run manager's run (a live run: never a shadow), or itself."""
         if isinstance(run, RunMeta):
             return run
         return cls(
             run_id=run.run_id,
-            engine=getattr(run, "engine", "") or "",
-            protocol=getattr(run, "protocol", "") or "",
-            user_id=getattr(run, "user_id", None),
-            conversation_id=getattr(run, "conversation_id", None),
-            portfolio_id=getattr(run, "portfolio_id", None),
-            shadow=bool(getattr(run, "shadow", False)),
-            pair_id=getattr(run, "pair_id", None),
+            engine=run.engine or "",
+            protocol=run.protocol or "",
+            user_id=run.user_id,
+            conversation_id=run.conversation_id,
+            portfolio_id=run.portfolio_id,
         )
 
 
@@ -106,13 +118,13 @@ class RunTrace:
 
     meta: RunMeta
     started: RunStarted | None = None
-    items: list[Any] = field(default_factory=list)
+    items: list[AgentEvent | DeltaRun] = field(default_factory=list)
     event_count: int = 0
     last_seq: int = 0
     first_delta_ts: int | None = None
     text_chars: int = 0
 
-    def add(self, event: Any) -> None:
+    def add(self, event: AgentEvent) -> None:
         self.event_count += 1
         self.last_seq = max(self.last_seq, event.seq)
         if isinstance(event, TextDelta):
@@ -166,7 +178,7 @@ class RunSummary:
     finished_at: dt.datetime
 
 
-def summarize(trace: RunTrace, terminal: RunFinished | RunFailed) -> RunSummary:
+def summarize(trace: RunTrace, terminal: TerminalEvent) -> RunSummary:
     meta, started = trace.meta, trace.started
     status, code = status_of(terminal)
     started_ts = started.ts if started is not None else terminal.ts
@@ -195,6 +207,7 @@ def summarize(trace: RunTrace, terminal: RunFinished | RunFailed) -> RunSummary:
             {"name": r.name, "call_id": r.call_id, "duration_ms": round(r.duration_ms, 3), "ok": r.ok}
             for r in terminal.tool_calls
         ]
+    failed = terminal if isinstance(terminal, RunFailed) else None
     if isinstance(terminal, RunFinished):
         answer_chars = len(terminal.final_text)
     else:
@@ -211,9 +224,9 @@ def summarize(trace: RunTrace, terminal: RunFinished | RunFailed) -> RunSummary:
         offline=bool(started and started.offline),
         status=status,
         error_code=code,
-        upstream_error_code=_clip(getattr(terminal, "upstream_code", None), 80),
-        upstream_error_message=_clip(getattr(terminal, "upstream_message", None), 500),
-        incomplete_reason=_clip(getattr(terminal, "incomplete_reason", None), 40),
+        upstream_error_code=_clip(failed.upstream_code if failed else None, 80),
+        upstream_error_message=_clip(failed.upstream_message if failed else None, 500),
+        incomplete_reason=_clip(failed.incomplete_reason if failed else None, 40),
         attempts=terminal.attempts,
         retries=terminal.retries,
         fallback_used=terminal.fallback_used
@@ -240,24 +253,25 @@ def summarize(trace: RunTrace, terminal: RunFinished | RunFailed) -> RunSummary:
 class RunRecorder:
     """``recorder(run, event)``: the listener to register with ``RunManager.add_listener``."""
 
-    def __init__(self, db: Database, metrics: Metrics, spans: Any = None) -> None:
+    def __init__(self, db: Database, metrics: Metrics, spans: SpanEmitter | None = None) -> None:
         self.db = db
         self.metrics = metrics
         self.spans = spans
         self._open: dict[str, RunTrace] = {}
         self._active_paths: dict[str, str] = {}
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._pending: list[RunSummary] = []  # finished runs whose rows are not written yet
-        self._writer: asyncio.Task | None = None
-        self.on_summary: list[Any] = []  # callables(summary) after a row is written (shadow pairing, tests)
+        self._writer: asyncio.Task[None] | None = None
+        # Called with each summary after its row is written (shadow pairing, tests).
+        self.on_summary: list[Callable[[RunSummary], object]] = []
 
-    def __call__(self, run: Any, event: Any) -> None:
+    def __call__(self, run: RunView, event: AgentEvent) -> None:
         try:
             self._on_event(run, event)
         except Exception:  # never let telemetry break a run
             log.exception("telemetry_listener_failed", run_id=getattr(event, "run_id", None))
 
-    def _on_event(self, run: Any, event: Any) -> None:
+    def _on_event(self, run: RunView, event: AgentEvent) -> None:
         trace = self._open.get(event.run_id)
         if trace is None:
             if len(self._open) >= MAX_OPEN_RUNS:
@@ -281,7 +295,7 @@ class RunRecorder:
         if path is not None:
             self.metrics.active.labels(bounded(path, PATHS)).dec()
 
-    def _finish(self, trace: RunTrace, terminal: RunFinished | RunFailed) -> None:
+    def _finish(self, trace: RunTrace, terminal: TerminalEvent) -> None:
         self._drop(trace.meta.run_id)
         summary = summarize(trace, terminal)
         self._observe(summary)

@@ -16,12 +16,13 @@ import dataclasses
 import random
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Any
 
 import structlog
 
-from sigmachat.agent.events import EventFactory, RunFailed, RunFinished, RunStarted, is_terminal
+from sigmachat.agent.events import EventFactory, RunFailed, RunFinished, RunStarted, TerminalEvent, is_terminal
+from sigmachat.engines.base import Engine, RunRequest, aclose_quietly
 from sigmachat.logging import get_logger
+from sigmachat.runs.listeners import RunView
 from sigmachat.settings import Settings
 from sigmachat.telemetry.recorder import RunMeta, RunRecorder
 
@@ -35,15 +36,15 @@ class ShadowRunner:
         self,
         settings: Settings,
         recorder: RunRecorder,
-        engines: Mapping[str, Any] | None = None,
+        engines: Mapping[str, Engine] | None = None,
         *,
         sample: Callable[[], float] = random.random,
     ) -> None:
         self.settings = settings
         self.recorder = recorder
-        self.engines: Mapping[str, Any] = engines or {}
+        self.engines: Mapping[str, Engine] = engines or {}
         self._sample = sample
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self.skipped_busy = 0
 
     @property
@@ -54,7 +55,9 @@ class ShadowRunner:
         other = OTHER_ENGINE.get(live_engine)
         return other if other in self.engines else None
 
-    def maybe_shadow(self, live: Any, request: Any, terminal: Any = None) -> asyncio.Task | None:
+    def maybe_shadow(
+        self, live: RunView, request: RunRequest, terminal: TerminalEvent | None = None
+    ) -> asyncio.Task[None] | None:
         """Call after a live run ended (``live``: the run manager's run; ``request``: the
         RunRequest it ran; ``terminal``: its last event). Returns the background task or None.
 
@@ -62,11 +65,11 @@ class ShadowRunner:
         """
         try:
             rate = self.settings.shadow_sample_rate
-            if rate <= 0 or getattr(live, "shadow", False):
+            if rate <= 0 or (isinstance(live, RunMeta) and live.shadow):
                 return None
             if terminal is not None and not isinstance(terminal, RunFinished):
                 return None  # only answered turns are compared
-            other = self.other_engine(getattr(live, "engine", ""))
+            other = self.other_engine(live.engine)
             if other is None:
                 return None
             if self._sample() >= rate:
@@ -80,9 +83,9 @@ class ShadowRunner:
                 run_id=shadow_id,
                 engine=other,
                 protocol="shadow",
-                user_id=getattr(live, "user_id", None),
-                conversation_id=getattr(live, "conversation_id", None),
-                portfolio_id=getattr(live, "portfolio_id", None) or getattr(request, "portfolio_id", None),
+                user_id=live.user_id,
+                conversation_id=live.conversation_id,
+                portfolio_id=live.portfolio_id or request.portfolio_id,
                 shadow=True,
                 pair_id=live.run_id,
             )
@@ -97,10 +100,12 @@ class ShadowRunner:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def _run(self, meta: RunMeta, request: Any) -> None:
+    async def _run(self, meta: RunMeta, request: RunRequest) -> None:
         structlog.contextvars.bind_contextvars(run_id=meta.run_id, pair_id=meta.pair_id, shadow=True)
         engine = self.engines[meta.engine]
-        last_seq, terminal, code = 0, None, None
+        last_seq: int = 0
+        terminal: TerminalEvent | None = None
+        code: str | None = None
         stream = engine.stream(request)
         try:
             async with asyncio.timeout(self.settings.shadow_timeout_s):
@@ -118,12 +123,7 @@ class ShadowRunner:
             log.exception("shadow_run_crashed")
             code = "internal_error"
         finally:
-            aclose = getattr(stream, "aclose", None)
-            if aclose is not None:
-                try:
-                    await aclose()
-                except Exception:
-                    log.debug("shadow_stream_close_failed")
+            await aclose_quietly(stream)
         if terminal is None:
             # Close the shadow run's record ourselves, continuing its sequence.
             ev = EventFactory(meta.run_id, start_after=last_seq)
@@ -134,7 +134,7 @@ class ShadowRunner:
             self.recorder(
                 meta, ev.make(RunFailed, code=code or "internal_error", message="shadow run ended", retryable=True)
             )
-        log.info("shadow_finished", outcome=getattr(terminal, "type", code))
+        log.info("shadow_finished", outcome=terminal.type if terminal is not None else code)
         if code == "cancelled":
             raise asyncio.CancelledError
 

@@ -18,11 +18,12 @@ from __future__ import annotations
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
-from sigmachat.agent.events import RunFailed, RunFinished, ToolFinished, ToolStarted
+from sigmachat.agent.events import AgentEvent, RunFailed, RunFinished, TerminalEvent, ToolFinished, ToolStarted
 from sigmachat.logging import get_logger
 from sigmachat.settings import Settings
+from sigmachat.telemetry.recorder import DeltaRun, RunSummary, RunTrace
 
 log = get_logger("sigmachat.telemetry")
 
@@ -50,12 +51,13 @@ def build_tracer_provider(settings: Settings) -> Any | None:
     return provider
 
 
-def model_segments(items: list[Any], start_ts: int, end_ts: int) -> list[tuple[int, int, int | None]]:
+def model_segments(items: list[AgentEvent | DeltaRun], start_ts: int, end_ts: int) -> list[tuple[int, int, int | None]]:
     """(start, end, first text delta ts) of each model call, from the run's kept items."""
     segments: list[tuple[int, int, int | None]] = []
-    seg_start, first_delta, open_tools, in_tools = start_ts, None, 0, False
+    seg_start: int = start_ts
+    first_delta: int | None = None
+    open_tools, in_tools = 0, False
     for item in items:
-        kind = getattr(item, "type", None)
         if isinstance(item, ToolStarted):
             if not in_tools:
                 segments.append((seg_start, item.ts, first_delta))
@@ -65,7 +67,7 @@ def model_segments(items: list[Any], start_ts: int, end_ts: int) -> list[tuple[i
             open_tools = max(open_tools - 1, 0)
             if in_tools and open_tools == 0:
                 in_tools, seg_start = False, item.ts
-        elif kind == "delta_run" and not in_tools and first_delta is None:
+        elif isinstance(item, DeltaRun) and not in_tools and first_delta is None:
             first_delta = item.ts
     if not in_tools:
         segments.append((seg_start, end_ts, first_delta))
@@ -73,17 +75,17 @@ def model_segments(items: list[Any], start_ts: int, end_ts: int) -> list[tuple[i
 
 
 class SpanEmitter:
-    def __init__(self, tracer: Any, *, provider_name: str = "openai") -> None:
+    def __init__(self, tracer: Tracer, *, provider_name: str = "openai") -> None:
         self.tracer = tracer
         self.provider_name = provider_name
 
-    def emit(self, trace_: Any, terminal: RunFinished | RunFailed, summary: Any) -> None:
+    def emit(self, trace_: RunTrace, terminal: TerminalEvent, summary: RunSummary) -> None:
         started = trace_.started
         start_ts = started.ts if started is not None else terminal.ts
         end_ts = max(terminal.ts, start_ts)
         provider = "sigmasight.offline" if summary.offline else self.provider_name
         request_model = (started.model if started is not None else None) or summary.model or "unknown"
-        common = {
+        common: dict[str, str | bool] = {
             "gen_ai.provider.name": provider,
             "gen_ai.request.model": request_model,
             "app.run_id": summary.run_id,
@@ -103,7 +105,7 @@ class SpanEmitter:
         root.set_attribute("gen_ai.usage.output_tokens", summary.output_tokens)
         if summary.model:
             root.set_attribute("gen_ai.response.model", summary.model)
-        response_id = getattr(terminal, "response_id", None)
+        response_id = terminal.response_id if isinstance(terminal, RunFinished) else None
         if response_id:
             root.set_attribute("gen_ai.response.id", response_id)
         if summary.ttfb_ms is not None:

@@ -16,7 +16,7 @@ from sigmachat.api.deps import IdentityDep, ServicesDep, SessionDep
 from sigmachat.chat import conversations as convs
 from sigmachat.chat.conversations import MAX_TEXT
 from sigmachat.db.models import Conversation, as_utc
-from sigmachat.errors import NotFound
+from sigmachat.errors import NotFound, error_body
 from sigmachat.portfolio.service import owned_portfolio_id
 from sigmachat.protocols import legacy_sse
 from sigmachat.protocols.sse import stream_headers
@@ -296,20 +296,18 @@ async def resume_stream(
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=200)] = None,
 ):
     """Replay a run's events after a sequence, then follow it live (Last-Event-ID or ?after=)."""
-    info = await services.runs.owned_run_info(identity.id, run_id)
-    if info is None:
+    meta = await services.runs.owned_run(identity.id, run_id)
+    if meta is None:
         msg = await convs.answer_of_run(session, identity.id, run_id)
         if msg is None:
             raise NotFound("Run not found.")
         # The run's event log has expired: hand back the persisted answer to load instead.
         return JSONResponse(
-            {
-                "error": {
-                    "code": "run_expired",
-                    "message": "This run is no longer streamable; load the saved message.",
-                },
-                "message": convs.message_to_dict(msg),
-            },
+            error_body(
+                "run_expired",
+                "This run is no longer streamable; load the saved message.",
+                message=convs.message_to_dict(msg),
+            ),
             status_code=410,
         )
     after_seq = legacy_sse.parse_last_event_id(last_event_id, run_id)
@@ -317,7 +315,7 @@ async def resume_stream(
         after_seq = after or 0
     seen = [after_seq]
     return _sse_response(
-        services, run_id, _follow(services, run_id, after_seq, info.meta.get("portfolio_id"), seen), heartbeat_seq=seen
+        services, run_id, _follow(services, run_id, after_seq, meta.portfolio_id, seen), heartbeat_seq=seen
     )
 
 
