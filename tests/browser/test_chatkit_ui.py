@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -41,15 +42,13 @@ def fault_next_chatkit_turn(page, scenario: str) -> None:
     page.route("**/chatkit", handler)
 
 
+LEGACY_HISTORY = re.compile(r"/api/v1/chat/conversations/[^/?#]+/messages(?:[?#]|$)")
+
+
 def record_history_requests(page) -> list[str]:
-    """Requests to the legacy history API (GET .../conversations/{id}/messages)."""
+    """Requests to the legacy history API (GET .../conversations/{id}/messages, any query)."""
     urls: list[str] = []
-    page.on(
-        "request",
-        lambda req: (
-            urls.append(req.url) if "/api/v1/chat/conversations/" in req.url and req.url.endswith("/messages") else None
-        ),
-    )
+    page.on("request", lambda req: urls.append(req.url) if LEGACY_HISTORY.search(req.url) else None)
     return urls
 
 
@@ -193,7 +192,6 @@ def test_chatkit_rename_and_delete(page_for, chatkit_server):
 def test_chatkit_reload_mid_answer_ends_with_the_whole_answer(page_for, chatkit_server):
     """Our UI declares X-Disconnect: continue on POST /chatkit: the reload does not stop the run,
     the reloaded page shows the partial answer saved so far and follows the run to its end."""
-    import re
 
     page = page_for(chatkit_server)
     open_chat_as(page, HNW)
@@ -218,3 +216,66 @@ def test_chatkit_reload_mid_answer_ends_with_the_whole_answer(page_for, chatkit_
     assert "HOME_EQUITY" in shown and "HOME_EQUITY" in saved["content"]
     assert shown.split()[:3] == saved["content"].split()[:3]
     assert page.locator(".msg-user").count() == 1 and page.locator(".msg-assistant").count() == 1
+
+
+# Every answer as the reader sees it: status, badge, each tool step (state, title, name,
+# summary), the error note and which rating button is pressed.
+ANSWERS = """() => [...document.querySelectorAll('.msg-assistant')].map((m) => ({
+  id: m.dataset.id,
+  status: m.dataset.status,
+  offline: !!m.querySelector('.badge-offline'),
+  tools: [...m.querySelectorAll('.tool')].map((t) => ({
+    state: t.className,
+    title: t.querySelector('.tool-title')?.textContent ?? null,
+    name: t.querySelector('.tool-name')?.textContent ?? null,
+    summary: t.querySelector('.tool-summary')?.textContent ?? null,
+  })),
+  error: m.querySelector('.msg-error')?.textContent ?? null,
+  pressed: [...m.querySelectorAll('.fb-btn[aria-pressed=true]')].map((b) => b.getAttribute('aria-label')),
+  text: m.querySelector('.md')?.textContent ?? '',
+}))"""
+
+
+def test_a_reloaded_chatkit_thread_shows_what_the_live_answers_showed_from_its_items_alone(page_for, chatkit_server):
+    """Tool titles, a failed tool, a failed run, the offline badge and a rating survive a reload,
+    read from the ChatKit items only: no request to the legacy history API."""
+    page = page_for(chatkit_server)
+    types = record_chatkit_requests(page)
+    history_calls = record_history_requests(page)
+    open_chat_as(page, HNW)
+
+    ask(page, LARGEST)
+    wait_answer(page).get_by_role("button", name="Good answer").click()
+    page.wait_for_selector(".msg-assistant:last-child .fb-up[aria-pressed=true]")
+    fault_next_chatkit_turn(page, "tool_error")  # the model calls a tool with invalid arguments
+    ask(page, "What is my volatility?")
+    wait_answer(page)
+    page.unroute("**/chatkit")
+    fault_next_chatkit_turn(page, "server_error")  # the AI service fails: the run fails
+    ask(page, "And my sector exposure?")
+    wait_answer(page, "failed")
+    page.unroute("**/chatkit")
+    live = page.evaluate(ANSWERS)
+
+    # The live answers show what the test then expects after the reload.
+    ok, tool_failed, run_failed = live
+    assert ok["status"] == "complete" and ok["offline"] and ok["pressed"] == ["Good answer"]
+    assert ok["tools"] and all(t["state"] == "tool tool-ok" and t["name"] for t in ok["tools"])
+    assert any(t["state"] == "tool tool-error" for t in tool_failed["tools"])
+    assert run_failed["status"] == "failed" and run_failed["error"]
+    # Tool titles are the registry's, the same GET /api/v1/tools serves.
+    titles = {t["name"]: t["title"] for t in page.request.get("/api/v1/tools").json()["tools"]}
+    assert all(t["title"] == titles[t["name"]] for a in live for t in a["tools"])
+    failure = next(
+        f for f in page.request.get("/api/v1/chat/failures").json()["failures"] if f["code"] == "upstream_error"
+    )
+    assert failure["message"] in run_failed["error"]
+
+    types.clear()
+    page.reload()
+    page.wait_for_selector("#app[data-ready=true]")
+    page.wait_for_function("() => document.querySelectorAll('.msg-assistant').length === 3")
+    page.wait_for_selector(".msg-assistant:last-child[data-status=failed]")
+    assert "items.list" in types
+    assert page.evaluate(ANSWERS) == live
+    assert history_calls == [], history_calls

@@ -154,12 +154,61 @@ def test_failure_while_a_tool_runs_marks_it_stopped():
         "client_effect",
         "thread.item.added:workflow",
         "thread.item.done:workflow",
+        "thread.item.added:assistant_message",
+        "thread.item.done:assistant_message",
         "client_effect",
         "error",
     ]
     assert pairs[2][1].item.workflow.tasks[0].content == "Stopped"
-    assert pairs[3][1].data["status"] == "cancelled"
-    assert json.loads(pairs[4][1].model_dump_json())["allow_retry"] is False
+    assert pairs[5][1].data["status"] == "cancelled"
+    assert json.loads(pairs[6][1].model_dump_json())["allow_retry"] is False
+    # The run ends with its (empty) answer, saying how it ended: the item a reload shows.
+    answer = pairs[4][1].item
+    assert answer.id == "msg_a1" and answer.content[0].text == ""
+    [run] = [a.source for a in answer.content[0].annotations]  # no finished tool call
+    assert run.data == {
+        "sigmachat": "run",
+        "run_id": "run_abc",
+        "status": "cancelled",
+        "offline": "false",
+        "model": "m",
+        "engine": "agents",
+        "code": "cancelled",
+        "error_type": "FATAL_ERROR",
+        "retryable": "false",
+    }
+    assert run.description == "stopped"
+
+
+def test_the_answer_carries_its_run_and_tool_calls_as_entity_sources():
+    done = mapped(turn())[-1][1].item
+    run, *tools = [a.source for a in done.content[0].annotations]
+    assert run.type == "entity" and run.id == "run_abc" and run.description is None
+    assert run.data == {
+        "sigmachat": "run",
+        "run_id": "run_abc",
+        "status": "complete",
+        "offline": "false",
+        "model": "m",
+        "engine": "agents",
+    }
+    # In the order they finished, as the run manager records them; titles from the registry.
+    assert [(t.id, t.title, t.description, t.data) for t in tools] == [
+        (
+            "c2",
+            tool_title("get_volatility_analysis"),
+            "beta 1.1",
+            {"sigmachat": "tool", "name": "get_volatility_analysis", "status": "ok", "duration_ms": "5.0"},
+        ),
+        (
+            "c1",
+            tool_title("get_positions_details"),
+            "12 positions",
+            {"sigmachat": "tool", "name": "get_positions_details", "status": "ok", "duration_ms": "9.0"},
+        ),
+    ]
+    # ChatKit.js types entity data as Record<string, string>.
+    assert all(isinstance(v, str) for a in done.content[0].annotations for v in a.source.data.values())
 
 
 def test_text_before_tools_keeps_one_message_and_a_workflow():

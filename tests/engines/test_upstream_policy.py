@@ -213,6 +213,19 @@ def test_the_delay_of_a_retry_comes_from_the_failures_retry_after(tmp_path):
     assert decision is not None and decision.delay_ms == 3000
 
 
+def test_a_wait_longer_than_the_cap_fails_at_once_unless_the_fallback_can_answer(tmp_path):
+    """An upstream asking for 20 s (cap 8 s) does not hold the run silent for 20 s."""
+    failure = classify_exception(_status(429, {"retry-after": "20"}))
+    assert failure.retry_after_ms == 20_000
+    no_fallback = _policy(tmp_path, fallback=None)
+    assert no_fallback.decide(failure, attempt=1, produced=False, model="gpt-4.1-mini") is None
+    policy = _policy(tmp_path)
+    switch = policy.decide(failure, attempt=1, produced=False, model="gpt-4.1-mini")
+    assert switch is not None and switch.to_model == "gpt-4.1-nano" and switch.delay_ms == 500
+    # Already on the fallback, the same answer ends the run (RunFailed carries retry_after_ms).
+    assert policy.decide(failure, attempt=2, produced=False, model="gpt-4.1-nano") is None
+
+
 def test_a_retry_is_counted_on_the_run_and_switches_once(tmp_path):
     policy = _policy(tmp_path)
     calls = ModelCalls(model="gpt-4.1-mini", attempts=1)

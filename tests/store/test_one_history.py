@@ -96,7 +96,7 @@ async def legacy_conversation(services, ctx: Ctx) -> str:
                 run_id="run_2",
                 created_at=at(10) + dt.timedelta(microseconds=1),
             ),
-            # A failed run that said nothing renders nothing.
+            # A failed run that said nothing renders as an empty answer that says how it ended.
             Message(
                 id="msg_lu000003",
                 conversation_id=conv.id,
@@ -115,6 +115,7 @@ async def legacy_conversation(services, ctx: Ctx) -> str:
                 role="assistant",
                 content="",
                 status="failed",
+                error={"code": "upstream_error", "message": "The AI service had a problem answering. Try again."},
                 run_id="run_3",
                 created_at=at(20) + dt.timedelta(microseconds=1),
             ),
@@ -124,7 +125,15 @@ async def legacy_conversation(services, ctx: Ctx) -> str:
         return conv.id
 
 
-EXPECTED_IDS = ["msg_lu000001", "wf_msg_la000001", "msg_la000001", "msg_lu000002", "msg_la000002", "msg_lu000003"]
+EXPECTED_IDS = [
+    "msg_lu000001",
+    "wf_msg_la000001",
+    "msg_la000001",
+    "msg_lu000002",
+    "msg_la000002",
+    "msg_lu000003",
+    "msg_la000003",
+]
 
 
 async def test_a_responses_conversation_opens_as_chatkit_items(store, services, alice):
@@ -144,6 +153,17 @@ async def test_a_responses_conversation_opens_as_chatkit_items(store, services, 
     assert all(t.status_indicator == "complete" for t in workflow.workflow.tasks)
     assert workflow.workflow.summary == DurationSummary(duration=2)
     assert isinstance(answer, AssistantMessageItem) and answer.content[0].text == "AAPL is your largest position."
+    run, *tools = [a.source for a in answer.content[0].annotations]
+    assert (run.id, run.data["status"], run.data["engine"]) == ("run_1", "complete", "responses")
+    assert [(t.title, t.data["name"], t.data["status"]) for t in tools] == [
+        (tool_title("get_positions_details"), "get_positions_details", "ok"),
+        (tool_title("get_volatility_analysis"), "get_volatility_analysis", "ok"),
+    ]
+    failed = page.data[-1]
+    assert isinstance(failed, AssistantMessageItem) and failed.content[0].text == ""
+    [run] = [a.source for a in failed.content[0].annotations]
+    assert run.data["status"] == "failed" and run.data["code"] == "upstream_error"
+    assert run.description == "The AI service had a problem answering. Try again."
     assert await store.load_item(thread_id, "wf_msg_la000001", alice) == workflow
     assert thread_id in [t.id for t in (await store.load_threads(50, None, "desc", alice)).data]
 

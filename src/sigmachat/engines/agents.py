@@ -40,6 +40,7 @@ from agents import (
 )
 from agents.models.interface import Model
 from agents.run_config import ToolErrorFormatterArgs
+from agents.tool_context import ToolContext as SdkToolContext
 from openai._models import construct_type
 from openai.types.responses import ResponseStreamEvent
 
@@ -171,7 +172,7 @@ class DictStreamResponsesModel(OpenAIResponsesModel):
         return _typed_events(stream_response_events(self._get_client(), **create_kwargs))
 
 
-def _type_of(item: Any) -> str | None:
+def _type_of(item: object) -> str | None:
     """The ``type`` of an output item, built as a model or left as a dict (see stream_event)."""
     return item.get("type") if isinstance(item, dict) else getattr(item, "type", None)
 
@@ -354,7 +355,7 @@ class _GuardedModel(Model):
             finally:
                 await aclose_quietly(inner)
 
-    def _remember_call(self, item: Any, budget: OutputBudget | None) -> None:
+    def _remember_call(self, item: object, budget: OutputBudget | None) -> None:
         if getattr(item, "type", None) != "function_call":
             return
         call_id = getattr(item, "call_id", None)
@@ -365,7 +366,7 @@ class _GuardedModel(Model):
                 budget.admit(arguments)
 
 
-def _usage(sdk_usage: Any) -> Usage | None:
+def _usage(sdk_usage: object) -> Usage | None:
     """A usage report of the SDK (a response's, or the run's ``context_wrapper.usage``) as ours."""
     if sdk_usage is None:
         return None
@@ -377,7 +378,7 @@ def _usage(sdk_usage: Any) -> Usage | None:
     )
 
 
-def _error_event_fields(chunk: Any) -> tuple[str | None, str | None]:
+def _error_event_fields(chunk: object) -> tuple[str | None, str | None]:
     """(code, message) of an error event object, flat or nested (see responses_stream.error_fields)."""
     nested = getattr(chunk, "error", None)
     code = getattr(chunk, "code", None) or getattr(nested, "code", None)
@@ -413,7 +414,7 @@ class AgentsEngine(ModelEngine):
     def _function_tool(self, spec: dict[str, Any]) -> FunctionTool:
         name = spec["name"]
 
-        async def invoke(tool_context: Any, arguments: str) -> str:
+        async def invoke(tool_context: SdkToolContext[_RunState], arguments: str) -> str:
             state: _RunState = tool_context.context
             call_id = tool_context.tool_call_id
             state.emit(ToolStarted, call_id=call_id, name=name, arguments=parse_tool_arguments(arguments))
@@ -431,7 +432,7 @@ class AgentsEngine(ModelEngine):
             strict_json_schema=bool(spec.get("strict", False)),
         )
 
-    async def _tool_error(self, args: ToolErrorFormatterArgs[Any]) -> str | None:
+    async def _tool_error(self, args: ToolErrorFormatterArgs[_RunState]) -> str | None:
         """The SDK's hook for a call to a tool the agent does not have: answer it as the
         Responses engine does, through the registry (the same recoverable "unknown tool"
         error text, the same tool events), instead of the SDK ending the run."""

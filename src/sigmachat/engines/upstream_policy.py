@@ -297,7 +297,8 @@ class UpstreamPolicy:
 
     def backoff_ms(self, attempt: int, retry_after: int | None) -> int:
         """The wait before attempt ``attempt + 1``: jittered exponential backoff, capped; a
-        Retry-After from the upstream always wins, even over the cap."""
+        Retry-After from the upstream wins when it is longer (:meth:`decide` never waits
+        one longer than the cap)."""
         cap = self.settings.retry_max_delay_ms
         base = self.settings.retry_base_delay_ms * (2 ** (attempt - 1))
         delay = self._uniform(base / 2, base) if base else 0  # jitter spreads synchronized clients
@@ -307,14 +308,24 @@ class UpstreamPolicy:
 
     def decide(self, failure: UpstreamFailure, *, attempt: int, produced: bool, model: str) -> Retry | None:
         """Whether attempt ``attempt`` of a model call, which failed with ``failure`` after
-        producing output or not, is tried again; and how."""
+        producing output or not, is tried again; and how.
+
+        An upstream that asks for a wait longer than ``retry_max_delay_ms`` is not waited for
+        with the user watching a silent answer: the run fails at once with that
+        ``retry_after_ms``, so the client can say when to try again; unless the fallback model
+        can be tried now (the wait was asked of the primary model, not of the fallback)."""
         if failure.code not in RETRYABLE_BEFORE_OUTPUT or produced or attempt >= self.settings.retry_max_attempts:
             return None
         fallback = self.fallback_model
         switch = attempt == 1 and bool(fallback) and fallback != model
+        wait = failure.retry_after_ms
+        if wait is not None and wait > self.settings.retry_max_delay_ms:
+            if not switch:
+                return None
+            wait = None  # the fallback was not asked to wait: our own backoff
         return Retry(
             attempt=attempt + 1,
-            delay_ms=self.backoff_ms(attempt, failure.retry_after_ms),
+            delay_ms=self.backoff_ms(attempt, wait),
             reason=failure.code,
             from_model=model,
             to_model=fallback if switch else None,

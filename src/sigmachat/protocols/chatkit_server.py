@@ -73,6 +73,7 @@ from sigmachat.agent.events import (
     RunFinished,
     RunStarted,
     TextDelta,
+    ToolCallRecord,
     ToolFinished,
     ToolStarted,
 )
@@ -86,7 +87,15 @@ from sigmachat.protocols.sse import sse_id
 from sigmachat.runs.manager import AdmittedRun, RunManager
 from sigmachat.settings import Settings
 from sigmachat.store.chatkit_store import SqlChatKitStore
-from sigmachat.store.items import dump_item, synthesized_workflow_id, tool_task, tools_duration, user_text
+from sigmachat.store.items import (
+    AnswerRun,
+    answer_sources,
+    dump_item,
+    synthesized_workflow_id,
+    tool_task,
+    tools_duration,
+    user_text,
+)
 
 log = get_logger("sigmachat.chatkit")
 
@@ -191,7 +200,10 @@ class ChatKitEventMapper:
     - what ChatKit's item types have no field for travels as data in ``client_effect`` events
       (a ChatKit client ignores effects it does not handle): ``sigmachat.run_started`` (the
       answer's id, the offline flag, model, engine), ``sigmachat.tool_finished`` (the tool, its title, ok, the
-      error code) and ``sigmachat.run_failed`` (the failure kind: code, status, retryable).
+      error code) and ``sigmachat.run_failed`` (the failure kind: code, status, retryable);
+    - every run ends with its answer message (empty if it wrote nothing), annotated with how the
+      run went and its tool calls (``store.items.answer_sources``): the item the store renders
+      from the answer row when the thread is loaded again.
 
     Ids and times derive from the run's answer row (its id and ``created_at``), so the items
     equal the ones the store renders from that row later, and a replay of the event log
@@ -208,6 +220,8 @@ class ChatKitEventMapper:
         self.workflow_ms: list[float] = []
         self.workflows = 0
         self.tasks: dict[str, tuple[WorkflowItem, int]] = {}
+        self.started: RunStarted | None = None
+        self.tool_calls: list[ToolCallRecord] = []  # finished tool calls, as the run manager records them
 
     def _close_workflow(self) -> list[ThreadStreamEvent]:
         if self.workflow is None:
@@ -227,6 +241,24 @@ class ChatKitEventMapper:
         item = self.assistant
         self.assistant = None
         return [ThreadItemDoneEvent(item=item.model_copy(deep=True))]
+
+    def _end_answer(self, event: RunFinished | RunFailed, text: str) -> list[ThreadStreamEvent]:
+        """The run's answer message, annotated as the store renders it from the answer row."""
+        out = [] if self.assistant is not None else self._open_assistant(text)
+        assert self.assistant is not None
+        started = self.started
+        run = AnswerRun(
+            run_id=self.run_id,
+            status="complete" if isinstance(event, RunFinished) else kind(event.code).message_status,
+            offline=bool(started and started.offline),
+            model=event.model or (started.model if started else None),
+            engine=started.engine if started else None,
+        )
+        if isinstance(event, RunFailed):
+            run = dataclasses.replace(run, code=event.code, message=event.message, retryable=event.retryable)
+        # The run manager stores the terminal event's tool calls, else the finished ones.
+        self.assistant.content[0].annotations = answer_sources(run, event.tool_calls or self.tool_calls)
+        return out + self._close_assistant()
 
     def _open_assistant(self, text: str) -> list[ThreadStreamEvent]:
         self.assistant = AssistantMessageItem(
@@ -263,6 +295,16 @@ class ChatKitEventMapper:
         workflow, index = found
         task = tool_task(event.name, done=True, ok=event.ok, summary=event.summary)
         workflow.workflow.tasks[index] = task
+        self.tool_calls.append(
+            ToolCallRecord(
+                call_id=event.call_id,
+                name=event.name,
+                summary=event.summary,
+                ok=event.ok,
+                duration_ms=event.duration_ms,
+                truncated=event.truncated,
+            )
+        )
         error = event.envelope.get("error") if isinstance(event.envelope, dict) else None
         effect = ClientEffectEvent(
             name="sigmachat.tool_finished",
@@ -308,6 +350,7 @@ class ChatKitEventMapper:
         out: list[ThreadStreamEvent] = []
         match event:
             case RunStarted():
+                self.started = event
                 data = {
                     "run_id": self.run_id,
                     "assistant_message_id": self.assistant_item_id,  # the answer's id, even if it never says a word
@@ -333,12 +376,10 @@ class ChatKitEventMapper:
                 out.append(ProgressUpdateEvent(icon=icon, text=_progress_text(event)))
             case RunFinished():
                 out += self._close_workflow()
-                if self.assistant is None and event.final_text:
-                    out += self._open_assistant(event.final_text)
-                out += self._close_assistant()
+                out += self._end_answer(event, event.final_text)
             case RunFailed():
                 out += self._close_workflow()
-                out += self._close_assistant()
+                out += self._end_answer(event, "")
                 failure = kind(event.code)
                 message = event.message if event.code == "response_incomplete" else failure.message
                 data = {**failure.public(), "code": event.code, "retryable": event.retryable, "run_id": self.run_id}

@@ -5,18 +5,28 @@ item JSON in ``payload`` when it came through ChatKit) and the answer (``role``/
 ``tool_calls``). The answer is rendered here as ChatKit items (a workflow of its tool calls,
 then the message), the same items the ChatKit stream sent. Other items stored through the
 ChatKit store keep their exact JSON in ``payload``.
+
+What a client needs to show an answer beyond its text (how its run ended, the offline flag,
+the rating, each tool's name and outcome) rides on the message as entity annotations: the one
+field of ChatKit's item types that carries integration data (``EntitySource.data``). ChatKit's
+own clients list them under the answer's collapsed "Sources"; ours reads their data. The
+stream's final message item and the stored one carry the same annotations (``answer_sources``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from chatkit.types import (
+    Annotation,
     AssistantMessageContent,
     AssistantMessageItem,
     CustomTask,
     DurationSummary,
+    EntitySource,
     InferenceOptions,
     ThreadItem,
     UserMessageItem,
@@ -27,6 +37,8 @@ from chatkit.types import (
 )
 from pydantic import TypeAdapter
 
+from sigmachat.agent.events import ToolCallRecord
+from sigmachat.agent.failures import kind
 from sigmachat.db.models import Message, as_utc
 from sigmachat.tools.registry import tool_title
 
@@ -36,6 +48,11 @@ THREAD_ITEM_ADAPTER = TypeAdapter[ThreadItem](ThreadItem)  # type: ignore[arg-ty
 
 # A legacy assistant row's tool calls appear as a workflow item with this id prefix + row id.
 SYNTH_WORKFLOW_PREFIX = "wf_"
+
+# The key of an answer annotation's data that says what the entity is: the answer's run or
+# one of its tool calls. Values are strings throughout: ChatKit.js types entity data as
+# Record<string, string>.
+SOURCE_KIND = "sigmachat"
 
 
 def user_text(item: UserMessageItem) -> str:
@@ -120,6 +137,112 @@ def answer_workflow(row: Message, thread_id: str) -> WorkflowItem | None:
     )
 
 
+# ---- what an answer carries beyond its text ---------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerRun:
+    """How an answer's run went, as the stream knows it at its end and as the answer row stores it."""
+
+    run_id: str
+    status: str  # the message status: complete | streaming | failed | cancelled | incomplete | interrupted
+    offline: bool = False
+    model: str | None = None
+    engine: str | None = None
+    code: str | None = None  # the failure code (a key of agent.failures.KINDS)
+    message: str | None = None  # the failure as the user reads it
+    retryable: bool | None = None
+    feedback: str | None = None  # positive | negative
+
+    @classmethod
+    def of_row(cls, row: Message) -> AnswerRun:
+        error = row.error if isinstance(row.error, dict) else {}
+        code = error.get("code")
+        return cls(
+            run_id=row.run_id or row.id,
+            status=row.status,
+            offline=bool(row.offline),
+            model=row.model,
+            engine=row.engine,
+            code=str(code) if code else None,
+            message=str(error["message"]) if error.get("message") else None,
+            retryable=bool(error["retryable"]) if "retryable" in error else None,
+            feedback=row.feedback,
+        )
+
+
+def _flag(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def run_source(run: AnswerRun) -> EntitySource:
+    """The answer's run as an entity: where the answer came from and how it ended."""
+    data = {SOURCE_KIND: "run", "run_id": run.run_id, "status": run.status, "offline": _flag(run.offline)}
+    if run.model:
+        data["model"] = run.model
+    if run.engine:
+        data["engine"] = run.engine
+    if run.code:
+        failure = kind(run.code)
+        data["code"] = run.code
+        data["error_type"] = failure.legacy_type
+        data["retryable"] = _flag(failure.retryable if run.retryable is None else run.retryable)
+    if run.feedback:
+        data["feedback"] = run.feedback
+    by = "the built-in offline model" if run.offline else (run.model or "the AI service")
+    return EntitySource(
+        id=run.run_id,
+        title=f"Answered by {by}",
+        # A failure's message is what a person reads under the title (ChatKit's sources list too).
+        description=(run.message or kind(run.code).message) if run.code else None,
+        icon="sparkle",
+        data=data,
+    )
+
+
+def tool_source(call: ToolCallRecord) -> EntitySource:
+    """One tool call of the answer as an entity: the tool, its title, whether it worked."""
+    return EntitySource(
+        id=call.call_id,
+        title=tool_title(call.name),
+        # What its workflow task shows under the title: the summary, or whether it worked.
+        description=tool_task(call.name, done=True, ok=call.ok, summary=call.summary).content,
+        icon="analytics",
+        data={
+            SOURCE_KIND: "tool",
+            "name": call.name,
+            "status": "ok" if call.ok else "error",
+            "duration_ms": f"{round(call.duration_ms, 1)}",
+        },
+    )
+
+
+def answer_sources(run: AnswerRun, tool_calls: Sequence[ToolCallRecord]) -> list[Annotation]:
+    """The annotations of an answer message: its run, then each tool call in order."""
+    sources = [run_source(run), *(tool_source(c) for c in tool_calls)]
+    return [Annotation(source=source) for source in sources]
+
+
+def row_tool_calls(row: Message) -> list[ToolCallRecord]:
+    return [ToolCallRecord.model_validate(c) for c in (row.tool_calls or []) if isinstance(c, dict)]
+
+
+def answer_item(row: Message, thread_id: str) -> AssistantMessageItem:
+    """An answer row as its message, whatever its state, with what the client needs to show it.
+
+    Also an answer without text (a run that failed or was stopped before it wrote anything, or
+    one still calling its tools): its run's status, failure and id are what a client reloading
+    the thread needs, to show the failure or to follow the run to its end.
+    """
+    annotations = answer_sources(AnswerRun.of_row(row), row_tool_calls(row))
+    return AssistantMessageItem(
+        id=row.id,
+        thread_id=thread_id,
+        created_at=as_utc(row.created_at),
+        content=[AssistantMessageContent(text=row.content or "", annotations=annotations)],
+    )
+
+
 def answer_or_question(row: Message, thread_id: str) -> ThreadItem | None:
     """A user or assistant row without a stored item, as a ChatKit item (None: nothing to show)."""
     created = as_utc(row.created_at)
@@ -132,13 +255,8 @@ def answer_or_question(row: Message, thread_id: str) -> ThreadItem | None:
             attachments=[],
             inference_options=InferenceOptions(),
         )
-    # A 'streaming' row with text is an answer being written (saved about once a second by the
-    # run manager): shown as far as it got, so a client reloading mid-run sees it.
-    if row.role == "assistant" and row.content:
-        return AssistantMessageItem(
-            id=row.id,
-            thread_id=thread_id,
-            created_at=created,
-            content=[AssistantMessageContent(text=row.content, annotations=[])],
-        )
+    # A 'streaming' row is an answer being written (its text saved about once a second by the
+    # run manager): shown as far as it got, so a client reloading mid-run sees it and its run.
+    if row.role == "assistant":
+        return answer_item(row, thread_id)
     return None

@@ -7,13 +7,13 @@
 // the stream: `sigmachat.run_started` (offline flag, model), `sigmachat.tool_finished` (the
 // tool, its title, whether it worked) and `sigmachat.run_failed` (code, status, error type).
 // Nothing is guessed from the words on screen, and a live answer needs no other request.
-// Loading an older thread still fills in those details from the shared history rows
-// (GET /api/v1/chat/conversations/{id}/messages): ChatKit threads and conversations are the
-// same records. Resume and cancel use the run API, which serves runs of both protocols (the
+// A loaded thread needs none either: each answer item carries, as entity sources, its run's
+// status, failure, offline flag and rating, and its tool calls (see sourcesOf). Resume and
+// cancel use the run API, which serves runs of both protocols (the
 // stream carries `id: <run_id>:<seq>` and an X-Run-Id header). Streams are opened with
 // `X-Disconnect: continue`: closing one (a reload) does not stop the answer.
 
-import { errorFrom, rawFetch, request } from "./api.js";
+import { errorFrom, rawFetch } from "./api.js";
 import { errorTypeFor, statusForFailure, toolTitle } from "./events.js";
 import { createLegacyBackend } from "./legacy.js";
 import { readEvents } from "./sse.js";
@@ -56,13 +56,56 @@ function itemText(item) {
   return (item.content || []).map((part) => part.text || "").join("");
 }
 
-function taskToTool(task, callId, startedAt = null) {
-  // A loaded thread's task: whether it worked comes from the history rows (mergeHistory).
+function taskToTool(task, callId) {
+  // A workflow task without its answer's sources (an item another ChatKit server wrote): what
+  // the task itself says, its title and whether it is still loading.
   const done = task.status_indicator === "complete";
   return {
     callId, name: null, title: task.title || toolTitle(null), args: {},
-    state: done ? "ok" : "running",
-    durationMs: null, summary: done ? task.content || "" : "", truncated: false, startedAt,
+    state: done ? "ok" : "running", durationMs: null, summary: done ? task.content || "" : "", truncated: false,
+  };
+}
+
+// What an answer carries beyond its text rides on its message as entity sources (annotations
+// whose data says `sigmachat: "run" | "tool"`, all values strings): how its run went, its
+// rating, and each tool call. The server writes the same sources on the streamed item and on
+// the stored one, so a loaded thread shows what the live answer showed.
+function sourcesOf(item, kind) {
+  return (item.content || [])
+    .flatMap((part) => part.annotations || [])
+    .map((a) => a.source)
+    .filter((s) => s && s.type === "entity" && s.data && s.data.sigmachat === kind);
+}
+
+function toolFromSource(s) {
+  const ms = Number(s.data.duration_ms);
+  return {
+    callId: s.id, name: s.data.name || null, title: s.title || toolTitle(s.data.name), args: {},
+    state: s.data.status === "error" ? "error" : "ok",
+    durationMs: s.data.duration_ms && Number.isFinite(ms) ? ms : null, summary: s.description || "", truncated: false,
+  };
+}
+
+const RATINGS = { positive: "up", negative: "down" };
+const NO_ERROR = new Set(["complete", "cancelled", "streaming"]);
+
+function answerFromItem(item, workflowTools) {
+  const [run] = sourcesOf(item, "run");
+  const tools = sourcesOf(item, "tool").map(toolFromSource);
+  const d = (run && run.data) || {};
+  const status = d.status || "complete";
+  return {
+    id: item.id, role: "assistant", content: itemText(item), status,
+    tools: run ? tools : workflowTools,
+    offline: d.offline === "true", model: d.model || null, runId: d.run_id || null,
+    error: d.code && !NO_ERROR.has(status)
+      ? {
+        message: (run && run.description) || null, code: d.code, errorType: d.error_type || errorTypeFor(d.code),
+        retryable: d.retryable === "true", retryAfterMs: null,
+      }
+      : null,
+    createdAt: item.created_at,
+    feedback: RATINGS[d.feedback] || null,
   };
 }
 
@@ -77,56 +120,11 @@ export function itemsToMessages(items) {
     } else if (item.type === "workflow") {
       (item.workflow.tasks || []).forEach((task, i) => pendingTools.push(taskToTool(task, `${item.id}#${i}`)));
     } else if (item.type === "assistant_message") {
-      out.push({ id: item.id, role: "assistant", content: itemText(item), status: "complete", tools: pendingTools, offline: false, model: null, runId: null, error: null, createdAt: item.created_at });
+      out.push(answerFromItem(item, pendingTools));
       pendingTools = [];
     }
   }
-  if (pendingTools.length) {
-    // Tool steps of a run that wrote no text (it failed or was stopped).
-    out.push({ id: null, role: "assistant", content: "", status: "failed", tools: pendingTools, offline: false, model: null, runId: null, error: null, createdAt: null });
-  }
   return out;
-}
-
-/** Fill in what the ChatKit items cannot say from the shared history rows. */
-export function mergeHistory(messages, rows) {
-  const byId = new Map(rows.map((r) => [r.id, r]));
-  const merged = [];
-  const seen = new Set();
-  for (const m of messages) {
-    const row = m.id ? byId.get(m.id) : null;
-    if (row) {
-      seen.add(row.id);
-      merged.push(enrich(m, row));
-    } else if (m.id || m.content || m.tools.length) {
-      merged.push(m);
-    }
-  }
-  // Assistant rows with no ChatKit item (a failure before any text): after their question.
-  rows.forEach((row, i) => {
-    if (seen.has(row.id) || row.role !== "assistant") return;
-    const question = rows.slice(0, i).reverse().find((r) => r.role === "user");
-    const at = question ? merged.findIndex((m) => m.id === question.id) : -1;
-    if (at < 0) return;
-    let end = at + 1;
-    if (merged[end] && merged[end].role === "assistant" && !merged[end].id) merged.splice(end, 1); // its bare tool steps
-    while (merged[end] && merged[end].role === "assistant") end++;
-    merged.splice(end, 0, row);
-  });
-  return merged;
-}
-
-function enrich(m, row) {
-  return {
-    ...m,
-    offline: row.offline,
-    model: row.model,
-    runId: row.runId,
-    status: row.status, // the saved row knows whether the answer is still being written
-    error: row.error,
-    tools: row.tools.length ? row.tools : m.tools,
-    content: row.content && row.content.length > m.content.length ? row.content : m.content,
-  };
 }
 
 /** Translates one run's ChatKit stream events into common events. */
@@ -318,6 +316,7 @@ export function createChatKitBackend() {
       return { items: (page.data || []).map(threadToConversation), nextCursor: page.has_more ? page.after : null };
     },
 
+    /** The thread from its ChatKit items alone (no other request: they carry every detail). */
     async loadMessages(threadId) {
       const items = [];
       let after = null;
@@ -329,12 +328,7 @@ export function createChatKitBackend() {
         if (!page.has_more || !page.after) break;
         after = page.after;
       }
-      const messages = itemsToMessages(items);
-      try {
-        return mergeHistory(messages, await legacy.loadMessages(threadId));
-      } catch {
-        return messages; // the history rows only add detail
-      }
+      return itemsToMessages(items);
     },
 
     activeRun: (threadId) => legacy.activeRun(threadId),
