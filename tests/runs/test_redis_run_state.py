@@ -6,6 +6,7 @@ Two ``RunManager`` objects on one database and one Redis stand for two instances
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 
 import httpx
@@ -171,6 +172,10 @@ async def test_a_dead_owner_s_run_is_closed_by_a_survivor_with_its_partial_answe
         async with services.db.session() as s:
             assistant = (await list_messages(s, user.id, conv.id))[1]
         assert assistant.status == "interrupted" and assistant.content == "Your largest "
+        for _ in range(50):  # B releases the claim just after the terminal event that ended our stream
+            if await b.active_run_for(conv.id) is None:
+                break
+            await asyncio.sleep(0.1)
         assert await b.active_run_for(conv.id) is None
         again = await b.start(
             user_id=user.id, conversation_id=conv.id, text="retry", engine="responses", protocol="test"
@@ -204,6 +209,120 @@ async def test_a_busy_event_loop_does_not_lose_its_leases(services, redis, prefi
     finally:
         gate.set()
         await a.shutdown(2)
+
+
+async def test_an_admitted_run_keeps_its_lease_until_it_starts(services, redis, prefix):
+    """Regression (the cluster soak at 100 streams): a run admitted but not yet started (waiting
+    for the start lock or the ChatKit store) held a lease nobody renewed. Past one lease the
+    instance's own sweep or a survivor took it over, and the run then started on a released
+    claim and ended ``interrupted`` while its owner was alive."""
+    a = _instance(services, redis, prefix, ScriptedEngine(), lease_s=1.0)
+    b = _instance(services, redis, prefix, ScriptedEngine(), lease_s=1.0)
+    a.start_sweeper()
+    b.start_sweeper()
+    try:
+        user = await _user(services)
+        conv = await _conv(services, user)
+        admitted = await a.admit(user_id=user.id, conversation_id=conv.id, engine="responses")
+        await asyncio.sleep(3.0)  # three leases between admission and start; both sweeps ran meanwhile
+        assert await b.active_run_for(conv.id) == admitted.run_id  # still claimed, on every instance
+        run = await a.start(user_id=user.id, conversation_id=conv.id, text="Largest?", engine="responses",
+                            protocol="test", admission=admitted)  # fmt: skip
+        await a.wait_finished(run.run_id, 10)
+        async with services.db.session() as s:
+            assistant = (await list_messages(s, user.id, conv.id))[1]
+        assert assistant.status == "complete"
+    finally:
+        await a.shutdown(2)
+        await b.shutdown(2)
+
+
+async def test_an_admission_taken_over_before_its_start_is_refused_and_writes_nothing(services, redis, prefix):
+    """An instance that looked dead long enough for a survivor to close its admitted run must not
+    start that run afterwards: its conversation is free again and may have a new run."""
+    from sigmachat.errors import ServiceUnavailable
+
+    a = _instance(services, redis, prefix, ScriptedEngine(), lease_s=1.0)
+    b = _instance(services, redis, prefix, ScriptedEngine(), lease_s=1.0)
+    a.start_sweeper()
+    try:
+        user = await _user(services)
+        conv = await _conv(services, user)
+        admitted = await a.admit(user_id=user.id, conversation_id=conv.id, engine="responses")
+        await redis.delete(f"{prefix}run:{admitted.run_id}:lease")  # A looked dead: its lease lapsed
+        assert await b.take_over(admitted.claim) == 1  # and a survivor closed the run
+        for _ in range(50):  # A's lease keeper notices within a third of a lease
+            if admitted.lost:
+                break
+            await asyncio.sleep(0.1)
+        assert admitted.lost
+        with pytest.raises(ServiceUnavailable):
+            await a.start(user_id=user.id, conversation_id=conv.id, text="Largest?", engine="responses",
+                          protocol="test", admission=admitted)  # fmt: skip
+        async with services.db.session() as s:
+            assert not await list_messages(s, user.id, conv.id)
+        assert await a.active_run_for(conv.id) is None
+    finally:
+        await a.shutdown(2)
+        await b.shutdown(2)
+
+
+async def test_a_run_cancelled_again_while_it_closes_still_closes_and_the_drain_ends(services, redis, prefix):
+    """Regression (the cluster soak at 100 streams): a second cancel (a lost lease reported again,
+    the drain's deadline, the user's stop) landing while a run saved its end cut the closing short.
+    The run stayed registered with its conversation claimed, and a SIGTERM drain never ended."""
+    gate = asyncio.Event()
+    a = _instance(services, redis, prefix, ScriptedEngine(gate=gate))
+    try:
+        user = await _user(services)
+        conv = await _conv(services, user)
+        started = await a.start(
+            user_id=user.id, conversation_id=conv.id, text="Largest?", engine="responses", protocol="test"
+        )
+        await asyncio.sleep(0.2)  # the gate holds the run after its first text delta
+        run = a._active[started.run_id]
+        assert run.task is not None
+        run.cancel_code = "interrupted"
+        run.task.cancel()
+        for _ in range(3):  # the run takes the first cancel and starts closing (saving its answer)
+            await asyncio.sleep(0)
+        run.task.cancel()
+        await asyncio.wait_for(run.finished.wait(), 10)
+        await asyncio.wait_for(a.shutdown(30), 10)  # nothing left to drain
+        assert a.active_count() == 0
+        assert await a.active_run_for(conv.id) is None
+        async with services.db.session() as s:
+            assistant = (await list_messages(s, user.id, conv.id))[1]
+        assert assistant.status == "interrupted" and assistant.content == "Your largest "
+        events = await a.events.read(started.run_id)
+        assert events[-1].type == "run_failed" and events[-1].code == "interrupted"
+    finally:
+        gate.set()
+        with contextlib.suppress(TimeoutError):  # without the fix the run never closes: fail, not hang
+            await asyncio.wait_for(a.shutdown(1), 10)
+
+
+async def test_a_sweep_that_saw_a_run_just_before_it_finished_does_not_take_it_over(services, redis, prefix):
+    """Regression (the cluster soak): a sweep read the claims, the owner then finished and released
+    its run (claim and lease gone), and the sweep took the finished run over ("run_taken_over"
+    with the owner alive, counted as a takeover by the soak)."""
+    a = _instance(services, redis, prefix, ScriptedEngine())
+    b = _instance(services, redis, prefix, ScriptedEngine())
+    try:
+        user = await _user(services)
+        conv = await _conv(services, user)
+        run = await a.start(
+            user_id=user.id, conversation_id=conv.id, text="Largest?", engine="responses", protocol="test"
+        )
+        seen_by_sweep = RunClaim(run.run_id, user.id, conv.id, run.assistant_message_id, a.coordinator.instance_id)
+        await a.wait_finished(run.run_id, 10)
+        assert await b.take_over(seen_by_sweep) == 0
+        assert await redis.exists(f"{prefix}run:{run.run_id}:lease") == 0  # no takeover lease left behind
+        async with services.db.session() as s:
+            assert (await list_messages(s, user.id, conv.id))[1].status == "complete"
+    finally:
+        await a.shutdown(1)
+        await b.shutdown(1)
 
 
 async def test_start_up_recovery_leaves_runs_with_a_live_lease_alone(services, redis, prefix):

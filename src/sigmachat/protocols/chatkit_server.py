@@ -78,6 +78,7 @@ from sigmachat.agent.events import (
     ToolStarted,
 )
 from sigmachat.agent.failures import kind
+from sigmachat.agent.instructions import MODE_NAMES, Mode
 from sigmachat.chat.binding import check_portfolio
 from sigmachat.chat.conversations import MAX_TEXT
 from sigmachat.errors import AppError, NotFound, ValidationFailed
@@ -125,6 +126,16 @@ class NotSupported(AppError):
     code = "not_supported"
 
 
+def requested_mode(metadata: dict[str, object]) -> Mode | None:
+    """The mode a ChatKit request asks for in its ``metadata`` (None: the default)."""
+    mode = metadata.get("mode")
+    if mode is None:
+        return None
+    if mode not in MODE_NAMES:
+        raise ValidationFailed(f"metadata.mode must be one of {', '.join(MODE_NAMES)}.")
+    return cast(Mode, mode)
+
+
 @dataclass(frozen=True)
 class ChatContext:
     """The per-request context the SDK hands to the store and to ``respond()``."""
@@ -138,6 +149,9 @@ class ChatContext:
     # None: the server's SIGMACHAT_CHATKIT_DISCONNECT.
     disconnect: str | None = None
     admission: AdmittedRun | None = None  # the admitted run of a request that starts one
+    # The analyst mode of a thread being created (threads.create's request ``metadata.mode``;
+    # ChatKit has no field of its own for it). Applies from the thread's first answer.
+    mode: Mode | None = None
 
     @property
     def run_owns_items(self) -> bool:
@@ -579,6 +593,7 @@ class SigmaChatKitServer(ChatKitServer[ChatContext]):
             raise NotSupported(f"{label} not supported by this server.")
         if isinstance(request, ThreadsCreateReq):
             self._check_input(request.params.input)
+            requested_mode(request.metadata)  # an unknown mode is a 422 before anything is written
             return
         if isinstance(request, ThreadsListReq):
             return
@@ -626,7 +641,10 @@ class SigmaChatKitServer(ChatKitServer[ChatContext]):
         admission = await self.runs.admit(
             user_id=context.user_id, conversation_id=thread_id, engine=self.settings.chatkit_engine, new=new
         )
-        return await self._start_stream(request, dataclasses.replace(context, admission=admission), admission)
+        mode = requested_mode(request.metadata) if new else None
+        return await self._start_stream(
+            request, dataclasses.replace(context, admission=admission, mode=mode), admission
+        )
 
     async def _start_stream(self, request: StreamingReq, context: ChatContext, admission: AdmittedRun) -> StreamHandle:
         # Unbounded: it holds at most one run's frames, and a slow client must not slow the

@@ -60,7 +60,7 @@ class RunCoordinator(Protocol):
     async def release(self, claim: RunClaim) -> None: ...
     async def dead_runs(self) -> list[RunClaim]: ...
     async def live_runs(self, run_ids: list[str]) -> set[str]: ...
-    async def claim_takeover(self, run_id: str) -> bool: ...
+    async def claim_takeover(self, run_id: str, *, registered: bool = True) -> bool: ...
     async def publish_cancel(self, run_id: str) -> None: ...
     def start(self, on_cancel: Callable[[str], Awaitable[None]]) -> None: ...
     def keep_leases(self, run_ids: Callable[[], list[str]], on_lost: Callable[[list[str]], None]) -> None: ...
@@ -107,7 +107,7 @@ class LocalCoordinator:
     async def live_runs(self, run_ids: list[str]) -> set[str]:
         return set()  # at start-up nothing of an earlier process is alive
 
-    async def claim_takeover(self, run_id: str) -> bool:
+    async def claim_takeover(self, run_id: str, *, registered: bool = True) -> bool:
         return True
 
     async def publish_cancel(self, run_id: str) -> None:
@@ -145,6 +145,15 @@ redis.call('DEL', KEYS[4])
 return 1
 """
 
+# KEYS: lease, active hash. ARGV: run_id, takeover value, ms, "1" if the run must still be registered.
+# Atomic: between a sweep's look at the claims and this, the owner may have finished and released
+# its run; a released run is not taken over (that was a false "run_taken_over" of a finished run).
+_TAKEOVER = """
+if ARGV[4] == '1' and redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then return 0 end
+if redis.call('SET', KEYS[1], ARGV[2], 'NX', 'PX', ARGV[3]) then return 1 end
+return 0
+"""
+
 # KEYS: lease. ARGV: instance, ms. Renew only a lease we still hold (it may have been taken over).
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
@@ -176,6 +185,7 @@ class RedisCoordinator:
         self.channel = f"{prefix}cancel"
         self._admit = redis.register_script(_ADMIT)
         self._release = redis.register_script(_RELEASE)
+        self._takeover = redis.register_script(_TAKEOVER)
         self._listener: asyncio.Task[None] | None = None
 
     def _conv(self, conversation_id: str) -> str:
@@ -237,9 +247,14 @@ class RedisCoordinator:
             alive = await pipe.execute()
         return {r for r, a in zip(run_ids, alive, strict=True) if a}
 
-    async def claim_takeover(self, run_id: str) -> bool:
-        """Only one living instance closes a dead run: the one that sets the lease first."""
-        return bool(await self.redis.set(self._lease(run_id), f"takeover:{self.instance_id}", nx=True, px=60_000))
+    async def claim_takeover(self, run_id: str, *, registered: bool = True) -> bool:
+        """Only one living instance closes a dead run: the one that sets the lease first.
+
+        ``registered``: only while the run's claim is still active (a sweep's find); start-up
+        recovery passes False for rows whose claim may be gone (Redis lost its data)."""
+        keys = [self._lease(run_id), self._active]
+        args: list[str | int] = [run_id, f"takeover:{self.instance_id}", 60_000, "1" if registered else "0"]
+        return bool(await self._takeover(keys=keys, args=args))
 
     async def publish_cancel(self, run_id: str) -> None:
         await self.redis.publish(self.channel, run_id)

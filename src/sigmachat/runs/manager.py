@@ -13,6 +13,7 @@ any run, and the runs of an instance that died are closed by a living one (``tak
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import functools
 import uuid
@@ -86,6 +87,7 @@ class AdmittedRun:
     engine: str
     new_conversation: bool  # the conversation is created after admission (ChatKit threads.create)
     started: bool = False
+    lost: bool = False  # its lease was taken over before it started (this process looked dead)
     # Resolved by start(): the started run, or why it could not start (for a protocol that
     # starts the run from inside a stream it does not drive, like ChatKit's respond()).
     outcome: asyncio.Future[StartedRun] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
@@ -134,6 +136,7 @@ class _ActiveRun:
     finished: asyncio.Event = field(default_factory=asyncio.Event)
     saved_at: float = 0.0  # loop time of the last progress save
     saving: asyncio.Task[None] | None = None  # the progress save in flight (at most one)
+    closing: asyncio.Task[None] | None = None  # the run's closing steps (held here: the loop keeps only weak refs)
 
 
 def coalesce_deltas(events: list[AgentEvent]) -> list[AgentEvent]:
@@ -177,7 +180,15 @@ class RunManager:
         self.coordinator: RunCoordinator = coordinator or LocalCoordinator()
         self._active: dict[str, _ActiveRun] = {}  # run_id -> run driven by this process
         self._admitted: dict[str, AdmittedRun] = {}  # run_id -> admitted here, not yet started
-        self._lock = asyncio.Lock()
+        # SQLite lets one writer in at a time, and a transaction that reads and then writes fails
+        # at once ("database is locked") when another holds the write lock: there, starts take
+        # turns. PostgreSQL needs no turns (one run per conversation is the coordinator's atomic
+        # admission); serialised, each start's several awaits on a loop busy streaming a hundred
+        # answers queued sends for a minute or more (the cluster soak).
+        self._start_turns = asyncio.Lock() if db.engine.dialect.name == "sqlite" else None
+        self._writing = 0  # starts writing their run now (the drain waits for them)
+        self._no_writes = asyncio.Event()
+        self._no_writes.set()
         self._accepting = True
         self._tasks: list[asyncio.Task[None]] = []
         self._listeners: list[EventListener] = []  # telemetry
@@ -218,7 +229,7 @@ class RunManager:
             if row.run_id in alive:
                 continue
             claim = RunClaim(row.run_id or "", row.user_id, row.conversation_id, row.id, "")
-            closed += await self.take_over(claim)
+            closed += await self.take_over(claim, registered=False)
         return closed
 
     @property
@@ -236,6 +247,10 @@ class RunManager:
         log (so clients following from another instance end cleanly), conversation released.
         """
         self._accepting = False
+        # A start writing its run right now registers it after this line: wait for it, so that
+        # every run of this instance is drained (starts that come later refuse).
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._no_writes.wait(), grace_s)
         runs = list(self._active.values())
         if runs:
             try:
@@ -273,11 +288,16 @@ class RunManager:
             self.coordinator.keep_leases(self._runs_here, self._leases_lost)
 
     def _runs_here(self) -> list[str]:
-        """This process's run ids, safe to call from the lease keeper's thread."""
+        """This process's run ids, admitted ones included, safe to call from the lease keeper's thread.
+
+        An admitted run holds a lease from its admission on, and under load it can wait longer
+        than a lease for its start (the start lock, the ChatKit store): its lease must be renewed
+        too, or a survivor (or this instance's own sweep) takes over a run that is about to start.
+        """
         for _ in range(5):
             try:
-                return list(self._active)
-            except RuntimeError:  # the dict changed size under us: try again
+                return list(self._active) + list(self._admitted)
+            except RuntimeError:  # a dict changed size under us: try again
                 continue
         return []
 
@@ -286,9 +306,14 @@ class RunManager:
 
         def stop() -> None:
             for run_id in run_ids:
-                log.warning("run_lease_lost", run_id=run_id)
+                admitted = self._admitted.get(run_id)
+                if admitted is not None and not admitted.lost:
+                    log.warning("run_lease_lost", run_id=run_id, started=False)
+                    admitted.lost = True  # start() refuses it, before anything is written
                 run = self._active.get(run_id)
-                if run is not None and run.task is not None:
+                # Once: the keeper reports the lost lease every period until the run is gone.
+                if run is not None and run.task is not None and run.cancel_code != "interrupted":
+                    log.warning("run_lease_lost", run_id=run_id, started=True)
                     run.cancel_code = "interrupted"
                     run.task.cancel()
 
@@ -301,7 +326,11 @@ class RunManager:
         while True:
             await asyncio.sleep(period)
             try:
-                dead = [c for c in await self.coordinator.dead_runs() if c.run_id not in self._active]
+                dead = [
+                    c
+                    for c in await self.coordinator.dead_runs()
+                    if c.run_id not in self._active and c.run_id not in self._admitted
+                ]
                 # Side by side: a dead instance leaves many runs, each a few round trips to close.
                 for result in await asyncio.gather(*(self.take_over(c) for c in dead), return_exceptions=True):
                     if isinstance(result, Exception):
@@ -311,11 +340,11 @@ class RunManager:
             except Exception as exc:  # Redis or the database unreachable: try again next period
                 log.warning("run_lease_loop_failed", error=type(exc).__name__)
 
-    async def take_over(self, claim: RunClaim) -> int:
+    async def take_over(self, claim: RunClaim, *, registered: bool = True) -> int:
         """Close a run whose owner is gone: keep its partial answer from the log, mark it
         ``interrupted``, append the terminal event so followers end cleanly, release the
         conversation. Returns 1 if this instance closed it, 0 if another one got there first."""
-        if not await self.coordinator.claim_takeover(claim.run_id):
+        if not await self.coordinator.claim_takeover(claim.run_id, registered=registered):
             return 0
         events = await self.events.read(claim.run_id) if claim.run_id else []
         text = "".join(e.delta for e in events if isinstance(e, TextDelta))
@@ -394,26 +423,25 @@ class RunManager:
             )
         if engine not in self.engines:
             raise ServiceUnavailable(f"The {engine} engine is not available.")
-        async with self._lock:
-            if not self._accepting:  # a drain began while this admission waited for the lock
-                raise ServiceUnavailable(
-                    "The server is shutting down; try again in a moment.", headers={"Retry-After": "5"}
-                )
-            try:
-                return await self._admit_locked(user_id, conversation_id, engine, new, portfolio_id)
-            except (OperationalError, DBAPIError) as exc:
-                log.error("run_admit_db_error", error=type(exc).__name__)
-                raise ServiceUnavailable(DB_DOWN) from exc
-            except RedisError as exc:
-                # Without the shared run state no instance could resume or close this run.
-                log.error("run_admit_redis_error", error=type(exc).__name__)
-                raise ServiceUnavailable(
-                    "Live answers are unavailable right now (run state store unreachable); your message was not sent. "
-                    "Try again shortly.",
-                    headers={"Retry-After": "5"},
-                ) from exc
+        # Without taking turns: admission only reads the database, and the coordinator's
+        # admit is one atomic step (a Lua script; in one process, no await between check and
+        # claim). Queued behind every start's writes, sends waited tens of seconds at 100
+        # streams on one instance, longer than a lease (found by the cluster soak).
+        try:
+            return await self._admit(user_id, conversation_id, engine, new, portfolio_id)
+        except (OperationalError, DBAPIError) as exc:
+            log.error("run_admit_db_error", error=type(exc).__name__)
+            raise ServiceUnavailable(DB_DOWN) from exc
+        except RedisError as exc:
+            # Without the shared run state no instance could resume or close this run.
+            log.error("run_admit_redis_error", error=type(exc).__name__)
+            raise ServiceUnavailable(
+                "Live answers are unavailable right now (run state store unreachable); your message was not sent. "
+                "Try again shortly.",
+                headers={"Retry-After": "5"},
+            ) from exc
 
-    async def _admit_locked(
+    async def _admit(
         self, user_id: str, conversation_id: str, engine: str, new: bool, portfolio_id: str | None
     ) -> AdmittedRun:
         async with self.db.session() as session:
@@ -500,10 +528,14 @@ class RunManager:
                 user_id=user_id, conversation_id=conversation_id, engine=engine, portfolio_id=portfolio_id
             )
         try:
-            async with self._lock:
-                if not self._accepting:  # a drain began while this start waited for the lock
+            async with self._writing_a_run():
+                if not self._accepting:  # a drain began while this start waited for its turn
                     raise ServiceUnavailable(
                         "The server is shutting down; try again in a moment.", headers={"Retry-After": "5"}
+                    )
+                if admission.lost:  # another instance closed this claim: its conversation may be busy again
+                    raise ServiceUnavailable(
+                        "This server was too busy to start your answer; try again.", headers={"Retry-After": "1"}
                     )
                 async with self.db.session() as session:
                     conv = await get_conversation(session, admission.user_id, conversation_id)
@@ -536,6 +568,19 @@ class RunManager:
             await self.release(admission)  # a no-op once the run started
         self._settle(admission, started)
         return started
+
+    @contextlib.asynccontextmanager
+    async def _writing_a_run(self) -> AsyncIterator[None]:
+        """A start's writes: on SQLite one at a time; counted, for the drain."""
+        async with self._start_turns or contextlib.nullcontext():
+            self._writing += 1  # no await between this and the caller's drain check
+            self._no_writes.clear()
+            try:
+                yield
+            finally:
+                self._writing -= 1
+                if not self._writing:
+                    self._no_writes.set()
 
     @staticmethod
     def _settle(admission: AdmittedRun, result: StartedRun | Exception) -> None:
@@ -745,17 +790,32 @@ class RunManager:
             log.exception("run_crashed", run_id=run.run_id)
             terminal = self._failure(run, "internal_error")
         finally:
+            # The closing steps in a task of their own, shielded: a second cancel of this task (the
+            # user's stop, the drain's deadline, a lost lease) while they run must not cut them short.
+            # Cut short, a run stayed registered here with its conversation claimed: its lost lease
+            # reported every period, and a drain waiting for it forever (found by the cluster soak).
+            run.closing = asyncio.ensure_future(self._close(run, request, stream, terminal))
+            await asyncio.shield(run.closing)
+
+    async def _close(
+        self, run: _ActiveRun, request: RunRequest, stream: AsyncIterator[AgentEvent], terminal: TerminalEvent | None
+    ) -> None:
+        """Persist the run's end, announce it in the log, release its claim; never raises."""
+        try:
             await aclose_quietly(stream)
             if terminal is None:  # left by an exception none of the above catches (e.g. GeneratorExit)
                 terminal = self._failure(run, "internal_error")
             if run.last_seq == 0:
                 # Even a run that died before its engine said anything starts with run_started.
-                await self._emit(
-                    run,
-                    EventFactory(run.run_id).make(
-                        RunStarted, conversation_id=run.conversation_id, model="", engine=run.engine
-                    ),
-                )
+                try:
+                    await self._emit(
+                        run,
+                        EventFactory(run.run_id).make(
+                            RunStarted, conversation_id=run.conversation_id, model="", engine=run.engine
+                        ),
+                    )
+                except Exception as exc:  # the log is closed (taken over) or unreachable: persist anyway
+                    log.warning("run_log_close_failed", run_id=run.run_id, error=type(exc).__name__)
                 terminal = terminal.model_copy(update={"seq": 2})
             if run.saving is not None:  # no progress save may land after the final one
                 await asyncio.gather(run.saving, return_exceptions=True)
@@ -772,6 +832,7 @@ class RunManager:
                     await step()
                 except Exception as exc:
                     log.warning("run_log_close_failed", run_id=run.run_id, error=type(exc).__name__)
+        finally:
             self._active.pop(run.run_id, None)
             if run.claim is not None:
                 try:
@@ -779,12 +840,12 @@ class RunManager:
                 except Exception as exc:  # the lease lapses and a living instance releases it
                     log.warning("run_release_failed", run_id=run.run_id, error=type(exc).__name__)
             run.finished.set()
-            for listener in self._finish_listeners:
-                try:
-                    listener(run, request, terminal)
-                except Exception:  # the comparison must never affect the live run
-                    log.exception("run_finish_listener_failed", run_id=run.run_id)
-            log.info("run_finished", run_id=run.run_id, outcome=terminal.type, last_seq=run.last_seq)
+        for listener in self._finish_listeners:
+            try:
+                listener(run, request, terminal)
+            except Exception:  # the comparison must never affect the live run
+                log.exception("run_finish_listener_failed", run_id=run.run_id)
+        log.info("run_finished", run_id=run.run_id, outcome=terminal.type, last_seq=run.last_seq)
 
     def _failure(self, run: _ActiveRun, code: str, message: str | None = None) -> RunFailed:
         """The terminal failure we produce ourselves (cancel, crash), next in the run's sequence."""
