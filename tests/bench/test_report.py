@@ -177,3 +177,15 @@ def test_cpu_per_token_against_the_raw_reader_with_streams_per_core_and_warnings
     assert row[:8] == ["10", "responses", "4,000", "1.00", "250", "100", "×2.5", "50.0"]
     assert "raw cell: simulator CPU-bound" in row[9]
     assert cpu_headline(report).startswith("responses, text: 250 µs CPU per token, ×2.5 the raw reader's")
+
+
+def test_a_bench_run_keeps_the_workers_comparison_section(tmp_path, report):
+    from sigmachat.bench.workers import DOCS_END, DOCS_START
+
+    docs = tmp_path / "benchmarks.md"
+    section = f"{DOCS_START}\n## Several workers\n\nfigures\n\n{DOCS_END}\n"
+    docs.write_text(f"# Benchmarks\n\nold figures\n\n{section}", encoding="utf-8")
+    write_outputs(report, tmp_path / "results", docs)
+    page = docs.read_text(encoding="utf-8")
+    assert page.startswith("# Benchmarks") and "old figures" not in page
+    assert page.count(DOCS_START) == 1 and page.endswith(section)

@@ -65,11 +65,9 @@ def test_style_and_feedback_on_the_chatkit_path(page_for, chatkit_server):
     page.get_by_label("Analyst style").select_option("indigo")
     ask(page, LARGEST)
     answer = wait_answer(page)
-    # The thread gets the picked style once it exists (from its next turn on this path).
-    for _ in range(50):
-        if _current_conversation(page)["mode"] == "indigo":
-            break
-        page.wait_for_timeout(200)
+    # The new thread is created with the picked style (threads.create metadata): its first
+    # answer is already written in it.
+    assert "Themes to watch" in answer.inner_text()
     assert _current_conversation(page)["mode"] == "indigo"
     assert page.get_by_label("Analyst style").input_value() == "indigo"
     message_id = answer.get_attribute("data-id")

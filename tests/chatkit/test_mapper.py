@@ -224,3 +224,42 @@ def test_every_registry_tool_has_its_own_title_for_users(settings):
     specs = build_registry(settings).specs()
     assert all(spec.title and tool_title(spec.name) == spec.title for spec in specs)
     assert len({spec.title for spec in specs}) >= len(specs) - 2  # titles tell the steps apart
+
+
+def test_a_pre_encoded_text_delta_frame_has_the_bytes_of_the_sdk_s_own_encoding():
+    """The per-token frame we encode ourselves equals the SDK's serialization of the event
+    ``feed`` builds, for text with quotes, escapes, control characters and non-ASCII."""
+    from chatkit.server import ChatKitServer
+
+    serialize = ChatKitServer._serialize
+    deltas = [
+        "Hello",
+        ' "quoted" \\ back',
+        "line\nbreak\r\ttab",
+        "\x00\x01\x1f\x7f",
+        "é ü 中文 😀 \u2028\u2029",
+        "</script>",
+    ]
+    ev = EventFactory("run_abc")
+    reference = ChatKitEventMapper(
+        thread_id="thr_1", run_id="run_abc", assistant_item_id="msg_1", answer_created_at=BASE
+    )
+    fast = ChatKitEventMapper(thread_id="thr_1", run_id="run_abc", assistant_item_id="msg_1", answer_created_at=BASE)
+    started = ev.make(RunStarted, conversation_id="thr_1", model="m", engine="agents", ts=1)
+    first = ev.make(TextDelta, delta="Hi. ", ts=2)
+    for mapper in (reference, fast):
+        mapper.feed(started)
+    assert fast.text_delta_frame(first) is None  # the first delta opens the item: feed's job
+    for mapper in (reference, fast):
+        mapper.feed(first)
+    for i, delta in enumerate(deltas):
+        event = ev.make(TextDelta, delta=delta, ts=10 + i)
+        [frame] = reference.feed(event)
+        encoded = fast.text_delta_frame(event)
+        assert encoded is not None
+        assert encoded.data.encode() == serialize(None, frame)  # type: ignore[arg-type]
+        assert encoded.sse_id == f"run_abc:{event.seq}"
+    # The item the answer closes with holds the same text either way.
+    finished = ev.make(RunFinished, final_text="", duration_ms=1, ts=99)
+    ref_done, fast_done = reference.feed(finished)[-1], fast.feed(finished)[-1]
+    assert serialize(None, fast_done) == serialize(None, ref_done)  # type: ignore[arg-type]

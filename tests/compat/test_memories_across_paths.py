@@ -3,6 +3,8 @@ and on the simulator (over HTTP, both engines): the agent's context really carri
 
 from __future__ import annotations
 
+import json
+
 from tests.chat.test_faults import sim_client  # noqa: F401  (fixture: the app over the simulator)
 from tests.chatkit.helpers import add_message, create, parse_sse
 from tests.compat.original_client import OriginalFrontend
@@ -78,3 +80,23 @@ async def test_simulator_sees_memories_and_mode_on_both_engines(sim_client):  # 
     assert (await legacy.update_mode(thread_id, "violet", method="PUT")).status_code == 200
     _, changed = await _chatkit_answer(client, headers, add_message(thread_id, "Hello"), **echo)
     assert changed.startswith("Mode: violet.")
+
+
+async def test_a_new_chatkit_thread_takes_its_mode_from_the_request_metadata(sim_client):  # noqa: F811
+    """threads.create's metadata.mode applies from the thread's first answer (ChatKit has no field
+    for it); an unknown mode is a 422 and creates no thread."""
+    client = sim_client
+    headers = await login(client, HNW)
+    echo = {"X-Sim-Scenario": "echo_context"}
+    body = json.loads(create("Hello"))
+    thread_id, first = await _chatkit_answer(
+        client, headers, json.dumps({**body, "metadata": {"mode": "indigo"}}).encode(), **echo
+    )
+    assert first.startswith("Mode: indigo.")
+    conv = await OriginalFrontend(client, headers).get_conversation(thread_id)
+    assert conv.json()["mode"] == "indigo"
+
+    before = (await client.get("/api/v1/chat/conversations", headers=headers)).json()
+    bad = await client.post("/chatkit", content=json.dumps({**body, "metadata": {"mode": "purple"}}), headers=headers)
+    assert bad.status_code == 422 and "metadata.mode" in bad.json()["error"]["message"]
+    assert (await client.get("/api/v1/chat/conversations", headers=headers)).json() == before

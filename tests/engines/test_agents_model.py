@@ -65,3 +65,21 @@ async def test_agents_engine_streams_a_recorded_answer_whole(tmp_path, strip: bo
     assert done.final_text == completed["response"]["output"][-1]["content"][0]["text"]
     assert done.usage.output_tokens == completed["response"]["usage"]["output_tokens"]
     assert up.requests[0]["stream"] is True
+
+
+@pytest.mark.parametrize("name", RECORDED)
+def test_deep_events_equal_the_sdk_s_lenient_construction(name: str) -> None:
+    """The events the runner reads in depth are validated when they can be (fast), else built by
+    the SDK's lenient constructor: either way the same model, fields set included."""
+    from openai._models import construct_type
+
+    from sigmachat.engines.agents import _DEEP, _EVENT_CLASSES
+
+    for data in events(name):
+        if data["type"] not in _DEEP:
+            continue
+        ours = stream_event(data)
+        sdk = construct_type(type_=_EVENT_CLASSES[data["type"]], value=data)
+        assert type(ours) is type(sdk)
+        assert ours.model_dump(exclude_unset=True) == sdk.model_dump(exclude_unset=True)
+        assert ours.model_dump() == sdk.model_dump()

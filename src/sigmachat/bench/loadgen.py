@@ -94,6 +94,8 @@ class CellResult:
     tokens: int = 0  # text deltas received in the cell (all streams)
     loadgen_cpu_s: float | None = None  # this process (on the raw path: the raw reader's own CPU)
     sim_cpu_s: float | None = None
+    # The app's CPU seconds per process ("main", "child-<pid>"): several with --workers N.
+    app_cpu_by_process: dict[str, float] | None = None
     integrity_examples: list[dict[str, Any]] = field(default_factory=list)  # the first few damaged streams
 
 
@@ -140,25 +142,48 @@ class CpuMeter:
 
 
 class AppSampler:
-    """CPU seconds and peak RSS of the app process over one cell (psutil, sampled at 20 Hz)."""
+    """CPU seconds and peak RSS of the app over one cell: its process and every descendant
+    (``sigmachat serve --workers N`` is a master with N worker processes), per process and in
+    total. psutil; memory is sampled at 20 Hz, the process tree is read at start and stop only
+    (listing descendants walks all of ``/proc``: too costly to repeat at 20 Hz)."""
 
     def __init__(self, pid: int | None, interval_s: float = 0.05) -> None:
         import psutil
 
         self._proc = psutil.Process(pid) if pid else None
         self.interval_s = interval_s
-        self._cpu0 = 0.0
+        self._tree: list[Any] = []
+        self._cpu0: dict[int, float] = {}
+        self._cpu_last: dict[int, float] = {}
         self.peak_rss = 0
         self._task: asyncio.Task | None = None
 
-    def _cpu(self) -> float:
+    def _read_tree(self) -> None:
+        import psutil
+
         assert self._proc is not None  # callers return early when there is no process
-        t = self._proc.cpu_times()
-        return t.user + t.system
+        try:
+            children = self._proc.children(recursive=True)
+        except psutil.Error:
+            children = []
+        self._tree = [self._proc, *children]
+        for p in self._tree:
+            try:
+                t = p.cpu_times()
+            except psutil.Error:
+                continue  # gone: its last reading stands
+            self._cpu_last[p.pid] = t.user + t.system
 
     def _sample(self) -> None:
-        assert self._proc is not None  # only start() (after its None check) and stop() sample
-        self.peak_rss = max(self.peak_rss, self._proc.memory_info().rss)
+        import psutil
+
+        rss = 0
+        for p in self._tree:
+            try:
+                rss += p.memory_info().rss
+            except psutil.Error:
+                continue
+        self.peak_rss = max(self.peak_rss, rss)
 
     async def _loop(self) -> None:
         while True:
@@ -168,17 +193,31 @@ class AppSampler:
     def start(self) -> None:
         if self._proc is None:
             return
-        self._cpu0 = self._cpu()
+        self._cpu_last = {}
+        self._read_tree()
+        self._cpu0 = dict(self._cpu_last)
         self.peak_rss = 0
         self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    def per_process(self) -> dict[str, float]:
+        """CPU seconds per process since ``start``: ``main`` (the process started) and
+        ``child-<pid>`` for each descendant (a process born during the cell counts whole)."""
+        assert self._proc is not None
+        root = self._proc.pid
+        return {
+            "main" if pid == root else f"child-{pid}": round(cpu - self._cpu0.get(pid, 0.0), 3)
+            for pid, cpu in sorted(self._cpu_last.items())
+        }
 
     async def stop(self) -> tuple[float | None, float | None]:
         if self._proc is None or self._task is None:
             return None, None
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
+        self._read_tree()
         self._sample()
-        return self._cpu() - self._cpu0, self.peak_rss / 2**20
+        total = sum(cpu - self._cpu0.get(pid, 0.0) for pid, cpu in self._cpu_last.items())
+        return total, self.peak_rss / 2**20
 
 
 def summarize_cell(
@@ -194,6 +233,7 @@ def summarize_cell(
     require_expected: bool = True,
     loadgen_cpu_s: float | None = None,
     sim_cpu_s: float | None = None,
+    app_cpu_by_process: dict[str, float] | None = None,
 ) -> CellResult:
     """Aggregate one cell's streams. Timing figures use completed streams only.
 
@@ -242,6 +282,7 @@ def summarize_cell(
         tokens=sum(len(r.deltas) for r in results),
         loadgen_cpu_s=None if loadgen_cpu_s is None else round(loadgen_cpu_s, 3),
         sim_cpu_s=None if sim_cpu_s is None else round(sim_cpu_s, 3),
+        app_cpu_by_process=app_cpu_by_process,
         integrity_examples=examples,
     )
 
@@ -471,10 +512,12 @@ class LoadGenerator:
         loadgen_cpu = time.process_time() - loadgen_cpu0
         sim_cpu = sim.stop()
         cpu_s, rss_mb = await sampler.stop()
+        by_process = sampler.per_process() if cpu_s is not None else None
         done = [r for r in results if r is not None]
         return summarize_cell(
             path, question.key, level, done, self._expected_for(question), wall, cpu_s, rss_mb,
             require_expected=self.plan.deterministic, loadgen_cpu_s=loadgen_cpu, sim_cpu_s=sim_cpu,
+            app_cpu_by_process=by_process,
         )  # fmt: skip
 
     async def run(self) -> LoadResult:

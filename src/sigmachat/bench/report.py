@@ -689,6 +689,12 @@ def write_outputs(report: dict[str, Any], out_dir: Path, docs_path: Path | None)
         written[name] = path
     if docs_path is not None:
         docs_path.parent.mkdir(parents=True, exist_ok=True)
-        docs_path.write_text(markdown(report), encoding="utf-8")
+        page = markdown(report)
+        # The workers comparison (``--workers-compare``) is a separate run with its own section
+        # in the same page: a regular run keeps it.
+        from sigmachat.bench.workers import existing_section
+
+        kept = existing_section(docs_path.read_text(encoding="utf-8")) if docs_path.exists() else None
+        docs_path.write_text(page.rstrip("\n") + "\n\n" + kept if kept else page, encoding="utf-8")
         written["docs"] = docs_path
     return written

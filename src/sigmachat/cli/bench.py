@@ -52,6 +52,12 @@ def bench(
         help="Measure nothing: render the tables, HTML and docs of a saved report.",
     ),
     note: str = typer.Option(None, "--note", help="What else the machine was doing (printed with the results)."),
+    workers_compare: bool = typer.Option(
+        False,
+        "--workers-compare",
+        help="Instead: CPU per token of `serve --workers 2` against 1 worker (PostgreSQL + Redis), same load.",
+    ),
+    rounds: int = typer.Option(4, "--rounds", min=1, help="--workers-compare: rounds (the apps alternate)."),
 ) -> None:
     """Benchmark the chat paths against the simulator (or OpenAI): direct, responses, chatkit.
 
@@ -85,6 +91,10 @@ def bench(
         err.print("[red]--levels must be positive.[/]")
         raise typer.Exit(2)
     write_docs = (not quick) if docs is None else docs
+    if workers_compare:
+        _workers_compare(level_values, streams, _csv(paths), rounds, ttfb_ms, tokens_per_s, out_dir,
+                         docs_path if docs is not False else None, keep_workdir, note)  # fmt: skip
+        return
     opts = BenchOptions(
         quick=quick,
         upstream=upstream,
@@ -114,6 +124,43 @@ def bench(
     )
     # Errors under overload are a measurement; a stream that lost or garbled text is a bug.
     if v["not_intact"]:
+        raise typer.Exit(1)
+
+
+def _workers_compare(
+    levels: tuple[int, ...] | None,
+    streams: int | None,
+    paths: tuple[str, ...] | None,
+    rounds: int,
+    ttfb_ms: float | None,
+    tokens_per_s: float | None,
+    out_dir: Path,
+    docs_path: Path | None,
+    keep_workdir: bool,
+    note: str | None,
+) -> None:
+    from sigmachat.bench.loadgen import APP_PATHS
+    from sigmachat.bench.runner import BenchError
+    from sigmachat.bench.workers import WorkersOptions, run_workers_compare, terminal_table, verdict_text
+
+    app_paths = tuple(p for p in (paths or APP_PATHS) if p in APP_PATHS) or APP_PATHS
+    opts = WorkersOptions(
+        level=(levels or (20,))[0], streams=streams or 60, rounds=rounds, paths=app_paths, ttfb_ms=ttfb_ms,
+        tokens_per_s=tokens_per_s, out_dir=out_dir, docs_path=docs_path, keep_workdir=keep_workdir, note=note,
+    )  # fmt: skip
+    try:
+        report = run_workers_compare(opts, console)
+    except BenchError as exc:
+        err.print(f"[red]Benchmark failed:[/] {exc}")
+        raise typer.Exit(2) from exc
+    console.print(terminal_table(report))
+    s = report["summary"]
+    console.print(verdict_text(report))
+    console.print(
+        f"{s['streams']} streams, {s['errors']} errors, {s['not_intact']} not intact · took "
+        f"{report['bench_seconds']:.0f} s · written: " + ", ".join(report["outputs"].values())
+    )
+    if s["not_intact"]:
         raise typer.Exit(1)
 
 

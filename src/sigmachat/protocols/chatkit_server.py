@@ -25,8 +25,9 @@ import dataclasses
 import datetime as dt
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import assert_never
+from typing import assert_never, cast
 
+import orjson
 from chatkit.server import ChatKitServer
 from chatkit.store import NotFoundError
 from chatkit.types import (
@@ -77,6 +78,7 @@ from sigmachat.agent.events import (
     ToolStarted,
 )
 from sigmachat.agent.failures import kind
+from sigmachat.agent.instructions import MODE_NAMES, Mode
 from sigmachat.chat.binding import check_portfolio
 from sigmachat.chat.conversations import MAX_TEXT
 from sigmachat.errors import AppError, NotFound, ValidationFailed
@@ -124,6 +126,16 @@ class NotSupported(AppError):
     code = "not_supported"
 
 
+def requested_mode(metadata: dict[str, object]) -> Mode | None:
+    """The mode a ChatKit request asks for in its ``metadata`` (None: the default)."""
+    mode = metadata.get("mode")
+    if mode is None:
+        return None
+    if mode not in MODE_NAMES:
+        raise ValidationFailed(f"metadata.mode must be one of {', '.join(MODE_NAMES)}.")
+    return cast(Mode, mode)
+
+
 @dataclass(frozen=True)
 class ChatContext:
     """The per-request context the SDK hands to the store and to ``respond()``."""
@@ -137,11 +149,30 @@ class ChatContext:
     # None: the server's SIGMACHAT_CHATKIT_DISCONNECT.
     disconnect: str | None = None
     admission: AdmittedRun | None = None  # the admitted run of a request that starts one
+    # The analyst mode of a thread being created (threads.create's request ``metadata.mode``;
+    # ChatKit has no field of its own for it). Applies from the thread's first answer.
+    mode: Mode | None = None
 
     @property
     def run_owns_items(self) -> bool:
         """The run manager stores this request's items (the store must not write them again)."""
         return self.admission is not None
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedFrame:
+    """A frame whose JSON we wrote ourselves: the per-token text delta.
+
+    Byte for byte what the SDK's serializer writes for the ``ThreadItemUpdatedEvent`` it stands
+    for (tests compare the two), without building two pydantic models and serializing them
+    once per token. The SDK's stream loop passes events it does not know through unchanged
+    (it acts only on item added/done/removed/replaced and updated events), so it reaches our
+    queue as is; the one SDK step it skips, tracking pending items for a cancelled stream,
+    matters only to ``handle_stream_cancelled``, which stores nothing here.
+    """
+
+    sse_id: str | None
+    data: str
 
 
 def frame_sse_id(frame: ThreadStreamEvent) -> str | None:
@@ -309,6 +340,26 @@ class ChatKitEventMapper:
             effect,
         ]
 
+    def text_delta_frame(self, event: TextDelta) -> EncodedFrame | None:
+        """A text delta of an answer whose item is open, as the frame ``feed`` would give,
+        pre-encoded (``EncodedFrame``); None when ``feed`` must handle it (the first delta
+        opens the item). The item's text grows the same way."""
+        if self.assistant is None:
+            return None
+        self.assistant.content[0].text += event.delta
+        data = orjson.dumps(
+            {
+                "type": "thread.item.updated",
+                "item_id": self.assistant.id,
+                "update": {
+                    "type": "assistant_message.content_part.text_delta",
+                    "content_index": 0,
+                    "delta": event.delta,
+                },
+            }
+        )
+        return EncodedFrame(sse_id(self.run_id, event.seq), data.decode())
+
     def feed(self, event: AgentEvent) -> list[ThreadStreamEvent]:
         out: list[ThreadStreamEvent] = []
         match event:
@@ -438,6 +489,10 @@ class SigmaChatKitServer(ChatKitServer[ChatContext]):
             answer_created_at=started.answer_created_at,
         )
         async for event in self.runs.subscribe(started.run_id, coalesce=self.settings.stream_coalesce_deltas):
+            if isinstance(event, TextDelta) and (encoded := mapper.text_delta_frame(event)) is not None:
+                # Not a ThreadStreamEvent: the SDK passes it through to _start_stream (see EncodedFrame).
+                yield cast(ThreadStreamEvent, encoded)
+                continue
             for frame in mapper.feed(event):
                 yield frame
         if thread.title is None and started.title:
@@ -480,13 +535,20 @@ class SigmaChatKitServer(ChatKitServer[ChatContext]):
 
         async def frames() -> AsyncIterator[tuple[str | None, str]]:
             async for event in self.runs.subscribe(run_id):
-                out = mapper.feed(event)
+                encoded = mapper.text_delta_frame(event) if isinstance(event, TextDelta) else None
+                out: list[ThreadStreamEvent | EncodedFrame] = [encoded] if encoded else [*mapper.feed(event)]
                 if event.seq <= after_seq:
                     continue  # the client has these; the mapper still needed them
                 for frame in out:
-                    yield frame_sse_id(frame), self._serialize(frame).decode()
+                    yield self._wire(frame)
 
         return frames()
+
+    def _wire(self, frame: ThreadStreamEvent | EncodedFrame) -> tuple[str | None, str]:
+        """A frame as (SSE id, JSON data): the SDK's serialization, or ours for an EncodedFrame."""
+        if isinstance(frame, EncodedFrame):
+            return frame.sse_id, frame.data
+        return frame_sse_id(frame), self._serialize(frame).decode()
 
     # -- the edge ----------------------------------------------------------------------------
 
@@ -531,6 +593,7 @@ class SigmaChatKitServer(ChatKitServer[ChatContext]):
             raise NotSupported(f"{label} not supported by this server.")
         if isinstance(request, ThreadsCreateReq):
             self._check_input(request.params.input)
+            requested_mode(request.metadata)  # an unknown mode is a 422 before anything is written
             return
         if isinstance(request, ThreadsListReq):
             return
@@ -578,7 +641,10 @@ class SigmaChatKitServer(ChatKitServer[ChatContext]):
         admission = await self.runs.admit(
             user_id=context.user_id, conversation_id=thread_id, engine=self.settings.chatkit_engine, new=new
         )
-        return await self._start_stream(request, dataclasses.replace(context, admission=admission), admission)
+        mode = requested_mode(request.metadata) if new else None
+        return await self._start_stream(
+            request, dataclasses.replace(context, admission=admission, mode=mode), admission
+        )
 
     async def _start_stream(self, request: StreamingReq, context: ChatContext, admission: AdmittedRun) -> StreamHandle:
         # Unbounded: it holds at most one run's frames, and a slow client must not slow the
@@ -589,7 +655,7 @@ class SigmaChatKitServer(ChatKitServer[ChatContext]):
         async def produce() -> None:
             try:
                 async for event in self._process_streaming_impl(request, context):
-                    await queue.put((frame_sse_id(event), self._serialize(event).decode()))
+                    queue.put_nowait(self._wire(event))  # unbounded: never waits
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

@@ -130,11 +130,12 @@ class SqlChatKitStore(Store[Any]):
                 raise NotFoundError(f"Thread {thread.id} not found")
             if row is None:
                 portfolio_id = getattr(context, "portfolio_id", None) or await default_portfolio_id(session, user_id)
-                session.add(
-                    Conversation(
-                        id=thread.id, user_id=user_id, portfolio_id=portfolio_id, updated_at=utcnow(), **values
-                    )
+                new = Conversation(
+                    id=thread.id, user_id=user_id, portfolio_id=portfolio_id, updated_at=utcnow(), **values
                 )
+                if mode := getattr(context, "mode", None):  # threads.create's metadata.mode
+                    new.mode = mode
+                session.add(new)
             else:
                 changed = {
                     name: value

@@ -159,7 +159,7 @@ async function applyMode(conv, mode) {
 }
 
 /** A conversation just created from a draft: make sure it carries the style picked for it.
- * (The legacy API takes the mode at creation; a ChatKit thread gets it for its next turn.) */
+ * (Both paths take the mode at creation; this only repairs a draft changed while sending.) */
 function onConversationCreated(conv) {
   if ((conv.mode || "green") !== state.draftMode) applyMode({ ...conv, mode: conv.mode || "green" }, state.draftMode);
 }

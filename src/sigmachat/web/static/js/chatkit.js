@@ -345,10 +345,11 @@ export function createChatKitBackend() {
       await postJson({ type: "threads.delete", params: { thread_id: threadId } });
     },
 
-    async send({ conversationId, text, portfolioId, onEvent, signal, headers }) {
+    async send({ conversationId, text, portfolioId, mode, onEvent, signal, headers }) {
+      // A new thread takes its analyst mode in the request metadata (ChatKit has no field for it).
       const body = conversationId
         ? { type: "threads.add_user_message", params: { thread_id: conversationId, input: input(text) } }
-        : { type: "threads.create", params: { input: input(text) } };
+        : { type: "threads.create", params: { input: input(text) }, metadata: mode ? { mode } : {} };
       return stream(body, { onEvent, signal, headers: headersFor(portfolioId, headers), threadId: conversationId });
     },
 
