@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: install install-test install-browser install-services run test migrate seed clean lint bench bench-quick soak
+.PHONY: install install-test install-browser install-services run test migrate seed clean lint bench bench-quick bench-workers soak
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,11 @@ bench: install
 
 bench-quick: install
 	$(BIN)/sigmachat bench --quick $(BENCH_ARGS)
+
+# `serve --workers 2` against one worker (PostgreSQL + Redis from Debian packages), same load:
+# CPU per streamed token over all processes of each app; a section of docs/benchmarks.md.
+bench-workers: install
+	$(BIN)/sigmachat bench --workers-compare $(BENCH_ARGS)
 
 # 100 concurrent streams for 60 s with disconnects, resumes and cancels; every run accounted for.
 soak: install
