@@ -212,7 +212,10 @@ class ClusterClient:
         for _ in range(60):
             await self._pause()
             t.resumes += 1
-            t.outcome = "pending"
+            # No reset of the outcome: an answer whose item.done this client already saw, on a
+            # stream then cut before its end, is complete unless an error follows; the resume
+            # sends only what comes after Last-Event-ID, never that item.done again (a reset made
+            # such a client resume 60 times and give up on a stored, intact answer).
             try:
                 hdrs = {**self._auth(t.user), "Last-Event-ID": last_id}
                 async with self.http.stream("GET", f"{self.base}/chatkit/runs/{t.run_id}/stream", headers=hdrs) as resp:
