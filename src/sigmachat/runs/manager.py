@@ -353,8 +353,8 @@ class RunManager:
 
     async def take_over(self, claim: RunClaim, *, registered: bool = True) -> int:
         """Close a run whose owner is gone: keep its partial answer from the log, mark it
-        ``interrupted``, append the terminal event so followers end cleanly, release the
-        conversation. Returns 1 if this instance closed it, 0 if another one got there first."""
+        ``interrupted``, release the conversation, append the terminal event so followers end
+        cleanly. Returns 1 if this instance closed it, 0 if another one got there first."""
         if not await self.coordinator.claim_takeover(claim.run_id, registered=registered):
             return 0
         events = await self.events.read(claim.run_id) if claim.run_id else []
@@ -375,6 +375,9 @@ class RunManager:
                 .values(**values)
             )
             await session.commit()
+        if claim.run_id:
+            # Free the conversation before announcing the end, as a run's own end does (_close).
+            await self.coordinator.release(claim)
         if claim.run_id and await self.events.info(claim.run_id) is not None and not terminal_seen:
             factory = EventFactory(claim.run_id, start_after=last_seq)
             try:
@@ -393,7 +396,6 @@ class RunManager:
                 log.warning("run_takeover_append_failed", run_id=claim.run_id, error=type(exc).__name__)
         if claim.run_id:
             await self.events.mark_finished(claim.run_id)
-            await self.coordinator.release(claim)
         log.warning("run_taken_over", run_id=claim.run_id, dead_owner=claim.instance_id, partial_chars=len(text))
         return 1
 
@@ -832,8 +834,12 @@ class RunManager:
                 await asyncio.gather(run.saving, return_exceptions=True)
             # Persist before announcing the end: whoever sees "done" can load the saved answer.
             await self._persist_with_retry(run, terminal)
-            # The answer is saved; a failing log (Redis gone, or the run taken over while we
-            # looked dead) must not leave this run registered here or its conversation locked.
+            # And free the conversation before announcing it: a client that sees "done" and sends
+            # its next question at once must not get 409 busy (on Redis, a follower on another
+            # instance can see the end before a release that came after it).
+            await self._unregister(run)
+            # The answer is saved and the claim given back; a failing log (Redis gone, or the run
+            # taken over while we looked dead) must not leave this run registered or locked.
             closing = (
                 functools.partial(self._emit, run, terminal),
                 functools.partial(self.events.mark_finished, run.run_id),
@@ -844,12 +850,7 @@ class RunManager:
                 except Exception as exc:
                     log.warning("run_log_close_failed", run_id=run.run_id, error=type(exc).__name__)
         finally:
-            self._active.pop(run.run_id, None)
-            if run.claim is not None:
-                try:
-                    await self.coordinator.release(run.claim)
-                except Exception as exc:  # the lease lapses and a living instance releases it
-                    log.warning("run_release_failed", run_id=run.run_id, error=type(exc).__name__)
+            await self._unregister(run)  # a no-op unless the end was cut short before it
             run.finished.set()
         for listener in self._finish_listeners:
             try:
@@ -857,6 +858,16 @@ class RunManager:
             except Exception:  # the comparison must never affect the live run
                 log.exception("run_finish_listener_failed", run_id=run.run_id)
         log.info("run_finished", run_id=run.run_id, outcome=terminal.type, last_seq=run.last_seq)
+
+    async def _unregister(self, run: _ActiveRun) -> None:
+        """Forget the run here and give its claim (conversation, user slot, lease) back; once."""
+        self._active.pop(run.run_id, None)
+        claim, run.claim = run.claim, None
+        if claim is not None:
+            try:
+                await self.coordinator.release(claim)
+            except Exception as exc:  # the lease lapses and a living instance releases it
+                log.warning("run_release_failed", run_id=run.run_id, error=type(exc).__name__)
 
     def _failure(self, run: _ActiveRun, code: str, message: str | None = None) -> RunFailed:
         """The terminal failure we produce ourselves (cancel, crash), next in the run's sequence."""
