@@ -5,9 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from typer.testing import CliRunner
 
-from sigmachat.bench.procs import ManagedProcess, app_env, free_port, seed_cache_key
+from sigmachat.bench.procs import ManagedProcess, app_env, free_port, run_reporting_process, seed_cache_key
+from tests.bench import reporting_child
 
 
 def test_app_env_is_production_like_with_abuse_limits_off(tmp_path, monkeypatch):
@@ -71,3 +73,19 @@ def test_a_saved_report_can_be_rendered_again(tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert docs.read_text().startswith("# Benchmarks") and (tmp_path / "out" / "latest.html").exists()
+
+
+def test_a_reporting_process_relays_progress_and_returns_its_result():
+    seen: list[tuple] = []
+    result = run_reporting_process(reporting_child.reports, (3,), name="child", timeout_s=60, on_message=seen.append)
+    assert result == 30 and seen == [("advance", 0), ("advance", 1), ("advance", 2)]
+
+
+def test_a_reporting_process_that_fails_or_dies_raises_the_given_error():
+    class Failed(RuntimeError):
+        pass
+
+    with pytest.raises(Failed, match="child failed:\nboom"):
+        run_reporting_process(reporting_child.fails, (), name="child", timeout_s=60, on_message=print, error=Failed)
+    with pytest.raises(Failed, match=r"child exited \(3\) without a result"):
+        run_reporting_process(reporting_child.dies, (), name="child", timeout_s=60, on_message=print, error=Failed)

@@ -13,7 +13,9 @@ import atexit
 import contextlib
 import ctypes
 import hashlib
+import multiprocessing
 import os
+import queue as queue_mod
 import secrets
 import shutil
 import signal
@@ -21,10 +23,10 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import httpx2
 
@@ -307,3 +309,43 @@ def start_stack(
         wait_ready(sim_proc, "/v1/models", timeout_s=60)
     wait_ready(app, "/readyz", timeout_s=120)
     return Stack(workdir, database_url, app, sim_proc, base_url, api_key, seed_s, cached, time.perf_counter() - started)
+
+
+def run_reporting_process(
+    target: Callable[..., None],
+    args: tuple[Any, ...],
+    *,
+    name: str,
+    timeout_s: float,
+    on_message: Callable[[tuple[Any, ...]], None],
+    error: type[Exception] = RuntimeError,
+) -> Any:
+    """Run ``target(*args, queue)`` in a fresh interpreter and return what it reports as
+    ``("result", value)``; ``("error", text)`` raises ``error``; any other message goes to
+    ``on_message`` (progress). A clean interpreter: no inherited event loop or threads."""
+    ctx = multiprocessing.get_context("spawn")
+    q = ctx.Queue()
+    proc = ctx.Process(target=target, args=(*args, q), name=name, daemon=True)
+    proc.start()
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            if time.monotonic() > deadline:
+                raise error(f"{name} did not finish within {timeout_s:.0f} s")
+            try:
+                message = q.get(timeout=0.5)
+            except queue_mod.Empty:
+                if not proc.is_alive():
+                    raise error(f"{name} exited ({proc.exitcode}) without a result") from None
+                continue
+            if message[0] == "result":
+                return message[1]
+            if message[0] == "error":
+                raise error(f"{name} failed:\n{message[1]}")
+            on_message(message)
+    finally:
+        proc.join(timeout=10)
+        if proc.is_alive():
+            proc.terminate()
+            proc.join(timeout=5)
+        q.close()

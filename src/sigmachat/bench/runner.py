@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import multiprocessing
 import os
 import platform
-import queue as queue_mod
 import shutil
 import subprocess
 import tempfile
@@ -277,34 +275,15 @@ def _demo_users() -> dict[str, Any]:
 
 def _drive_worker(plan: LoadPlan, advance: Any, timeout_s: float) -> dict[str, Any]:
     """Run the load generator in its own process; relay progress; return its result."""
-    ctx = multiprocessing.get_context("spawn")  # a clean interpreter: no inherited event loop or threads
-    q = ctx.Queue()
-    proc = ctx.Process(target=worker_main, args=(plan, q), name="sigmachat-loadgen", daemon=True)
-    proc.start()
-    deadline = time.monotonic() + timeout_s
-    try:
-        while True:
-            if time.monotonic() > deadline:
-                raise BenchError(f"the load generator did not finish within {timeout_s:.0f} s")
-            try:
-                message = q.get(timeout=0.5)
-            except queue_mod.Empty:
-                if not proc.is_alive():
-                    raise BenchError(f"the load generator exited ({proc.exitcode}) without a result") from None
-                continue
-            kind = message[0]
-            if kind == "advance":
-                advance(message[1], message[2])
-            elif kind == "result":
-                return message[1]
-            elif kind == "error":
-                raise BenchError(f"the load generator failed:\n{message[1]}")
-    finally:
-        proc.join(timeout=10)
-        if proc.is_alive():
-            proc.terminate()
-            proc.join(timeout=5)
-        q.close()
+
+    def progress(message: tuple[Any, ...]) -> None:
+        if message[0] == "advance":
+            advance(message[1], message[2])
+
+    result: dict[str, Any] = procs.run_reporting_process(
+        worker_main, (plan,), name="the load generator", timeout_s=timeout_s, on_message=progress, error=BenchError
+    )
+    return result
 
 
 async def _microbench(workdir: Path, database_url: str, opts: BenchOptions) -> tuple[dict[str, Any], dict[str, Any]]:

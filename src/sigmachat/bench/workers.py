@@ -18,9 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import multiprocessing
 import os
-import queue as queue_mod
 import shutil
 import tempfile
 import time
@@ -257,37 +255,18 @@ def _upstream_opts(opts: WorkersOptions) -> Any:
 
 
 def _drive(plan: WorkersPlan, console: Any) -> list[dict[str, Any]]:
-    ctx = multiprocessing.get_context("spawn")
-    q = ctx.Queue()
-    proc = ctx.Process(target=workers_loadgen_main, args=(plan, q), name="sigmachat-loadgen-workers", daemon=True)
-    proc.start()
-    deadline = time.monotonic() + 1200
-    try:
-        while True:
-            if time.monotonic() > deadline:
-                raise RuntimeError("the load generator did not finish within 1200 s")
-            try:
-                message = q.get(timeout=0.5)
-            except queue_mod.Empty:
-                if not proc.is_alive():
-                    raise RuntimeError(f"the load generator exited ({proc.exitcode}) without a result") from None
-                continue
-            if message[0] == "cell":
-                c = message[1]
-                console.print(
-                    f"[dim]round {c['round'] + 1}[/] {c['path']:9} {c['workers']} worker(s): "
-                    f"{_us(c):,.0f} µs/token, {c['errors']} errors, {c['intact']}/{c['ok']} intact"
-                )
-            elif message[0] == "result":
-                return list(message[1])
-            elif message[0] == "error":
-                raise RuntimeError(f"the load generator failed:\n{message[1]}")
-    finally:
-        proc.join(timeout=10)
-        if proc.is_alive():
-            proc.terminate()
-            proc.join(timeout=5)
-        q.close()
+    def progress(message: tuple[Any, ...]) -> None:
+        if message[0] == "cell":
+            c = message[1]
+            console.print(
+                f"[dim]round {c['round'] + 1}[/] {c['path']:9} {c['workers']} worker(s): "
+                f"{_us(c):,.0f} µs/token, {c['errors']} errors, {c['intact']}/{c['ok']} intact"
+            )
+
+    cells = procs.run_reporting_process(
+        workers_loadgen_main, (plan,), name="the load generator", timeout_s=1200, on_message=progress
+    )
+    return list(cells)
 
 
 def workers_loadgen_main(plan: WorkersPlan, queue: Any) -> None:
