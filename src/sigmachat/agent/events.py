@@ -92,6 +92,18 @@ class ToolFinished(_Event):
     ok: bool = True
     summary: str = ""
 
+    def record(self) -> ToolCallRecord:
+        """What a finished run remembers of this call, when the run's end did not list it
+        (the output the model saw is not on the event)."""
+        return ToolCallRecord(
+            call_id=self.call_id,
+            name=self.name,
+            summary=self.summary,
+            ok=self.ok,
+            duration_ms=self.duration_ms,
+            truncated=self.truncated,
+        )
+
 
 class Info(_Event):
     type: Literal["info"] = "info"

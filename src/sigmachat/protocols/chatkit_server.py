@@ -309,16 +309,7 @@ class ChatKitEventMapper:
         workflow, index = found
         task = tool_task(event.name, done=True, ok=event.ok, summary=event.summary)
         workflow.workflow.tasks[index] = task
-        self.tool_calls.append(
-            ToolCallRecord(
-                call_id=event.call_id,
-                name=event.name,
-                summary=event.summary,
-                ok=event.ok,
-                duration_ms=event.duration_ms,
-                truncated=event.truncated,
-            )
-        )
+        self.tool_calls.append(event.record())
         error = event.envelope.get("error") if isinstance(event.envelope, dict) else None
         effect = ClientEffectEvent(
             name="sigmachat.tool_finished",

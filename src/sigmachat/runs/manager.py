@@ -36,7 +36,6 @@ from sigmachat.agent.events import (
     RunStarted,
     TerminalEvent,
     TextDelta,
-    ToolCallRecord,
     ToolFinished,
     is_terminal,
 )
@@ -906,17 +905,7 @@ class RunManager:
             values.update(content=run.text, status=kind(terminal.code).message_status, error=error)
         records = list(terminal.tool_calls)
         if not records and tool_events:
-            records = [
-                ToolCallRecord(
-                    call_id=e.call_id,
-                    name=e.name,
-                    summary=e.summary,
-                    ok=e.ok,
-                    duration_ms=e.duration_ms,
-                    truncated=e.truncated,
-                )
-                for e in tool_events
-            ]
+            records = [e.record() for e in tool_events]
         values.update(
             tool_calls=[r.model_dump() for r in records],
             usage=terminal.usage.model_dump(),
