@@ -12,7 +12,7 @@ import uuid
 import httpx
 import pytest
 from redis.asyncio import Redis
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from sigmachat.agent.events import EventFactory, RunStarted, TextDelta
 from sigmachat.chat.conversations import create_conversation, list_messages
@@ -210,6 +210,48 @@ async def test_a_dead_owner_s_run_is_closed_by_a_survivor_with_its_partial_answe
         await b.wait_finished(again.run_id, 5)
     finally:
         a._active.clear()  # the "dead" instance never writes again; drop its frozen task
+        await b.shutdown(1)
+
+
+async def test_a_dead_owner_s_runs_are_closed_together_in_one_transaction(services, redis, prefix):
+    """Regression (the cluster soak): closed one by one, each taking its own connection from a pool
+    the survivor's streams were using, the last of 50 dead runs closed up to 20 s after the kill."""
+    gate = asyncio.Event()
+    a = _instance(services, redis, prefix, ScriptedEngine(gate=gate), lease_s=1.0)
+    b = _instance(services, redis, prefix, ScriptedEngine(), lease_s=1.0)
+    try:
+        user = await _user(services)
+        convs = [await _conv(services, user) for _ in range(3)]
+        runs = [
+            await a.start(user_id=user.id, conversation_id=c.id, text="Largest?", engine="responses", protocol="test")
+            for c in convs
+        ]
+        await asyncio.sleep(0.1)
+        dead: list[RunClaim] = []
+        for _ in range(40):  # A renews nothing (no sweeper): its leases lapse after 1 s
+            dead = await b.coordinator.dead_runs()
+            if len(dead) == 3:
+                break
+            await asyncio.sleep(0.1)
+        assert sorted(c.run_id for c in dead) == sorted(r.run_id for r in runs)
+        transactions = []
+        listener = lambda conn: transactions.append(conn)  # noqa: E731
+        event.listen(services.db.engine.sync_engine, "begin", listener)
+        try:
+            assert await b.take_over_many(dead) == 3
+        finally:
+            event.remove(services.db.engine.sync_engine, "begin", listener)
+        assert len(transactions) == 1
+        for run, conv in zip(runs, convs, strict=True):
+            events = [e async for e in b.subscribe(run.run_id, after_seq=0)]
+            assert events[-1].type == "run_failed" and events[-1].partial_text == "Your largest "
+            async with services.db.session() as s:
+                assistant = (await list_messages(s, user.id, conv.id))[1]
+            assert assistant.status == "interrupted" and assistant.content == "Your largest "
+            assert await b.active_run_for(conv.id) is None
+        assert await b.take_over_many(dead) == 0  # closed once: a second survivor finds nothing to do
+    finally:
+        a._active.clear()  # the "dead" instance never writes again; drop its frozen tasks
         await b.shutdown(1)
 
 
