@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+import aiohttp
 import httpx2
 import openai
+from httpx_aiohttp.httpx2 import AiohttpTransport
 from openai import AsyncOpenAI
 
 from sigmachat.logging import get_logger
@@ -82,6 +84,44 @@ def _timeout(settings: Settings) -> httpx2.Timeout:
     return httpx2.Timeout(settings.openai_timeout_s, connect=settings.openai_connect_timeout_s)
 
 
+class _ConnectFailuresStayConnectErrors(httpx2.AsyncBaseTransport):
+    """The aiohttp transport reports a refused or unreachable upstream as ``ConnectTimeout``
+    (its exception map sends every ``ClientConnectionError`` there); the SDK would then say
+    "timed out" where the server is simply not there. A real connect timeout stays a timeout."""
+
+    def __init__(self, inner: httpx2.AsyncBaseTransport) -> None:
+        self._inner = inner
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        try:
+            return await self._inner.handle_async_request(request)
+        except httpx2.ConnectTimeout as exc:
+            cause = exc.__cause__
+            if isinstance(cause, aiohttp.ClientConnectionError) and not isinstance(
+                cause, aiohttp.ServerTimeoutError | asyncio.TimeoutError
+            ):
+                raise httpx2.ConnectError(str(exc), request=request) from cause
+            raise
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+def upstream_http_client(settings: Settings) -> httpx2.AsyncClient:
+    """The HTTP client of a real upstream: the ``openai`` SDK's aiohttp option
+    (``DefaultAioHttpClient``, with the SDK's own defaults: connection limits, redirects).
+
+    The streaming hot path: the default httpx2 transport spent a fifth of the app's CPU per
+    streamed token reading the upstream (httpcore's per-read cancel scopes and its pure-Python
+    HTTP parser); aiohttp reads with a C parser and a plain asyncio protocol. Timeouts keep
+    their meaning (connect, and read per socket read). Tests inject their own ``http_client``.
+    """
+    transport = AiohttpTransport(limits=openai.DEFAULT_CONNECTION_LIMITS)
+    return openai.DefaultAioHttpClient(
+        timeout=_timeout(settings), transport=_ConnectFailuresStayConnectErrors(transport)
+    )
+
+
 def build_model_client(settings: Settings, *, http_client: httpx2.AsyncClient | None = None) -> ModelClient:
     key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
     base_url = settings.openai_base_url
@@ -105,7 +145,7 @@ def build_model_client(settings: Settings, *, http_client: httpx2.AsyncClient | 
     client = AsyncOpenAI(
         api_key=key or "sk-no-key-required",
         base_url=base_url or None,
-        http_client=http_client,
+        http_client=http_client or upstream_http_client(settings),
         max_retries=0,
         timeout=_timeout(settings),
     )
