@@ -312,3 +312,37 @@ async def test_concurrent_calls_share_the_cache(services, registry):
     names = registry.read_only_names
     results = await asyncio.gather(*(registry.call(n, SAMPLE_ARGS.get(n, {}), ctx) for n in names))
     assert all(r.ok for r in results)
+
+
+async def test_calls_arriving_together_on_a_cold_cache_build_each_snapshot_once(services, registry, monkeypatch):
+    """Regression (the benchmark's tool cells): twenty runs asking at once after a start each
+    built the same portfolio snapshot and loaded the same prices, a seventh of their CPU."""
+    import sigmachat.tools.market_data as market_data
+
+    loads: list[list[str]] = []
+    real_load = market_data.load_close_and_source_frames
+
+    async def counting_load(session, symbols=None, *, until=None):
+        loads.append(list(symbols or []))
+        return await real_load(session, symbols, until=until)
+
+    monkeypatch.setattr(market_data, "load_close_and_source_frames", counting_load)
+    builds = 0
+    real_build = registry.portfolios._build
+
+    async def counting_build(*args, **kwargs):
+        nonlocal builds
+        builds += 1
+        return await real_build(*args, **kwargs)
+
+    monkeypatch.setattr(registry.portfolios, "_build", counting_build)
+    hedge, hnw = await caller(services, HEDGE), await caller(services, HNW)
+    calls = [
+        registry.call("get_portfolio_complete", {}, context(services, who)) for who in (hedge, hnw) for _ in range(8)
+    ]
+    results = await asyncio.gather(*calls)
+    assert all(r.ok for r in results)
+    assert builds == 2  # one snapshot per portfolio, however many asked at once
+    loaded = [s for batch in loads for s in batch]
+    assert len(loaded) == len(set(loaded))  # no symbol's prices loaded twice
+    assert results[0].summary == results[7].summary and results[8].summary == results[15].summary

@@ -7,6 +7,7 @@ and the next call starts afresh. Import-over-demo precedence is the price module
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -73,6 +74,10 @@ class MarketDataCache:
         self._returns = pd.DataFrame()
         self._symbol_sources: dict[str, frozenset[str]] = {}
         self._absent: frozenset[str] = frozenset()
+        # Loads take turns, and each looks again at what is missing once it is its turn:
+        # calls arriving together (the first answers after a start) loaded the same symbols
+        # side by side, each a query and a pivot of thousands of rows.
+        self._loading = asyncio.Lock()
 
     def clear(self) -> None:
         self._key = None
@@ -92,11 +97,12 @@ class MarketDataCache:
             self.clear()
             self._key = (version, as_of)
         wanted = sorted({s.upper() for s in symbols})
-        missing = [s for s in wanted if s not in self._closes.columns and s not in self._absent]
-        if missing:
-            closes, sources = await load_close_and_source_frames(session, missing, until=as_of)
-            if self._key == (version, as_of):
-                self._merge(missing, closes, sources)
+        if self._missing(wanted):
+            async with self._loading:
+                if missing := self._missing(wanted):
+                    closes, sources = await load_close_and_source_frames(session, missing, until=as_of)
+                    if self._key == (version, as_of):
+                        self._merge(missing, closes, sources)
         cols = [s for s in wanted if s in self._closes.columns]
         closes = self._closes[cols]
         keep = closes.notna().any(axis=1).to_numpy()
@@ -108,6 +114,9 @@ class MarketDataCache:
             returns=self._returns[cols][keep[1:]] if len(keep) > 1 else self._returns[cols],
             symbol_sources={s: self._symbol_sources[s] for s in cols},
         )
+
+    def _missing(self, wanted: list[str]) -> list[str]:
+        return [s for s in wanted if s not in self._closes.columns and s not in self._absent]
 
     def _merge(self, requested: list[str], closes: pd.DataFrame, sources: pd.DataFrame) -> None:
         new = [s for s in closes.columns if s not in self._closes.columns]
