@@ -125,10 +125,15 @@ async def rename_conversation(session: AsyncSession, user_id: str, conversation_
 
 
 async def list_messages(session: AsyncSession, user_id: str, conversation_id: str) -> list[Message]:
-    conv = await get_conversation(session, user_id, conversation_id)
+    """The caller's conversation's messages; ``NotFound`` for unknown or foreign ids."""
+    return await messages_of(session, await get_conversation(session, user_id, conversation_id))
+
+
+async def messages_of(session: AsyncSession, conv: Conversation) -> list[Message]:
+    """The messages of a conversation the caller already loaded as its own (no second look-up)."""
     stmt = (
         select(Message)
-        .where(Message.conversation_id == conv.id, Message.user_id == user_id)
+        .where(Message.conversation_id == conv.id, Message.user_id == conv.user_id)
         .order_by(Message.created_at, Message.id)
     )
     return list((await session.execute(stmt)).scalars())

@@ -41,7 +41,12 @@ from sigmachat.agent.events import (
 )
 from sigmachat.agent.failures import kind
 from sigmachat.chat.binding import bind_portfolio
-from sigmachat.chat.conversations import get_conversation, history_from_messages, list_messages, title_from_text
+from sigmachat.chat.conversations import (
+    get_conversation,
+    history_from_messages,
+    messages_of,
+    title_from_text,
+)
 from sigmachat.chat.memories import memories_for_context
 from sigmachat.db.models import Conversation, Message, as_utc, prefixed_id, utcnow
 from sigmachat.db.session import Database
@@ -648,7 +653,7 @@ class RunManager:
         model: str | None, sim_scenario: str | None, user_message_id: str, user_item: dict[str, Any] | None,
     ) -> StartedRun:  # fmt: skip
         user_id, run_id = claim.user_id, claim.run_id
-        messages = await list_messages(session, user_id, conv.id)
+        messages = await messages_of(session, conv)  # conv was loaded as the caller's just before
         # A retried ChatKit question keeps its row (it is this run's question again): reuse
         # it, and keep it out of the history the model would otherwise see twice.
         stored = next((m for m in messages if user_message_id and m.id == user_message_id and m.role == "user"), None)
