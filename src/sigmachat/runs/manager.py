@@ -61,6 +61,14 @@ from sigmachat.settings import Settings
 
 log = get_logger("sigmachat.runs")
 
+# Built once: constructing this UPDATE (its where clause, its values) was most of a progress
+# save's CPU on the event loop, and every live run saves about once a second.
+_SAVE_PROGRESS = (
+    update(Message)
+    .where(Message.id == bindparam("answer_id"), Message.status == "streaming")
+    .values(content=bindparam("partial"))
+)
+
 DB_DOWN = "The database is unavailable; your message was not sent. Try again."
 
 
@@ -815,11 +823,7 @@ class RunManager:
             # A connection, not an ORM session: one statement needs no unit of work, and this
             # runs about once a second for every live run (half the CPU of the session's way).
             async with self.db.engine.begin() as conn:
-                await conn.execute(
-                    update(Message)
-                    .where(Message.id == run.assistant_message_id, Message.status == "streaming")
-                    .values(content=text)
-                )
+                await conn.execute(_SAVE_PROGRESS, {"answer_id": run.assistant_message_id, "partial": text})
         except Exception as exc:  # the final persist writes the whole answer anyway
             log.warning("run_progress_save_failed", run_id=run.run_id, error=type(exc).__name__)
         finally:
