@@ -412,6 +412,31 @@ async def test_start_up_recovery_leaves_runs_with_a_live_lease_alone(services, r
     assert status["run_live"] == "streaming" and status["run_dead"] == "interrupted"
 
 
+async def test_start_up_recovery_leaves_an_answer_its_owner_saved_meanwhile_to_its_owner(services, redis, prefix):
+    """Regression (the cluster soak): recovery read a 'streaming' row, then the live owner saved
+    the answer and released its lease, then recovery claimed the run and announced it
+    "interrupted": the client was told the answer broke while the database held it complete."""
+    manager = _instance(services, redis, prefix, ScriptedEngine())
+    user = await _user(services)
+    conv = await _conv(services, user)
+    log = manager.events
+    await log.create("run_saved", owner_id=user.id, meta={})
+    ev = EventFactory("run_saved")
+    await log.append("run_saved", ev.make(RunStarted, conversation_id=conv.id, model="m", engine="responses"))
+    await log.append("run_saved", ev.make(TextDelta, delta="All of it."))
+    async with services.db.session() as s:
+        s.add(Message(id="msg_saved", conversation_id=conv.id, user_id=user.id, role="assistant", run_id="run_saved",
+                      item_type="assistant_message", status="complete", content="All of it."))  # fmt: skip
+        await s.commit()
+    # What recovery saw a moment earlier: the row streaming, no live lease (just released).
+    seen = RunClaim("run_saved", user.id, conv.id, "msg_saved", "")
+    assert await manager.take_over_many([seen], registered=False) == 0
+    assert [e.type for e in await log.read("run_saved")] == ["run_started", "text_delta"]  # the owner's to end
+    async with services.db.session() as s:
+        row = await s.get(Message, "msg_saved")
+    assert (row.status, row.content, row.error) == ("complete", "All of it.", None)
+
+
 # ---- the app with Redis ----------------------------------------------------------------------
 
 

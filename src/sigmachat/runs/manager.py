@@ -24,7 +24,7 @@ from typing import Any, cast
 import structlog
 from pydantic import BaseModel
 from redis.exceptions import RedisError
-from sqlalchemy import CursorResult, Table, bindparam, select, update
+from sqlalchemy import CursorResult, Table, bindparam, case, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -402,20 +402,27 @@ class RunManager:
         logs = await asyncio.gather(*(self._log_of(c.run_id) for c in mine))
         closing = [_Closing.of(c, events) for c, events in zip(mine, logs, strict=True)]
         k = kind("interrupted")
-        error = {"code": "interrupted", "message": k.message, "retryable": k.retryable}
-        table = cast(Table, Message.__table__)  # Core: an executemany over plain rows
+        table = cast(Table, Message.__table__)
+        texts = {c.claim.assistant_message_id: c.text for c in closing if c.text}
+        # One statement for all of them; RETURNING says which rows were still 'streaming'.
         close = (
             update(table)
-            .where(table.c.id == bindparam("answer_id"), table.c.status == "streaming")
-            .values(status=k.message_status, error=error)
+            .where(table.c.id.in_([c.claim.assistant_message_id for c in closing]), table.c.status == "streaming")
+            .values(
+                status=k.message_status,
+                error={"code": "interrupted", "message": k.message, "retryable": k.retryable},
+                content=case(texts, value=table.c.id, else_=table.c.content) if texts else table.c.content,
+            )
+            .returning(table.c.id)
         )
-        with_text = [{"answer_id": c.claim.assistant_message_id, "partial": c.text} for c in closing if c.text]
-        without = [{"answer_id": c.claim.assistant_message_id} for c in closing if not c.text]
-        async with self.db.engine.begin() as conn:  # one transaction, one statement batch per shape
-            if with_text:
-                await conn.execute(close.values(content=bindparam("partial")), with_text)
-            if without:
-                await conn.execute(close, without)
+        async with self.db.engine.begin() as conn:
+            flipped = set((await conn.execute(close)).scalars())
+        # Start-up recovery reads rows, then leases, then claims: in between a live owner can
+        # persist its answer and release its lease (the cluster soak: a complete answer whose
+        # client was told "interrupted"). A row no longer 'streaming' is its owner's to
+        # announce. A sweep's find is different: its claim still stands with its lease lapsed, so
+        # its owner is gone even if it saved the answer before dying; release and announce it.
+        closing = [c for c in closing if registered or c.claim.assistant_message_id in flipped]
         # Free the conversations before announcing the ends, as a run's own end does (_close).
         await asyncio.gather(*(self.coordinator.release(c.claim) for c in closing if c.claim.run_id))
         await asyncio.gather(*(self._announce_takeover(c) for c in closing if c.claim.run_id))
