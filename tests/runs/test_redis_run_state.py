@@ -437,6 +437,60 @@ async def test_start_up_recovery_leaves_an_answer_its_owner_saved_meanwhile_to_i
     assert (row.status, row.content, row.error) == ("complete", "All of it.", None)
 
 
+async def _saved_run(services, manager, user, conv, run_id: str, msg_id: str) -> None:
+    """A run whose owner saved it complete and died before announcing its end in the log."""
+    from sigmachat.runs.manager import RunMeta
+
+    meta = RunMeta(conversation_id=conv.id, user_message_id="msg_q", assistant_message_id=msg_id,
+                   engine="responses", protocol="legacy_sse")  # fmt: skip
+    await manager.events.create(run_id, owner_id=user.id, meta=meta.model_dump(mode="json"))
+    ev = EventFactory(run_id)
+    await manager.events.append(run_id, ev.make(RunStarted, conversation_id=conv.id, model="m", engine="responses"))
+    await manager.events.append(run_id, ev.make(TextDelta, delta="All "))
+    async with services.db.session() as s:
+        s.add(Message(id=msg_id, conversation_id=conv.id, user_id=user.id, role="assistant", run_id=run_id,
+                      item_type="assistant_message", status="complete", content="All of it.", model="m",
+                      usage={"input_tokens": 3, "output_tokens": 4}))  # fmt: skip
+        await s.commit()
+
+
+async def test_an_owner_killed_after_saving_its_answer_is_announced_with_what_it_saved(services, redis, prefix):
+    """Regression (the cluster soak): killed between saving 'complete' and giving back its claim,
+    the survivor announced the run 'interrupted' while the database held the whole answer."""
+    manager = _instance(services, redis, prefix, ScriptedEngine())
+    user = await _user(services)
+    conv = await _conv(services, user)
+    await _saved_run(services, manager, user, conv, "run_k", "msg_k")
+    claim = RunClaim("run_k", user.id, conv.id, "msg_k", "dead-instance")
+    assert (await RedisCoordinator(redis, lease_ttl_s=1, prefix=prefix).admit(claim, 0)).ok
+    await redis.delete(f"{prefix}run:run_k:lease")  # its lease lapsed: the sweep finds it dead
+    assert [c.run_id for c in await manager.coordinator.dead_runs()] == ["run_k"]
+    assert await manager.take_over_many(await manager.coordinator.dead_runs()) == 1
+    end = (await manager.events.read("run_k"))[-1]
+    assert end.type == "run_finished" and end.final_text == "All of it." and end.usage.output_tokens == 4
+    assert await manager.active_run_for(conv.id) is None
+    async with services.db.session() as s:
+        assert (await s.get(Message, "msg_k")).status == "complete"
+
+
+async def test_a_follower_of_a_log_nobody_will_end_gets_the_saved_end(services, redis, prefix):
+    """Regression (the cluster soak): an owner killed after giving back its claim but before
+    announcing its end left an open log with no lease and no claim; its followers (and every
+    resume) waited until they timed out."""
+    manager = _instance(services, redis, prefix, ScriptedEngine())
+    user = await _user(services)
+    conv = await _conv(services, user)
+    await _saved_run(services, manager, user, conv, "run_o", "msg_o")
+
+    async def follow() -> list:
+        return [e async for e in manager.subscribe("run_o", after_seq=1, poll_s=0.1)]
+
+    events = await asyncio.wait_for(follow(), timeout=10)
+    assert [e.type for e in events] == ["text_delta", "run_finished"]
+    assert events[-1].final_text == "All of it."
+    assert (await manager.events.info("run_o")).finished
+
+
 # ---- the app with Redis ----------------------------------------------------------------------
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import functools
 import uuid
@@ -36,7 +37,9 @@ from sigmachat.agent.events import (
     RunStarted,
     TerminalEvent,
     TextDelta,
+    ToolCallRecord,
     ToolFinished,
+    Usage,
     is_terminal,
 )
 from sigmachat.agent.failures import kind
@@ -137,11 +140,40 @@ class _Closing:
     text: str  # the partial answer streamed before the owner died
     last_seq: int
     terminal_seen: bool
+    # The answer's row when its owner had already saved its end (it died before announcing it).
+    saved: Message | None = None
 
     @classmethod
     def of(cls, claim: RunClaim, events: list[AgentEvent]) -> _Closing:
         text = "".join(e.delta for e in events if isinstance(e, TextDelta))
         return cls(claim, text, events[-1].seq if events else 0, any(is_terminal(e) for e in events))
+
+    def terminal(self, factory: EventFactory) -> TerminalEvent:
+        """The end to announce: the saved one if the owner saved it, else ``interrupted``."""
+        row = self.saved
+        if row is not None and row.status == "complete":
+            return factory.make(
+                RunFinished,
+                final_text=row.content or "",
+                usage=Usage.model_validate(row.usage or {}),
+                duration_ms=row.latency_ms or 0.0,
+                ttfb_ms=row.first_token_ms,
+                tool_calls=[ToolCallRecord.model_validate(t) for t in row.tool_calls or []],
+                model=row.model,
+            )
+        if row is not None and isinstance(row.error, dict) and row.error.get("code"):
+            k = kind(str(row.error["code"]))
+            return factory.make(
+                RunFailed,
+                code=str(row.error["code"]),
+                message=str(row.error.get("message") or k.message),
+                retryable=bool(row.error.get("retryable", k.retryable)),
+                partial_text=row.content or "",
+            )
+        k = kind("interrupted")
+        return factory.make(
+            RunFailed, code="interrupted", message=k.message, retryable=k.retryable, partial_text=self.text
+        )
 
 
 @dataclass
@@ -384,7 +416,9 @@ class RunManager:
         instance closed it, 0 if another one got there first."""
         return await self.take_over_many([claim], registered=registered)
 
-    async def take_over_many(self, claims: list[RunClaim], *, registered: bool = True) -> int:
+    async def take_over_many(
+        self, claims: list[RunClaim], *, registered: bool = True, owner_gone: bool | None = None
+    ) -> int:
         """Close runs whose owner is gone: keep each partial answer from its log, mark it
         ``interrupted``, release its conversation, append the terminal event so followers end
         cleanly. Returns how many of them this instance closed (another one may get there first).
@@ -394,7 +428,12 @@ class RunManager:
         behind their callbacks. One at a time each took its own database connection from a pool
         the streams' saves were using, and the last of 50 closed up to 20 s after the kill
         (the cluster soak; the issue promises 15 s).
+
+        ``owner_gone``: whatever the rows say, no owner will announce these ends (default: a
+        sweep's finds, ``registered``). An owner killed after saving its answer is announced
+        with what it saved, not as ``interrupted``.
         """
+        owner_gone = registered if owner_gone is None else owner_gone
         won = await asyncio.gather(*(self.coordinator.claim_takeover(c.run_id, registered=registered) for c in claims))
         mine = [c for c, ok in zip(claims, won, strict=True) if ok]
         if not mine:
@@ -422,7 +461,12 @@ class RunManager:
         # client was told "interrupted"). A row no longer 'streaming' is its owner's to
         # announce. A sweep's find is different: its claim still stands with its lease lapsed, so
         # its owner is gone even if it saved the answer before dying; release and announce it.
-        closing = [c for c in closing if registered or c.claim.assistant_message_id in flipped]
+        closing = [c for c in closing if owner_gone or c.claim.assistant_message_id in flipped]
+        if unflipped := [c.claim.assistant_message_id for c in closing if c.claim.assistant_message_id not in flipped]:
+            async with self.db.session() as session:
+                rows = (await session.execute(select(Message).where(Message.id.in_(unflipped)))).scalars()
+                saved = {row.id: row for row in rows}
+            closing = [dataclasses.replace(c, saved=saved.get(c.claim.assistant_message_id)) for c in closing]
         # Free the conversations before announcing the ends, as a run's own end does (_close).
         await asyncio.gather(*(self.coordinator.release(c.claim) for c in closing if c.claim.run_id))
         await asyncio.gather(*(self._announce_takeover(c) for c in closing if c.claim.run_id))
@@ -439,19 +483,13 @@ class RunManager:
         """End a taken-over run's log: its terminal event (unless it has one), then finished."""
         run_id = c.claim.run_id
         if not c.terminal_seen and await self.events.info(run_id) is not None:
-            k = kind("interrupted")
             factory = EventFactory(run_id, start_after=c.last_seq)
             try:
                 if c.last_seq == 0:
                     await self.events.append(
                         run_id, factory.make(RunStarted, conversation_id=c.claim.conversation_id, model="", engine="")
                     )
-                await self.events.append(
-                    run_id,
-                    factory.make(
-                        RunFailed, code="interrupted", message=k.message, retryable=k.retryable, partial_text=c.text
-                    ),
-                )
+                await self.events.append(run_id, c.terminal(factory))
             except Exception as exc:  # the dead owner's log may be gone or already closed
                 log.warning("run_takeover_append_failed", run_id=run_id, error=type(exc).__name__)
         await self.events.mark_finished(run_id)
@@ -1059,6 +1097,7 @@ class RunManager:
         resume from that seq continues exactly after them.
         """
         seq = after_seq
+        quiet = 0  # looks in a row that brought nothing new
         while True:
             events = await self.events.wait(run_id, seq, timeout=poll_s)
             if coalesce and len(events) > 1:
@@ -1072,10 +1111,31 @@ class RunManager:
                 if is_terminal(event):
                     return
             if seq > before:
+                quiet = 0
                 continue  # a live run: ask the log for its state only when it had nothing new
             info = await self.events.info(run_id)
             if info is None or (info.finished and seq >= info.last_seq):
                 return
+            quiet += 1
+            if quiet >= 2 and not info.finished:
+                await self._end_orphaned_log(run_id, info)
+
+    async def _end_orphaned_log(self, run_id: str, info: RunLogInfo) -> None:
+        """End a log that nobody will end: its run holds no lease (so no owner and no takeover
+        has it), yet the log is open. An owner killed between giving back its claim and
+        announcing its end leaves exactly that, and its followers waited for ever (the cluster
+        soak: a client timed out on an answer saved complete). Announced as the row says."""
+        if not self.coordinator.shared or run_id in self._active:
+            return
+        try:
+            if await self.coordinator.live_runs([run_id]):
+                return
+            meta = RunMeta.model_validate(info.meta)
+            claim = RunClaim(run_id, info.owner_id, meta.conversation_id, meta.assistant_message_id, "")
+            if await self.take_over_many([claim], registered=False, owner_gone=True):
+                log.warning("run_log_orphan_closed", run_id=run_id)
+        except Exception as exc:  # Redis or the database unreachable: the next quiet look tries again
+            log.warning("run_log_orphan_close_failed", run_id=run_id, error=type(exc).__name__)
 
     async def wait_finished(self, run_id: str, timeout: float | None = None) -> None:
         run = self._active.get(run_id)
