@@ -64,6 +64,8 @@ from sigmachat.settings import Settings
 
 log = get_logger("sigmachat.runs")
 
+ORPHAN_GRACE_S = 1.0  # how long an open log without lease or claim may wait for its end
+
 # Built once: constructing this UPDATE (its where clause, its values) was most of a progress
 # save's CPU on the event loop, and every live run saves about once a second.
 _SAVE_PROGRESS = (
@@ -1128,9 +1130,19 @@ class RunManager:
         if not self.coordinator.shared or run_id in self._active:
             return
         try:
-            if await self.coordinator.live_runs([run_id]):
-                return
             meta = RunMeta.model_validate(info.meta)
+            for look in range(2):
+                if await self.coordinator.live_runs([run_id]):
+                    return
+                if await self.coordinator.active_run_for(meta.conversation_id) == run_id:
+                    return  # still claimed: an owner that died with its claim, which the sweep closes
+                if look == 0:
+                    # Every closer (the owner, a takeover) gives the claim back just before it
+                    # announces the end: look again after a moment before calling it orphaned.
+                    await asyncio.sleep(ORPHAN_GRACE_S)
+                    now = await self.events.info(run_id)
+                    if now is None or now.finished or now.last_seq > info.last_seq:
+                        return
             claim = RunClaim(run_id, info.owner_id, meta.conversation_id, meta.assistant_message_id, "")
             if await self.take_over_many([claim], registered=False, owner_gone=True):
                 log.warning("run_log_orphan_closed", run_id=run_id)
