@@ -134,6 +134,21 @@ class RunMeta(BaseModel):
     portfolio_id: str | None = None
 
 
+def _failed(
+    factory: EventFactory, code: str, partial_text: str, message: str | None = None, retryable: bool | None = None
+) -> RunFailed:
+    """A run's failed end that we produce ourselves (cancel, crash, takeover): the failure
+    kind's message and retryability unless the caller knows better, next in the sequence."""
+    k = kind(code)
+    return factory.make(
+        RunFailed,
+        code=code,
+        message=message or k.message,
+        retryable=k.retryable if retryable is None else retryable,
+        partial_text=partial_text,
+    )
+
+
 @dataclass(frozen=True)
 class _Closing:
     """A dead owner's run being taken over, with what its log says."""
@@ -163,19 +178,11 @@ class _Closing:
                 tool_calls=[ToolCallRecord.model_validate(t) for t in row.tool_calls or []],
                 model=row.model,
             )
-        if row is not None and isinstance(row.error, dict) and row.error.get("code"):
-            k = kind(str(row.error["code"]))
-            return factory.make(
-                RunFailed,
-                code=str(row.error["code"]),
-                message=str(row.error.get("message") or k.message),
-                retryable=bool(row.error.get("retryable", k.retryable)),
-                partial_text=row.content or "",
-            )
-        k = kind("interrupted")
-        return factory.make(
-            RunFailed, code="interrupted", message=k.message, retryable=k.retryable, partial_text=self.text
-        )
+        if row is not None and isinstance(error := row.error, dict) and error.get("code"):
+            retryable = bool(error["retryable"]) if "retryable" in error else None
+            message = str(error["message"]) if error.get("message") else None
+            return _failed(factory, str(error["code"]), row.content or "", message, retryable)
+        return _failed(factory, "interrupted", self.text)
 
 
 @dataclass
@@ -964,10 +971,7 @@ class RunManager:
 
     def _failure(self, run: _ActiveRun, code: str, message: str | None = None) -> RunFailed:
         """The terminal failure we produce ourselves (cancel, crash), next in the run's sequence."""
-        k = kind(code)
-        return EventFactory(run.run_id, start_after=run.last_seq).make(
-            RunFailed, code=code, message=message or k.message, retryable=k.retryable, partial_text=run.text
-        )
+        return _failed(EventFactory(run.run_id, start_after=run.last_seq), code, run.text, message)
 
     async def _persist_with_retry(self, run: _ActiveRun, terminal: TerminalEvent, attempts: int = 4) -> None:
         """A transient database error must not leave the answer 'streaming' forever."""
@@ -1131,23 +1135,28 @@ class RunManager:
             return
         try:
             meta = RunMeta.model_validate(info.meta)
-            for look in range(2):
-                if await self.coordinator.live_runs([run_id]):
-                    return
-                if await self.coordinator.active_run_for(meta.conversation_id) == run_id:
-                    return  # still claimed: an owner that died with its claim, which the sweep closes
-                if look == 0:
-                    # Every closer (the owner, a takeover) gives the claim back just before it
-                    # announces the end: look again after a moment before calling it orphaned.
-                    await asyncio.sleep(ORPHAN_GRACE_S)
-                    now = await self.events.info(run_id)
-                    if now is None or now.finished or now.last_seq > info.last_seq:
-                        return
+            if not await self._unheld(run_id, meta.conversation_id):
+                return
+            # Every closer (the owner, a takeover) gives the claim back just before it announces
+            # the end: look again after a moment before calling the log orphaned.
+            await asyncio.sleep(ORPHAN_GRACE_S)
+            now = await self.events.info(run_id)
+            if now is None or now.finished or now.last_seq > info.last_seq:
+                return
+            if not await self._unheld(run_id, meta.conversation_id):
+                return
             claim = RunClaim(run_id, info.owner_id, meta.conversation_id, meta.assistant_message_id, "")
             if await self.take_over_many([claim], registered=False, owner_gone=True):
                 log.warning("run_log_orphan_closed", run_id=run_id)
         except Exception as exc:  # Redis or the database unreachable: the next quiet look tries again
             log.warning("run_log_orphan_close_failed", run_id=run_id, error=type(exc).__name__)
+
+    async def _unheld(self, run_id: str, conversation_id: str) -> bool:
+        """Neither a lease (an owner or a takeover) nor its conversation's claim holds the run.
+        (A run still claimed is an owner that died with its claim: the sweep closes it.)"""
+        if await self.coordinator.live_runs([run_id]):
+            return False
+        return await self.coordinator.active_run_for(conversation_id) != run_id
 
     async def wait_finished(self, run_id: str, timeout: float | None = None) -> None:
         run = self._active.get(run_id)
