@@ -9,6 +9,7 @@ from pathlib import Path
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from sigmachat.db.sqlite_driver import OneTripAiosqlite
 from sigmachat.settings import Settings
 
 
@@ -18,6 +19,8 @@ def create_engine(settings: Settings) -> AsyncEngine:
     if url.startswith("sqlite"):
         _ensure_sqlite_dir(url)
         kwargs = {"connect_args": {"timeout": 30}}
+        if url.startswith("sqlite+aiosqlite"):
+            kwargs["module"] = OneTripAiosqlite()  # one trip to the SQLite thread per statement
     engine = create_async_engine(url, **kwargs)
     if url.startswith("sqlite"):
         _configure_sqlite(engine)
