@@ -17,7 +17,7 @@ from sigmachat.chat.feedback import feedback_to_dict
 from sigmachat.db.models import Conversation, Message, Portfolio, as_utc, utcnow
 from sigmachat.db.paging import keyset_page
 from sigmachat.errors import NotFound, ValidationFailed
-from sigmachat.portfolio.service import get_owned_portfolio
+from sigmachat.portfolio.service import check_owned_portfolio
 
 TITLE_MAX = 80
 MAX_TEXT = 4000  # the longest question either protocol accepts, in characters
@@ -45,7 +45,7 @@ async def create_conversation(
     """``context`` is the page the chat was opened from (the original API's portfolio_ids,
     page_hint, route), kept in the conversation's metadata."""
     if portfolio_id:
-        await get_owned_portfolio(session, user_id, portfolio_id)  # NotFound for foreign ids
+        await check_owned_portfolio(session, user_id, portfolio_id)  # NotFound for foreign ids
     else:
         portfolio_id = await default_portfolio_id(session, user_id)
     metadata = {k: v for k, v in (context or {}).items() if v not in (None, [], "")}
@@ -76,6 +76,24 @@ async def get_conversation(session: AsyncSession, user_id: str, conversation_id:
     if conv is None:
         raise NotFound("Conversation not found.")
     return conv
+
+
+async def conversation_and_streaming_run(
+    session: AsyncSession, user_id: str, conversation_id: str
+) -> tuple[Conversation, str | None]:
+    """The caller's conversation and the run still writing an answer in it according to the
+    database (one of an older process or another instance), in one statement."""
+    streaming = (
+        select(Message.run_id)
+        .where(Message.conversation_id == Conversation.id, Message.status == "streaming")
+        .limit(1)
+        .scalar_subquery()
+    )
+    stmt = select(Conversation, streaming).where(Conversation.id == conversation_id, Conversation.user_id == user_id)
+    row = (await session.execute(stmt)).first()
+    if row is None:
+        raise NotFound("Conversation not found.")
+    return row[0], row[1]
 
 
 def encode_cursor(created_at: dt.datetime, item_id: str) -> str:

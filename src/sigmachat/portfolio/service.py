@@ -39,13 +39,18 @@ async def get_owned_portfolio(session: AsyncSession, user_id: str, portfolio_id:
     return portfolio
 
 
+async def check_owned_portfolio(session: AsyncSession, user_id: str, portfolio_id: str) -> None:
+    """NotFound unless the caller owns the portfolio (exactly like an unknown id); reads its id only."""
+    stmt = select(Portfolio.id).where(Portfolio.id == portfolio_id, Portfolio.owner_id == user_id)
+    if (await session.execute(stmt)).scalar_one_or_none() is None:
+        raise NotFound("Portfolio not found.")
+
+
 async def owned_portfolio_id(db: Database, user_id: str, portfolio_id: str) -> str:
     """``portfolio_id`` if the caller owns it (the one ownership check of a portfolio named in a
     request: header, UI context or thread metadata); NotFound exactly like an unknown id."""
     async with db.session() as session:
-        stmt = select(Portfolio.id).where(Portfolio.id == portfolio_id, Portfolio.owner_id == user_id)
-        if (await session.execute(stmt)).scalar_one_or_none() is None:
-            raise NotFound("Portfolio not found.")
+        await check_owned_portfolio(session, user_id, portfolio_id)
     return portfolio_id
 
 

@@ -45,6 +45,7 @@ from sigmachat.agent.events import (
 from sigmachat.agent.failures import kind
 from sigmachat.chat.binding import bind_portfolio
 from sigmachat.chat.conversations import (
+    conversation_and_streaming_run,
     get_conversation,
     history_from_messages,
     messages_of,
@@ -561,9 +562,10 @@ class RunManager:
     async def _admit(
         self, user_id: str, conversation_id: str, engine: str, new: bool, portfolio_id: str | None
     ) -> AdmittedRun:
+        streaming: str | None = None
         async with self.db.session() as session:
             if not new:
-                conv = await get_conversation(session, user_id, conversation_id)
+                conv, streaming = await conversation_and_streaming_run(session, user_id, conversation_id)
                 bind_portfolio(conv, portfolio_id)  # one portfolio per conversation (not committed here)
                 conversation_id = conv.id
             if self.guard is not None:
@@ -571,9 +573,7 @@ class RunManager:
                 await self.guard.check_budget(session, user_id)
                 await self.guard.check_send(user_id)
             if not new:
-                active = await self.coordinator.active_run_for(conversation_id) or await self._streaming_run(
-                    session, conversation_id
-                )
+                active = await self.coordinator.active_run_for(conversation_id) or streaming
                 if active:
                     raise Conflict(
                         "An answer is already being written in this conversation.", details={"active_run_id": active}
@@ -600,12 +600,6 @@ class RunManager:
         if admitted.started or self._admitted.pop(admitted.run_id, None) is None:
             return
         await self.coordinator.release(admitted.claim)
-
-    @staticmethod
-    async def _streaming_run(session: AsyncSession, conversation_id: str) -> str | None:
-        """A run (of an older process, or another instance) whose answer is still being written."""
-        stmt = select(Message.run_id).where(Message.conversation_id == conversation_id, Message.status == "streaming")
-        return (await session.execute(stmt.limit(1))).scalar_one_or_none()
 
     async def start(
         self,
