@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import assert_never, cast
 
@@ -152,6 +152,10 @@ class ChatContext:
     # The analyst mode of a thread being created (threads.create's request ``metadata.mode``;
     # ChatKit has no field of its own for it). Applies from the thread's first answer.
     mode: Mode | None = None
+    # This request's stream (the producer's queue, set by _start_stream): respond() puts its
+    # pre-encoded text-delta frames there directly, past the SDK's per-event loop, which would
+    # only pass them through (see EncodedFrame). None: they are yielded like any event.
+    frame_sink: Callable[[tuple[str | None, str]], None] | None = None
 
     @property
     def run_owns_items(self) -> bool:
@@ -479,10 +483,16 @@ class SigmaChatKitServer(ChatKitServer[ChatContext]):
             assistant_item_id=started.assistant_message_id,
             answer_created_at=started.answer_created_at,
         )
+        sink = context.frame_sink
         async for event in self.runs.subscribe(started.run_id, coalesce=self.settings.stream_coalesce_deltas):
             if isinstance(event, TextDelta) and (encoded := mapper.text_delta_frame(event)) is not None:
-                # Not a ThreadStreamEvent: the SDK passes it through to _start_stream (see EncodedFrame).
-                yield cast(ThreadStreamEvent, encoded)
+                if sink is not None:
+                    # In order with what we yield: the SDK's generators pull, so this one runs
+                    # again only once its last event has reached the same queue.
+                    sink((encoded.sse_id, encoded.data))
+                else:
+                    # Not a ThreadStreamEvent: the SDK passes it through to _start_stream (see EncodedFrame).
+                    yield cast(ThreadStreamEvent, encoded)
                 continue
             for frame in mapper.feed(event):
                 yield frame
@@ -642,6 +652,7 @@ class SigmaChatKitServer(ChatKitServer[ChatContext]):
         # SDK's generator into missing the run's end (the run itself never waits for us).
         queue: asyncio.Queue[tuple[str | None, str] | None] = asyncio.Queue()
         failure: list[BaseException] = []
+        context = dataclasses.replace(context, frame_sink=queue.put_nowait)
 
         async def produce() -> None:
             try:
