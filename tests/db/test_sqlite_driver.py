@@ -52,6 +52,18 @@ async def test_a_statement_is_one_trip_to_the_sqlite_thread(engine, trips):
         assert trips[0] - before == 1  # SQLAlchemy's own adapter: cursor, execute, fetchall, close = 4
 
 
+async def test_ending_a_read_only_transaction_takes_no_trip_and_a_write_is_still_rolled_back(engine, trips):
+    async with engine.connect() as conn:
+        await conn.execute(sa.select(1))
+        before = trips[0]
+        await conn.rollback()  # sqlite3 has no transaction open after a select: nothing to do
+        assert trips[0] == before
+        await conn.execute(things.insert().values(name="gone"))
+        await conn.rollback()
+        assert trips[0] > before + 1  # the insert and its rollback
+        assert (await conn.execute(sa.select(sa.func.count()).select_from(things))).scalar_one() == 0
+
+
 async def test_rows_row_counts_and_last_row_ids_are_those_of_sqlite(engine):
     async with engine.begin() as conn:
         first = await conn.execute(things.insert().values(name="a"))

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from sigmachat.auth.service import signed_in_user
 from sigmachat.auth.tokens import InvalidToken
 from sigmachat.db.models import User
 from sigmachat.errors import CsrfRejected, Forbidden, NotAuthenticated, TokenExpired
@@ -89,10 +90,9 @@ async def get_identity(request: Request, services: ServicesDep) -> Identity:
                 "Your session has expired; sign in again.", headers={"WWW-Authenticate": "Bearer"}
             ) from exc
         raise NotAuthenticated("Invalid authentication token.", headers={"WWW-Authenticate": "Bearer"}) from exc
-    # A short session of its own: identity must not pin a pooled connection while the route
+    # A short look-up of its own: identity must not pin a pooled connection while the route
     # waits on other work (a streaming send waits for the run manager, which needs one too).
-    async with services.db.session() as session:
-        user = await session.get(User, claims.user_id)
+    user = await signed_in_user(services.db.engine, claims.user_id)
     if user is None:
         raise NotAuthenticated("Invalid authentication token.", headers={"WWW-Authenticate": "Bearer"})
     assert via is not None  # set together with token, which is checked above

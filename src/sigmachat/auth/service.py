@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import bindparam, select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from sigmachat.auth.passwords import dummy_hash, hash_password, verify_password
 from sigmachat.db.models import User
@@ -11,6 +11,20 @@ from sigmachat.errors import Conflict, InvalidCredentials, ValidationFailed
 
 MIN_PASSWORD_LENGTH = 8
 ROLES = ("user", "admin")
+
+
+_USER_BY_ID = select(User.__table__).where(User.__table__.c.id == bindparam("user_id"))
+
+
+async def signed_in_user(engine: AsyncEngine, user_id: str) -> User | None:
+    """The user a verified token names (None if deleted), read for every authenticated request.
+
+    One Core statement on a pooled connection, the row turned into a detached ``User``, as an ORM
+    session would hand back once closed: the session's way cost twice the CPU, twice per answer.
+    """
+    async with engine.connect() as conn:
+        row = (await conn.execute(_USER_BY_ID, {"user_id": user_id})).first()
+    return None if row is None else User(**row._mapping)
 
 
 def normalise_email(email: str) -> str:

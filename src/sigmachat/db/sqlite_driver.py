@@ -111,6 +111,22 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
     __slots__ = ()
     _cursor_cls: type[AsyncAdapt_aiosqlite_cursor] = OneTripCursor
 
+    def _idle(self) -> bool:
+        # Read on the loop's thread while the SQLite thread has nothing of ours to run (the
+        # pool returns a connection only between statements); sqlite3 reads its autocommit flag.
+        conn = self._connection._connection
+        return conn is not None and not conn.in_transaction
+
+    def rollback(self) -> None:
+        # Every pooled connection is rolled back when it is returned, most after reads only,
+        # when sqlite3's rollback does nothing: no trip for nothing.
+        if not self._idle():
+            super().rollback()
+
+    def commit(self) -> None:
+        if not self._idle():  # sqlite3's commit, too, does nothing outside a transaction
+            super().commit()
+
 
 class OneTripAiosqlite(AsyncAdapt_aiosqlite_dbapi):
     """The DBAPI module to give ``create_async_engine(module=...)`` for ``sqlite+aiosqlite``."""
