@@ -189,3 +189,28 @@ def test_a_bench_run_keeps_the_workers_comparison_section(tmp_path, report):
     page = docs.read_text(encoding="utf-8")
     assert page.startswith("# Benchmarks") and "old figures" not in page
     assert page.count(DOCS_START) == 1 and page.endswith(section)
+
+
+def test_the_hot_path_targets_are_checked_per_question_and_shown_in_the_docs_page(report):
+    from sigmachat.bench.report import markdown, target_rows
+
+    cells = [
+        _cell("direct", "text", 50, 1000, 3000),
+        _cell("responses", "text", 50, 1030, 3000),  # +30 ms: within 50
+        _cell("chatkit", "text", 50, 1100, 3000),  # +100 ms; p95 1,320 against 1,236: x1.07
+    ]
+    def cpu(ratio):
+        return {"ratio": ratio, "app_us_per_token": 100 * ratio, "raw_us_per_token": 100.0, "streams_per_core": 10.0}
+
+    for c, ratios in zip(cells[1:], ({1: 2.0, 50: 2.9}, {1: 3.0, 50: 3.6}), strict=True):
+        c["cpu"] = cpu(ratios[50])
+        cells.append({**_cell(c["path"], "text", 1, 300, 2000), "cpu": cpu(ratios[1])})
+    report = {**report, "cells": add_overheads(cells)}
+    rows = {row[1]: row for row in target_rows(report)}
+    assert rows["responses: CPU per token against the raw reader's"][3:] == ["×2.0 at 1, ×2.9 at 50", "yes"]
+    assert rows["chatkit: CPU per token against the raw reader's"][3:] == ["×3.0 at 1, ×3.6 at 50", "**no**"]
+    assert rows["responses: median TTFB against direct at 50 streams"][3:] == ["+30 ms", "yes"]
+    assert rows["chatkit: median TTFB against direct at 50 streams"][3:] == ["+100 ms", "**no**"]
+    assert rows["chatkit p95 TTFB against responses' at 50 streams"][3:] == ["×1.07 (1,320 / 1,236 ms)", "yes"]
+    page = markdown(report)
+    assert "## Targets" in page and "| text | chatkit p95 TTFB against responses' at 50 streams |" in page

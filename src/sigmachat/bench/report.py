@@ -232,6 +232,51 @@ def cpu_headline(report: dict[str, Any]) -> str:
     return "; ".join(bits) + "." if bits else ""
 
 
+# The streaming hot path's bars (issue 14), checked on every run: the app's CPU per streamed
+# token against the raw reader's, per path, at every level; and at TARGET_LEVEL streams the
+# median TTFB overhead against direct and ChatKit's p95 TTFB against the Responses path's.
+CPU_RATIO_TARGETS = {"responses": 3.0, "chatkit": 3.5}
+TTFB_OVERHEAD_TARGET_MS = 50.0
+P95_RATIO_TARGET = 1.10
+TARGET_LEVEL = 50
+TARGET_HEADERS = ["question", "bar", "target", "measured", "met"]
+
+
+def target_rows(report: dict[str, Any]) -> list[list[str]]:
+    """One row per question and bar: the target, what this run measured, and whether it is met."""
+    rows: list[list[str]] = []
+
+    def add(question: str, bar: str, target: str, measured: str, met: bool) -> None:
+        rows.append([question, bar, target, measured, "yes" if met else "**no**"])
+
+    for q in report.get("questions", []):
+        cells = {(c["path"], c["level"]): c for c in report.get("cells", []) if c["question"] == q["key"]}
+        for path, limit in CPU_RATIO_TARGETS.items():
+            ratios = [
+                (level, c["cpu"]["ratio"])
+                for (p, level), c in sorted(cells.items(), key=lambda kv: kv[0][1])
+                if p == path and (c.get("cpu") or {}).get("ratio") is not None
+            ]
+            if ratios:
+                measured = ", ".join(f"×{r:.1f} at {level}" for level, r in ratios)
+                add(q["key"], f"{path}: CPU per token against the raw reader's", f"≤ ×{limit:.1f}", measured,
+                    all(r <= limit for _, r in ratios))  # fmt: skip
+        for path in APP_PATHS:
+            overhead = (cells.get((path, TARGET_LEVEL)) or {}).get("overhead") or {}
+            if overhead.get("ttfb_p50_ms") is not None:
+                add(q["key"], f"{path}: median TTFB against direct at {TARGET_LEVEL} streams",
+                    f"≤ +{TTFB_OVERHEAD_TARGET_MS:.0f} ms", f"{signed_ms(overhead['ttfb_p50_ms'])} ms",
+                    overhead["ttfb_p50_ms"] <= TTFB_OVERHEAD_TARGET_MS)  # fmt: skip
+        ck, rs = cells.get(("chatkit", TARGET_LEVEL)), cells.get(("responses", TARGET_LEVEL))
+        if ck and rs and ck["ttfb_ms"].get("p95") and rs["ttfb_ms"].get("p95"):
+            ratio = ck["ttfb_ms"]["p95"] / rs["ttfb_ms"]["p95"]
+            add(q["key"], f"chatkit p95 TTFB against responses' at {TARGET_LEVEL} streams",
+                f"≤ ×{P95_RATIO_TARGET:.2f}",
+                f"×{ratio:.2f} ({ck['ttfb_ms']['p95']:,.0f} / {rs['ttfb_ms']['p95']:,.0f} ms)",
+                ratio <= P95_RATIO_TARGET)  # fmt: skip
+    return rows
+
+
 RESULT_HEADERS = [
     "conc.", "path", "streams", "TTFB p50 ms", "p95", "p99", "done p50 ms", "tok/s p50", "events/s",
     "TTFB vs direct", "done vs direct", "errors", "intact", "app CPU s", "app RSS MB",
@@ -436,6 +481,18 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"CPU: {cpu_headline(report) or 'not measured.'}",
         "",
+        *(
+            [
+                "## Targets",
+                "",
+                "The streaming hot path's bars, checked on this run:",
+                "",
+                _md_table(TARGET_HEADERS, rows, right=set()),
+                "",
+            ]
+            if (rows := target_rows(report))
+            else []
+        ),  # fmt: skip
         *([f"**What the machine was doing:** {report['note']}", ""] if report.get("note") else []),
         "## What is measured",
         "",
