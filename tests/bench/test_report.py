@@ -199,6 +199,7 @@ def test_the_hot_path_targets_are_checked_per_question_and_shown_in_the_docs_pag
         _cell("responses", "text", 50, 1030, 3000),  # +30 ms: within 50
         _cell("chatkit", "text", 50, 1100, 3000),  # +100 ms; p95 1,320 against 1,236: x1.07
     ]
+
     def cpu(ratio):
         return {"ratio": ratio, "app_us_per_token": 100 * ratio, "raw_us_per_token": 100.0, "streams_per_core": 10.0}
 
