@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sigmachat.agent.events import HistoryTurn, ToolCallRecord
@@ -23,14 +23,35 @@ TITLE_MAX = 80
 MAX_TEXT = 4000  # the longest question either protocol accepts, in characters
 
 
+# The statements every answer runs, built once: building one (and its cache key) on each
+# call cost about as much CPU as running it (a select: ~1.0 ms built per call, ~0.6 prebuilt).
+_DEFAULT_PORTFOLIO = (
+    select(Portfolio.id)
+    .where(Portfolio.owner_id == bindparam("user_id"))
+    .order_by(Portfolio.created_at, Portfolio.name)
+    .limit(1)
+)
+_CONVERSATION = select(Conversation).where(
+    Conversation.id == bindparam("conversation_id"), Conversation.user_id == bindparam("user_id")
+)
+_STREAMING_RUN = (
+    select(Message.run_id)
+    .where(Message.conversation_id == Conversation.id, Message.status == "streaming")
+    .limit(1)
+    .scalar_subquery()
+)
+_CONVERSATION_AND_STREAMING_RUN = select(Conversation, _STREAMING_RUN).where(
+    Conversation.id == bindparam("conversation_id"), Conversation.user_id == bindparam("user_id")
+)
+_MESSAGES = (
+    select(Message)
+    .where(Message.conversation_id == bindparam("conversation_id"), Message.user_id == bindparam("user_id"))
+    .order_by(Message.created_at, Message.id)
+)
+
+
 async def default_portfolio_id(session: AsyncSession, user_id: str) -> str | None:
-    stmt = (
-        select(Portfolio.id)
-        .where(Portfolio.owner_id == user_id)
-        .order_by(Portfolio.created_at, Portfolio.name)
-        .limit(1)
-    )
-    return (await session.execute(stmt)).scalar_one_or_none()
+    return (await session.execute(_DEFAULT_PORTFOLIO, {"user_id": user_id})).scalar_one_or_none()
 
 
 async def create_conversation(
@@ -68,11 +89,8 @@ async def change_mode(session: AsyncSession, user_id: str, conversation_id: str,
 
 
 async def get_conversation(session: AsyncSession, user_id: str, conversation_id: str) -> Conversation:
-    conv = (
-        await session.execute(
-            select(Conversation).where(Conversation.id == conversation_id, Conversation.user_id == user_id)
-        )
-    ).scalar_one_or_none()
+    params = {"conversation_id": conversation_id, "user_id": user_id}
+    conv = (await session.execute(_CONVERSATION, params)).scalar_one_or_none()
     if conv is None:
         raise NotFound("Conversation not found.")
     return conv
@@ -83,14 +101,8 @@ async def conversation_and_streaming_run(
 ) -> tuple[Conversation, str | None]:
     """The caller's conversation and the run still writing an answer in it according to the
     database (one of an older process or another instance), in one statement."""
-    streaming = (
-        select(Message.run_id)
-        .where(Message.conversation_id == Conversation.id, Message.status == "streaming")
-        .limit(1)
-        .scalar_subquery()
-    )
-    stmt = select(Conversation, streaming).where(Conversation.id == conversation_id, Conversation.user_id == user_id)
-    row = (await session.execute(stmt)).first()
+    params = {"conversation_id": conversation_id, "user_id": user_id}
+    row = (await session.execute(_CONVERSATION_AND_STREAMING_RUN, params)).first()
     if row is None:
         raise NotFound("Conversation not found.")
     return row[0], row[1]
@@ -149,12 +161,8 @@ async def list_messages(session: AsyncSession, user_id: str, conversation_id: st
 
 async def messages_of(session: AsyncSession, conv: Conversation) -> list[Message]:
     """The messages of a conversation the caller already loaded as its own (no second look-up)."""
-    stmt = (
-        select(Message)
-        .where(Message.conversation_id == conv.id, Message.user_id == conv.user_id)
-        .order_by(Message.created_at, Message.id)
-    )
-    return list((await session.execute(stmt)).scalars())
+    params = {"conversation_id": conv.id, "user_id": conv.user_id}
+    return list((await session.execute(_MESSAGES, params)).scalars())
 
 
 async def answer_of_run(session: AsyncSession, user_id: str, run_id: str) -> Message | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, delete, func, select
+from sqlalchemy import CursorResult, bindparam, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sigmachat.db.models import Memory, as_utc
@@ -116,10 +116,19 @@ async def clear_memories(session: AsyncSession, user_id: str) -> int:
     return int(result.rowcount or 0)
 
 
+# list_memories(session, user_id) as one statement built once: every answer runs it.
+_MEMORIES_OF_USER = (
+    select(Memory)
+    .where(Memory.user_id == bindparam("user_id"))
+    .order_by(Memory.created_at.desc(), Memory.id.desc())
+    .limit(MAX_MEMORIES)
+)
+
+
 async def memories_for_context(session: AsyncSession, user_id: str, portfolio_id: str | None) -> list[str]:
     """The texts the agent sees: the user's general memories and those of this conversation's
     portfolio, newest first (agent/instructions.py bounds them)."""
-    rows = await list_memories(session, user_id)
+    rows = (await session.execute(_MEMORIES_OF_USER, {"user_id": user_id})).scalars()
     return [m.content for m in rows if m.scope == "user" or (portfolio_id and m.portfolio_id == portfolio_id)]
 
 

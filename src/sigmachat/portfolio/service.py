@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -39,10 +39,15 @@ async def get_owned_portfolio(session: AsyncSession, user_id: str, portfolio_id:
     return portfolio
 
 
+_OWNED_PORTFOLIO = select(Portfolio.id).where(
+    Portfolio.id == bindparam("portfolio_id"), Portfolio.owner_id == bindparam("user_id")
+)  # built once: creating a conversation runs it
+
+
 async def check_owned_portfolio(session: AsyncSession, user_id: str, portfolio_id: str) -> None:
     """NotFound unless the caller owns the portfolio (exactly like an unknown id); reads its id only."""
-    stmt = select(Portfolio.id).where(Portfolio.id == portfolio_id, Portfolio.owner_id == user_id)
-    if (await session.execute(stmt)).scalar_one_or_none() is None:
+    params = {"portfolio_id": portfolio_id, "user_id": user_id}
+    if (await session.execute(_OWNED_PORTFOLIO, params)).scalar_one_or_none() is None:
         raise NotFound("Portfolio not found.")
 
 

@@ -25,7 +25,7 @@ from typing import Any, cast
 import structlog
 from pydantic import BaseModel
 from redis.exceptions import RedisError
-from sqlalchemy import CursorResult, Table, bindparam, case, select, update
+from sqlalchemy import Table, bindparam, case, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -73,6 +73,29 @@ _SAVE_PROGRESS = (
     update(Message)
     .where(Message.id == bindparam("answer_id"), Message.status == "streaming")
     .values(content=bindparam("partial"))
+)
+
+# A run's end, the same way: the answer's columns (every outcome sets all of them) and the
+# conversation's last activity. Run on a connection: two statements need no unit of work.
+_ANSWER_COLUMNS = (
+    "model",
+    "offline",
+    "content",
+    "status",
+    "error",
+    "tool_calls",
+    "usage",
+    "first_token_ms",
+    "latency_ms",
+)
+_SAVE_ANSWER = (
+    update(Message)
+    .where(Message.id == bindparam("answer_id"), Message.status == "streaming")
+    .values({name: bindparam(f"new_{name}") for name in _ANSWER_COLUMNS})
+)
+_ANSWER_STATUS = select(Message.status).where(Message.id == bindparam("answer_id"))
+_TOUCH_CONVERSATION = (
+    update(Conversation).where(Conversation.id == bindparam("conversation_id")).values(updated_at=bindparam("now"))
 )
 
 DB_DOWN = "The database is unavailable; your message was not sent. Try again."
@@ -1006,29 +1029,19 @@ class RunManager:
         )
         # Two UPDATEs, no ORM loads or unit of work: this runs once per run, on the event
         # loop, and was the largest database share of a streamed answer's CPU.
-        async with self.db.session() as session:
-            # An UPDATE returns a CursorResult (which has rowcount); session.execute is typed as Result.
-            done = cast(
-                CursorResult[Any],
-                await session.execute(
-                    update(Message)
-                    .where(Message.id == run.assistant_message_id, Message.status == "streaming")
-                    .values(**values)
-                ),
-            )
+        params = {f"new_{name}": values[name] for name in _ANSWER_COLUMNS}
+        async with self.db.engine.begin() as conn:
+            done = await conn.execute(_SAVE_ANSWER, {"answer_id": run.assistant_message_id, **params})
             if not done.rowcount:
                 status = (
-                    await session.execute(select(Message.status).where(Message.id == run.assistant_message_id))
+                    await conn.execute(_ANSWER_STATUS, {"answer_id": run.assistant_message_id})
                 ).scalar_one_or_none()
                 if status is not None:
                     # Closed by another instance while this one looked dead (lease lapsed): its
                     # record stands; a late writer must not overwrite it.
                     log.warning("run_persist_skipped_closed_elsewhere", run_id=run.run_id, status=status)
                 return  # (None: the conversation was deleted while the run was going)
-            await session.execute(
-                update(Conversation).where(Conversation.id == run.conversation_id).values(updated_at=utcnow())
-            )
-            await session.commit()
+            await conn.execute(_TOUCH_CONVERSATION, {"conversation_id": run.conversation_id, "now": utcnow()})
 
     # ---- cancel / subscribe ----------------------------------------------------------------
 

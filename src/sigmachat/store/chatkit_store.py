@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from chatkit.store import NotFoundError, Store
 from chatkit.types import Attachment, Page, ThreadItem, ThreadMetadata
 from pydantic import TypeAdapter
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -33,6 +33,9 @@ from sigmachat.store import items as conv
 # mypy flags this union argument on a warm cache but not on a cold one (a mypy caching quirk),
 # so the ignore must not itself be reported as unused.
 ATTACHMENT_ADAPTER = TypeAdapter[Attachment](Attachment)  # type: ignore[arg-type, unused-ignore]  # a union, as in the SDK
+
+# A thread's row by id, built once: the SDK saves a thread twice in every answer it streams.
+_THREAD_ROW = select(Conversation).where(Conversation.id == bindparam("thread_id"))
 
 # (created_at, row id, sub): a legacy assistant row renders as its tool workflow (sub 0)
 # followed by the message itself (sub 1); every other row renders as one item (sub 1).
@@ -125,7 +128,7 @@ class SqlChatKitStore(Store[Any]):
             "created_at": conv.to_utc(thread.created_at),
         }
         async with self.db.session() as session:
-            row = await session.get(Conversation, thread.id)
+            row = (await session.execute(_THREAD_ROW, {"thread_id": thread.id})).scalar_one_or_none()
             if row is not None and row.user_id != user_id:
                 raise NotFoundError(f"Thread {thread.id} not found")
             if row is None:
