@@ -19,7 +19,9 @@ from sigmachat.services import Services
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    # async although it awaits nothing: FastAPI runs a plain ``def`` dependency in a worker
+    # thread, a thread switch on every request for one attribute read.
     return request.app.state.services
 
 
