@@ -132,6 +132,41 @@ async def test_a_run_on_one_instance_is_followed_resumed_and_cancelled_from_anot
         await b.shutdown(1)
 
 
+class _DeafCoordinator(RedisCoordinator):
+    """An instance whose cancel listener hears nothing (reconnecting, or not yet subscribed)."""
+
+    def start(self, on_cancel) -> None:
+        return None
+
+
+async def test_a_cancel_whose_message_the_owner_missed_still_stops_the_run(services, redis, prefix):
+    gate = asyncio.Event()
+    a = _instance(services, redis, prefix, ScriptedEngine(gate=gate), lease_s=1.5)
+    a.coordinator = _DeafCoordinator(redis, lease_ttl_s=1.5, prefix=prefix, url=redis.url)
+    b = _instance(services, redis, prefix, ScriptedEngine(), lease_s=1.5)
+    a.start_sweeper()
+    b.start_sweeper()
+    try:
+        user = await _user(services)
+        conv = await _conv(services, user)
+        run = await a.start(
+            user_id=user.id, conversation_id=conv.id, text="Largest?", engine="responses", protocol="test"
+        )
+        await asyncio.sleep(0.2)  # the gate holds the run after its first text delta
+        # The pub/sub message is lost; the kept request reaches A at its lease loop's next look.
+        assert await b.cancel(user.id, run.run_id) is True
+
+        async def until_the_end():
+            return [e async for e in b.subscribe(run.run_id, after_seq=2)]
+
+        events = await asyncio.wait_for(until_the_end(), timeout=10)  # without the kept request: never
+        assert events[-1].type == "run_failed" and events[-1].code == "cancelled"
+    finally:
+        gate.set()
+        await a.shutdown(1)
+        await b.shutdown(1)
+
+
 class _SlowReleaseCoordinator(RedisCoordinator):
     """A release that takes a while (a slow Redis round trip), to expose what a follower sees meanwhile."""
 

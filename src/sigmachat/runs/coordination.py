@@ -33,6 +33,9 @@ def new_instance_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+CANCEL_REQUEST_TTL_S = 60  # a cancel asked on another instance is kept this long for its owner to find
+
+
 @dataclass(frozen=True)
 class RunClaim:
     run_id: str
@@ -62,6 +65,7 @@ class RunCoordinator(Protocol):
     async def live_runs(self, run_ids: list[str]) -> set[str]: ...
     async def claim_takeover(self, run_id: str, *, registered: bool = True) -> bool: ...
     async def publish_cancel(self, run_id: str) -> None: ...
+    async def cancel_requests(self, run_ids: list[str]) -> list[str]: ...
     def start(self, on_cancel: Callable[[str], Awaitable[None]]) -> None: ...
     def keep_leases(self, run_ids: Callable[[], list[str]], on_lost: Callable[[list[str]], None]) -> None: ...
     async def aclose(self) -> None: ...
@@ -112,6 +116,9 @@ class LocalCoordinator:
 
     async def publish_cancel(self, run_id: str) -> None:
         return None
+
+    async def cancel_requests(self, run_ids: list[str]) -> list[str]:
+        return []  # one process: a cancel reaches its run directly
 
     def start(self, on_cancel: Callable[[str], Awaitable[None]]) -> None:
         return None
@@ -197,6 +204,9 @@ class RedisCoordinator:
     def _lease(self, run_id: str) -> str:
         return f"{self.prefix}run:{run_id}:lease"
 
+    def _cancel(self, run_id: str) -> str:
+        return f"{self.prefix}run:{run_id}:cancel"
+
     @property
     def _active(self) -> str:
         return f"{self.prefix}runs:active"
@@ -257,7 +267,18 @@ class RedisCoordinator:
         return bool(await self._takeover(keys=keys, args=args))
 
     async def publish_cancel(self, run_id: str) -> None:
+        # Kept as well as announced: pub/sub drops a message its listener misses (reconnecting,
+        # or not yet subscribed), and the cancel was then lost while the client was told it
+        # worked (the cluster suite, under load). The owner's lease loop finds the key.
+        await self.redis.set(self._cancel(run_id), "1", ex=CANCEL_REQUEST_TTL_S)
         await self.redis.publish(self.channel, run_id)
+
+    async def cancel_requests(self, run_ids: list[str]) -> list[str]:
+        """The runs among these whose cancel was asked on any instance (in the last minute)."""
+        if not run_ids:
+            return []
+        found = await self.redis.mget([self._cancel(r) for r in run_ids])
+        return [run_id for run_id, value in zip(run_ids, found, strict=True) if value is not None]
 
     def start(self, on_cancel: Callable[[str], Awaitable[None]]) -> None:
         """Listen for cancel requests that landed on other instances."""

@@ -425,6 +425,9 @@ class RunManager:
                 # does not wait for them: a run whose lease lapsed just after one look must not
                 # wait for that look's batch (the cluster soak: one run still 'streaming' 24 s
                 # after its owner was killed).
+                # Cancels asked on another instance whose message this one missed.
+                for run_id in await self.coordinator.cancel_requests(list(self._active)):
+                    await self._cancel_here(run_id)
                 found = [c for c in await self.coordinator.dead_runs() if c.run_id not in mine]
                 if found:
                     task = asyncio.get_running_loop().create_task(self._take_over_dead(found))
@@ -529,7 +532,8 @@ class RunManager:
 
     async def _cancel_here(self, run_id: str) -> None:
         run = self._active.get(run_id)
-        if run is not None and run.task is not None and not run.task.done():
+        # Once: the same cancel arrives by message and again from the lease loop's look.
+        if run is not None and run.task is not None and not run.task.done() and run.cancel_code is None:
             run.cancel_code = "cancelled"
             run.task.cancel()
 
