@@ -60,6 +60,16 @@ async def _conv(services, user):
         return await create_conversation(s, user.id)
 
 
+async def _started(services, manager: RunManager):
+    """A run of the HNW user's new conversation, started on ``manager``: (user, conversation, run)."""
+    user = await _user(services)
+    conv = await _conv(services, user)
+    run = await manager.start(
+        user_id=user.id, conversation_id=conv.id, text="Largest?", engine="responses", protocol="test"
+    )
+    return user, conv, run
+
+
 # ---- the event log ---------------------------------------------------------------------------
 
 
@@ -109,11 +119,7 @@ async def test_a_run_on_one_instance_is_followed_resumed_and_cancelled_from_anot
     a.start_sweeper()
     b.start_sweeper()
     try:
-        user = await _user(services)
-        conv = await _conv(services, user)
-        run = await a.start(
-            user_id=user.id, conversation_id=conv.id, text="Largest?", engine="responses", protocol="test"
-        )
+        user, conv, run = await _started(services, a)
         assert await b.active_run_for(conv.id) == run.run_id
         assert await b.active_runs_for([conv.id, "conv_unknown"]) == [run.run_id, None]  # a page in one look-up
         with pytest.raises(Conflict):  # one run per conversation, whichever instance is asked
@@ -147,11 +153,7 @@ async def test_a_cancel_whose_message_the_owner_missed_still_stops_the_run(servi
     a.start_sweeper()
     b.start_sweeper()
     try:
-        user = await _user(services)
-        conv = await _conv(services, user)
-        run = await a.start(
-            user_id=user.id, conversation_id=conv.id, text="Largest?", engine="responses", protocol="test"
-        )
+        user, conv, run = await _started(services, a)
         await asyncio.sleep(0.2)  # the gate holds the run after its first text delta
         # The pub/sub message is lost; the kept request reaches A at its lease loop's next look.
         assert await b.cancel(user.id, run.run_id) is True
@@ -224,11 +226,7 @@ async def test_a_dead_owner_s_run_is_closed_by_a_survivor_with_its_partial_answe
     b = _instance(services, redis, prefix, ScriptedEngine(), lease_s=1.0)
     b.start_sweeper()
     try:
-        user = await _user(services)
-        conv = await _conv(services, user)
-        run = await a.start(
-            user_id=user.id, conversation_id=conv.id, text="Largest?", engine="responses", protocol="test"
-        )
+        user, conv, run = await _started(services, a)
         await asyncio.sleep(0.1)
         # A "dies": its task is frozen at the gate and it renews nothing (no sweeper started).
         events = [e async for e in b.subscribe(run.run_id, after_seq=0)]  # ends when B closes the run
@@ -299,11 +297,7 @@ async def test_a_busy_event_loop_does_not_lose_its_leases(services, redis, prefi
     a = _instance(services, redis, prefix, ScriptedEngine(gate=gate), lease_s=1.0)
     a.start_sweeper()
     try:
-        user = await _user(services)
-        conv = await _conv(services, user)
-        run = await a.start(
-            user_id=user.id, conversation_id=conv.id, text="Largest?", engine="responses", protocol="test"
-        )
+        user, conv, run = await _started(services, a)
         time.sleep(2.5)  # the event loop is blocked for 2.5 leases
         assert await redis.exists(f"{prefix}run:{run.run_id}:lease") == 1
         gate.set()
@@ -413,11 +407,7 @@ async def test_a_sweep_that_saw_a_run_just_before_it_finished_does_not_take_it_o
     a = _instance(services, redis, prefix, ScriptedEngine())
     b = _instance(services, redis, prefix, ScriptedEngine())
     try:
-        user = await _user(services)
-        conv = await _conv(services, user)
-        run = await a.start(
-            user_id=user.id, conversation_id=conv.id, text="Largest?", engine="responses", protocol="test"
-        )
+        user, conv, run = await _started(services, a)
         seen_by_sweep = RunClaim(run.run_id, user.id, conv.id, run.assistant_message_id, a.coordinator.instance_id)
         await a.wait_finished(run.run_id, 10)
         assert await b.take_over(seen_by_sweep) == 0
