@@ -40,9 +40,7 @@ _STREAMING_RUN = (
     .limit(1)
     .scalar_subquery()
 )
-_CONVERSATION_AND_STREAMING_RUN = select(Conversation, _STREAMING_RUN).where(
-    Conversation.id == bindparam("conversation_id"), Conversation.user_id == bindparam("user_id")
-)
+_CONVERSATION_AND_STREAMING_RUN = _CONVERSATION.add_columns(_STREAMING_RUN)
 _MESSAGES = (
     select(Message)
     .where(Message.conversation_id == bindparam("conversation_id"), Message.user_id == bindparam("user_id"))

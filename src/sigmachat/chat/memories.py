@@ -31,6 +31,15 @@ async def count_memories(session: AsyncSession, user_id: str) -> int:
     return int((await session.execute(select(func.count()).where(Memory.user_id == user_id))).scalar_one())
 
 
+# A user's memories, newest first, built once: every answer reads them (list_memories).
+_MEMORIES_OF_USER = (
+    select(Memory)
+    .where(Memory.user_id == bindparam("user_id"))
+    .order_by(Memory.created_at.desc(), Memory.id.desc())
+    .limit(MAX_MEMORIES)
+)
+
+
 async def list_memories(
     session: AsyncSession,
     user_id: str,
@@ -40,13 +49,14 @@ async def list_memories(
     limit: int = MAX_MEMORIES,
 ) -> list[Memory]:
     """Newest first."""
-    stmt = select(Memory).where(Memory.user_id == user_id)
+    stmt = _MEMORIES_OF_USER  # as built once, unless narrowed (every answer reads the whole list)
     if scope:
         stmt = stmt.where(Memory.scope == scope)
     if portfolio_id:
         stmt = stmt.where(Memory.portfolio_id == portfolio_id)
-    stmt = stmt.order_by(Memory.created_at.desc(), Memory.id.desc()).limit(limit)
-    return list((await session.execute(stmt)).scalars())
+    if limit != MAX_MEMORIES:
+        stmt = stmt.limit(limit)
+    return list((await session.execute(stmt, {"user_id": user_id})).scalars())
 
 
 async def save_memory(
@@ -116,19 +126,10 @@ async def clear_memories(session: AsyncSession, user_id: str) -> int:
     return int(result.rowcount or 0)
 
 
-# list_memories(session, user_id) as one statement built once: every answer runs it.
-_MEMORIES_OF_USER = (
-    select(Memory)
-    .where(Memory.user_id == bindparam("user_id"))
-    .order_by(Memory.created_at.desc(), Memory.id.desc())
-    .limit(MAX_MEMORIES)
-)
-
-
 async def memories_for_context(session: AsyncSession, user_id: str, portfolio_id: str | None) -> list[str]:
     """The texts the agent sees: the user's general memories and those of this conversation's
     portfolio, newest first (agent/instructions.py bounds them)."""
-    rows = (await session.execute(_MEMORIES_OF_USER, {"user_id": user_id})).scalars()
+    rows = await list_memories(session, user_id)
     return [m.content for m in rows if m.scope == "user" or (portfolio_id and m.portfolio_id == portfolio_id)]
 
 

@@ -420,14 +420,14 @@ class RunManager:
         while True:
             await asyncio.sleep(period)
             try:
+                # Cancels asked on another instance whose message this one missed.
+                for run_id in await self.coordinator.cancel_requests(list(self._active)):
+                    await self._cancel_here(run_id)
                 mine = self._active.keys() | self._admitted.keys() | self._taking_over.keys()
                 # Each look's finds are closed together in a task of their own, and the next look
                 # does not wait for them: a run whose lease lapsed just after one look must not
                 # wait for that look's batch (the cluster soak: one run still 'streaming' 24 s
                 # after its owner was killed).
-                # Cancels asked on another instance whose message this one missed.
-                for run_id in await self.coordinator.cancel_requests(list(self._active)):
-                    await self._cancel_here(run_id)
                 found = [c for c in await self.coordinator.dead_runs() if c.run_id not in mine]
                 if found:
                     task = asyncio.get_running_loop().create_task(self._take_over_dead(found))
