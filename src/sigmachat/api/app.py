@@ -24,6 +24,8 @@ from sigmachat.web.routes import router as web_router
 
 log = get_logger("sigmachat.app")
 
+GC_THRESHOLDS = (20_000, 10, 10)  # a served process's cyclic collector: young, middle, old (see lifespan)
+
 
 def drain_on_sigterm(services: Services) -> None:
     """Make SIGTERM a graceful drain, then hand over to the server's own shutdown.
@@ -90,6 +92,14 @@ def create_app(
             # CPU), a stall every stream in flight felt; frozen, about a third of that. (Not in
             # tests: their apps come and go in one process, and frozen objects are never freed.)
             gc.freeze()
+            # And collect the young generation every 20,000 net allocations, not every 700: a
+            # streamed token allocates a few dozen objects, so at 200 streams the default ran a
+            # young collection every few milliseconds (1,700 in a 200-stream cell) and promoted
+            # short-lived objects into the old generation whose full collections are the costly
+            # ones. Measured by gc callbacks over a 200-stream Responses cell pair: 2.0 s of
+            # collection in 26 s of CPU before, 0.6 s after. Cyclic garbage waits a little longer
+            # to be freed (a few MB at most).
+            gc.set_threshold(*GC_THRESHOLDS)
         if interrupted:
             log.warning("runs_interrupted_by_restart", count=interrupted)
         log.info(
