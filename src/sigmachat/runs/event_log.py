@@ -42,14 +42,20 @@ class _RunLog:
     meta: JsonObject
     events: list[AgentEvent] = field(default_factory=list)
     finished_at: float | None = None
-    # Set once when the log changes, then replaced: every waiter of that moment wakes. No lock
-    # (a Condition's lock was a visible share of the CPU per token): the event loop is the lock.
-    changed: asyncio.Event | None = None
+    # The futures of the subscribers waiting for the next change, all woken by it. No lock (a
+    # Condition's lock was a visible share of the CPU per token): the event loop is the lock.
+    waiters: list[asyncio.Future[None]] = field(default_factory=list)
 
     def notify(self) -> None:
-        if self.changed is not None:
-            self.changed.set()
-            self.changed = None
+        if self.waiters:
+            for waiter in self.waiters:
+                _wake(waiter)
+            self.waiters.clear()
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():  # a cancelled subscriber's future stays listed until the next change
+        waiter.set_result(None)
 
 
 class InMemoryEventLog:
@@ -81,16 +87,17 @@ class InMemoryEventLog:
         if log is None:
             return []
         if len(log.events) <= after_seq and log.finished_at is None:
-            if log.changed is None:
-                log.changed = asyncio.Event()
-            changed = log.changed
+            # A bare future and a timer that resolves it, not asyncio.Event under asyncio.timeout
+            # (let alone wait_for, a task per wait): a live subscriber waits once per token, and
+            # this costs under half as much (4 µs against 10 per wait and wake-up, uvloop).
+            loop = asyncio.get_running_loop()
+            waiter: asyncio.Future[None] = loop.create_future()
+            log.waiters.append(waiter)
+            timer = loop.call_later(timeout, _wake, waiter)
             try:
-                # asyncio.timeout, not wait_for: wait_for wraps the wait in a new task, and a
-                # live subscriber waits once per token.
-                async with asyncio.timeout(timeout):
-                    await changed.wait()
-            except TimeoutError:
-                pass
+                await waiter
+            finally:
+                timer.cancel()
         return log.events[max(after_seq, 0) :]
 
     async def mark_finished(self, run_id: str) -> None:
