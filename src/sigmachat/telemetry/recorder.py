@@ -13,9 +13,9 @@ import asyncio
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, cast, overload
 
-from sqlalchemy import insert
+from sqlalchemy import Table, insert
 
 from sigmachat.agent.events import (
     AgentEvent,
@@ -250,7 +250,9 @@ def summarize(trace: RunTrace, terminal: TerminalEvent) -> RunSummary:
     )
 
 
-_RUN_ROWS = insert(RunRecord.__table__)  # one row per run (RunSummary's fields are its columns)
+# One row per run (RunSummary's fields are its columns). A mapped class's __table__ is a Table;
+# SQLAlchemy types it as the wider FromClause.
+_RUN_ROWS = insert(cast(Table, RunRecord.__table__))
 
 
 class RunRecorder:
