@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from sqlalchemy import event
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from sigmachat.db.sqlite_driver import OneTripAiosqlite
@@ -21,10 +22,19 @@ def create_engine(settings: Settings) -> AsyncEngine:
         kwargs = {"connect_args": {"timeout": 30}}
         if url.startswith("sqlite+aiosqlite"):
             kwargs["module"] = OneTripAiosqlite()  # one trip to the SQLite thread per statement
+    if not _in_memory(url):  # an in-memory SQLite database is one connection (no pool to size)
+        kwargs.update(pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow)
     engine = create_async_engine(url, **kwargs)
     if url.startswith("sqlite"):
         _configure_sqlite(engine)
     return engine
+
+
+def _in_memory(url: str) -> bool:
+    parsed = make_url(url)
+    return parsed.get_backend_name() == "sqlite" and (
+        parsed.database in (None, "", ":memory:") or parsed.query.get("mode") == "memory"
+    )
 
 
 def _ensure_sqlite_dir(url: str) -> None:
