@@ -321,9 +321,9 @@ async def test_model_override_only_from_the_allowlist(services):
     assert [r.model for r in rt.engine.requests] == [None, "gpt-4.1", None]
 
 
-async def _disconnect_with_context(services, **ctx):
+async def _disconnect_with_context(services, settings: dict | None = None, **ctx):
     gate = asyncio.Event()
-    rt = await build_runtime(services, ScriptedEngine(gate=gate))  # server default: cancel
+    rt = await build_runtime(services, ScriptedEngine(gate=gate), **(settings or {}))  # server default: cancel
     handle = await rt.server.handle(create(), rt.ctx(**ctx))
     frames = handle.frames
     seen = []
@@ -337,7 +337,10 @@ async def _disconnect_with_context(services, **ctx):
 
 async def test_a_client_declaring_continue_keeps_its_answer_going_after_a_disconnect(services):
     """Our UI sends X-Disconnect: continue (it stops through the run API): a reload is not a stop."""
-    rt, gate, handle, thread_id = await _disconnect_with_context(services, disconnect="continue")
+    # Progress is saved once a period has passed since the run began (here: at once).
+    rt, gate, handle, thread_id = await _disconnect_with_context(
+        services, settings={"run_progress_save_s": 1e-6}, disconnect="continue"
+    )
     await asyncio.sleep(0.1)
     assert await rt.manager.active_run_for(thread_id) == handle.run_id  # still running
 

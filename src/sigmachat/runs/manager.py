@@ -226,7 +226,9 @@ class _ActiveRun:
     tools: list[ToolFinished] = field(default_factory=list)
     cancel_code: str | None = None
     finished: asyncio.Event = field(default_factory=asyncio.Event)
-    saved_at: float = 0.0  # loop time of the last progress save
+    # Loop time of the last progress save; the run's start counts as one: the first save comes a
+    # period in, not at the first token (one write fewer per answer, ~2 of every 3 on short ones).
+    saved_at: float = field(default_factory=lambda: asyncio.get_running_loop().time())
     saving: asyncio.Task[None] | None = None  # the progress save in flight (at most one)
     closing: asyncio.Task[None] | None = None  # the run's closing steps (held here: the loop keeps only weak refs)
 
