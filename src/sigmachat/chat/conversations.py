@@ -6,15 +6,15 @@ Another user's conversation id behaves exactly like an unknown id (NotFound).
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, delete, select
+from sqlalchemy import Table, bindparam, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sigmachat.agent.events import HistoryTurn, ToolCallRecord
 from sigmachat.agent.instructions import DEFAULT_MODE, MODES
 from sigmachat.chat.feedback import feedback_to_dict
-from sigmachat.db.models import Conversation, Message, Portfolio, as_utc, utcnow
+from sigmachat.db.models import Conversation, Message, Portfolio, as_utc, prefixed_id, utcnow
 from sigmachat.db.paging import keyset_page
 from sigmachat.errors import NotFound, ValidationFailed
 from sigmachat.portfolio.service import check_owned_portfolio
@@ -41,6 +41,8 @@ _STREAMING_RUN = (
     .scalar_subquery()
 )
 _CONVERSATION_AND_STREAMING_RUN = _CONVERSATION.add_columns(_STREAMING_RUN)
+# A new conversation goes in as one Core insert: the ORM's unit of work cost more than the row.
+_NEW_CONVERSATION = cast(Table, Conversation.__table__).insert()
 _MESSAGES = (
     select(Message)
     .where(Message.conversation_id == bindparam("conversation_id"), Message.user_id == bindparam("user_id"))
@@ -68,10 +70,15 @@ async def create_conversation(
     else:
         portfolio_id = await default_portfolio_id(session, user_id)
     metadata = {k: v for k, v in (context or {}).items() if v not in (None, [], "")}
-    conv = Conversation(user_id=user_id, portfolio_id=portfolio_id, title=title, mode=mode, metadata_=metadata)
-    session.add(conv)
+    now = utcnow()
+    row = {
+        "id": prefixed_id("thr"), "user_id": user_id, "portfolio_id": portfolio_id, "title": title, "mode": mode,
+        "status": None, "metadata": metadata, "chatkit": None, "created_at": now, "updated_at": now,
+    }  # fmt: skip
+    await (await session.connection()).execute(_NEW_CONVERSATION, row)
     await session.commit()
-    return conv
+    # The row as written, for the caller to read (not attached to the session).
+    return Conversation(**{k: v for k, v in row.items() if k != "metadata"}, metadata_=metadata)
 
 
 async def change_mode(session: AsyncSession, user_id: str, conversation_id: str, mode: str) -> tuple[str, Conversation]:

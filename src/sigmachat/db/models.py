@@ -30,6 +30,12 @@ NAMING = {
 }
 
 
+# JSON columns store Python None as SQL NULL, however the row is written: left unset by the ORM,
+# set to None by the ORM, or given as None to a Core insert (SQLAlchemy's default writes the JSON
+# text 'null' for the last two, so the same "no value" was stored two ways).
+JSON_VALUE = JSON(none_as_null=True)
+
+
 def new_id() -> str:
     return str(uuid.uuid4())
 
@@ -48,7 +54,7 @@ def as_utc(value: dt.datetime) -> dt.datetime:
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
-    type_annotation_map = {dt.datetime: DateTime(timezone=True), dict: JSON}
+    type_annotation_map = {dt.datetime: DateTime(timezone=True), dict: JSON_VALUE}
 
 
 class User(Base):
@@ -145,11 +151,11 @@ class Conversation(Base):
     title: Mapped[str | None] = mapped_column(String(200), nullable=True)
     # The analyst style of the conversation (agent/instructions.py MODES); changeable any time.
     mode: Mapped[str] = mapped_column(String(16), default="green", server_default="green")
-    status: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # ChatKit thread status
+    status: Mapped[dict | None] = mapped_column(JSON_VALUE, nullable=True)  # ChatKit thread status
     metadata_: Mapped[dict] = mapped_column("metadata", JSON, default=dict)
     # ChatKit thread fields without a column of their own (exact created_at as given,
     # allowed_image_domains), so a thread round-trips losslessly; NULL for legacy rows.
-    chatkit: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    chatkit: Mapped[dict | None] = mapped_column(JSON_VALUE, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
@@ -171,17 +177,17 @@ class Message(Base):
     item_type: Mapped[str] = mapped_column(String(40), default="message")  # ChatKit item type
     role: Mapped[str | None] = mapped_column(String(16), nullable=True)  # user | assistant
     content: Mapped[str] = mapped_column(Text, default="")
-    tool_calls: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    tool_calls: Mapped[list | None] = mapped_column(JSON_VALUE, nullable=True)
     status: Mapped[str] = mapped_column(String(16), default="complete")
     model: Mapped[str | None] = mapped_column(String(120), nullable=True)
     engine: Mapped[str | None] = mapped_column(String(16), nullable=True)
     run_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
-    usage: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    usage: Mapped[dict | None] = mapped_column(JSON_VALUE, nullable=True)
     first_token_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
     latency_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
-    error: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    error: Mapped[dict | None] = mapped_column(JSON_VALUE, nullable=True)
     client_message_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
-    payload: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # exact ChatKit item JSON
+    payload: Mapped[dict | None] = mapped_column(JSON_VALUE, nullable=True)  # exact ChatKit item JSON
     # The user's rating of an answer, whichever path it came from: "positive" | "negative"
     # (ChatKit's words; the original chat API's up/down map onto them at its edge), with the
     # optional corrected answer and comment of the original feedback API.
@@ -208,7 +214,7 @@ class Attachment(Base):
     thread_id: Mapped[str | None] = mapped_column(
         ForeignKey("conversations.id", ondelete="CASCADE"), nullable=True, index=True
     )
-    payload: Mapped[dict] = mapped_column(JSON)
+    payload: Mapped[dict] = mapped_column(JSON_VALUE)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
@@ -242,9 +248,9 @@ class RolloutFlag(Base):
     version: Mapped[int] = mapped_column(Integer, default=1)
     percent: Mapped[int] = mapped_column(Integer, default=0)
     kill_switch: Mapped[bool] = mapped_column(default=False)
-    allow_users: Mapped[list] = mapped_column(JSON, default=list)  # lower-case emails
-    allow_portfolios: Mapped[list] = mapped_column(JSON, default=list)  # portfolio ids
-    deny_users: Mapped[list] = mapped_column(JSON, default=list)  # lower-case emails
+    allow_users: Mapped[list] = mapped_column(JSON_VALUE, default=list)  # lower-case emails
+    allow_portfolios: Mapped[list] = mapped_column(JSON_VALUE, default=list)  # portfolio ids
+    deny_users: Mapped[list] = mapped_column(JSON_VALUE, default=list)  # lower-case emails
     default_variant: Mapped[str] = mapped_column(String(16))
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_by: Mapped[str] = mapped_column(String(200), default="")
@@ -260,8 +266,8 @@ class RolloutAudit(Base):
     version: Mapped[int] = mapped_column(Integer)  # the flag version this change produced
     actor: Mapped[str] = mapped_column(String(200))  # "user:<email>" | "cli:<os user>"
     changed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-    old: Mapped[dict] = mapped_column(JSON)  # changed fields only
-    new: Mapped[dict] = mapped_column(JSON)
+    old: Mapped[dict] = mapped_column(JSON_VALUE)  # changed fields only
+    new: Mapped[dict] = mapped_column(JSON_VALUE)
 
     __table_args__ = (Index("ix_rollout_audit_flag_id", "flag_key", "id"),)
 
@@ -306,7 +312,7 @@ class RunRecord(Base):
     reasoning_tokens: Mapped[int] = mapped_column(Integer, default=0)
     output_tokens_per_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     tool_call_count: Mapped[int] = mapped_column(Integer, default=0)
-    tool_calls: Mapped[list] = mapped_column(JSON, default=list)  # [{name, call_id, duration_ms, ok}] in order
+    tool_calls: Mapped[list] = mapped_column(JSON_VALUE, default=list)  # [{name, call_id, duration_ms, ok}] in order
     answer_chars: Mapped[int] = mapped_column(Integer, default=0)
     event_count: Mapped[int] = mapped_column(Integer, default=0)
     last_seq: Mapped[int] = mapped_column(Integer, default=0)
@@ -337,7 +343,7 @@ class Memory(Base):
     content: Mapped[str] = mapped_column(Text)
     scope: Mapped[str] = mapped_column(String(16), default="user")  # user | portfolio
     portfolio_id: Mapped[str | None] = mapped_column(ForeignKey("portfolios.id", ondelete="CASCADE"), nullable=True)
-    tags: Mapped[dict] = mapped_column(JSON, default=dict)
+    tags: Mapped[dict] = mapped_column(JSON_VALUE, default=dict)
     source: Mapped[str] = mapped_column(String(16), default="api")  # api | tool (the remember tool)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
