@@ -118,3 +118,22 @@ async def test_the_request_body_is_the_one_the_sdk_would_send() -> None:
     (sdk_body, sdk_headers), (our_body, our_headers) = sent
     assert our_body == sdk_body
     assert our_headers["x-sim-scenario"] == sdk_headers["x-sim-scenario"] == "none"
+
+
+@pytest.mark.parametrize("encoding", ["identity", "gzip"])
+async def test_a_body_is_decoded_whether_sent_plain_or_compressed(encoding: str) -> None:
+    import gzip
+
+    body = b'data: {"type":"response.output_text.delta","delta":"Hi"}\n\ndata: [DONE]\n\n'
+    headers = {"content-type": "text/event-stream"}
+    if encoding == "gzip":
+        body, headers["content-encoding"] = gzip.compress(body), "gzip"
+
+    class Chunked(httpx2.AsyncByteStream):  # as a network delivers it: a few bytes at a time
+        async def __aiter__(self):
+            for i in range(0, len(body), 7):
+                yield body[i : i + 7]
+
+    request = httpx2.Request("POST", "http://up/v1/responses")
+    response = httpx2.Response(200, headers=headers, stream=Chunked(), request=request)
+    assert [e async for e in decode_events(response)] == [{"type": "response.output_text.delta", "delta": "Hi"}]

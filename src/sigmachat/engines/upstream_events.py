@@ -98,8 +98,12 @@ async def decode_events(response: httpx2.Response) -> AsyncIterator[dict[str, An
     """The events of a streaming HTTP response, as dicts, until ``[DONE]`` or the body ends."""
     decoder = SSEDecoder()
     request = response.request
+    # The raw body when nothing is to be decoded (an event stream is sent uncompressed): the
+    # decoding iterator wraps it in one more generator and two pass-through decoders per chunk.
+    plain = response.headers.get("content-encoding", "identity").strip().lower() == "identity"
+    chunks = response.aiter_raw() if plain and not response.is_stream_consumed else response.aiter_bytes()
     try:
-        async for chunk in response.aiter_bytes():
+        async for chunk in chunks:
             for data in decoder.feed(chunk):
                 event = event_of(data, request)
                 if event is None:
