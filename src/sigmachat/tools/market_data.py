@@ -74,6 +74,10 @@ class MarketDataCache:
         self._returns = pd.DataFrame()
         self._symbol_sources: dict[str, frozenset[str]] = {}
         self._absent: frozenset[str] = frozenset()
+        # The views handed out, by their symbols: a view is a handful of frame slices (a
+        # millisecond of pandas), asked again for the same symbols by every answer that quotes
+        # them. Dropped whenever the frames change (a load, a new price version).
+        self._views: dict[tuple[str, ...], MarketView] = {}
         # Loads take turns, and each looks again at what is missing once it is its turn:
         # calls arriving together (the first answers after a start) loaded the same symbols
         # side by side, each a query and a pivot of thousands of rows.
@@ -84,6 +88,7 @@ class MarketDataCache:
         self._closes = self._sources = self._returns = pd.DataFrame()
         self._symbol_sources = {}
         self._absent = frozenset()
+        self._views = {}
 
     async def version(self, session: AsyncSession) -> int:
         return await price_version(session)
@@ -103,17 +108,22 @@ class MarketDataCache:
                     closes, sources = await load_close_and_source_frames(session, missing, until=as_of)
                     if self._key == (version, as_of):
                         self._merge(missing, closes, sources)
-        cols = [s for s in wanted if s in self._closes.columns]
-        closes = self._closes[cols]
+        cols = tuple(s for s in wanted if s in self._closes.columns)
+        if (view := self._views.get(cols)) is not None and view.version == version and view.as_of == as_of:
+            return view
+        closes = self._closes[list(cols)]
         keep = closes.notna().any(axis=1).to_numpy()
-        return MarketView(
+        view = MarketView(
             version=version,
             as_of=as_of,
             closes=closes[keep],
-            sources=self._sources[cols][keep],
-            returns=self._returns[cols][keep[1:]] if len(keep) > 1 else self._returns[cols],
+            sources=self._sources[list(cols)][keep],
+            returns=self._returns[list(cols)][keep[1:]] if len(keep) > 1 else self._returns[list(cols)],
             symbol_sources={s: self._symbol_sources[s] for s in cols},
         )
+        if self._key == (version, as_of):
+            self._views[cols] = view
+        return view
 
     def _missing(self, wanted: list[str]) -> list[str]:
         return [s for s in wanted if s not in self._closes.columns and s not in self._absent]
@@ -134,4 +144,5 @@ class MarketDataCache:
             self._sources = merged_sources
             self._symbol_sources = symbol_sources
             self._closes = merged
+            self._views = {}  # the frames changed under them (new dates, returns recomputed)
         self._absent = self._absent | frozenset(s for s in requested if s not in closes.columns)
