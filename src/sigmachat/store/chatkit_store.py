@@ -13,21 +13,22 @@ Pagination is keyset on (created_at, id); ``after`` is the id of the last item o
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from chatkit.store import NotFoundError, Store
 from chatkit.types import Attachment, Page, ThreadItem, ThreadMetadata
 from pydantic import TypeAdapter
-from sqlalchemy import bindparam, delete, select
+from sqlalchemy import Table, bindparam, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sigmachat.chat import feedback
-from sigmachat.chat.conversations import default_portfolio_id
+from sigmachat.chat.conversations import default_portfolio_id, get_conversation
 from sigmachat.db.models import Attachment as AttachmentRow
 from sigmachat.db.models import Conversation, Message, as_utc, utcnow
 from sigmachat.db.paging import keyset_page
 from sigmachat.db.session import Database
+from sigmachat.errors import NotFound
 from sigmachat.store import items as conv
 
 # mypy flags this union argument on a warm cache but not on a cold one (a mypy caching quirk),
@@ -36,6 +37,7 @@ ATTACHMENT_ADAPTER = TypeAdapter[Attachment](Attachment)  # type: ignore[arg-typ
 
 # A thread's row by id, built once: the SDK saves a thread twice in every answer it streams.
 _THREAD_ROW = select(Conversation).where(Conversation.id == bindparam("thread_id"))
+_NEW_THREAD = cast(Table, Conversation.__table__).insert()
 
 # (created_at, row id, sub): a legacy assistant row renders as its tool workflow (sub 0)
 # followed by the message itself (sub 1); every other row renders as one item (sub 1).
@@ -81,14 +83,10 @@ class SqlChatKitStore(Store[Any]):
     # ---- threads ---------------------------------------------------------------------------
 
     async def _conversation(self, session: AsyncSession, thread_id: str, user_id: str) -> Conversation:
-        conv_row = (
-            await session.execute(
-                select(Conversation).where(Conversation.id == thread_id, Conversation.user_id == user_id)
-            )
-        ).scalar_one_or_none()
-        if conv_row is None:
-            raise NotFoundError(f"Thread {thread_id} not found")
-        return conv_row
+        try:
+            return await get_conversation(session, user_id, thread_id)  # the user's own, or not found
+        except NotFound as exc:
+            raise NotFoundError(f"Thread {thread_id} not found") from exc
 
     @staticmethod
     def _thread(row: Conversation) -> ThreadMetadata:
@@ -133,12 +131,14 @@ class SqlChatKitStore(Store[Any]):
                 raise NotFoundError(f"Thread {thread.id} not found")
             if row is None:
                 portfolio_id = getattr(context, "portfolio_id", None) or await default_portfolio_id(session, user_id)
-                new = Conversation(
-                    id=thread.id, user_id=user_id, portfolio_id=portfolio_id, updated_at=utcnow(), **values
-                )
+                # A Core insert (once per new thread): the ORM's unit of work cost more than the row.
+                new = {
+                    "id": thread.id, "user_id": user_id, "portfolio_id": portfolio_id, "updated_at": utcnow(),
+                    **{("metadata" if name == "metadata_" else name): value for name, value in values.items()},
+                }  # fmt: skip
                 if mode := getattr(context, "mode", None):  # threads.create's metadata.mode
-                    new.mode = mode
-                session.add(new)
+                    new["mode"] = mode
+                await (await session.connection()).execute(_NEW_THREAD, new)
             else:
                 changed = {
                     name: value
