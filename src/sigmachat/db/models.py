@@ -152,7 +152,7 @@ class Conversation(Base):
     # The analyst style of the conversation (agent/instructions.py MODES); changeable any time.
     mode: Mapped[str] = mapped_column(String(16), default="green", server_default="green")
     status: Mapped[dict | None] = mapped_column(JSON_VALUE, nullable=True)  # ChatKit thread status
-    metadata_: Mapped[dict] = mapped_column("metadata", JSON, default=dict)
+    metadata_: Mapped[dict] = mapped_column("metadata", JSON_VALUE, default=dict)
     # ChatKit thread fields without a column of their own (exact created_at as given,
     # allowed_image_domains), so a thread round-trips losslessly; NULL for legacy rows.
     chatkit: Mapped[dict | None] = mapped_column(JSON_VALUE, nullable=True)

@@ -495,7 +495,7 @@ class RunManager:
         logs = await asyncio.gather(*(self._log_of(c.run_id) for c in mine))
         closing = [_Closing.of(c, events) for c, events in zip(mine, logs, strict=True)]
         k = kind("interrupted")
-        table = cast(Table, Message.__table__)
+        table = _MESSAGES_TABLE
         texts = {c.claim.assistant_message_id: c.text for c in closing if c.text}
         # One statement for all of them; RETURNING says which rows were still 'streaming'.
         close = (
