@@ -25,7 +25,7 @@ from typing import Any, cast
 import structlog
 from pydantic import BaseModel
 from redis.exceptions import RedisError
-from sqlalchemy import Table, bindparam, case, select, update
+from sqlalchemy import Table, bindparam, case, func, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -107,7 +107,11 @@ _CONVERSATION_AT_START = (
     update(_CONVERSATIONS_TABLE)
     .where(_CONVERSATIONS_TABLE.c.id == bindparam("conversation_id"))
     .values(
-        title=bindparam("new_title"), portfolio_id=bindparam("new_portfolio_id"), updated_at=bindparam("new_updated_at")
+        # Only where still unset, as the ORM's flush of the changed attributes did: a rename (or
+        # a binding) that landed since the conversation was read stays.
+        title=func.coalesce(func.nullif(_CONVERSATIONS_TABLE.c.title, ""), bindparam("new_title")),
+        portfolio_id=func.coalesce(_CONVERSATIONS_TABLE.c.portfolio_id, bindparam("new_portfolio_id")),
+        updated_at=bindparam("new_updated_at"),
     )
 )
 _TOUCH_CONVERSATION = (
