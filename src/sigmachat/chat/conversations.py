@@ -6,15 +6,15 @@ Another user's conversation id behaves exactly like an unknown id (NotFound).
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, bindparam, delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sigmachat.agent.events import HistoryTurn, ToolCallRecord
 from sigmachat.agent.instructions import DEFAULT_MODE, MODES
 from sigmachat.chat.feedback import feedback_to_dict
-from sigmachat.db.models import Conversation, Message, Portfolio, as_utc, prefixed_id, utcnow
+from sigmachat.db.models import Conversation, Message, Portfolio, as_utc, prefixed_id, table_of, utcnow
 from sigmachat.db.paging import keyset_page
 from sigmachat.errors import NotFound, ValidationFailed
 from sigmachat.portfolio.service import check_owned_portfolio
@@ -42,7 +42,7 @@ _STREAMING_RUN = (
 )
 _CONVERSATION_AND_STREAMING_RUN = _CONVERSATION.add_columns(_STREAMING_RUN)
 # A new conversation goes in as one Core insert: the ORM's unit of work cost more than the row.
-_NEW_CONVERSATION = cast(Table, Conversation.__table__).insert()
+_NEW_CONVERSATION = table_of(Conversation).insert()
 _MESSAGES = (
     select(Message)
     .where(Message.conversation_id == bindparam("conversation_id"), Message.user_id == bindparam("user_id"))

@@ -9,16 +9,14 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
 
 import pandas as pd
-from sqlalchemy import Table, delete, select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from sigmachat.db.models import AppState, DailyPrice
+from sigmachat.db.models import AppState, DailyPrice, table_of
 
-# A declaratively mapped class's __table__ is a Table; SQLAlchemy types it as the wider FromClause.
-_DAILY_PRICE_TABLE = cast(Table, DailyPrice.__table__)
+_DAILY_PRICE_TABLE = table_of(DailyPrice)
 
 PRICE_VERSION_KEY = "price_data_version"
 _PRICE_VERSION = select(AppState.value).where(AppState.key == PRICE_VERSION_KEY)

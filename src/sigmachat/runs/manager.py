@@ -20,12 +20,12 @@ import functools
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import structlog
 from pydantic import BaseModel
 from redis.exceptions import RedisError
-from sqlalchemy import Table, bindparam, case, func, select, update
+from sqlalchemy import bindparam, case, func, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -52,7 +52,7 @@ from sigmachat.chat.conversations import (
     title_from_text,
 )
 from sigmachat.chat.memories import memories_for_context
-from sigmachat.db.models import Conversation, Message, as_utc, prefixed_id, utcnow
+from sigmachat.db.models import Conversation, Message, as_utc, prefixed_id, table_of, utcnow
 from sigmachat.db.session import Database
 from sigmachat.engines.base import Engine, RunRequest, aclose_quietly
 from sigmachat.errors import Conflict, NotFound, ServiceUnavailable
@@ -97,8 +97,8 @@ _ANSWER_STATUS = select(Message.status).where(Message.id == bindparam("answer_id
 # A run's start: its question and the empty answer, and the conversation's title, portfolio and
 # time. Core statements on the session's connection, not the ORM's unit of work: its flush was
 # the largest single database cost per answer (a tenth of the app's CPU at 200 streams).
-_MESSAGES_TABLE = cast(Table, Message.__table__)
-_CONVERSATIONS_TABLE = cast(Table, Conversation.__table__)
+_MESSAGES_TABLE = table_of(Message)
+_CONVERSATIONS_TABLE = table_of(Conversation)
 _NEW_MESSAGES = _MESSAGES_TABLE.insert()
 _QUESTION_RUN = (
     update(_MESSAGES_TABLE).where(_MESSAGES_TABLE.c.id == bindparam("message_id")).values(run_id=bindparam("new_run"))

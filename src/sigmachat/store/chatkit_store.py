@@ -13,19 +13,19 @@ Pagination is keyset on (created_at, id); ``after`` is the id of the last item o
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 from chatkit.store import NotFoundError, Store
 from chatkit.types import Attachment, Page, ThreadItem, ThreadMetadata
 from pydantic import TypeAdapter
-from sqlalchemy import Table, bindparam, delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sigmachat.chat import feedback
 from sigmachat.chat.conversations import default_portfolio_id, get_conversation
 from sigmachat.db.models import Attachment as AttachmentRow
-from sigmachat.db.models import Conversation, Message, as_utc, utcnow
+from sigmachat.db.models import Conversation, Message, as_utc, table_of, utcnow
 from sigmachat.db.paging import keyset_page
 from sigmachat.db.session import Database
 from sigmachat.errors import NotFound
@@ -37,7 +37,9 @@ ATTACHMENT_ADAPTER = TypeAdapter[Attachment](Attachment)  # type: ignore[arg-typ
 
 # A thread's row by id, built once: the SDK saves a thread twice in every answer it streams.
 _THREAD_ROW = select(Conversation).where(Conversation.id == bindparam("thread_id"))
-_NEW_THREAD = cast(Table, Conversation.__table__).insert()
+# A new thread's row, written here (this store owns a ChatKit thread's row): one Core insert,
+# the ORM's unit of work cost more than the row.
+_NEW_THREAD = table_of(Conversation).insert()
 
 # (created_at, row id, sub): a legacy assistant row renders as its tool workflow (sub 0)
 # followed by the message itself (sub 1); every other row renders as one item (sub 1).
@@ -131,7 +133,6 @@ class SqlChatKitStore(Store[Any]):
                 raise NotFoundError(f"Thread {thread.id} not found")
             if row is None:
                 portfolio_id = getattr(context, "portfolio_id", None) or await default_portfolio_id(session, user_id)
-                # A Core insert (once per new thread): the ORM's unit of work cost more than the row.
                 new = {
                     "id": thread.id, "user_id": user_id, "portfolio_id": portfolio_id, "updated_at": utcnow(),
                     **{("metadata" if name == "metadata_" else name): value for name, value in values.items()},

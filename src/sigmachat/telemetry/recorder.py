@@ -13,9 +13,9 @@ import asyncio
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, cast, overload
+from typing import TYPE_CHECKING, Any, overload
 
-from sqlalchemy import Table, insert
+from sqlalchemy import insert
 
 from sigmachat.agent.events import (
     AgentEvent,
@@ -28,7 +28,7 @@ from sigmachat.agent.events import (
     ToolFinished,
 )
 from sigmachat.agent.failures import kind as failure_kind
-from sigmachat.db.models import RunRecord
+from sigmachat.db.models import RunRecord, table_of
 from sigmachat.db.session import Database
 from sigmachat.logging import get_logger
 from sigmachat.runs.listeners import RunView
@@ -250,9 +250,7 @@ def summarize(trace: RunTrace, terminal: TerminalEvent) -> RunSummary:
     )
 
 
-# One row per run (RunSummary's fields are its columns). A mapped class's __table__ is a Table;
-# SQLAlchemy types it as the wider FromClause.
-_RUN_ROWS = insert(cast(Table, RunRecord.__table__))
+_RUN_ROWS = insert(table_of(RunRecord))  # one row per run (RunSummary's fields are its columns)
 
 
 class RunRecorder:
