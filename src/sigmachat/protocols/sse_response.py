@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import anyio
 from sse_starlette import EventSourceResponse
 from starlette.types import Message, Send
+
+# What a ping factory returns when the stream has had its final frame: nothing is sent.
+NO_PING = b""
 
 
 def sse_frame(data: str, *, event: str | None = None, id: str | None = None, sep: str = "\r\n") -> bytes:
@@ -20,15 +26,34 @@ def sse_frame(data: str, *, event: str | None = None, id: str | None = None, sep
 
 
 class SSEResponse(EventSourceResponse):
-    """``EventSourceResponse`` that skips the per-send cancel scope when no send timeout is set.
+    """``EventSourceResponse`` made cheaper per frame, with no ping after the final frame.
 
-    sse-starlette wraps every frame's ``send`` in ``anyio.move_on_after(send_timeout)``, even
-    for ``None``, which never fires; entering and leaving that scope cost more than the rest of
-    the frame's framing (once per token). Disconnects still cancel the stream through the
-    response's own task group, as before.
+    Cheaper: sse-starlette wraps every frame's ``send`` in ``anyio.move_on_after(send_timeout)``,
+    even for ``None``, which never fires; entering and leaving that scope cost more than the
+    rest of the frame's framing (once per token). Disconnects still cancel the stream through
+    the response's own task group, as before.
+
+    No ping after the final frame: sse-starlette's ping task builds its frame, takes its send
+    lock, then checks that the stream is still open and sends. Data frames are sent without
+    that lock. Two things made a ping land after the client's ``done`` (CI saw it once in
+    hundreds of slow-stream runs), and both are closed here:
+
+    - anyio's lock yields to the loop once after an uncontended acquire, so the final data
+      frame could be sent between the ping's check-to-be and its send. The lock is made a
+      fast-acquire one: from its wake-up to its send a ping never yields, so it either goes
+      out whole before the final frame or runs after it.
+    - A ping that runs after the final frame while the body has not ended yet (the final
+      frame's send waiting on a slow client) is built by ``ping_message_factory``, which can
+      return :data:`NO_PING` (empty bytes) to say "nothing to send": that chunk is dropped.
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._send_lock = anyio.Lock(fast_acquire=True)
+
     async def _send_with_timeout(self, send: Send, message: Message) -> None:
+        if message.get("more_body") and not message["body"]:
+            return  # NO_PING: an empty chunk carries nothing
         if self.send_timeout is None:
             await send(message)
             return

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sse_starlette import ServerSentEvent
 
+from sigmachat.agent.events import is_terminal
 from sigmachat.agent.failures import KINDS
 from sigmachat.agent.instructions import DEFAULT_MODE, Mode
 from sigmachat.api.deps import IdentityDep, ServicesDep, SessionDep
@@ -20,7 +23,7 @@ from sigmachat.errors import NotFound, error_body
 from sigmachat.portfolio.service import owned_portfolio_id
 from sigmachat.protocols import legacy_sse
 from sigmachat.protocols.sse import stream_headers
-from sigmachat.protocols.sse_response import SSEResponse
+from sigmachat.protocols.sse_response import NO_PING, SSEResponse
 from sigmachat.runs.manager import RunManager
 
 router = APIRouter(prefix="/api/v1/chat", tags=["chat"])
@@ -206,32 +209,44 @@ async def list_messages(conversation_id: str, identity: IdentityDep, session: Se
     return {"conversation_id": conversation_id, "messages": [convs.message_to_dict(m) for m in messages if m.role]}
 
 
-def _sse_response(services, run_id: str, events, *, heartbeat_seq: list[int]) -> SSEResponse:
+@dataclass
+class _StreamState:
+    """What a legacy stream has handed to its response so far; its heartbeats read it."""
+
+    run_id: str
+    seq: int = 0  # the last event's: a heartbeat carries it
+    ended: bool = False  # the terminal frame (done or error) has been handed over
+
+    def heartbeat(self) -> ServerSentEvent | bytes:
+        # Nothing may follow the terminal frame, not even a heartbeat (see SSEResponse).
+        return NO_PING if self.ended else legacy_sse.heartbeat(self.run_id, self.seq)
+
+
+def _sse_response(services, state: _StreamState, events) -> SSEResponse:
     return SSEResponse(
         events,
         ping=services.settings.sse_heartbeat_s,
         sep=legacy_sse.SEP,
-        ping_message_factory=lambda: legacy_sse.heartbeat(run_id, heartbeat_seq[0]),
-        headers=stream_headers(run_id),
+        ping_message_factory=state.heartbeat,
+        headers=stream_headers(state.run_id),
     )
 
 
-def _follow(services, run_id: str, after_seq: int, portfolio_id: str | None, seen: list[int], first: Any = None):
+def _follow(services, state: _StreamState, portfolio_id: str | None, first: Any = None):
     manager: RunManager = services.runs
     policy = services.settings.legacy_disconnect
+    run_id = state.run_id
 
     async def gen():
-        finished = False
         try:
             if first is not None:
                 yield first
-            async for event in manager.subscribe(run_id, after_seq, coalesce=services.settings.stream_coalesce_deltas):
-                seen[0] = event.seq
+            async for event in manager.subscribe(run_id, state.seq, coalesce=services.settings.stream_coalesce_deltas):
+                state.seq = event.seq
+                state.ended = is_terminal(event)
                 yield legacy_sse.encode(event, portfolio_id=portfolio_id)
-                if event.type in ("run_finished", "run_failed"):
-                    finished = True
         finally:
-            if not finished and policy == "cancel":
+            if not state.ended and policy == "cancel":
                 # The subscriber left; by policy the run stops with it (default: it continues).
                 info = await manager.events.info(run_id)
                 if info is not None:
@@ -270,13 +285,8 @@ async def send(
         user_message_id=started.user_message_id,
         assistant_message_id=started.assistant_message_id,
     )
-    seen = [0]
-    return _sse_response(
-        services,
-        started.run_id,
-        _follow(services, started.run_id, 0, started.portfolio_id, seen, first),
-        heartbeat_seq=seen,
-    )
+    state = _StreamState(started.run_id)
+    return _sse_response(services, state, _follow(services, state, started.portfolio_id, first))
 
 
 async def _ui_portfolio(services, user_id: str, ui: UiContext | None) -> str | None:
@@ -313,10 +323,8 @@ async def resume_stream(
     after_seq = legacy_sse.parse_last_event_id(last_event_id, run_id)
     if after_seq is None:
         after_seq = after or 0
-    seen = [after_seq]
-    return _sse_response(
-        services, run_id, _follow(services, run_id, after_seq, meta.portfolio_id, seen), heartbeat_seq=seen
-    )
+    state = _StreamState(run_id, seq=after_seq)
+    return _sse_response(services, state, _follow(services, state, meta.portfolio_id))
 
 
 @router.post("/runs/{run_id}/cancel")
