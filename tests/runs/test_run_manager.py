@@ -212,3 +212,34 @@ async def test_a_slow_subscriber_can_get_waiting_deltas_coalesced_without_changi
     assert [e.type for e in await _collect(manager, run.run_id, after=deltas[0].seq)] == ["run_finished"]
     # Off (the default): one event per delta, as before.
     assert [e.delta for e in every if e.type == "text_delta"] == list(chunks)
+
+
+class _SlowToCloseEngine(ScriptedEngine):
+    """Finishes its answer, then takes until ``release`` to close (the run is closing meanwhile)."""
+
+    def __init__(self, release: asyncio.Event):
+        super().__init__()
+        self.release = release
+
+    async def stream(self, request):
+        try:
+            async for event in super().stream(request):
+                yield event
+        finally:
+            await self.release.wait()
+
+
+async def test_a_cancel_arriving_while_the_run_closes_a_finished_answer_says_already_finished(services):
+    release = asyncio.Event()
+    manager, user, conv = await _setup(services, _SlowToCloseEngine(release))
+    run = await manager.start(user_id=user.id, conversation_id=conv.id, text="hi", engine="responses", protocol="test")
+    engine = manager.engines["responses"]
+    await asyncio.wait_for(engine.closed.wait(), 5)  # the answer is written; its run is closing
+    cancel = asyncio.create_task(manager.cancel(user.id, run.run_id))
+    await asyncio.sleep(0.05)
+    release.set()
+    assert await cancel is False  # the answer was complete: nothing was cancelled
+    events = await _collect(manager, run.run_id)
+    assert events[-1].type == "run_finished"
+    async with services.db.session() as s:
+        assert (await list_messages(s, user.id, conv.id))[1].status == "complete"

@@ -1114,24 +1114,41 @@ class RunManager:
                 return False
             # Driven by another instance: signal it, then wait for the run's end in the log.
             await self.coordinator.publish_cancel(run_id)
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + self.settings.cancel_grace_s
-            while loop.time() < deadline:
-                now = await self.events.info(run_id)
-                if now is None or now.finished:
-                    return True
-                await asyncio.sleep(0.1)
+            ended = await self._log_finished_within(run_id, self.settings.cancel_grace_s)
+        else:
+            if run.task is None or run.task.done():
+                return False
+            await self._cancel_here(run_id)
+            try:
+                await asyncio.wait_for(run.finished.wait(), timeout=self.settings.cancel_grace_s)
+                ended = True
+            except TimeoutError:
+                ended = False
+        if not ended:
             log.warning("cancel_slow", run_id=run_id)
+            return True  # still stopping: it ends as cancelled
+        # A run already closing when the cancel came (its last token written, its answer being
+        # saved) ends as it was going to: that is "already finished", not "cancelled".
+        return await self._ended_cancelled(run_id)
+
+    async def _log_finished_within(self, run_id: str, timeout_s: float) -> bool:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while loop.time() < deadline:
+            now = await self.events.info(run_id)
+            if now is None or now.finished:
+                return True
+            await asyncio.sleep(0.1)
+        return False
+
+    async def _ended_cancelled(self, run_id: str) -> bool:
+        """Whether a finished run's terminal event is the user's cancel (True if the log is gone:
+        the cancel was asked for and the run has ended)."""
+        info = await self.events.info(run_id)
+        if info is None:
             return True
-        if run.task is None or run.task.done():
-            return False
-        run.cancel_code = "cancelled"
-        run.task.cancel()
-        try:
-            await asyncio.wait_for(run.finished.wait(), timeout=self.settings.cancel_grace_s)
-        except TimeoutError:
-            log.warning("cancel_slow", run_id=run_id)
-        return True
+        last = (await self.events.read(run_id, info.last_seq - 1))[-1:]
+        return not last or (last[0].type == "run_failed" and last[0].code == "cancelled")
 
     async def _persisted_run_owner(self, run_id: str) -> str | None:
         async with self.db.session() as session:
