@@ -12,14 +12,14 @@ LAST = b"data: done\n\n"
 
 async def _body(frames, ping_factory, *, slow_send_of: bytes | None = None) -> list[bytes]:
     """The body chunks an SSEResponse sends for ``frames`` with a ping due every 10 ms.
-    ``slow_send_of``: that chunk's send waits 50 ms, as a write to a slow client does."""
+    ``slow_send_of``: that chunk's send waits 100 ms, as a write to a slow client does."""
     sent: list[bytes] = []
 
     async def send(message):
         if message["type"] == "http.response.body":
             sent.append(message["body"])
             if message["body"] == slow_send_of:
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(0.1)
 
     async def receive():
         await asyncio.Event().wait()  # the client never disconnects
@@ -70,7 +70,7 @@ async def test_no_ping_follows_a_final_frame_held_up_by_a_slow_client():
 async def test_pings_flow_until_the_final_frame():
     async def frames():
         yield b"data: 1\n\n"
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.2)
         yield LAST
 
     sent = await _body(frames(), lambda: PING)

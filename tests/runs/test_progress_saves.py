@@ -14,7 +14,7 @@ from sigmachat.runs.manager import RunManager
 from tests.conftest import HNW
 from tests.runs.fakes import ScriptedEngine
 
-PERIOD = 0.2
+PERIOD = 5.0  # long: see the first test
 
 
 @contextmanager
@@ -59,29 +59,34 @@ async def _answers(services, runs):
         return {m.id: (m.status, m.content) for m in rows}
 
 
+async def _until(predicate, timeout_s: float) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not predicate() and loop.time() < deadline:
+        await asyncio.sleep(0.01)
+
+
 async def test_the_runs_due_are_saved_together_once_and_never_after_their_end(services):
+    # A long period: nothing is due on its own while the test runs (starts on a slow machine
+    # included); the test makes the runs due itself.
     with progress_saves(services.db) as saves:
         manager, gate, runs = await _gated_runs(services, 3, PERIOD)
         assert saves == []  # the first save comes a period after the run's start, not at its first token
         now = asyncio.get_running_loop().time()
         for run in runs:  # all three a period old: due together at the next tick
             manager._active[run.run_id].saved_at = now - PERIOD
-        for _ in range(50):
-            if saves:
-                break
-            await asyncio.sleep(PERIOD / 10)
+        await _until(lambda: saves, PERIOD)
         assert saves == [3]  # one statement for the three
         assert set((await _answers(services, runs)).values()) == {("streaming", "Your largest ")}
-
-        await asyncio.sleep(PERIOD * 2)
-        assert saves == [3]  # no new text, nothing written again
-        assert manager._progress_saver is None  # and the saver stops until the next token
+        # No run has new text: the saver stops (it starts again with the next token).
+        await _until(lambda: manager._progress_saver is None, PERIOD)
+        assert manager._progress_saver is None
 
         gate.set()
         for run in runs:
             await manager.wait_finished(run.run_id, 5)
-        await asyncio.sleep(PERIOD * 2)
-    assert saves == [3]
+        await _until(lambda: manager._progress_saver is None, PERIOD)
+    assert saves == [3]  # the final saves wrote the rest; no progress save came after them
     final = "Your largest position is **HOME_EQUITY**."
     assert set((await _answers(services, runs)).values()) == {("complete", final)}
 
