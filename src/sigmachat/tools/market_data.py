@@ -111,14 +111,16 @@ class MarketDataCache:
         cols = tuple(s for s in wanted if s in self._closes.columns)
         if (view := self._views.get(cols)) is not None and view.version == version and view.as_of == as_of:
             return view
-        closes = self._closes[list(cols)]
+        columns = list(cols)  # pandas selects columns by a list, not a tuple
+        closes = self._closes[columns]
         keep = closes.notna().any(axis=1).to_numpy()
+        returns = self._returns[columns]
         view = MarketView(
             version=version,
             as_of=as_of,
             closes=closes[keep],
-            sources=self._sources[list(cols)][keep],
-            returns=self._returns[list(cols)][keep[1:]] if len(keep) > 1 else self._returns[list(cols)],
+            sources=self._sources[columns][keep],
+            returns=returns[keep[1:]] if len(keep) > 1 else returns,
             symbol_sources={s: self._symbol_sources[s] for s in cols},
         )
         if self._key == (version, as_of):
