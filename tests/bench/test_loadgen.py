@@ -84,6 +84,23 @@ async def test_the_text_question_uses_no_tools(settings, clients):
     assert cell.intact == 0 and cell.integrity_problems == {"no_expected_text": 1}
 
 
+async def test_rounds_of_a_cell_add_up_to_one_cell(settings, clients):
+    http, oa = clients
+    gen = LoadGenerator(_plan(settings, paths=("direct", "responses")), lambda m: None)
+    try:
+        await gen.setup(http)
+        text_q = Question("text", "What can you do?", "Text only")
+        runs = [await gen.measure("responses", text_q, 1, n, http, oa) for n in (1, 2)]
+    finally:
+        await gen.close()
+    cell = gen.summarize("responses", text_q, 1, runs)
+    assert cell.streams == 3 and cell.ok == 3 and cell.ttfb_ms["n"] == 3  # every round's streams
+    assert [r["tokens"] for r in cell.rounds] == [len(runs[0].results[0].deltas), 2 * len(runs[0].results[0].deltas)]
+    assert cell.tokens == sum(r["tokens"] for r in cell.rounds) > 0
+    assert cell.wall_s == pytest.approx(sum(r["wall_s"] for r in cell.rounds), abs=0.01)
+    assert cell.app_cpu_s is None and all(r["app_cpu_s"] is None for r in cell.rounds)  # no pid in-process
+
+
 def test_plan_sizes_fit_the_modes():
     quick, full = BenchOptions(quick=True), BenchOptions()
     assert quick.resolved_levels() == [1, 10] and full.resolved_levels() == [1, 10, 50, 200]
@@ -106,3 +123,6 @@ def test_plan_sizes_fit_the_modes():
     )
     # warm-up: 2 users x 2 questions direct, 2 questions chatkit; then 2 questions x 2 paths x (2 + 10) streams
     assert total_steps(plan) == 4 + 2 + 48
+    plan.rounds = 3  # chatkit three times, direct (the floor) once
+    assert total_steps(plan) == 4 + 2 + 2 * (1 + 3) * 12
+    assert (full.resolved_rounds(), quick.resolved_rounds(), BenchOptions(rounds=5).resolved_rounds()) == (1, 1, 5)

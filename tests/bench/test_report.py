@@ -179,6 +179,36 @@ def test_cpu_per_token_against_the_raw_reader_with_streams_per_core_and_warnings
     assert cpu_headline(report).startswith("responses, text: 250 µs CPU per token, ×2.5 the raw reader's")
 
 
+def test_with_rounds_the_ratio_is_the_median_of_each_rounds_ratio_to_the_raw_reader_of_that_round(report):
+    from sigmachat.bench.report import add_cpu, cpu_rows, markdown
+
+    def rounds(key, cpu_per_1000_tokens):
+        return [{"wall_s": 1.0, "tokens": 1000, key: c, "sim_cpu_s": 0.1} for c in cpu_per_1000_tokens]
+
+    # The machine slows down in round 2 and more in round 3: both readers pay for it.
+    raw = {**_cell("raw", "text", 10, 300, 2000), "tokens": 3000, "loadgen_cpu_s": 0.45,
+           "rounds": rounds("loadgen_cpu_s", [0.1, 0.15, 0.2])}  # fmt: skip
+    app = {**_cell("responses", "text", 10, 330, 2100), "tokens": 3000, "app_cpu_s": 1.3,
+           "rounds": rounds("app_cpu_s", [0.25, 0.45, 0.6])}  # fmt: skip
+    add_cpu([raw, app], tokens_per_s=80.0)
+    cpu = app["cpu"]
+    # Medians over the rounds: 450 µs and 150 µs. Their quotient would be ×3.0; the rounds'
+    # own ratios are ×2.5, ×3.0, ×3.0, and the median of those is the figure.
+    assert (cpu["app_us_per_token"], cpu["raw_us_per_token"]) == (450.0, 150.0)
+    assert cpu["round_ratios"] == [2.5, 3.0, 3.0] and cpu["ratio"] == 3.0
+    assert raw["cpu"]["raw_us_per_token"] == 150.0
+    app["rounds"][2]["app_cpu_s"] = 0.3  # a quiet last round: ×1.5
+    add_cpu([raw, app], tokens_per_s=80.0)
+    assert app["cpu"]["round_ratios"] == [2.5, 3.0, 1.5] and app["cpu"]["ratio"] == 2.5
+    page = {**report, "cells": [raw, app], "plan": {**report["plan"], "levels": [10], "rounds": 3}}
+    assert cpu_rows(page, "text")[0][6] == "×2.5 (2.5 / 3.0 / 1.5)"
+    assert "3 rounds in which the paths take turns" in markdown(page)
+    # Rounds that do not pair up (a raw cell measured once): the quotient of the medians.
+    del raw["rounds"]
+    add_cpu([raw, app], tokens_per_s=80.0)
+    assert app["cpu"]["ratio"] == 2.0 and "round_ratios" not in app["cpu"]  # 300 µs / 150 µs
+
+
 def test_a_bench_run_keeps_the_workers_comparison_section(tmp_path, report):
     from sigmachat.bench.workers import DOCS_END, DOCS_START
 

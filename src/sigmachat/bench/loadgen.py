@@ -5,6 +5,12 @@ concurrent workers, each stream for a demo user in turn (one conversation or thr
 stream: one active run per conversation is enforced). Before measuring, one direct answer per
 (user, question) gives the expected text and one answer per app path warms its caches.
 
+With ``rounds`` > 1 every (question, level) is measured that many times, the paths taking
+turns within each round (raw, responses, chatkit, raw, ...): a shared machine's CPU figures
+drift by a fifth from one minute to the next, and a path measured right after the raw reader
+is compared with that reading (report.add_cpu takes the median of the paired ratios). The
+direct path, the load generator's own floor and the slowest cell, runs in the first round only.
+
 While a cell runs, the app process's CPU time and resident memory are sampled with psutil.
 Progress and the final result travel to the parent over a ``multiprocessing`` queue, so the
 parent can draw the progress bar without sharing an event loop with the measurement.
@@ -16,7 +22,7 @@ import asyncio
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -69,6 +75,7 @@ class LoadPlan:
     stream_deadline_s: float = 120.0
     deterministic: bool = True  # the upstream answers a request the same way every time
     sim_pid: int | None = None  # the simulator's process: is it CPU-bound during a cell?
+    rounds: int = 1  # measurements of each (question, level); the paths alternate within a round
 
 
 @dataclass(slots=True)
@@ -97,6 +104,9 @@ class CellResult:
     # The app's CPU seconds per process ("main", "child-<pid>"): several with --workers N.
     app_cpu_by_process: dict[str, float] | None = None
     integrity_examples: list[dict[str, Any]] = field(default_factory=list)  # the first few damaged streams
+    # Each round's own figures (wall_s, tokens, app_cpu_s, loadgen_cpu_s, sim_cpu_s); the cell's
+    # are their sums, and its latency summaries cover every round's streams.
+    rounds: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -106,6 +116,39 @@ class UserCtx:
     user_id: str
     portfolio_id: str | None
     direct: DirectRequest | None = None
+
+
+@dataclass(slots=True)
+class RoundRun:
+    """One measurement of a cell, before its rounds are summed up."""
+
+    results: list[StreamResult]
+    wall_s: float
+    app_cpu_s: float | None
+    app_rss_mb: float | None
+    loadgen_cpu_s: float | None
+    sim_cpu_s: float | None
+    app_cpu_by_process: dict[str, float] | None
+
+    def figures(self) -> dict[str, Any]:
+        """What the report needs per round: CPU per token of the app and of the raw reader."""
+        return {
+            "wall_s": round(self.wall_s, 3),
+            "tokens": sum(len(r.deltas) for r in self.results),
+            "app_cpu_s": None if self.app_cpu_s is None else round(self.app_cpu_s, 3),
+            "loadgen_cpu_s": None if self.loadgen_cpu_s is None else round(self.loadgen_cpu_s, 3),
+            "sim_cpu_s": None if self.sim_cpu_s is None else round(self.sim_cpu_s, 3),
+        }
+
+
+def _sum(values: Iterable[float | None]) -> float | None:
+    """The sum, or None when any part was not measured."""
+    total = 0.0
+    for v in values:
+        if v is None:
+            return None
+        total += v
+    return total
 
 
 @dataclass(slots=True)
@@ -234,6 +277,7 @@ def summarize_cell(
     loadgen_cpu_s: float | None = None,
     sim_cpu_s: float | None = None,
     app_cpu_by_process: dict[str, float] | None = None,
+    rounds: list[dict[str, Any]] | None = None,
 ) -> CellResult:
     """Aggregate one cell's streams. Timing figures use completed streams only.
 
@@ -284,6 +328,7 @@ def summarize_cell(
         sim_cpu_s=None if sim_cpu_s is None else round(sim_cpu_s, 3),
         app_cpu_by_process=app_cpu_by_process,
         integrity_examples=examples,
+        rounds=rounds or [],
     )
 
 
@@ -477,6 +522,13 @@ class LoadGenerator:
     async def cell(
         self, path: str, question: Question, level: int, n: int, http: httpx2.AsyncClient, oa: Any
     ) -> CellResult:
+        """One cell measured once."""
+        return self.summarize(path, question, level, [await self.measure(path, question, level, n, http, oa)])
+
+    async def measure(
+        self, path: str, question: Question, level: int, n: int, http: httpx2.AsyncClient, oa: Any
+    ) -> RoundRun:
+        """One round of a cell: its streams and what the processes spent on them."""
         users = [self.users[i % len(self.users)] for i in range(n)]
         convs: list[str | None] = [None] * n
         if path == "responses":
@@ -512,12 +564,27 @@ class LoadGenerator:
         loadgen_cpu = time.process_time() - loadgen_cpu0
         sim_cpu = sim.stop()
         cpu_s, rss_mb = await sampler.stop()
-        by_process = sampler.per_process() if cpu_s is not None else None
-        done = [r for r in results if r is not None]
+        return RoundRun(
+            results=[r for r in results if r is not None], wall_s=wall, app_cpu_s=cpu_s, app_rss_mb=rss_mb,
+            loadgen_cpu_s=loadgen_cpu, sim_cpu_s=sim_cpu,
+            app_cpu_by_process=sampler.per_process() if cpu_s is not None else None,
+        )  # fmt: skip
+
+    def summarize(self, path: str, question: Question, level: int, runs: list[RoundRun]) -> CellResult:
+        """A cell from its rounds: every stream counts once, the CPU and wall times add up."""
+        by_process: dict[str, float] | None = None
+        for run in runs:
+            if run.app_cpu_by_process is not None:
+                by_process = by_process or {}
+                for who, cpu in run.app_cpu_by_process.items():
+                    by_process[who] = round(by_process.get(who, 0.0) + cpu, 3)
         return summarize_cell(
-            path, question.key, level, done, self._expected_for(question), wall, cpu_s, rss_mb,
-            require_expected=self.plan.deterministic, loadgen_cpu_s=loadgen_cpu, sim_cpu_s=sim_cpu,
-            app_cpu_by_process=by_process,
+            path, question.key, level, [r for run in runs for r in run.results], self._expected_for(question),
+            sum(run.wall_s for run in runs), _sum(run.app_cpu_s for run in runs),
+            max((run.app_rss_mb for run in runs if run.app_rss_mb is not None), default=None),
+            require_expected=self.plan.deterministic, loadgen_cpu_s=_sum(run.loadgen_cpu_s for run in runs),
+            sim_cpu_s=_sum(run.sim_cpu_s for run in runs), app_cpu_by_process=by_process,
+            rounds=[run.figures() for run in runs],
         )  # fmt: skip
 
     async def run(self) -> LoadResult:
@@ -547,8 +614,13 @@ class LoadGenerator:
                     }
             for level in plan.levels:
                 for q in plan.questions:
-                    for path in plan.paths:
-                        out.cells.append(await self.cell(path, q, level, plan.streams[level], http, oa))
+                    runs: dict[str, list[RoundRun]] = {path: [] for path in plan.paths}
+                    for round_ in range(plan.rounds):
+                        for path in plan.paths:
+                            if path == "direct" and round_ > 0:
+                                continue  # the floor: measured once (see the module's docstring)
+                            runs[path].append(await self.measure(path, q, level, plan.streams[level], http, oa))
+                    out.cells += [self.summarize(path, q, level, runs[path]) for path in plan.paths]
         finally:
             await oa.close()
             await http.aclose()
@@ -561,7 +633,8 @@ def total_steps(plan: LoadPlan) -> int:
     """Progress units: warm-up answers plus every measured stream."""
     pairs = len(plan.users) * len(plan.questions)
     warm = pairs + len(plan.questions) * len([p for p in plan.paths if p in APP_PATHS])  # direct always warms up
-    return warm + sum(plan.streams[level] for level in plan.levels) * len(plan.questions) * len(plan.paths)
+    measured = sum(plan.rounds if path != "direct" else 1 for path in plan.paths)
+    return warm + sum(plan.streams[level] for level in plan.levels) * len(plan.questions) * measured
 
 
 def worker_main(plan: LoadPlan, queue: Any) -> None:

@@ -9,6 +9,7 @@ direct path's median (ms) and their ratio.
 from __future__ import annotations
 
 import json
+import statistics
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -60,27 +61,52 @@ def _per_token_us(cpu_s: float | None, tokens: int | None) -> float | None:
     return None if cpu_s is None or not tokens else cpu_s / tokens * 1e6
 
 
+def _round_us(cell: dict[str, Any], cpu_key: str) -> list[float | None]:
+    """CPU µs per token of each of the cell's rounds (one value for a cell without rounds)."""
+    rounds = cell.get("rounds") or [cell]
+    return [_per_token_us(r.get(cpu_key), r.get("tokens")) for r in rounds]
+
+
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
 def add_cpu(cells: list[dict[str, Any]], tokens_per_s: float | None) -> list[dict[str, Any]]:
     """Give every cell a ``cpu`` dict: CPU microseconds per streamed token (the app's on the app
     paths; the raw reader's own on the raw path), the app's ratio to the raw reader of the same
-    (question, level), streams per core at the upstream's pace, and CPU-bound warnings."""
+    (question, level), streams per core at the upstream's pace, and CPU-bound warnings.
+
+    With several rounds each figure is the median over them, and the ratio is the median of
+    each round's app figure over the raw reader's of the same round (measured a minute apart,
+    so the machine's drift between rounds cancels out).
+    """
     raw = {(c["question"], c["level"]): c for c in cells if c["path"] == "raw"}
     for cell in cells:
         cpu: dict[str, Any] = {"warnings": []}
         wall = cell.get("wall_s") or 0
         raw_cell = raw.get((cell["question"], cell["level"]))
-        raw_us = _per_token_us(raw_cell.get("loadgen_cpu_s"), raw_cell.get("tokens")) if raw_cell else None
+        raw_rounds = _round_us(raw_cell, "loadgen_cpu_s") if raw_cell else []
+        raw_us = _median([v for v in raw_rounds if v])
         if cell["path"] in APP_PATHS:
-            app_us = _per_token_us(cell.get("app_cpu_s"), cell.get("tokens"))
+            app_rounds = _round_us(cell, "app_cpu_s")
+            app_us = _median([v for v in app_rounds if v])
+            paired = (
+                [a / r for a, r in zip(app_rounds, raw_rounds, strict=True) if a and r]
+                if len(app_rounds) == len(raw_rounds)
+                else []
+            )
+            ratio = _median(paired) if paired else (app_us / raw_us if app_us and raw_us else None)
             cpu["app_us_per_token"] = _round(app_us)
             cpu["raw_us_per_token"] = _round(raw_us)
-            cpu["ratio"] = _round(app_us / raw_us, 2) if app_us and raw_us else None
+            cpu["ratio"] = _round(ratio, 2)
+            if len(paired) > 1:
+                cpu["round_ratios"] = [round(r, 2) for r in paired]
             if app_us and tokens_per_s:
                 cpu["streams_per_core"] = _round(1 / (app_us / 1e6 * tokens_per_s))
             if wall and cell.get("app_cpu_s") is not None:
                 cpu["app_core_share"] = round(cell["app_cpu_s"] / wall, 2)
         elif cell["path"] == "raw":
-            cpu["raw_us_per_token"] = _round(_per_token_us(cell.get("loadgen_cpu_s"), cell.get("tokens")))
+            cpu["raw_us_per_token"] = _round(raw_us)
         pace = _p(cell, "tokens_per_s")
         if cell["path"] in ("direct", "raw") and tokens_per_s and pace is not None and pace < 0.8 * tokens_per_s:
             # A floor reader that cannot keep the upstream's pace was short of CPU (a busy
@@ -202,11 +228,19 @@ def cpu_rows(report: dict[str, Any], question: str) -> list[list[str]]:
             [
                 str(c["level"]), c["path"], f"{c.get('tokens', 0):,}", num(c.get("app_cpu_s"), 2),
                 num(cpu.get("app_us_per_token"), 0), num(cpu.get("raw_us_per_token"), 0),
-                "–" if cpu.get("ratio") is None else f"×{cpu['ratio']:.1f}", num(cpu.get("streams_per_core"), 1),
+                _ratio_text(cpu), num(cpu.get("streams_per_core"), 1),
                 "–" if share is None else f"{share:.0%}", "; ".join(warnings) or "–",
             ]
         )  # fmt: skip
     return rows
+
+
+def _ratio_text(cpu: dict[str, Any]) -> str:
+    """The ratio, and with several rounds each round's own after it."""
+    if cpu.get("ratio") is None:
+        return "–"
+    rounds = cpu.get("round_ratios")
+    return f"×{cpu['ratio']:.1f}" + (f" ({' / '.join(f'{r:.1f}' for r in rounds)})" if rounds else "")
 
 
 def cpu_headline(report: dict[str, Any]) -> str:
@@ -568,7 +602,16 @@ def markdown(report: dict[str, Any]) -> str:
         + ", ".join(f"{plan['streams'][str(lv)]} at {lv}" for lv in plan["levels"])
         + ". A level of *c* runs *c* workers that each read streams one after the other until the cell's count is "
         f"done; worker *w* starts {plan.get('stagger_ms', 5)} ms × *w* late (200 workers ramp up over one second). "
-        "Cells run one at a time: for each level, each question, each path.",
+        "Cells run one at a time: for each level, each question, "
+        + (
+            f"{plan['rounds']} rounds in which the paths take turns (direct in the first round only: it is the "
+            "load generator's floor and its slowest cell). A cell's streams, latencies, tokens and CPU seconds are "
+            "those of all its rounds together; its CPU per token is the median over the rounds, and its ratio to "
+            "the raw reader the median of each round's ratio to the raw reader's reading of that same round "
+            "(the table lists them), so the machine's drift from one minute to the next cancels out."
+            if plan.get("rounds", 1) > 1
+            else "each path."
+        ),
         "- Before measuring: one direct answer per user and question (the expected texts) and one answer per app path",
         f"  and question (warm code paths and caches). Warm-up: {json.dumps(report.get('warmup', {}))}.",
         "- Timings are medians and ratios within this run. Absolute milliseconds on a shared 2-core machine mean",

@@ -38,10 +38,16 @@ QUESTIONS = (
 FULL_LEVELS = (1, 10, 50, 200)
 QUICK_LEVELS = (1, 10)
 # Streams per cell, tuned so a full run stays under 5 minutes and a quick one under 1 minute
-# on a 2-core machine: level 1 is sequential, so it gets few streams; higher levels one or two
-# rounds of their workers.
-FULL_STREAMS = {1: 3, 10: 20, 50: 50, 200: 200}
+# on a 2-core machine (issue 8): level 1 is sequential, so it gets few streams; higher levels
+# one wave of their workers. (Level 10 had two waves, 20 streams: with the app saturated at
+# 200 streams the full run had grown to 5 min 20 s.)
+FULL_STREAMS = {1: 3, 10: 10, 50: 50, 200: 200}
 QUICK_STREAMS = {1: 1, 10: 10}
+# Rounds of each (question, level), the paths alternating. One cell's CPU per token moves by
+# 15-25% from run to run on a shared 2-core box; `--rounds 3` pairs each app reading with a raw
+# one taken a minute apart and quotes medians. One round by default: three would triple the
+# run, past its 5 minutes.
+FULL_ROUNDS, QUICK_ROUNDS = 1, 1
 LOAD_TIMEOUT_S = {"quick": 180.0, "full": 900.0}  # a safety net for the load phase, not its budget
 
 
@@ -51,6 +57,7 @@ class BenchOptions:
     upstream: str = "sim"  # sim | openai
     levels: tuple[int, ...] | None = None
     streams: int | None = None  # streams per cell at every level (default: the mode's table)
+    rounds: int | None = None  # measurements of each (question, level) (default: the mode's)
     paths: tuple[str, ...] = PATHS
     ttfb_ms: float | None = None  # default: settings.sim_ttfb_ms
     tokens_per_s: float | None = None  # default: settings.sim_tokens_per_s
@@ -70,6 +77,9 @@ class BenchOptions:
 
     def resolved_levels(self) -> list[int]:
         return list(self.levels or (QUICK_LEVELS if self.quick else FULL_LEVELS))
+
+    def resolved_rounds(self) -> int:
+        return self.rounds or (QUICK_ROUNDS if self.quick else FULL_ROUNDS)
 
     def resolved_streams(self) -> dict[int, int]:
         table = QUICK_STREAMS if self.quick else FULL_STREAMS
@@ -179,6 +189,7 @@ def run_bench(opts: BenchOptions, console: Any) -> dict[str, Any]:
         "plan": {
             "levels": levels,
             "streams": {str(k): v for k, v in streams.items()},
+            "rounds": opts.resolved_rounds(),
             "paths": paths,
             "stagger_ms": STAGGER_S * 1000,
             "users": demo["users"],
@@ -225,6 +236,7 @@ def run_bench(opts: BenchOptions, console: Any) -> dict[str, Any]:
                 stream_deadline_s=opts.stream_deadline_s,
                 deterministic=upstream["kind"] == "sim",
                 sim_pid=stack.sim.pid if stack.sim else None,
+                rounds=opts.resolved_rounds(),
             )
             t = time.perf_counter()
             with Progress(

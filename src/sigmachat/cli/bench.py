@@ -57,7 +57,12 @@ def bench(
         "--workers-compare",
         help="Instead: CPU per token of `serve --workers 2` against 1 worker (PostgreSQL + Redis), same load.",
     ),
-    rounds: int = typer.Option(4, "--rounds", min=1, help="--workers-compare: rounds (the apps alternate)."),
+    rounds: int = typer.Option(
+        None,
+        "--rounds",
+        min=1,
+        help="Measurements of each question and level, the paths alternating (default 1; --workers-compare: 4).",
+    ),
 ) -> None:
     """Benchmark the chat paths against the simulator (or OpenAI): direct, responses, chatkit.
 
@@ -92,7 +97,7 @@ def bench(
         raise typer.Exit(2)
     write_docs = (not quick) if docs is None else docs
     if workers_compare:
-        _workers_compare(level_values, streams, _csv(paths), rounds, ttfb_ms, tokens_per_s, out_dir,
+        _workers_compare(level_values, streams, _csv(paths), rounds or 4, ttfb_ms, tokens_per_s, out_dir,
                          docs_path if docs is not False else None, keep_workdir, note)  # fmt: skip
         return
     opts = BenchOptions(
@@ -100,6 +105,7 @@ def bench(
         upstream=upstream,
         levels=level_values,
         streams=streams,
+        rounds=rounds,
         paths=_csv(paths) or (),
         ttfb_ms=ttfb_ms,
         tokens_per_s=tokens_per_s,
