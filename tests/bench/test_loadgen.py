@@ -3,6 +3,9 @@ model, unpaced) and the in-process simulator for the direct path. No timing asse
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
 import httpx2
 import openai
 import pytest
@@ -70,15 +73,24 @@ async def test_one_stream_per_path_is_measured_and_intact(settings, clients):
     assert sum(m[1] for m in messages if m[0] == "advance") == 2 + 4 + 3  # direct 2, app 2 x 2, cells 3
 
 
-async def test_the_text_question_uses_no_tools(settings, clients):
-    http, oa = clients
+TEXT_QUESTION = Question("text", "What can you do?", "Text only")
+
+
+@contextlib.asynccontextmanager
+async def _set_up(settings, http) -> AsyncIterator[LoadGenerator]:
+    """A load generator logged in, without the warm-up (so no expected texts)."""
     gen = LoadGenerator(_plan(settings, paths=("direct", "responses")), lambda m: None)
     try:
         await gen.setup(http)
-        text_q = Question("text", "What can you do?", "Text only")
-        cell = await gen.cell("responses", text_q, 1, 1, http, oa)
+        yield gen
     finally:
         await gen.close()
+
+
+async def test_the_text_question_uses_no_tools(settings, clients):
+    http, oa = clients
+    async with _set_up(settings, http) as gen:
+        cell = await gen.cell("responses", TEXT_QUESTION, 1, 1, http, oa)
     assert cell.ok == 1 and cell.tool_calls_median == 0.0
     # Deterministic upstream but no warm-up, so no expected text: never counted as intact.
     assert cell.intact == 0 and cell.integrity_problems == {"no_expected_text": 1}
@@ -86,14 +98,9 @@ async def test_the_text_question_uses_no_tools(settings, clients):
 
 async def test_rounds_of_a_cell_add_up_to_one_cell(settings, clients):
     http, oa = clients
-    gen = LoadGenerator(_plan(settings, paths=("direct", "responses")), lambda m: None)
-    try:
-        await gen.setup(http)
-        text_q = Question("text", "What can you do?", "Text only")
-        runs = [await gen.measure("responses", text_q, 1, n, http, oa) for n in (1, 2)]
-    finally:
-        await gen.close()
-    cell = gen.summarize("responses", text_q, 1, runs)
+    async with _set_up(settings, http) as gen:
+        runs = [await gen.measure("responses", TEXT_QUESTION, 1, n, http, oa) for n in (1, 2)]
+    cell = gen.summarize("responses", TEXT_QUESTION, 1, runs)
     assert cell.streams == 3 and cell.ok == 3 and cell.ttfb_ms["n"] == 3  # every round's streams
     assert [r["tokens"] for r in cell.rounds] == [len(runs[0].results[0].deltas), 2 * len(runs[0].results[0].deltas)]
     assert cell.tokens == sum(r["tokens"] for r in cell.rounds) > 0
