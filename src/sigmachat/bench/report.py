@@ -717,6 +717,8 @@ def markdown(report: dict[str, Any]) -> str:
         "cores)",
         "make bench-quick            # sigmachat bench --quick: levels 1 and 10 (target: under 1 minute)",
         "sigmachat bench --levels 1,20 --streams 40 --paths direct,responses   # a custom selection",
+        "sigmachat bench --levels 50,200 --rounds 3 --no-docs   # the CPU bars read as medians of 3 paired rounds "
+        "(~6 min)",
         "OPENAI_API_KEY=sk-... sigmachat bench --upstream openai --levels 1,5   # the same against the real API (costs "
         "tokens)",
         "sigmachat bench --from-json bench/results/latest.json   # re-render tables, HTML and this page from a saved "
