@@ -133,3 +133,13 @@ def test_plan_sizes_fit_the_modes():
     plan.rounds = 3  # chatkit three times, direct (the floor) once
     assert total_steps(plan) == 4 + 2 + 2 * (1 + 3) * 12
     assert (full.resolved_rounds(), quick.resolved_rounds(), BenchOptions(rounds=5).resolved_rounds()) == (1, 1, 5)
+
+
+def test_quick_mode_runs_the_simulator_faster_unless_told_a_pace():
+    from sigmachat.bench.runner import QUICK_PACE, _upstream
+    from sigmachat.settings import get_settings
+
+    pace = get_settings().sim_tokens_per_s
+    assert _upstream(BenchOptions())["tokens_per_s"] == pace
+    assert _upstream(BenchOptions(quick=True))["tokens_per_s"] == pace * QUICK_PACE > pace
+    assert _upstream(BenchOptions(quick=True, tokens_per_s=50.0))["tokens_per_s"] == 50.0

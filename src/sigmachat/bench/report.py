@@ -715,7 +715,8 @@ def markdown(report: dict[str, Any]) -> str:
         "```bash",
         "make bench                  # sigmachat bench: full mode, levels 1, 10, 50, 200 (target: under 5 minutes on 2 "
         "cores)",
-        "make bench-quick            # sigmachat bench --quick: levels 1 and 10 (target: under 1 minute)",
+        "make bench-quick            # sigmachat bench --quick: levels 1 and 10, the simulator 4x faster (target: "
+        "under 1 minute)",
         "sigmachat bench --levels 1,20 --streams 40 --paths direct,responses   # a custom selection",
         "sigmachat bench --levels 50,200 --rounds 3 --no-docs   # the CPU bars read as medians of 3 paired rounds "
         "(~6 min)",
