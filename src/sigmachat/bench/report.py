@@ -9,13 +9,12 @@ direct path's median (ms) and their ratio.
 from __future__ import annotations
 
 import json
-import statistics
 from html import escape
 from pathlib import Path
 from typing import Any
 
 from sigmachat.bench.chart import Series, line_chart
-from sigmachat.bench.stats import overhead
+from sigmachat.bench.stats import median, overhead
 
 PATH_LABELS = {
     "direct": "direct (openai SDK → upstream)",
@@ -67,10 +66,6 @@ def _round_us(cell: dict[str, Any], cpu_key: str) -> list[float | None]:
     return [_per_token_us(r.get(cpu_key), r.get("tokens")) for r in rounds]
 
 
-def _median(values: list[float]) -> float | None:
-    return statistics.median(values) if values else None
-
-
 def add_cpu(cells: list[dict[str, Any]], tokens_per_s: float | None) -> list[dict[str, Any]]:
     """Give every cell a ``cpu`` dict: CPU microseconds per streamed token (the app's on the app
     paths; the raw reader's own on the raw path), the app's ratio to the raw reader of the same
@@ -86,16 +81,16 @@ def add_cpu(cells: list[dict[str, Any]], tokens_per_s: float | None) -> list[dic
         wall = cell.get("wall_s") or 0
         raw_cell = raw.get((cell["question"], cell["level"]))
         raw_rounds = _round_us(raw_cell, "loadgen_cpu_s") if raw_cell else []
-        raw_us = _median([v for v in raw_rounds if v])
+        raw_us = median([v for v in raw_rounds if v])
         if cell["path"] in APP_PATHS:
             app_rounds = _round_us(cell, "app_cpu_s")
-            app_us = _median([v for v in app_rounds if v])
+            app_us = median([v for v in app_rounds if v])
             paired = (
                 [a / r for a, r in zip(app_rounds, raw_rounds, strict=True) if a and r]
                 if len(app_rounds) == len(raw_rounds)
                 else []
             )
-            ratio = _median(paired) if paired else (app_us / raw_us if app_us and raw_us else None)
+            ratio = median(paired) if paired else (app_us / raw_us if app_us and raw_us else None)
             cpu["app_us_per_token"] = _round(app_us)
             cpu["raw_us_per_token"] = _round(raw_us)
             cpu["ratio"] = _round(ratio, 2)
