@@ -7,7 +7,7 @@ stream: one active run per conversation is enforced). Before measuring, one dire
 
 With ``rounds`` > 1 every (question, level) is measured that many times, the paths taking
 turns within each round (raw, responses, chatkit, raw, ...): a shared machine's CPU figures
-drift by a fifth from one minute to the next, and a path measured right after the raw reader
+drift by a fifth or more from one minute to the next, and a path measured right after the raw reader
 is compared with that reading (report.add_cpu takes the median of the paired ratios). The
 direct path, the load generator's own floor and the slowest cell, runs in the first round only.
 

@@ -46,9 +46,9 @@ QUICK_LEVELS = (1, 10)
 FULL_STREAMS = {1: 1, 10: 10, 50: 50, 200: 200}
 QUICK_STREAMS = {1: 1, 10: 10}
 # Rounds of each (question, level), the paths alternating. One cell's CPU per token moves by
-# 15-25% from run to run on a shared 2-core box; `--rounds 3` pairs each app reading with a raw
-# one taken a minute apart and quotes medians. One round by default: three would triple the
-# run, past its 5 minutes.
+# up to 40% from run to run on a shared 2-core box (200 to 284 µs, same code); `--rounds 3`
+# pairs each app reading with a raw one taken a minute apart and quotes medians. One round by
+# default: three would triple the run, past its 5 minutes.
 FULL_ROUNDS, QUICK_ROUNDS = 1, 1
 # Quick mode is a smoke run (every path and question end to end) that must stay under a
 # minute: at the simulator's own pace its 16 cells alone took 52 s (a tool answer streams
