@@ -243,3 +243,53 @@ async def test_a_cancel_arriving_while_the_run_closes_a_finished_answer_says_alr
     assert events[-1].type == "run_finished"
     async with services.db.session() as s:
         assert (await list_messages(s, user.id, conv.id))[1].status == "complete"
+
+
+async def test_a_closing_slower_than_the_cancel_grace_still_says_already_finished(services):
+    release = asyncio.Event()
+    engine = _SlowToCloseEngine(release)
+    manager, user, conv = await _setup(services, engine)
+    manager.settings = services.settings.model_copy(update={"cancel_grace_s": 0.2})
+    run = await manager.start(user_id=user.id, conversation_id=conv.id, text="hi", engine="responses", protocol="test")
+    await asyncio.wait_for(engine.closed.wait(), 5)
+    # The save outlasts the grace: the cancel must not promise "cancelled" for a complete answer.
+    assert await manager.cancel(user.id, run.run_id) is False
+    release.set()
+    assert (await _collect(manager, run.run_id))[-1].type == "run_finished"
+
+
+class _DeafOnceEngine(ScriptedEngine):
+    """Loses the first cancel that reaches it while it waits (as a library that swallows one does)."""
+
+    def __init__(self, gate: asyncio.Event):
+        super().__init__(gate=gate)
+        self.lost = 0
+
+    async def stream(self, request):
+        async for event in super().stream(request):
+            yield event
+            if event.type == "text_delta" and not self.lost:
+                try:
+                    await self.gate.wait()
+                except asyncio.CancelledError:
+                    self.lost += 1
+                    await self.gate.wait()
+
+
+async def test_a_lost_cancel_is_asked_again_and_the_run_ends_cancelled(services):
+    gate = asyncio.Event()
+    engine = _DeafOnceEngine(gate)
+    manager, user, conv = await _setup(services, engine)
+    run = await manager.start(user_id=user.id, conversation_id=conv.id, text="hi", engine="responses", protocol="test")
+    async for e in manager.subscribe(run.run_id):
+        if e.type == "text_delta":
+            break
+    assert await manager.cancel(user.id, run.run_id) is True
+    assert engine.lost == 1  # the first cancel was lost; the second stopped it
+    try:
+        events = await asyncio.wait_for(_collect(manager, run.run_id), 5)
+    finally:
+        gate.set()  # a run that ignored both must not outlive the test
+    assert events[-1].type == "run_failed" and events[-1].code == "cancelled"
+    async with services.db.session() as s:
+        assert (await list_messages(s, user.id, conv.id))[1].status == "cancelled"

@@ -10,7 +10,7 @@ import pytest
 
 from sigmachat.tools.registry import ToolRegistry
 from sigmachat.tools.schema import ToolArgs
-from sigmachat.tools.tool import Tool
+from sigmachat.tools.tool import Tool, ToolOutput
 from tests.conftest import FAMILY, HEDGE, HNW, INDIVIDUAL
 from tests.tools.conftest import caller, context
 
@@ -289,6 +289,25 @@ async def test_a_slow_tool_times_out_as_a_retryable_execution_error(services):
     result = await registry.call("slow_tool", {}, context(services, hnw, settings=fast))
     assert result.envelope["error"]["type"] == "execution_error"
     assert result.envelope["error"]["retryable"] is True
+
+
+async def test_a_cancel_landing_as_the_tool_returns_still_cancels_the_call(services):
+    # The race the cluster test hit once: the tool's result and the user's stop in one loop turn.
+    # Python 3.11's wait_for returned the result and dropped the cancel (gh-86296); the run went on.
+    answer: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def quick(args, rt):
+        await answer
+        return ToolOutput(data={"ok": True})
+
+    registry = ToolRegistry(services.settings, [Tool("quick_tool", "Returns.", ToolArgs, quick, lambda d: "")])
+    hnw = await caller(services, HNW)
+    call = asyncio.create_task(registry.call("quick_tool", {}, context(services, hnw)))
+    await asyncio.sleep(0.01)  # the call waits in the tool
+    answer.set_result(None)
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
 
 
 async def test_a_tool_bug_is_an_execution_error_without_internals(services):

@@ -66,6 +66,8 @@ from sigmachat.settings import Settings
 
 log = get_logger("sigmachat.runs")
 
+# A cancel still unanswered this long after it was sent is sent again (the first may be lost).
+_CANCEL_AGAIN_AFTER_S = 1.0
 ORPHAN_GRACE_S = 1.0  # how long an open log without lease or claim may wait for its end
 
 # Built once: constructing this UPDATE (its where clause, its values) was most of a progress
@@ -246,12 +248,19 @@ class _ActiveRun:
     started: RunStarted | None = None  # kept here so persisting never depends on reading the log back
     tools: list[ToolFinished] = field(default_factory=list)
     cancel_code: str | None = None
+    cancel_asked_at: float | None = None  # loop time of the last cancel sent to its task
     finished: asyncio.Event = field(default_factory=asyncio.Event)
     # Loop time of the last progress save; the run's start counts as one: the first save comes a
     # period in, not at the first token (one write fewer per answer, ~2 of every 3 on short ones).
     saved_at: float = field(default_factory=lambda: asyncio.get_running_loop().time())
     saving: asyncio.Task[None] | None = None  # the progress save in flight (at most one)
     closing: asyncio.Task[None] | None = None  # the run's closing steps (held here: the loop keeps only weak refs)
+    terminal: TerminalEvent | None = None  # how it ends, once decided (None: an exception nothing caught)
+
+
+def _is_cancel(event: AgentEvent) -> bool:
+    """Whether a run's last event is the end a user's cancel gives it."""
+    return isinstance(event, RunFailed) and event.code == "cancelled"
 
 
 def coalesce_deltas(events: list[AgentEvent]) -> list[AgentEvent]:
@@ -561,10 +570,20 @@ class RunManager:
 
     async def _cancel_here(self, run_id: str) -> None:
         run = self._active.get(run_id)
-        # Once: the same cancel arrives by message and again from the lease loop's look.
-        if run is not None and run.task is not None and not run.task.done() and run.cancel_code is None:
+        if run is None or run.task is None or run.task.done() or run.closing is not None:
+            return  # gone, or its end already decided: it ends as it was going to
+        now = asyncio.get_running_loop().time()
+        if run.cancel_code is None:
             run.cancel_code = "cancelled"
-            run.task.cancel()
+        elif run.cancel_code != "cancelled" or now - (run.cancel_asked_at or now) < _CANCEL_AGAIN_AFTER_S:
+            # The same cancel arrives by message and again from the lease loop's look: cancelling
+            # twice at once would cut the engine's clean-up (closing its upstream) short.
+            return
+        # Asked again a while later, the run still going: the first cancel was lost (a library
+        # that swallows one, as Python 3.11's wait_for does when a result lands in the same turn).
+        # The cluster test saw it once: "cancelled" answered, the answer ran on to "done".
+        run.cancel_asked_at = now
+        run.task.cancel()
 
     def active_count(self) -> int:
         return len(self._active)
@@ -974,6 +993,7 @@ class RunManager:
             # user's stop, the drain's deadline, a lost lease) while they run must not cut them short.
             # Cut short, a run stayed registered here with its conversation claimed: its lost lease
             # reported every period, and a drain waiting for it forever (found by the cluster soak).
+            run.terminal = terminal
             run.closing = asyncio.ensure_future(self._close(run, request, stream, terminal))
             await asyncio.shield(run.closing)
 
@@ -1118,18 +1138,28 @@ class RunManager:
         else:
             if run.task is None or run.task.done():
                 return False
-            await self._cancel_here(run_id)
-            try:
-                await asyncio.wait_for(run.finished.wait(), timeout=self.settings.cancel_grace_s)
-                ended = True
-            except TimeoutError:
-                ended = False
+            ended = await self._stop_here(run, self.settings.cancel_grace_s)
+            if not ended and run.terminal is not None and not _is_cancel(run.terminal):
+                return False  # its end was decided before the cancel (a slow save): not cancelled
         if not ended:
             log.warning("cancel_slow", run_id=run_id)
             return True  # still stopping: it ends as cancelled
         # A run already closing when the cancel came (its last token written, its answer being
         # saved) ends as it was going to: that is "already finished", not "cancelled".
         return await self._ended_cancelled(run_id)
+
+    async def _stop_here(self, run: _ActiveRun, timeout_s: float) -> bool:
+        """Cancel a run of this process and wait for its end, asking again while it goes on."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while (left := deadline - loop.time()) > 0:
+            await self._cancel_here(run.run_id)
+            try:
+                await asyncio.wait_for(run.finished.wait(), timeout=min(left, _CANCEL_AGAIN_AFTER_S))
+                return True
+            except TimeoutError:
+                continue
+        return False
 
     async def _log_finished_within(self, run_id: str, timeout_s: float) -> bool:
         loop = asyncio.get_running_loop()
@@ -1148,7 +1178,7 @@ class RunManager:
         if info is None:
             return True
         last = (await self.events.read(run_id, info.last_seq - 1))[-1:]
-        return not last or (last[0].type == "run_failed" and last[0].code == "cancelled")
+        return not last or _is_cancel(last[0])
 
     async def _persisted_run_owner(self, run_id: str) -> str | None:
         async with self.db.session() as session:

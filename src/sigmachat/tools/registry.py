@@ -140,7 +140,11 @@ class ToolRegistry:
                 )
             meta["applied"] = params.model_dump(mode="json")
             runtime = ToolRuntime(ctx, self.portfolios, self.market, self.master)
-            output = await asyncio.wait_for(tool.handler(params, runtime), timeout=settings.tool_timeout_s)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for returns a result that lands in
+            # the same loop turn as a cancel and drops the cancel (gh-86296): a user's stop lost.
+            # Inline, the handler also runs without a task of its own.
+            async with asyncio.timeout(settings.tool_timeout_s):
+                output = await tool.handler(params, runtime)
             data = jsonable(output.data)
             meta["applied"].update(jsonable(dict(output.applied)))
             meta.update(jsonable(dict(output.meta)))
