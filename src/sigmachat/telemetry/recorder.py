@@ -125,18 +125,24 @@ class RunTrace:
     text_chars: int = 0
 
     def add(self, event: AgentEvent) -> None:
+        if isinstance(event, TextDelta):
+            self.add_delta(event)
+            return
         self.event_count += 1
         self.last_seq = max(self.last_seq, event.seq)
-        if isinstance(event, TextDelta):
-            self.text_chars += len(event.delta)
-            if self.first_delta_ts is None:
-                self.first_delta_ts = event.ts
-            if not self.items or not isinstance(self.items[-1], DeltaRun):
-                self.items.append(DeltaRun(event.ts))
-            return
         if isinstance(event, RunStarted) and self.started is None:
             self.started = event
         self.items.append(event)
+
+    def add_delta(self, event: TextDelta) -> None:
+        self.event_count += 1
+        if event.seq > self.last_seq:
+            self.last_seq = event.seq
+        self.text_chars += len(event.delta)
+        if self.first_delta_ts is None:
+            self.first_delta_ts = event.ts
+        if not self.items or not isinstance(self.items[-1], DeltaRun):
+            self.items.append(DeltaRun(event.ts))
 
 
 @dataclass(slots=True)
@@ -269,6 +275,10 @@ class RunRecorder:
         self.on_summary: list[Callable[[RunSummary], object]] = []
 
     def __call__(self, run: RunView, event: AgentEvent) -> None:
+        # A run's most frequent event, once per token: it only counts in its open trace.
+        if type(event) is TextDelta and (trace := self._open.get(event.run_id)) is not None:
+            trace.add_delta(event)
+            return
         try:
             self._on_event(run, event)
         except Exception:  # never let telemetry break a run
