@@ -59,7 +59,7 @@ def bench(
         "--workers-compare",
         help="Instead: CPU per token of `serve --workers 2` against 1 worker (PostgreSQL + Redis), same load.",
     ),
-    rounds: int = typer.Option(
+    rounds: int | None = typer.Option(
         None,
         "--rounds",
         min=1,
@@ -99,7 +99,7 @@ def bench(
         raise typer.Exit(2)
     write_docs = (not quick) if docs is None else docs
     if workers_compare:
-        _workers_compare(level_values, streams, _csv(paths), rounds or 4, ttfb_ms, tokens_per_s, out_dir,
+        _workers_compare(level_values, streams, _csv(paths), rounds, ttfb_ms, tokens_per_s, out_dir,
                          docs_path if docs is not False else None, keep_workdir, note)  # fmt: skip
         return
     opts = BenchOptions(
@@ -139,7 +139,7 @@ def _workers_compare(
     levels: tuple[int, ...] | None,
     streams: int | None,
     paths: tuple[str, ...] | None,
-    rounds: int,
+    rounds: int | None,
     ttfb_ms: float | None,
     tokens_per_s: float | None,
     out_dir: Path,
@@ -153,7 +153,9 @@ def _workers_compare(
 
     app_paths = tuple(p for p in (paths or APP_PATHS) if p in APP_PATHS) or APP_PATHS
     opts = WorkersOptions(
-        level=(levels or (20,))[0], streams=streams or 60, rounds=rounds, paths=app_paths, ttfb_ms=ttfb_ms,
+        # Unset options take WorkersOptions' own defaults (the one place that says them).
+        level=(levels or (WorkersOptions.level,))[0], streams=streams or WorkersOptions.streams,
+        rounds=rounds or WorkersOptions.rounds, paths=app_paths, ttfb_ms=ttfb_ms,
         tokens_per_s=tokens_per_s, out_dir=out_dir, docs_path=docs_path, keep_workdir=keep_workdir, note=note,
     )  # fmt: skip
     try:
