@@ -67,6 +67,36 @@ async def test_agents_engine_streams_a_recorded_answer_whole(tmp_path, strip: bo
     assert up.requests[0]["stream"] is True
 
 
+@pytest.mark.parametrize("name", ["stream-basic-text-responses-1.sse", "stream-with-tools-responses-1.sse"])
+async def test_deltas_are_taken_as_dicts_and_never_typed(tmp_path, monkeypatch, name: str) -> None:
+    """The per-token path: every ``*.delta`` event is taken by the guard's hook before it is
+    typed (one model and three generator layers per token otherwise), and the answer is whole."""
+    import sigmachat.engines.agents as agents_engine
+
+    typed: list[str] = []
+    real = agents_engine.stream_event
+
+    def counting(data: dict):
+        typed.append(data["type"])
+        return real(data)
+
+    monkeypatch.setattr(agents_engine, "stream_event", counting)
+    evts = events(name)
+    assert any(e["type"].endswith(".delta") for e in evts)
+    up = Upstream(sse(_body(evts)), sse(_body(events("stream-basic-text-responses-1.sse"))))
+    settings = make_settings(tmp_path, openai_api_key="sk-test", retry_base_delay_ms=0)
+    mc = build_model_client(settings, http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(up.handler)))
+    engine = AgentsEngine(mc, FakeRegistry(), settings, session_factory=None)
+    request = RunRequest(run_id="run_t", user_id="u1", user_text="hello", conversation_id="thr_1", portfolio_id="pf1")
+    out = [e async for e in engine.stream(request)]
+    assert out[-1].type == "run_finished", out[-1]
+    assert typed and not [t for t in typed if t.endswith(".delta")]
+    streamed = [e.delta for e in out if e.type == "text_delta"]
+    assert streamed and out[-1].final_text == "".join(streamed)
+    if "tools" in name:
+        assert [e.type for e in out].count("tool_finished") >= 1
+
+
 @pytest.mark.parametrize("name", RECORDED)
 def test_deep_events_equal_the_sdk_s_lenient_construction(name: str) -> None:
     """The events the runner reads in depth are validated when they can be (fast), else built by

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import time
 import typing
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -162,6 +162,10 @@ def stream_event(data: dict[str, Any]) -> Any:
     return _model_construct(cls, **{**_FIELDS[etype], **data})
 
 
+# Takes a ``*.delta`` event (type, fields) before it is typed; True: taken, not to be passed on.
+DeltaHook = Callable[[str, dict[str, Any]], bool]
+
+
 class DictStreamResponsesModel(OpenAIResponsesModel):
     """``OpenAIResponsesModel`` whose streamed events are decoded by ``type`` (see
     ``stream_event``) instead of being validated against the whole stream-event union.
@@ -171,13 +175,20 @@ class DictStreamResponsesModel(OpenAIResponsesModel):
     ``stream_response`` (spans, terminal-failure errors, closing) runs unchanged on top.
     ``_fetch_response`` is the SDK's internal seam for this (openai-agents is pinned <0.30;
     tests/engines/test_agents_model.py covers it).
+
+    ``on_delta``, when set, sees each ``*.delta`` event as its dict first: the events it takes
+    are neither typed nor passed through the SDK's stream layers (see ``_GuardedModel._delta``).
     """
+
+    def __init__(self, *args: Any, on_delta: DeltaHook | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.on_delta = on_delta
 
     async def _fetch_response(self, *args: Any, **kwargs: Any) -> Any:
         if not kwargs.get("stream"):
             return await super()._fetch_response(*args, **kwargs)
         create_kwargs = self._build_response_create_kwargs(*args, **kwargs)
-        return _typed_events(stream_response_events(self._get_client(), **create_kwargs))
+        return _typed_events(stream_response_events(self._get_client(), **create_kwargs), self.on_delta)
 
 
 def _type_of(item: object) -> str | None:
@@ -185,9 +196,13 @@ def _type_of(item: object) -> str | None:
     return item.get("type") if isinstance(item, dict) else getattr(item, "type", None)
 
 
-async def _typed_events(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[Any]:
+async def _typed_events(events: AsyncIterator[dict[str, Any]], on_delta: DeltaHook | None) -> AsyncIterator[Any]:
     try:
         async for data in events:
+            if on_delta is not None:
+                etype = data.get("type")
+                if isinstance(etype, str) and etype.endswith(".delta") and on_delta(etype, data):
+                    continue
             yield stream_event(data)
     finally:
         await aclose_quietly(events)
@@ -233,6 +248,14 @@ class _ChunkTap:
         await aclose_quietly(self.stream)
 
 
+@dataclass(slots=True)
+class _Turn:
+    """One model call's output so far: shared by the stream loop and the delta hook."""
+
+    budget: OutputBudget
+    produced: bool = False  # output the runner has seen or will see: no retry after it
+
+
 class _GuardedModel(Model):
     """The SDK model of the run's upstream API (``OpenAIResponsesModel`` or the Chat
     Completions model) under the upstream policy both engines share (retry, fallback, failure
@@ -245,12 +268,39 @@ class _GuardedModel(Model):
     def __init__(self, engine: AgentsEngine, state: _RunState) -> None:
         self.engine = engine
         self.state = state
+        self.turn = _Turn(OutputBudget(engine.settings.max_output_tokens))  # the model call under way
         self.inner = self._sdk_model(state.calls.model)
 
     def _sdk_model(self, model: str) -> Model:
         if self.state.api == "chat_completions":
             return _TappedChatModel(model=model, openai_client=self.engine.mc.client)
-        return DictStreamResponsesModel(model=model, openai_client=self.engine.mc.client)
+        return DictStreamResponsesModel(model=model, openai_client=self.engine.mc.client, on_delta=self._delta)
+
+    def _show(self, delta: str) -> None:
+        state = self.state
+        if state.ttfb_ms is None:
+            state.ttfb_ms = (time.perf_counter() - state.started) * 1000
+        state.text += delta
+        state.emit(TextDelta, delta=delta)
+
+    def _delta(self, etype: str, data: dict[str, Any]) -> bool:
+        """The per-token path: a delta taken as its dict, before it is typed and passed through
+        three generator layers (the SDK model's and ours) only to be dropped below.
+
+        A text delta within the bound is shown here; one that reaches the bound is left to the
+        stream loop, which ends the turn (``bounded``). Other deltas (function-call arguments,
+        reasoning) are taken and dropped: the runner builds its items from the done events.
+        """
+        if etype != "response.output_text.delta":
+            return True
+        delta = data.get("delta")
+        budget = self.turn.budget
+        if not isinstance(delta, str) or not budget.admit_below_limit(delta):
+            return False
+        self.turn.produced = True
+        if delta:
+            self._show(delta)
+        return True
 
     async def get_response(self, *args: Any, **kwargs: Any) -> Any:  # pragma: no cover - we always stream
         raise NotImplementedError("AgentsEngine always streams")
@@ -263,36 +313,34 @@ class _GuardedModel(Model):
         while True:
             attempt += 1
             state.calls.attempts += 1
-            produced = False
+            turn = self.turn = _Turn(OutputBudget(limit))
+            budget = turn.budget
             held: list[Any] = []
             # How this turn ended (see UpstreamPolicy.turn_failure), and what the end said.
             terminal: str | None = None
             detail: str | None = None
             upstream: tuple[str | None, str | None] = (None, None)
             reported: Usage | None = None  # a failed or cut response's usage (the runner never sees it)
-            budget = OutputBudget(limit)
             inner = self.inner.stream_response(*args, **kwargs)
             try:
                 async for chunk in inner:
                     ctype = getattr(chunk, "type", None)
                     if ctype == "response.output_text.delta":
+                        # Only the deltas _delta left: at the bound, or from a model without the hook.
                         delta = getattr(chunk, "delta", "") or ""
                         if delta and not budget.admit(delta):
                             terminal = "bounded"
                         else:
-                            produced = True
+                            turn.produced = True
                             if delta:
-                                if state.ttfb_ms is None:
-                                    state.ttfb_ms = (time.perf_counter() - state.started) * 1000
-                                state.text += delta
-                                state.emit(TextDelta, delta=delta)
+                                self._show(delta)
                             if budget.exhausted:
                                 terminal = "bounded"
                     elif (
                         ctype == "response.output_item.added"
                         and _type_of(getattr(chunk, "item", None)) == "function_call"
                     ):
-                        produced = True
+                        turn.produced = True
                     elif ctype == "response.output_item.done":
                         self._remember_call(getattr(chunk, "item", None), budget)
                     elif ctype == "response.completed":
@@ -331,7 +379,7 @@ class _GuardedModel(Model):
                         # the output items and the final response, so a delta would only
                         # cost each SDK layer CPU per token for nobody.
                         continue
-                    if not produced and terminal is None:
+                    if not turn.produced and terminal is None:
                         held.append(chunk)
                         continue
                     for early in held:
@@ -349,7 +397,7 @@ class _GuardedModel(Model):
                 raise
             except Exception as exc:
                 failure = policy.classify(exc)
-                retry = policy.retry(failure, attempt=attempt, produced=produced, calls=state.calls)
+                retry = policy.retry(failure, attempt=attempt, produced=turn.produced, calls=state.calls)
                 if retry is None:
                     if failure is exc:
                         raise

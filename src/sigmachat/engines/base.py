@@ -140,6 +140,15 @@ class OutputBudget:
         self.used += cost
         return True
 
+    def admit_below_limit(self, text: str) -> bool:
+        """Count ``text`` if the bound is still not reached after it; False (nothing counted)
+        if it would reach or pass the bound (then ``admit`` and ``exhausted`` decide)."""
+        cost = self.cost(text)
+        if self.used + cost >= self.limit:
+            return False
+        self.used += cost
+        return True
+
     @property
     def exhausted(self) -> bool:
         return self.used >= self.limit
