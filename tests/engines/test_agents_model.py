@@ -7,6 +7,7 @@ import httpx2
 import pytest
 from openai.types.responses import ResponseCompletedEvent, ResponseOutputItemDoneEvent, ResponseTextDeltaEvent
 
+from sigmachat.engines.agents import _DEEP as _DEEP_TYPES
 from sigmachat.engines.agents import AgentsEngine, stream_event
 from sigmachat.engines.base import RunRequest
 from sigmachat.engines.model_client import build_model_client
@@ -160,3 +161,33 @@ def test_a_final_response_missing_a_required_usage_field_is_built_leniently_only
         data["response"]["output"]
     )
     assert event.response.usage.input_tokens_details.cached_tokens == 0
+
+
+def test_the_deep_event_validators_are_built_with_the_engine(tmp_path) -> None:
+    """The openai SDK defers building its models' validators to their first use: ~0.45 s of CPU
+    inside the first answer, holding up every stream on the loop. The engine builds them.
+    (In a fresh interpreter: other tests here build them by streaming.)"""
+    import subprocess
+    import sys
+
+    code = """
+import sys
+from pydantic._internal._mock_val_ser import MockValSer
+from sigmachat.engines.agents import _DEEP, _EVENT_CLASSES, AgentsEngine
+from sigmachat.engines.model_client import build_model_client
+from tests.conftest import make_settings
+from tests.engines.test_responses_engine import FakeRegistry
+from pathlib import Path
+
+def deferred():
+    return sorted(t for t in _DEEP if isinstance(_EVENT_CLASSES[t].__pydantic_validator__, MockValSer))
+
+before = deferred()
+settings = make_settings(Path(sys.argv[1]), openai_api_key="sk-test")
+AgentsEngine(build_model_client(settings), FakeRegistry(), settings, session_factory=None)
+print(before, deferred())
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.strip() == f"{sorted(_DEEP_TYPES)} []", done.stdout + done.stderr
