@@ -360,6 +360,13 @@ def terminal_tables(report: dict[str, Any]) -> list[Any]:
         for row in tools["timings"]:
             t.add_row(row["tool"], num(row["cold_ms"]), num(row["median_ms"]), num(row["p95_ms"]), f"{row['chars']:,}")
         tables.append(t)
+    if rows := engine_rows(report):
+        t = Table(title="The engines alone (CPU per answer, in-process replay)", title_justify="left")
+        for h in ENGINE_HEADERS:
+            t.add_column(h, justify="left" if h in ("question", "engine", "rounds (ms)") else "right")
+        for row in rows:
+            t.add_row(*row)
+        tables.append(t)
     store = report.get("store") or {}
     if store.get("operations"):
         t = Table(title=f"Store operations ({store['store']}, {store['database']})", title_justify="left")
@@ -704,6 +711,7 @@ def markdown(report: dict[str, Any]) -> str:
         ]
     else:
         out += [f"Not measured: {store.get('error', 'skipped')}.", ""]
+    out += _engines_section(report)
     out += [
         "## Running it",
         "",
@@ -733,6 +741,55 @@ def markdown(report: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(out)
+
+
+ENGINE_HEADERS = [
+    "question",
+    "engine",
+    "model calls",
+    "tokens",
+    "CPU ms per answer",
+    "µs per token",
+    "vs responses",
+    "rounds (ms)",
+]
+
+
+def engine_rows(report: dict[str, Any]) -> list[list[str]]:
+    return [
+        [
+            r["question"],
+            r["engine"],
+            str(r["model_calls"]),
+            str(r["tokens"]),
+            num(r["ms_per_answer"], 2),
+            num(r["us_per_token"]),
+            ratio(r["vs_responses"]),
+            ", ".join(num(x, 2) for x in r["rounds_ms"]),
+        ]
+        for r in (report.get("engines") or {}).get("rows", [])
+    ]
+
+
+def _engines_section(report: dict[str, Any]) -> list[str]:
+    engines = report.get("engines")
+    if engines is None:  # a report from before this section existed
+        return []
+    out = ["## The engines alone", ""]
+    if not engines.get("rows"):
+        return [*out, f"Not measured: {engines.get('error', 'skipped')}.", ""]
+    return [
+        *out,
+        "Each question answered in this process by the Responses engine and by the Agents SDK engine (the "
+        "ChatKit path's) on the same upstream bodies: recorded once from the offline analyst with the real tools "
+        f"({engines['tools']} tool schemas in every request), then replayed one event per read with a loop turn "
+        "between reads, the tools' outputs served from that first answer. No HTTP server, database, event log or "
+        "load generator: the difference is what the engine itself costs per answer. Median of "
+        f"{engines['rounds']} rounds of {engines['runs']} answers each (`sigmachat.bench.engines`).",
+        "",
+        _md_table(ENGINE_HEADERS, engine_rows(report), right={2, 3, 4, 5, 6}),
+        "",
+    ]
 
 
 def _problems_section(report: dict[str, Any]) -> list[str]:

@@ -55,6 +55,8 @@ FULL_ROUNDS, QUICK_ROUNDS = 1, 1
 # ~270 tokens), 97 s in all. It runs the simulator this many times faster unless told a pace;
 # its figures are then not comparable with a full run's.
 QUICK_PACE = 4.0
+# The engines alone (bench/engines.py): answers per round and rounds (medians); ~6 s in full mode.
+ENGINE_RUNS, ENGINE_ROUNDS = 20, 5
 LOAD_TIMEOUT_S = {"quick": 180.0, "full": 900.0}  # a safety net for the load phase, not its budget
 
 
@@ -272,8 +274,10 @@ def run_bench(opts: BenchOptions, console: Any) -> dict[str, Any]:
                 q.update({f"expected_{k}": v for k, v in (result["expected"].get(q["key"]) or {}).items()})
         # ---- microbenchmarks, servers stopped ---------------------------------------------------
         t = time.perf_counter()
-        console.print("Tool and store microbenchmarks…")
-        report["tools"], report["store"] = asyncio.run(_microbench(workdir, stack.database_url, opts))
+        console.print("Tool, store and engine microbenchmarks…")
+        report["tools"], report["store"], report["engines"] = asyncio.run(
+            _microbench(workdir, stack.database_url, opts)
+        )
         phases["microbench_s"] = round(time.perf_counter() - t, 2)
     finally:
         if not opts.keep_workdir:
@@ -309,7 +313,10 @@ def _drive_worker(plan: LoadPlan, advance: Any, timeout_s: float) -> dict[str, A
     return result
 
 
-async def _microbench(workdir: Path, database_url: str, opts: BenchOptions) -> tuple[dict[str, Any], dict[str, Any]]:
+async def _microbench(
+    workdir: Path, database_url: str, opts: BenchOptions
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    from sigmachat.bench.engines import engine_microbench
     from sigmachat.bench.microbench import store_microbench, tool_microbench
     from sigmachat.logging import configure_logging
     from sigmachat.settings import Settings
@@ -326,4 +333,10 @@ async def _microbench(workdir: Path, database_url: str, opts: BenchOptions) -> t
         store = await store_microbench(settings, runs=store_runs)
     except Exception as exc:
         store = {"error": f"{type(exc).__name__}: {exc}"}
-    return tools, store
+    try:
+        engines = await engine_microbench(
+            settings, [(q.key, q.text) for q in QUESTIONS], runs=ENGINE_RUNS, rounds=1 if opts.quick else ENGINE_ROUNDS
+        )
+    except Exception as exc:
+        engines = {"error": f"{type(exc).__name__}: {exc}"}
+    return tools, store, engines
