@@ -44,6 +44,17 @@ def test_free_port_and_seed_key():
     assert seed_cache_key() == seed_cache_key() and len(seed_cache_key()) == 16
 
 
+def test_free_port_never_hands_out_a_port_twice(monkeypatch):
+    """The kernel may offer a just-probed port again before any server binds it: two servers
+    were once given one port, and one readiness check answered for both."""
+    from sigmachat.bench import procs
+
+    offered = iter([41001, 41001, 41002, 41001, 41003])
+    monkeypatch.setattr(procs, "_probe_port", lambda: next(offered))
+    monkeypatch.setattr(procs, "_HANDED_OUT", set())
+    assert [procs.free_port(), procs.free_port(), procs.free_port()] == [41001, 41002, 41003]
+
+
 def test_bench_and_soak_are_commands():
     from sigmachat.cli.main import app
 

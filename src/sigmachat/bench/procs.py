@@ -34,11 +34,27 @@ LOOPBACK = "127.0.0.1"
 _LIVE: set[ManagedProcess] = set()
 
 
-def free_port() -> int:
-    """A TCP port free on the loopback interface right now."""
+# Ports this process has handed out (see free_port).
+_HANDED_OUT: set[int] = set()
+
+
+def _probe_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
+
+
+def free_port() -> int:
+    """A TCP port free on the loopback interface right now, and not handed out before by this
+    process. Two calls made before either server binds could get the same port (the kernel may
+    give it again once the probe's socket is closed): the second server then failed to bind,
+    while its readiness check was answered by the first (a two-instance cluster that was one
+    instance twice, found when a test killed "the other" instance)."""
+    while (port := _probe_port()) in _HANDED_OUT:
+        pass
+    _HANDED_OUT.add(port)
+    return port
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
