@@ -21,7 +21,9 @@ async def test_both_engines_replay_each_recorded_answer_with_the_same_tokens(set
     for question, _ in QUESTIONS:
         responses, agents = rows[(question, "responses")], rows[(question, "agents")]
         assert responses["tokens"] == agents["tokens"] > 20  # the same answer, whole, from both
-        assert responses["vs_responses"] == 1.0 and agents["vs_responses"] > 0
+        assert responses["vs_responses"] == 1.0 and responses["extra_ms"] == 0 and agents["vs_responses"] > 0
+        ratios = [a / r for a, r in zip(agents["rounds_ms"], responses["rounds_ms"], strict=True)]
+        assert min(ratios) - 0.01 <= agents["vs_responses"] <= max(ratios) + 0.01  # a median of the pairs
         assert len(agents["rounds_ms"]) == 2 and agents["ms_per_answer"] > 0
     assert rows[("text", "agents")]["model_calls"] == 1
     assert rows[("tools", "agents")]["model_calls"] == 2  # the tool turn, then the answer
@@ -29,10 +31,10 @@ async def test_both_engines_replay_each_recorded_answer_with_the_same_tokens(set
 
 def test_the_section_renders_and_a_failure_says_what_failed(report):  # noqa: F811
     row = {"question": "text", "engine": "agents", "model_calls": 1, "tokens": 120, "ms_per_answer": 8.1,
-           "rounds_ms": [8.0, 8.1, 8.3], "us_per_token": 67.5, "vs_responses": 3.12}  # fmt: skip
+           "rounds_ms": [8.0, 8.1, 8.3], "us_per_token": 67.5, "extra_ms": 5.42, "vs_responses": 3.12}  # fmt: skip
     with_engines = {**report, "engines": {"runs": 20, "rounds": 3, "tools": 18, "rows": [row]}}
     md = markdown(with_engines)
-    assert "## The engines alone" in md and "| text | agents | 1 | 120 | 8.10 | 67.5 | ×3.12 |" in md
+    assert "## The engines alone" in md and "| text | agents | 1 | 120 | 8.10 | 67.5 | +5.42 | ×3.12 |" in md
     console = Console(file=io.StringIO(), width=200, record=True)
     for table in terminal_tables(with_engines):
         console.print(table)

@@ -750,6 +750,7 @@ ENGINE_HEADERS = [
     "tokens",
     "CPU ms per answer",
     "µs per token",
+    "extra ms",
     "vs responses",
     "rounds (ms)",
 ]
@@ -764,6 +765,7 @@ def engine_rows(report: dict[str, Any]) -> list[list[str]]:
             str(r["tokens"]),
             num(r["ms_per_answer"], 2),
             num(r["us_per_token"]),
+            f"{r['extra_ms']:+.2f}" if r["engine"] != "responses" and r.get("extra_ms") is not None else "–",
             ratio(r["vs_responses"]),
             ", ".join(num(x, 2) for x in r["rounds_ms"]),
         ]
@@ -785,9 +787,11 @@ def _engines_section(report: dict[str, Any]) -> list[str]:
         f"({engines['tools']} tool schemas in every request), then replayed one event per read with a loop turn "
         "between reads, the tools' outputs served from that first answer. No HTTP server, database, event log or "
         "load generator: the difference is what the engine itself costs per answer. Median of "
-        f"{engines['rounds']} rounds of {engines['runs']} answers each (`sigmachat.bench.engines`).",
+        f"{engines['rounds']} rounds of {engines['runs']} answers each, the engines alternating; **extra ms** and "
+        "**vs responses** are the medians of each round's difference and ratio to the Responses engine "
+        "(`sigmachat.bench.engines`).",
         "",
-        _md_table(ENGINE_HEADERS, engine_rows(report), right={2, 3, 4, 5, 6}),
+        _md_table(ENGINE_HEADERS, engine_rows(report), right={2, 3, 4, 5, 6, 7}),
         "",
     ]
 

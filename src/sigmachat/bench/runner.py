@@ -55,8 +55,8 @@ FULL_ROUNDS, QUICK_ROUNDS = 1, 1
 # ~270 tokens), 97 s in all. It runs the simulator this many times faster unless told a pace;
 # its figures are then not comparable with a full run's.
 QUICK_PACE = 4.0
-# The engines alone (bench/engines.py): answers per round and rounds (medians); ~6 s in full mode.
-ENGINE_RUNS, ENGINE_ROUNDS = 20, 5
+# The engines alone (bench/engines.py): answers per round and rounds (medians); ~8 s in full mode.
+ENGINE_RUNS, ENGINE_ROUNDS = 20, 7
 LOAD_TIMEOUT_S = {"quick": 180.0, "full": 900.0}  # a safety net for the load phase, not its budget
 
 
