@@ -77,6 +77,7 @@ def serve(
         access_log=False,
         factory=True,
         timeout_graceful_shutdown=5,  # after the drain: streams of other instances' runs reconnect elsewhere
+        timeout_keep_alive=settings.http_keep_alive_s,
     )
 
 
