@@ -143,11 +143,7 @@ class OutputBudget:
     def admit_below_limit(self, text: str) -> bool:
         """Count ``text`` if the bound is still not reached after it; False (nothing counted)
         if it would reach or pass the bound (then ``admit`` and ``exhausted`` decide)."""
-        cost = self.cost(text)
-        if self.used + cost >= self.limit:
-            return False
-        self.used += cost
-        return True
+        return self.used + self.cost(text) < self.limit and self.admit(text)
 
     @property
     def exhausted(self) -> bool:
