@@ -26,7 +26,7 @@ class Settings(BaseSettings):
     # --- service ---
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
-    # How long an idle keep-alive connection stays open. Longer than the idle timeouts of the
+    # How long an idle keep-alive connection stays open (serve and sim). Longer than the idle timeouts of the
     # clients and proxies that reuse connections (nginx's upstream keepalive_timeout is 60 s,
     # httpx's 5 s): when the server closed first, at uvicorn's default 5 s, a request sent on
     # the connection as it closed failed (a POST is not retried: a 502 or a reset).

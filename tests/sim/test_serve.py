@@ -66,3 +66,11 @@ async def test_over_tcp_normal_reset_and_drop(sim_url: str) -> None:
     # The server is still healthy after the cuts.
     models = await c.models.list()
     assert models.data
+
+
+def test_the_simulator_keeps_idle_connections_as_long_as_asked() -> None:
+    """The app's upstream client drops idle connections after 5 s, uvicorn's own default: the
+    simulator CLI passes HTTP_KEEP_ALIVE_S so it never closes first (as the app does)."""
+    app = create_sim_app(SimParams(ttfb_ms=0, tokens_per_s=0))
+    assert uvicorn_config(app, host="127.0.0.1", port=1, keep_alive_s=75).timeout_keep_alive == 75
+    assert uvicorn_config(app, host="127.0.0.1", port=1).timeout_keep_alive == uvicorn.Config(app).timeout_keep_alive

@@ -55,7 +55,7 @@ def sim(
         f"Point the app at it: SIGMACHAT_OPENAI_BASE_URL=http://{host}:{port}/v1\n"
         f"Scenarios (X-Sim-Scenario header or model@scenario): {', '.join(SCENARIOS)}"
     )
-    serve(app, host=host, port=port, log_level=log_level)
+    serve(app, host=host, port=port, log_level=log_level, keep_alive_s=settings.http_keep_alive_s)
 
 
 def register(app: typer.Typer) -> None:

@@ -50,8 +50,13 @@ class AbortingH11Protocol(H11Protocol):
         transport.abort()
 
 
-def uvicorn_config(app: SimApp, *, host: str, port: int, log_level: str = "warning") -> uvicorn.Config:
-    return uvicorn.Config(
+def uvicorn_config(
+    app: SimApp, *, host: str, port: int, log_level: str = "warning", keep_alive_s: int | None = None
+) -> uvicorn.Config:
+    """``keep_alive_s``: how long an idle connection stays open (None: uvicorn's 5 s). The app's
+    upstream client drops idle connections after 5 s too, and a request sent on one as the
+    server closed it failed (see the app's HTTP_KEEP_ALIVE_S): the sim CLI passes that setting."""
+    config = uvicorn.Config(
         app,
         host=host,
         port=port,
@@ -61,7 +66,17 @@ def uvicorn_config(app: SimApp, *, host: str, port: int, log_level: str = "warni
         access_log=False,
         timeout_graceful_shutdown=2,
     )
+    if keep_alive_s is not None:
+        config.timeout_keep_alive = keep_alive_s
+    return config
 
 
-def serve(app: SimApp, *, host: str = "127.0.0.1", port: int = 9100, log_level: str = "warning") -> None:
-    uvicorn.Server(uvicorn_config(app, host=host, port=port, log_level=log_level)).run()
+def serve(
+    app: SimApp,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 9100,
+    log_level: str = "warning",
+    keep_alive_s: int | None = None,
+) -> None:
+    uvicorn.Server(uvicorn_config(app, host=host, port=port, log_level=log_level, keep_alive_s=keep_alive_s)).run()
