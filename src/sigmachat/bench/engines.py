@@ -142,12 +142,18 @@ async def engine_microbench(
     from sigmachat.tools.registry import build_registry
 
     db = Database(settings)
+    tools = _RecordedTools(build_registry(settings))
+    made: list[ResponsesEngine | AgentsEngine] = []  # their model clients are closed at the end
+
+    def engine(name: str, transport: httpx2.AsyncBaseTransport) -> ResponsesEngine | AgentsEngine:
+        made.append(_engine(name, transport, tools, settings, db))
+        return made[-1]
+
     try:
         async with db.session() as session:
             owner_id, portfolio_id = (
                 await session.execute(select(Portfolio.owner_id, Portfolio.id).order_by(Portfolio.created_at).limit(1))
             ).one()
-        tools = _RecordedTools(build_registry(settings))
         rows: list[dict[str, Any]] = []
         for key, text in questions:
             request = RunRequest(
@@ -158,11 +164,11 @@ async def engine_microbench(
                 portfolio_id=portfolio_id,
             )
             recorder = _Recorder(OfflineTransport(offline_server(settings, pacing=Pacing())))
-            terminal, _ = await _answer(_engine("responses", recorder, tools, settings, db), request)
+            terminal, _ = await _answer(engine("responses", recorder), request)
             if terminal != "run_finished":
                 raise RuntimeError(f"the recorded answer to {key!r} ended with {terminal}")
             replay = _Replay(recorder.bodies)
-            engines = {name: _engine(name, replay, tools, settings, db) for name in ENGINES}
+            engines = {name: engine(name, replay) for name in ENGINES}
             samples: dict[str, list[float]] = {name: [] for name in ENGINES}
             tokens: dict[str, int] = {}
             for round_no in range(rounds + 1):  # round 0 warms both engines up
@@ -189,6 +195,8 @@ async def engine_microbench(
                     }
                 )
     finally:
+        for made_engine in made:
+            await made_engine.mc.aclose()
         await db.dispose()
     # Against the Responses engine round by round (the two ran a second apart), then the median:
     # the box's speed drifts between rounds more than between two engines of one round.
