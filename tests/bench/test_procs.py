@@ -100,3 +100,58 @@ def test_a_reporting_process_that_fails_or_dies_raises_the_given_error():
         run_reporting_process(reporting_child.fails, (), name="child", timeout_s=60, on_message=print, error=Failed)
     with pytest.raises(Failed, match=r"child exited \(3\) without a result"):
         run_reporting_process(reporting_child.dies, (), name="child", timeout_s=60, on_message=print, error=Failed)
+
+
+def test_app_settings_name_a_setting_in_any_case_with_or_without_its_prefix(monkeypatch):
+    from sigmachat.bench.procs import app_settings
+
+    # Validated alone: a setting the developer's shell holds (here a wrong one) plays no part.
+    monkeypatch.setenv("SIGMACHAT_HTTP_KEEP_ALIVE_S", "not a number")
+    env = app_settings(["CHATKIT_ENGINE=responses", "sigmachat_log_level=INFO", "shadow_sample_rate = 0.5"])
+    assert env == {
+        "SIGMACHAT_CHATKIT_ENGINE": "responses",
+        "SIGMACHAT_LOG_LEVEL": "INFO",
+        "SIGMACHAT_SHADOW_SAMPLE_RATE": " 0.5",
+    }
+    assert app_settings([]) == {}
+
+
+@pytest.mark.parametrize(
+    ("pair", "says"),
+    [
+        ("CHATKIT_ENGINE", "NAME=VALUE"),
+        ("=responses", "NAME=VALUE"),
+        ("CHATKIT_ENGIN=responses", "CHATKIT_ENGIN: no such setting"),
+        ("DATABASE_URL=sqlite+aiosqlite:///other.db", "DATABASE_URL: the benchmark sets this itself"),
+        ("OPENAI_API_KEY=sk-x", "the benchmark sets this itself"),
+        ("CHATKIT_ENGINE=langchain", "CHATKIT_ENGINE=langchain: String should match pattern"),
+        ("HTTP_KEEP_ALIVE_S=0", "HTTP_KEEP_ALIVE_S=0: Input should be greater than or equal to 1"),
+    ],
+)
+def test_app_settings_refuse_what_the_app_or_the_benchmark_would_not_take(pair, says):
+    from sigmachat.bench.procs import app_settings
+
+    with pytest.raises(ValueError, match=says.replace("+", r"\+").replace(".", r"\.")):
+        app_settings([pair])
+
+
+def test_a_report_shows_the_settings_a_run_changed_but_not_secrets_or_urls():
+    from sigmachat.bench.procs import shown_settings
+
+    shown = shown_settings(
+        {"SIGMACHAT_CHATKIT_ENGINE": "responses", "SIGMACHAT_REDIS_URL": "redis://:pw@127.0.0.1:1/0"}
+    )
+    assert shown == {"CHATKIT_ENGINE": "responses", "REDIS_URL": "(set)"}
+
+
+def test_the_bench_command_refuses_a_bad_app_setting_before_starting_anything(tmp_path):
+    from sigmachat.cli.main import app
+
+    runner = CliRunner()
+    bad = runner.invoke(app, ["bench", "--app-setting", "NO_SUCH=1", "--out", str(tmp_path)])
+    assert bad.exit_code == 2
+    assert "NO_SUCH: no such setting" in bad.output
+    both = runner.invoke(app, ["bench", "--workers-compare", "--app-setting", "CHATKIT_ENGINE=responses"])
+    assert both.exit_code == 2
+    assert "not to --workers-compare" in both.output
+    assert not any(tmp_path.iterdir())  # nothing measured, nothing written

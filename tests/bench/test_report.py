@@ -245,3 +245,9 @@ def test_the_hot_path_targets_are_checked_per_question_and_shown_in_the_docs_pag
     assert rows["chatkit p95 TTFB against responses' at 50 streams"][3:] == ["×1.07 (1,320 / 1,236 ms)", "yes"]
     page = markdown(report)
     assert "## Targets" in page and "| text | chatkit p95 TTFB against responses' at 50 streams |" in page
+
+
+def test_the_docs_page_says_which_app_settings_a_run_changed(report):
+    assert "App settings changed" not in markdown(report)  # the app as configured by default
+    report["app_settings"] = {"CHATKIT_ENGINE": "responses", "REDIS_URL": "(set)"}
+    assert "**App settings changed for this run:** CHATKIT_ENGINE=responses, REDIS_URL=(set)" in markdown(report)

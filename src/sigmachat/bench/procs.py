@@ -23,7 +23,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -198,6 +198,61 @@ def app_env(
         env["SIGMACHAT_MODEL"] = model
     env.update(extra or {})
     return env
+
+
+# What a benchmark wires itself (its database, upstream, secret and address): a setting given
+# for the measured app may not change these, or the run would measure something else or fail.
+BENCH_WIRED_SETTINGS = frozenset(
+    {"database_url", "var_dir", "jwt_secret", "openai_api_key", "openai_base_url", "model", "auto_seed", "host", "port"}
+)
+
+
+def app_settings(pairs: Iterable[str]) -> dict[str, str]:
+    """``NAME=VALUE`` settings for the measured app, as the environment that sets them.
+
+    NAME is a setting as the README's table lists it, with or without the ``SIGMACHAT_``
+    prefix, in any case (``CHATKIT_ENGINE=responses``). Raises ``ValueError`` saying what
+    was wrong: no ``=``, an unknown setting, one the benchmark wires itself, or a value the
+    setting refuses (checked here, before any process starts).
+    """
+    from pydantic import ValidationError
+
+    from sigmachat.settings import Settings
+
+    env: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        field_name = name.strip().lower().removeprefix("sigmachat_")
+        if not sep or not field_name:
+            raise ValueError(f"{pair!r}: a setting is given as NAME=VALUE, e.g. CHATKIT_ENGINE=responses.")
+        if field_name not in Settings.model_fields:
+            raise ValueError(f"{name.strip()}: no such setting (the README's settings table lists them).")
+        if field_name in BENCH_WIRED_SETTINGS:
+            raise ValueError(f"{name.strip()}: the benchmark sets this itself.")
+        try:
+            Settings.model_validate({field_name: value})
+        except ValidationError as exc:
+            # Only this setting's own errors: the rest comes from this shell, not the app's.
+            if mine := [e["msg"] for e in exc.errors() if e["loc"][:1] == (field_name,)]:
+                raise ValueError(f"{name.strip()}={value}: {mine[0]}.") from None
+        env[f"SIGMACHAT_{field_name.upper()}"] = value
+    return env
+
+
+def shown_settings(env: Mapping[str, str]) -> dict[str, str]:
+    """The app settings a run changed, for its report: secrets and URLs (which may carry a
+    password) only as set."""
+    from pydantic import SecretStr
+
+    from sigmachat.settings import Settings
+
+    shown: dict[str, str] = {}
+    for key, value in env.items():
+        name = key.removeprefix("SIGMACHAT_")
+        field = Settings.model_fields.get(name.lower())
+        hidden = field is None or field.annotation in (SecretStr, SecretStr | None) or name.endswith("_URL")
+        shown[name] = "(set)" if hidden else value
+    return shown
 
 
 def seed_database(

@@ -209,6 +209,7 @@ def run_bench(opts: BenchOptions, console: Any) -> dict[str, Any]:
         },
         "questions": [{"key": q.key, "text": q.text, "label": q.label} for q in QUESTIONS],
         "note": opts.note,
+        "app_settings": procs.shown_settings(opts.extra_env),
     }
     try:
         with procs.process_group() as group:

@@ -59,6 +59,12 @@ def bench(
         "--workers-compare",
         help="Instead: CPU per token of `serve --workers 2` against 1 worker (PostgreSQL + Redis), same load.",
     ),
+    app_setting: list[str] = typer.Option(
+        None,
+        "--app-setting",
+        help="A setting of the measured app, NAME=VALUE (repeatable), e.g. CHATKIT_ENGINE=responses: the ChatKit "
+        "path on the Responses engine. Shown in the report; the docs page is then written only with --docs.",
+    ),
     rounds: int | None = typer.Option(
         None,
         "--rounds",
@@ -72,7 +78,8 @@ def bench(
     its own process, then prints a table and writes JSON + an HTML chart under bench/results/
     and (full runs) docs/benchmarks.md.
     """
-    from sigmachat.bench.report import terminal_tables, write_outputs
+    from sigmachat.bench import procs
+    from sigmachat.bench.report import settings_line, terminal_tables, write_outputs
     from sigmachat.bench.runner import BenchError, BenchOptions, run_bench
 
     if from_json is not None:
@@ -97,8 +104,17 @@ def bench(
     if level_values and any(v < 1 for v in level_values):
         err.print("[red]--levels must be positive.[/]")
         raise typer.Exit(2)
-    write_docs = (not quick) if docs is None else docs
+    try:
+        app_env = procs.app_settings(app_setting or ())
+    except ValueError as exc:
+        err.print(f"[red]--app-setting {exc}[/]")
+        raise typer.Exit(2) from exc
+    # docs/benchmarks.md describes the app as configured by default unless asked otherwise.
+    write_docs = (not quick and not app_env) if docs is None else docs
     if workers_compare:
+        if app_env:
+            err.print("[red]--app-setting applies to the paths' benchmark, not to --workers-compare.[/]")
+            raise typer.Exit(2)
         _workers_compare(level_values, streams, _csv(paths), rounds, ttfb_ms, tokens_per_s, out_dir,
                          docs_path if docs is not False else None, keep_workdir, note)  # fmt: skip
         return
@@ -116,6 +132,7 @@ def bench(
         seed_cache=not no_seed_cache,
         keep_workdir=keep_workdir,
         note=note,
+        extra_env=app_env,
     )
     try:
         report = run_bench(opts, console)
@@ -124,6 +141,8 @@ def bench(
         raise typer.Exit(2) from exc
     for table in terminal_tables(report):
         console.print(table)
+    if changed := settings_line(report):
+        console.print(f"App settings changed for this run: {changed}")
     v = report["verdict"]
     console.print(
         f"{v['streams']} streams, {v['errors']} errors, {v['not_intact']} not intact · "
