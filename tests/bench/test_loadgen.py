@@ -143,3 +143,38 @@ def test_quick_mode_runs_the_simulator_faster_unless_told_a_pace():
     assert _upstream(BenchOptions())["tokens_per_s"] == pace
     assert _upstream(BenchOptions(quick=True))["tokens_per_s"] == pace * QUICK_PACE > pace
     assert _upstream(BenchOptions(quick=True, tokens_per_s=50.0))["tokens_per_s"] == 50.0
+
+
+async def test_a_legacy_stream_is_a_new_chats_first_message_with_the_conversation_made_on_the_clock(settings, app):
+    """As the original frontend's sendAIMessage: POST /chat/conversations, then /chat/send, in one action."""
+    import time
+
+    from sigmachat.bench.clients import legacy_stream
+
+    arrivals: list[tuple[str, str, float]] = []
+
+    async def recording(scope, receive, send):
+        if scope["type"] == "http":
+            arrivals.append((scope["method"], scope["path"], time.perf_counter()))
+        await app(scope, receive, send)
+
+    async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=recording), base_url=BASE, timeout=30) as http:
+        login = await http.post("/api/v1/auth/login", json={"email": HNW, "password": DEMO_PASSWORD})
+        token = login.json()["access_token"]
+        owned = (await http.get("/api/v1/portfolios", headers={"Authorization": f"Bearer {token}"})).json()
+        portfolio_id = owned[0]["id"]
+        arrivals.clear()
+        result = await legacy_stream(http, BASE, token, None, "What can you do?", portfolio_id=portfolio_id)
+        assert result.ok, result.error
+        assert [(m, p) for m, p, _ in arrivals] == [
+            ("POST", "/api/v1/chat/conversations"),
+            ("POST", "/api/v1/chat/send"),
+        ]
+        assert result.t_sent <= arrivals[0][2]  # the creation is inside the measured time
+        listed = (await http.get("/api/v1/chat/conversations", headers={"Authorization": f"Bearer {token}"})).json()
+        assert len(listed) == 1 and listed[0]["portfolio_id"] == portfolio_id
+        # Given a conversation, only the send.
+        arrivals.clear()
+        again = await legacy_stream(http, BASE, token, listed[0]["id"], "And what else?")
+        assert again.ok, again.error
+        assert [(m, p) for m, p, _ in arrivals] == [("POST", "/api/v1/chat/send")]

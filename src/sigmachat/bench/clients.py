@@ -111,23 +111,37 @@ async def legacy_stream(
     client: httpx2.AsyncClient,
     base_url: str,
     token: str,
-    conversation_id: str,
+    conversation_id: str | None,
     question: str,
     *,
+    portfolio_id: str | None = None,
     user: str = "",
     deadline_s: float = 120.0,
 ) -> StreamResult:
+    """One answer on the legacy API. Without a ``conversation_id`` it is a new chat's first
+    message as the original frontend sends it: ``sendAIMessage`` creates the conversation
+    (``POST /chat/conversations``) in the same action, then sends, so the creation is on the
+    clock, as ``threads.create`` is on the ChatKit path's."""
     result = StreamResult("responses", question, user)
     headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
 
     async def body() -> None:
         result.t_sent = time.perf_counter()
+        conv_id = conversation_id
+        if conv_id is None:
+            created = await client.post(
+                f"{base_url}/api/v1/chat/conversations",
+                headers={"Authorization": f"Bearer {token}"},
+                json={"portfolio_id": portfolio_id} if portfolio_id else {},
+            )
+            created.raise_for_status()
+            conv_id = created.json()["id"]
         expected_seq = 1
         async with client.stream(
             "POST",
             f"{base_url}/api/v1/chat/send",
             headers=headers,
-            json={"conversation_id": conversation_id, "text": question},
+            json={"conversation_id": conv_id, "text": question},
         ) as resp:
             await _raise_for_status(resp)
             result.run_id = resp.headers.get("x-run-id")

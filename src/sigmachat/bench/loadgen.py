@@ -417,7 +417,7 @@ class LoadGenerator:
     # ---- one stream ------------------------------------------------------------------------
 
     async def one(
-        self, path: str, user: UserCtx, question: Question, http: httpx2.AsyncClient, oa: Any, conv_id: str | None
+        self, path: str, user: UserCtx, question: Question, http: httpx2.AsyncClient, oa: Any
     ) -> StreamResult:
         deadline = self.plan.stream_deadline_s
         assert user.direct is not None  # setup() gives every user its DirectRequest
@@ -437,9 +437,11 @@ class LoadGenerator:
                 deadline_s=deadline,
             )
         if path == "responses":
+            # A new conversation per stream, created on the clock as the original frontend does.
             return await legacy_stream(
-                http, self.plan.app_url, user.token, conv_id or "", question.text, user=user.email, deadline_s=deadline
-            )
+                http, self.plan.app_url, user.token, None, question.text,
+                portfolio_id=user.portfolio_id, user=user.email, deadline_s=deadline,
+            )  # fmt: skip
         if path == "chatkit":
             return await chatkit_stream(
                 http,
@@ -451,23 +453,6 @@ class LoadGenerator:
                 deadline_s=deadline,
             )
         raise ValueError(f"unknown path {path}")
-
-    async def _conversations(self, http: httpx2.AsyncClient, users: list[UserCtx]) -> list[str]:
-        """One new conversation per legacy stream, created before the clock starts (as the
-        legacy UI does, in its own request before the first send)."""
-        sem = asyncio.Semaphore(16)
-
-        async def make(user: UserCtx) -> str:
-            async with sem:
-                resp = await http.post(
-                    f"{self.plan.app_url}/api/v1/chat/conversations",
-                    headers={"Authorization": f"Bearer {user.token}"},
-                    json={"portfolio_id": user.portfolio_id},
-                )
-                resp.raise_for_status()
-                return resp.json()["id"]
-
-        return list(await asyncio.gather(*(make(u) for u in users)))
 
     def _expected_for(self, question: Question) -> Callable[[StreamResult], str | None]:
         if not self.plan.deterministic:
@@ -483,11 +468,11 @@ class LoadGenerator:
         pairs = [(u, q) for u in self.users for q in self.plan.questions]
         sem = asyncio.Semaphore(WARMUP_CONCURRENCY)
 
-        async def one(path: str, u: UserCtx, q: Question, conv: str | None) -> StreamResult:
+        async def one(path: str, u: UserCtx, q: Question) -> StreamResult:
             async with sem:
-                return await self.one(path, u, q, http, oa, conv)
+                return await self.one(path, u, q, http, oa)
 
-        direct = await asyncio.gather(*(one("direct", u, q, None) for u, q in pairs))
+        direct = await asyncio.gather(*(one("direct", u, q) for u, q in pairs))
         self.report(("advance", len(pairs), "warm-up: expected answers"))
         for (u, q), r in zip(pairs, direct, strict=True):
             if r.ok:
@@ -496,25 +481,20 @@ class LoadGenerator:
                 info["direct_failed"] += 1
         app_paths = [p for p in self.plan.paths if p in APP_PATHS]
         firsts = [(self.users[0], q) for q in self.plan.questions]
-        jobs = []
-        for path in app_paths:
-            convs = (
-                await self._conversations(http, [u for u, _ in firsts]) if path == "responses" else [None] * len(firsts)
-            )
-            jobs += [(path, u, q, c) for (u, q), c in zip(firsts, convs, strict=True)]
+        jobs = [(path, u, q) for path in app_paths for u, q in firsts]
         # Two at a time: these are all the first user's, and a server with its default limits
         # admits three concurrent runs per user (a refusal here would say nothing about the
         # paths); the benchmark's own app has no limit.
         two = asyncio.Semaphore(2)
 
-        async def warm_one(path: str, u: UserCtx, q: Question, conv: str | None) -> StreamResult:
+        async def warm_one(path: str, u: UserCtx, q: Question) -> StreamResult:
             async with two:
-                return await self.one(path, u, q, http, oa, conv)
+                return await self.one(path, u, q, http, oa)
 
         warm = await asyncio.gather(*(warm_one(*job) for job in jobs))
         self.report(("advance", len(jobs), "warm-up: app paths"))
         failures: Counter[str] = Counter()
-        for (path, _, q, _), r in zip(jobs, warm, strict=True):
+        for (path, _, q), r in zip(jobs, warm, strict=True):
             if not r.ok:
                 info["app_failed"] += 1
                 failures[f"{path}: {r.error}"] += 1
@@ -537,9 +517,6 @@ class LoadGenerator:
     ) -> RoundRun:
         """One round of a cell: its streams and what the processes spent on them."""
         users = [self.users[i % len(self.users)] for i in range(n)]
-        convs: list[str | None] = [None] * n
-        if path == "responses":
-            convs = [*await self._conversations(http, users)]
         results: list[StreamResult | None] = [None] * n
         queue: asyncio.Queue[int] = asyncio.Queue()
         for i in range(n):
@@ -553,7 +530,7 @@ class LoadGenerator:
                     i = queue.get_nowait()
                 except asyncio.QueueEmpty:
                     return
-                results[i] = await self.one(path, users[i], question, http, oa, convs[i])
+                results[i] = await self.one(path, users[i], question, http, oa)
                 self.report(("advance", 1, label))
 
         # No app sampling on the raw path: the app is idle then, and the sampler's own psutil
