@@ -111,7 +111,7 @@ def test_app_settings_name_a_setting_in_any_case_with_or_without_its_prefix(monk
     assert env == {
         "SIGMACHAT_CHATKIT_ENGINE": "responses",
         "SIGMACHAT_LOG_LEVEL": "INFO",
-        "SIGMACHAT_SHADOW_SAMPLE_RATE": " 0.5",
+        "SIGMACHAT_SHADOW_SAMPLE_RATE": "0.5",
     }
     assert app_settings([]) == {}
 
@@ -139,9 +139,13 @@ def test_a_report_shows_the_settings_a_run_changed_but_not_secrets_or_urls():
     from sigmachat.bench.procs import shown_settings
 
     shown = shown_settings(
-        {"SIGMACHAT_CHATKIT_ENGINE": "responses", "SIGMACHAT_REDIS_URL": "redis://:pw@127.0.0.1:1/0"}
+        {
+            "SIGMACHAT_CHATKIT_ENGINE": "responses",
+            "SIGMACHAT_REDIS_URL": "redis://:pw@127.0.0.1:1/0",
+            "SIGMACHAT_METRICS_TOKEN": "t0ken",
+        }
     )
-    assert shown == {"CHATKIT_ENGINE": "responses", "REDIS_URL": "(set)"}
+    assert shown == {"CHATKIT_ENGINE": "responses", "REDIS_URL": "(set)", "METRICS_TOKEN": "(set)"}
 
 
 def test_the_bench_command_refuses_a_bad_app_setting_before_starting_anything(tmp_path):

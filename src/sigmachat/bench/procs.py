@@ -222,7 +222,7 @@ def app_settings(pairs: Iterable[str]) -> dict[str, str]:
     env: dict[str, str] = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
-        field_name = name.strip().lower().removeprefix("sigmachat_")
+        field_name, value = name.strip().lower().removeprefix("sigmachat_"), value.strip()
         if not sep or not field_name:
             raise ValueError(f"{pair!r}: a setting is given as NAME=VALUE, e.g. CHATKIT_ENGINE=responses.")
         if field_name not in Settings.model_fields:
