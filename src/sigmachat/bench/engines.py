@@ -20,11 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx2
-from openai import AsyncOpenAI
 
 from sigmachat.engines.agents import AgentsEngine
 from sigmachat.engines.base import RunRequest, ToolCaller
-from sigmachat.engines.model_client import OFFLINE_BASE_URL, ModelClient
+from sigmachat.engines.model_client import OFFLINE_BASE_URL, build_model_client
 from sigmachat.engines.responses import ResponsesEngine
 from sigmachat.settings import Settings
 from sigmachat.tools.registry import ToolResult
@@ -98,20 +97,9 @@ class _RecordedTools:
 def _engine(
     name: str, transport: httpx2.AsyncBaseTransport, tools: ToolCaller, settings: Settings, db: Any
 ) -> ResponsesEngine | AgentsEngine:
-    client = AsyncOpenAI(
-        api_key="sk-bench",
-        base_url=OFFLINE_BASE_URL,
-        http_client=httpx2.AsyncClient(transport=transport),
-        max_retries=0,
-    )
-    mc = ModelClient(
-        client,
-        offline=False,
-        is_openai=False,
-        default_model=settings.model,
-        fallback_model=None,
-        upstream_api="responses",
-    )
+    # The app's own model client, its upstream the given transport: the Responses API, no fallback model.
+    upstream = {"openai_base_url": OFFLINE_BASE_URL, "fallback_model": None, "upstream_api": "responses"}
+    mc = build_model_client(settings.model_copy(update=upstream), http_client=httpx2.AsyncClient(transport=transport))
     if name == "agents":
         return AgentsEngine(mc, tools, settings, db.session)
     return ResponsesEngine(mc, tools, settings, db.session)
