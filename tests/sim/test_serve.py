@@ -74,3 +74,23 @@ def test_the_simulator_keeps_idle_connections_as_long_as_asked() -> None:
     app = create_sim_app(SimParams(ttfb_ms=0, tokens_per_s=0))
     assert uvicorn_config(app, host="127.0.0.1", port=1, keep_alive_s=75).timeout_keep_alive == 75
     assert uvicorn_config(app, host="127.0.0.1", port=1).timeout_keep_alive == uvicorn.Config(app).timeout_keep_alive
+
+
+def test_the_sim_command_passes_http_keep_alive_s(monkeypatch) -> None:
+    """The wiring the test above assumes: ``sigmachat sim`` serves with the setting's value."""
+    from typer.testing import CliRunner
+
+    import sigmachat.sim.serve as sim_serve
+    from sigmachat.cli.main import app
+    from sigmachat.settings import get_settings
+
+    served: dict = {}
+    monkeypatch.setattr(sim_serve, "serve", lambda sim_app, **kwargs: served.update(kwargs))
+    monkeypatch.setenv("SIGMACHAT_HTTP_KEEP_ALIVE_S", "33")
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["sim", "--port", "1"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    assert served["keep_alive_s"] == 33
